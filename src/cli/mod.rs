@@ -1,3 +1,5 @@
 //! Command-line interface.
 /// Entry point; returns the process exit code.
-pub fn main() -> i32 { 0 }
+pub fn main() -> i32 {
+    0
+}

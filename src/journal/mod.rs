@@ -1,1 +1,445 @@
-//! Placeholder, filled in by its owner.
+//! The durable journal of a run, over sled.
+//!
+//! Layout in `--state DIR`:
+//! - `DIR/db/`: the sled database (trees `meta`, `vms`, `events`);
+//! - `DIR/journal.jsonl`: an append-only, fsync'd audit copy of every event,
+//!   human-readable and a recovery source if sled ever refuses to open;
+//! - `DIR/owner`: pid of the process holding the journal (for the lock message).
+//!
+//! Contracts:
+//! - **Write-ahead.** [`Journal::write`] stores the VM record and its event in
+//!   one sled transaction and flushes to disk before returning. The engine calls
+//!   it with the intent before every mutating Azure call and with the result
+//!   after, so a crash never loses a fact the next run needs.
+//! - **Exclusive.** Only one process opens a journal; a second gets
+//!   [`JournalError::Locked`] at once.
+//! - **Versioned.** `meta.schema_version` is checked on open: newer →
+//!   [`JournalError::NewerSchema`]; unreadable → [`JournalError::Corrupt`].
+//! - **No secrets.** Only `Serialize` types go in, and secret types are not
+//!   `Serialize`.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+use sled::Transactional;
+
+use crate::model::ResourceId;
+use crate::step::{Step, VmRecord};
+
+/// Schema version written by this build.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Why a journal could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// Another process holds the journal.
+    #[error("journal {dir} is in use by another ade2eah process{}; wait for it to finish or stop it", pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    Locked { dir: PathBuf, pid: Option<u32> },
+    /// The journal was written by a newer ade2eah.
+    #[error(
+        "journal {dir} has schema version {found}, newer than this ade2eah supports ({SCHEMA_VERSION}); use a newer ade2eah"
+    )]
+    NewerSchema { dir: PathBuf, found: u32 },
+    /// The journal cannot be read.
+    #[error(
+        "journal {dir} is corrupt or unreadable: {detail}; the audit copy journal.jsonl in that directory holds every event"
+    )]
+    Corrupt { dir: PathBuf, detail: String },
+    /// `resume`/`status` on a directory with no run.
+    #[error("no run found in journal {dir}; start one with `ade2eah run`")]
+    NoRun { dir: PathBuf },
+    /// `run` on a directory that already holds a run.
+    #[error("journal {dir} already holds run {run_id}; continue it with `ade2eah resume --state {}` or use another --state directory", dir.display())]
+    RunExists { dir: PathBuf, run_id: String },
+    /// File-system error (disk full, permissions...).
+    #[error("journal {dir}: {source}")]
+    Io {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The run-level facts: options and endpoint, never credentials.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunMeta {
+    /// Schema version of this journal.
+    pub schema_version: u32,
+    /// Unique id of the run; tags every resource it creates.
+    pub run_id: String,
+    /// RFC 3339 UTC.
+    pub created_at: String,
+    /// ade2eah version that started the run.
+    pub tool_version: String,
+    /// ARM endpoint URL.
+    pub arm_endpoint: String,
+    /// Cloud name (`public`, `china`, `usgov`).
+    pub cloud: String,
+    /// Subscription given on the command line.
+    pub subscription: String,
+    /// Authentication mode name (never a secret).
+    pub auth: String,
+    /// Poll interval in seconds.
+    pub poll_interval_secs: f64,
+    /// Most VMs migrated at once.
+    pub max_parallel: usize,
+    /// VMs selected, in order.
+    pub vms: Vec<ResourceId>,
+}
+
+/// One append-only journal event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Monotonic sequence number (sled `generate_id`).
+    pub seq: u64,
+    /// RFC 3339 UTC.
+    pub at: String,
+    /// The VM.
+    pub vm: ResourceId,
+    /// Step at the time of the event.
+    pub step: Step,
+    /// `intent`, `result`, `error`, `advance`, `park`, `skip`, `discover`...
+    pub kind: String,
+    /// Details (action, error text, observation summary); never secrets.
+    pub detail: serde_json::Value,
+}
+
+/// An open journal. Cheap to share behind an `Arc`.
+pub struct Journal {
+    dir: PathBuf,
+    db: sled::Db,
+    meta: sled::Tree,
+    vms: sled::Tree,
+    events: sled::Tree,
+    audit: Mutex<File>,
+}
+
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Journal({})", self.dir.display())
+    }
+}
+
+const META_KEY: &[u8] = b"run";
+
+impl Journal {
+    /// Opens (creating if needed) the journal in `dir`, takes the lock and
+    /// checks the schema version.
+    pub fn open(dir: &Path) -> Result<Journal, JournalError> {
+        let io = |source| JournalError::Io {
+            dir: dir.to_path_buf(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let db = match sled::Config::new()
+            .path(dir.join("db"))
+            .mode(sled::Mode::LowSpace)
+            .open()
+        {
+            Ok(db) => db,
+            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                let pid = std::fs::read_to_string(dir.join("owner"))
+                    .ok()
+                    .and_then(|s| s.trim().parse().ok());
+                return Err(JournalError::Locked {
+                    dir: dir.to_path_buf(),
+                    pid,
+                });
+            }
+            Err(sled::Error::Io(e)) => return Err(io(e)),
+            Err(e) => {
+                return Err(JournalError::Corrupt {
+                    dir: dir.to_path_buf(),
+                    detail: e.to_string(),
+                });
+            }
+        };
+        let corrupt = |e: sled::Error| JournalError::Corrupt {
+            dir: dir.to_path_buf(),
+            detail: e.to_string(),
+        };
+        let meta = db.open_tree("meta").map_err(corrupt)?;
+        let vms = db.open_tree("vms").map_err(corrupt)?;
+        let events = db.open_tree("events").map_err(corrupt)?;
+        std::fs::write(dir.join("owner"), std::process::id().to_string()).map_err(io)?;
+        let audit = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("journal.jsonl"))
+            .map_err(io)?;
+        let j = Journal {
+            dir: dir.to_path_buf(),
+            db,
+            meta,
+            vms,
+            events,
+            audit: Mutex::new(audit),
+        };
+        j.check_schema()?;
+        Ok(j)
+    }
+
+    /// The journal directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn corrupt(&self, detail: impl std::fmt::Display) -> JournalError {
+        JournalError::Corrupt {
+            dir: self.dir.clone(),
+            detail: detail.to_string(),
+        }
+    }
+
+    fn check_schema(&self) -> Result<(), JournalError> {
+        let Some(raw) = self.meta.get(META_KEY).map_err(|e| self.corrupt(e))? else {
+            return Ok(());
+        };
+        let v: serde_json::Value =
+            serde_json::from_slice(&raw).map_err(|e| self.corrupt(format!("run metadata: {e}")))?;
+        let found = v
+            .get("schema_version")
+            .and_then(serde_json::Value::as_u64)
+            .ok_or_else(|| self.corrupt("run metadata has no schema_version"))?;
+        if found > u64::from(SCHEMA_VERSION) {
+            return Err(JournalError::NewerSchema {
+                dir: self.dir.clone(),
+                found: found as u32,
+            });
+        }
+        Ok(())
+    }
+
+    /// The run metadata, if a run was started here.
+    pub fn meta(&self) -> Result<Option<RunMeta>, JournalError> {
+        let Some(raw) = self.meta.get(META_KEY).map_err(|e| self.corrupt(e))? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&raw)
+            .map(Some)
+            .map_err(|e| self.corrupt(format!("run metadata: {e}")))
+    }
+
+    /// The run metadata, or [`JournalError::NoRun`].
+    pub fn require_meta(&self) -> Result<RunMeta, JournalError> {
+        self.meta()?.ok_or_else(|| JournalError::NoRun {
+            dir: self.dir.clone(),
+        })
+    }
+
+    /// Starts a run: stores `meta` and the initial records, flushed. Fails if
+    /// the journal already holds a run.
+    pub fn init_run(&self, meta: &RunMeta, records: &[VmRecord]) -> Result<(), JournalError> {
+        if let Some(existing) = self.meta()? {
+            return Err(JournalError::RunExists {
+                dir: self.dir.clone(),
+                run_id: existing.run_id,
+            });
+        }
+        for r in records {
+            self.put_record(r)?;
+        }
+        let raw = serde_json::to_vec(meta).map_err(|e| self.corrupt(e))?;
+        self.meta
+            .insert(META_KEY, raw)
+            .map_err(|e| self.corrupt(e))?;
+        self.flush()
+    }
+
+    fn put_record(&self, r: &VmRecord) -> Result<(), JournalError> {
+        let raw = serde_json::to_vec(r).map_err(|e| self.corrupt(e))?;
+        self.vms
+            .insert(r.id.key().as_bytes(), raw)
+            .map_err(|e| self.corrupt(e))?;
+        Ok(())
+    }
+
+    /// Every VM record, in the order the run listed them.
+    pub fn records(&self) -> Result<Vec<VmRecord>, JournalError> {
+        let order: Vec<String> = self
+            .meta()?
+            .map(|m| m.vms.iter().map(ResourceId::key).collect())
+            .unwrap_or_default();
+        let mut out = Vec::new();
+        for item in self.vms.iter() {
+            let (_, v) = item.map_err(|e| self.corrupt(e))?;
+            let rec: VmRecord =
+                serde_json::from_slice(&v).map_err(|e| self.corrupt(format!("VM record: {e}")))?;
+            out.push(rec);
+        }
+        out.sort_by_key(|r| {
+            order
+                .iter()
+                .position(|k| *k == r.id.key())
+                .unwrap_or(usize::MAX)
+        });
+        Ok(out)
+    }
+
+    /// Durably stores `rec` together with one event about it, then flushes.
+    /// Returns only once both are on disk (sled flush + fsync'd audit line).
+    pub fn write(
+        &self,
+        rec: &VmRecord,
+        kind: &str,
+        detail: serde_json::Value,
+    ) -> Result<Event, JournalError> {
+        let seq = self.db.generate_id().map_err(|e| self.corrupt(e))?;
+        let event = Event {
+            seq,
+            at: now_rfc3339(),
+            vm: rec.id.clone(),
+            step: rec.step,
+            kind: kind.to_string(),
+            detail,
+        };
+        let rec_raw = serde_json::to_vec(rec).map_err(|e| self.corrupt(e))?;
+        let ev_raw = serde_json::to_vec(&event).map_err(|e| self.corrupt(e))?;
+        let key = rec.id.key();
+        (&self.vms, &self.events)
+            .transaction(|(vms, events)| {
+                vms.insert(key.as_bytes(), rec_raw.as_slice())?;
+                events.insert(&seq.to_be_bytes(), ev_raw.as_slice())?;
+                Ok::<_, sled::transaction::ConflictableTransactionError<()>>(())
+            })
+            .map_err(|e| self.corrupt(format!("{e:?}")))?;
+        self.flush()?;
+        self.audit_line(&ev_raw)?;
+        Ok(event)
+    }
+
+    fn audit_line(&self, line: &[u8]) -> Result<(), JournalError> {
+        let mut f = self.audit.lock().unwrap_or_else(|p| p.into_inner());
+        let io = |source| JournalError::Io {
+            dir: self.dir.clone(),
+            source,
+        };
+        f.write_all(line).map_err(io)?;
+        f.write_all(b"\n").map_err(io)?;
+        f.sync_data().map_err(io)
+    }
+
+    /// Flushes and fsyncs everything written so far.
+    pub fn flush(&self) -> Result<(), JournalError> {
+        self.db.flush().map(|_| ()).map_err(|e| match e {
+            sled::Error::Io(source) => JournalError::Io {
+                dir: self.dir.clone(),
+                source,
+            },
+            other => self.corrupt(other),
+        })
+    }
+
+    /// All events, oldest first.
+    pub fn events(&self) -> Result<Vec<Event>, JournalError> {
+        self.events
+            .iter()
+            .map(|item| {
+                let (_, v) = item.map_err(|e| self.corrupt(e))?;
+                serde_json::from_slice(&v).map_err(|e| self.corrupt(format!("event: {e}")))
+            })
+            .collect()
+    }
+}
+
+/// Current UTC time as RFC 3339 (the journal's only clock read).
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(vms: Vec<ResourceId>) -> RunMeta {
+        RunMeta {
+            schema_version: SCHEMA_VERSION,
+            run_id: "run-1".into(),
+            created_at: now_rfc3339(),
+            tool_version: "test".into(),
+            arm_endpoint: "http://127.0.0.1:1".into(),
+            cloud: "public".into(),
+            subscription: "s".into(),
+            auth: "none".into(),
+            poll_interval_secs: 1.0,
+            max_parallel: 4,
+            vms,
+        }
+    }
+
+    fn vm(n: &str) -> ResourceId {
+        ResourceId::new("s", "rg", "Microsoft.Compute", "virtualMachines", n)
+    }
+
+    #[test]
+    fn write_then_reopen_keeps_records_and_events_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let j = Journal::open(dir.path()).unwrap();
+            let recs = vec![VmRecord::new(vm("b")), VmRecord::new(vm("a"))];
+            j.init_run(&meta(vec![vm("b"), vm("a")]), &recs).unwrap();
+            let mut r = recs[1].clone();
+            r.step = Step::DisableAde;
+            j.write(&r, "advance", serde_json::json!({"to": "disable-ade"}))
+                .unwrap();
+            j.write(&r, "intent", serde_json::json!({"action": "disable-ade"}))
+                .unwrap();
+        }
+        let j = Journal::open(dir.path()).unwrap();
+        let recs = j.records().unwrap();
+        assert_eq!(
+            recs.iter()
+                .map(|r| r.id.name().to_string())
+                .collect::<Vec<_>>(),
+            ["b", "a"]
+        );
+        assert_eq!(recs[1].step, Step::DisableAde);
+        let ev = j.events().unwrap();
+        assert_eq!(ev.len(), 2);
+        assert!(ev[0].seq < ev[1].seq);
+        assert_eq!(ev[1].kind, "intent");
+        let audit = std::fs::read_to_string(dir.path().join("journal.jsonl")).unwrap();
+        assert_eq!(audit.lines().count(), 2);
+    }
+
+    #[test]
+    fn second_open_is_refused_with_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let _j = Journal::open(dir.path()).unwrap();
+        let err = Journal::open(dir.path()).unwrap_err();
+        assert!(matches!(err, JournalError::Locked { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .contains("in use by another ade2eah process")
+        );
+    }
+
+    #[test]
+    fn newer_schema_and_second_run_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let j = Journal::open(dir.path()).unwrap();
+            let mut m = meta(vec![]);
+            j.init_run(&m, &[]).unwrap();
+            m.run_id = "run-2".into();
+            assert!(matches!(
+                j.init_run(&m, &[]),
+                Err(JournalError::RunExists { .. })
+            ));
+            m.schema_version = SCHEMA_VERSION + 1;
+            j.meta
+                .insert(META_KEY, serde_json::to_vec(&m).unwrap())
+                .unwrap();
+            j.flush().unwrap();
+        }
+        let err = Journal::open(dir.path()).unwrap_err();
+        assert!(
+            matches!(err, JournalError::NewerSchema { found: 2, .. }),
+            "{err}"
+        );
+    }
+}

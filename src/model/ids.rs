@@ -33,10 +33,14 @@ pub enum ResourceIdError {
     #[error("the resource id contains the character {0:?}, which is not allowed in an ARM id")]
     BadChar(char),
     /// The id does not follow `/subscriptions/../resourceGroups/../providers/..`.
-    #[error("expected `/subscriptions/{{sub}}/resourceGroups/{{rg}}/providers/{{Namespace}}/{{type}}/{{name}}`, {0}")]
+    #[error(
+        "expected `/subscriptions/{{sub}}/resourceGroups/{{rg}}/providers/{{Namespace}}/{{type}}/{{name}}`, {0}"
+    )]
     Shape(&'static str),
     /// A segment is empty, `.`/`..`, or too long.
-    #[error("segment {0} of the resource id is empty, `.`/`..`, or longer than {MAX_SEGMENT_LEN} characters")]
+    #[error(
+        "segment {0} of the resource id is empty, `.`/`..`, or longer than {MAX_SEGMENT_LEN} characters"
+    )]
     Segment(usize),
 }
 
@@ -61,10 +65,14 @@ impl ResourceId {
         if s.len() > MAX_ID_LEN {
             return Err(ResourceIdError::TooLong(s.len()));
         }
-        if let Some(c) = s
-            .chars()
-            .find(|c| c.is_control() || c.is_whitespace() || matches!(c, '?' | '#' | '\\' | '%' | '"' | '<' | '>' | '*' | '&' | ':' | '|'))
-        {
+        if let Some(c) = s.chars().find(|c| {
+            c.is_control()
+                || c.is_whitespace()
+                || matches!(
+                    c,
+                    '?' | '#' | '\\' | '%' | '"' | '<' | '>' | '*' | '&' | ':' | '|'
+                )
+        }) {
             return Err(ResourceIdError::BadChar(c));
         }
         if !s.starts_with('/') {
@@ -79,25 +87,38 @@ impl ResourceId {
             segments.push((start, start + part.len()));
             start += part.len() + 1;
         }
-        let id = ResourceId { raw: s.to_string(), segments };
+        let id = ResourceId {
+            raw: s.to_string(),
+            segments,
+        };
         let seg = |i: usize| id.segment(i).to_ascii_lowercase();
         if id.segments.len() < 8 {
             return Err(ResourceIdError::Shape("but it has too few segments"));
         }
         if seg(0) != "subscriptions" {
-            return Err(ResourceIdError::Shape("but it does not start with /subscriptions/"));
+            return Err(ResourceIdError::Shape(
+                "but it does not start with /subscriptions/",
+            ));
         }
         if seg(2) != "resourcegroups" {
-            return Err(ResourceIdError::Shape("but the third segment is not resourceGroups"));
+            return Err(ResourceIdError::Shape(
+                "but the third segment is not resourceGroups",
+            ));
         }
         if seg(4) != "providers" {
-            return Err(ResourceIdError::Shape("but the fifth segment is not providers"));
+            return Err(ResourceIdError::Shape(
+                "but the fifth segment is not providers",
+            ));
         }
         if !id.segment(5).contains('.') {
-            return Err(ResourceIdError::Shape("but the provider namespace has no '.' (e.g. Microsoft.Compute)"));
+            return Err(ResourceIdError::Shape(
+                "but the provider namespace has no '.' (e.g. Microsoft.Compute)",
+            ));
         }
         if id.segments.len() % 2 != 0 {
-            return Err(ResourceIdError::Shape("but a resource type has no name after it"));
+            return Err(ResourceIdError::Shape(
+                "but a resource type has no name after it",
+            ));
         }
         Ok(id)
     }
@@ -106,21 +127,37 @@ impl ResourceId {
     ///
     /// Panics only if a part is empty or contains `/` (a programming error);
     /// user input must go through [`ResourceId::parse`].
-    pub fn new(subscription: &str, resource_group: &str, namespace: &str, rtype: &str, name: &str) -> Self {
-        let raw = format!("/subscriptions/{subscription}/resourceGroups/{resource_group}/providers/{namespace}/{rtype}/{name}");
-        Self::parse(&raw).unwrap_or_else(|e| panic!("ResourceId::new built an invalid id {raw:?}: {e}"))
+    pub fn new(
+        subscription: &str,
+        resource_group: &str,
+        namespace: &str,
+        rtype: &str,
+        name: &str,
+    ) -> Self {
+        let raw = format!(
+            "/subscriptions/{subscription}/resourceGroups/{resource_group}/providers/{namespace}/{rtype}/{name}"
+        );
+        Self::parse(&raw)
+            .unwrap_or_else(|e| panic!("ResourceId::new built an invalid id {raw:?}: {e}"))
     }
 
     /// The id of a child resource (for example `extensions/{name}` of a VM).
     pub fn child(&self, rtype: &str, name: &str) -> Self {
         let raw = format!("{}/{rtype}/{name}", self.raw);
-        Self::parse(&raw).unwrap_or_else(|e| panic!("ResourceId::child built an invalid id {raw:?}: {e}"))
+        Self::parse(&raw)
+            .unwrap_or_else(|e| panic!("ResourceId::child built an invalid id {raw:?}: {e}"))
     }
 
     /// The id of a resource of another type in the same resource group
     /// (for example the disk `name` next to a VM).
     pub fn sibling(&self, namespace: &str, rtype: &str, name: &str) -> Self {
-        Self::new(self.subscription(), self.resource_group(), namespace, rtype, name)
+        Self::new(
+            self.subscription(),
+            self.resource_group(),
+            namespace,
+            rtype,
+            name,
+        )
     }
 
     fn segment(&self, i: usize) -> &str {
@@ -145,7 +182,11 @@ impl ResourceId {
 
     /// The full type, e.g. `virtualMachines` or `virtualMachines/extensions`.
     pub fn resource_type(&self) -> String {
-        (6..self.segments.len()).step_by(2).map(|i| self.segment(i)).collect::<Vec<_>>().join("/")
+        (6..self.segments.len())
+            .step_by(2)
+            .map(|i| self.segment(i))
+            .collect::<Vec<_>>()
+            .join("/")
     }
 
     /// The last name segment, e.g. the VM or disk name.
@@ -165,7 +206,8 @@ impl ResourceId {
     /// True when the namespace and type match, case-insensitively
     /// (`is_type("Microsoft.Compute", "virtualMachines")`).
     pub fn is_type(&self, namespace: &str, rtype: &str) -> bool {
-        self.namespace().eq_ignore_ascii_case(namespace) && self.resource_type().eq_ignore_ascii_case(rtype)
+        self.namespace().eq_ignore_ascii_case(namespace)
+            && self.resource_type().eq_ignore_ascii_case(rtype)
     }
 
     /// The id as written.
@@ -240,7 +282,8 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const VM: &str = "/subscriptions/0000-1/resourceGroups/rg-a/providers/Microsoft.Compute/virtualMachines/vm1";
+    const VM: &str =
+        "/subscriptions/0000-1/resourceGroups/rg-a/providers/Microsoft.Compute/virtualMachines/vm1";
 
     #[test]
     fn parses_and_exposes_parts() {
@@ -295,7 +338,10 @@ mod tests {
             assert!(ResourceId::parse(bad).is_err(), "accepted {bad:?}");
         }
         let long = format!("{VM}{}", "a".repeat(2000));
-        assert!(matches!(ResourceId::parse(&long), Err(ResourceIdError::TooLong(_))));
+        assert!(matches!(
+            ResourceId::parse(&long),
+            Err(ResourceIdError::TooLong(_))
+        ));
     }
 
     proptest! {

@@ -105,7 +105,12 @@ pub fn redact(text: &str) -> String {
         let value_start = at + mlen;
         out.push_str(&rest[..value_start]);
         let value_len = rest[value_start..]
-            .find(|c: char| matches!(c, '&' | '"' | '\'' | ' ' | '\n' | '\r' | '\t' | '<' | '>' | ')' | ',' | ';' | '}'))
+            .find(|c: char| {
+                matches!(
+                    c,
+                    '&' | '"' | '\'' | ' ' | '\n' | '\r' | '\t' | '<' | '>' | ')' | ',' | ';' | '}'
+                )
+            })
             .unwrap_or(rest.len() - value_start);
         if value_len > 0 {
             out.push_str("REDACTED");
@@ -151,7 +156,9 @@ mod tests {
 
     #[test]
     fn redact_scrubs_signatures_and_tokens() {
-        let text = format!("error sending request for url ({SAS}): Authorization: Bearer eyJabc.def.ghi failed");
+        let text = format!(
+            "error sending request for url ({SAS}): Authorization: Bearer eyJabc.def.ghi failed"
+        );
         let r = redact(&text);
         assert!(!r.contains("AbCdEf"), "{r}");
         assert!(!r.contains("eyJabc"), "{r}");

@@ -1,1 +1,212 @@
-//! Placeholder, filled in by its owner.
+//! The per-VM migration state machine: pure data and pure decisions, no I/O.
+//!
+//! A VM moves through [`Step::ORDER`]. At every step the engine gathers an
+//! [`Observation`] (read-only GETs), asks [`decide`] what to do, and carries out
+//! the [`Decision`]. Because `decide` looks at Azure's real state first, every
+//! step is safe to repeat after a crash: if the effect is already there, the
+//! decision is [`Decision::Advance`], not a second call.
+//!
+//! Contract of this module: no tokio, no HTTP, no clock, no file system. Inputs
+//! are the durable [`VmRecord`] and an [`Observation`]; output is a decision.
+
+pub mod body;
+pub mod decide;
+pub mod eligibility;
+pub mod observe;
+pub mod record;
+
+pub use decide::{Needs, decide, needs};
+pub use eligibility::{Eligibility, PlatformFacts, classify};
+pub use observe::{DecryptionState, DiskView, Observation, VmView};
+pub use record::{
+    CreatedKind, CreatedResource, DiskPlan, DiskRole, HistoryEntry, Outcome, VmFacts, VmRecord,
+};
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::ResourceId;
+
+/// One stage of a VM's migration, in the order they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Step {
+    /// Incremental backup snapshot of every source disk (kept after the run).
+    Snapshot,
+    /// PUT the ADE extension (under the name found) with `DisableEncryption`.
+    DisableAde,
+    /// Poll the instance view until the guest reports every volume decrypted.
+    AwaitDecrypted,
+    /// DELETE the ADE extension.
+    RemoveExtension,
+    /// Deallocate the VM (needed for read SAS on its disks).
+    Deallocate,
+    /// Set `deleteOption=Detach` on the OS disk, data disks and NICs.
+    DetachOnDelete,
+    /// Create one `Upload` target disk per source disk.
+    CreateTargets,
+    /// Copy allocated page ranges source → target; revoke SAS on every exit.
+    CopyDisks,
+    /// Delete the VM resource (disks and NICs stay, `Detach`).
+    DeleteVm,
+    /// Re-create the VM with the same name on the new disks, EAH on.
+    Recreate,
+    /// Start the new VM if it is not running.
+    Start,
+    /// Check EAH on, running, no ADE extension, the new disks attached.
+    Verify,
+    /// Nothing left to do.
+    Done,
+}
+
+impl Step {
+    /// Every step in execution order.
+    pub const ORDER: [Step; 13] = [
+        Step::Snapshot,
+        Step::DisableAde,
+        Step::AwaitDecrypted,
+        Step::RemoveExtension,
+        Step::Deallocate,
+        Step::DetachOnDelete,
+        Step::CreateTargets,
+        Step::CopyDisks,
+        Step::DeleteVm,
+        Step::Recreate,
+        Step::Start,
+        Step::Verify,
+        Step::Done,
+    ];
+
+    /// The step after this one (`Done` stays `Done`).
+    pub fn next(self) -> Step {
+        let i = Self::ORDER
+            .iter()
+            .position(|s| *s == self)
+            .unwrap_or(Self::ORDER.len() - 1);
+        Self::ORDER[(i + 1).min(Self::ORDER.len() - 1)]
+    }
+
+    /// Steps after which the source VM can no longer simply be started again
+    /// as it was. The original model must be journaled before the first of them.
+    pub fn is_destructive(self) -> bool {
+        matches!(
+            self,
+            Step::DisableAde
+                | Step::RemoveExtension
+                | Step::Deallocate
+                | Step::DetachOnDelete
+                | Step::DeleteVm
+        )
+    }
+
+    /// Stable kebab-case name used in status output and failpoint names.
+    pub fn name(self) -> &'static str {
+        match self {
+            Step::Snapshot => "snapshot",
+            Step::DisableAde => "disable-ade",
+            Step::AwaitDecrypted => "await-decrypted",
+            Step::RemoveExtension => "remove-extension",
+            Step::Deallocate => "deallocate",
+            Step::DetachOnDelete => "detach-on-delete",
+            Step::CreateTargets => "create-targets",
+            Step::CopyDisks => "copy-disks",
+            Step::DeleteVm => "delete-vm",
+            Step::Recreate => "recreate",
+            Step::Start => "start",
+            Step::Verify => "verify",
+            Step::Done => "done",
+        }
+    }
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One mutating Azure call the core asks the engine to make. Serializable, so
+/// it is journaled as intent before it is sent; never carries a secret.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "kebab-case")]
+pub enum Action {
+    /// PUT an incremental snapshot of `disk`.
+    CreateSnapshot {
+        disk: ResourceId,
+        snapshot: ResourceId,
+    },
+    /// Start the VM (ADE extension changes need it running).
+    StartVm,
+    /// PUT the ADE extension with `DisableEncryption` and this sequence version.
+    DisableAde {
+        extension: ResourceId,
+        volume_type: String,
+        sequence_version: String,
+    },
+    /// DELETE the ADE extension.
+    RemoveExtension { extension: ResourceId },
+    /// POST deallocate.
+    Deallocate,
+    /// PATCH the VM so that deleting it detaches every disk and NIC.
+    SetDetach,
+    /// PUT an `Upload` disk sized source + 512 bytes.
+    CreateTargetDisk {
+        source: ResourceId,
+        target: ResourceId,
+    },
+    /// Delete a target disk this run created that holds an unfinished copy.
+    DeleteTargetDisk { target: ResourceId },
+    /// End SAS access left open on a disk (for example after a crash).
+    RevokeAccess { disk: ResourceId },
+    /// Grant SAS on both, copy allocated ranges, revoke both.
+    CopyDisk {
+        source: ResourceId,
+        target: ResourceId,
+    },
+    /// DELETE the VM resource.
+    DeleteVm,
+    /// PUT the VM again, on the target disks, with EAH on.
+    CreateVm,
+}
+
+impl Action {
+    /// Short stable name for logs, history and failpoints.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::CreateSnapshot { .. } => "create-snapshot",
+            Action::StartVm => "start-vm",
+            Action::DisableAde { .. } => "disable-ade",
+            Action::RemoveExtension { .. } => "remove-extension",
+            Action::Deallocate => "deallocate",
+            Action::SetDetach => "set-detach",
+            Action::CreateTargetDisk { .. } => "create-target-disk",
+            Action::DeleteTargetDisk { .. } => "delete-target-disk",
+            Action::RevokeAccess { .. } => "revoke-access",
+            Action::CopyDisk { .. } => "copy-disk",
+            Action::DeleteVm => "delete-vm",
+            Action::CreateVm => "create-vm",
+        }
+    }
+}
+
+/// What the core tells the engine to do next for one VM.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Make this call, then observe again.
+    Act(Action),
+    /// Nothing to do yet (an operation or the guest is still busy); observe
+    /// again after the poll interval.
+    Wait { reason: String },
+    /// This step's effect is in place; move to the next step.
+    Advance,
+    /// Stop work on this VM at a safe point; a human must look.
+    Park { reason: String, next_action: String },
+}
+
+impl Decision {
+    /// Shorthand for a park decision.
+    pub fn park(reason: impl Into<String>, next_action: impl Into<String>) -> Self {
+        Decision::Park {
+            reason: reason.into(),
+            next_action: next_action.into(),
+        }
+    }
+}

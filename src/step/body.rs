@@ -1,0 +1,427 @@
+//! Request bodies for every mutating call, built purely from the journaled
+//! models. Keeping them here makes "what exactly do we send to Azure" one
+//! reviewable, unit-tested place.
+
+use serde_json::{Map, Value, json};
+
+use super::observe::{RUN_TAG, jget, jstr};
+use super::record::{DiskPlan, DiskRole, VmFacts};
+
+/// Tag naming the source disk on every target disk and snapshot.
+pub const SOURCE_TAG: &str = "ade2eah-source";
+
+fn run_tags(run_id: &str, source: &str) -> Value {
+    json!({ RUN_TAG: run_id, SOURCE_TAG: source })
+}
+
+/// Incremental snapshot of a source disk (the backup).
+pub fn snapshot(plan: &DiskPlan, location: &str, run_id: &str) -> Value {
+    json!({
+        "location": location,
+        "tags": run_tags(run_id, plan.source.as_str()),
+        "properties": {
+            "incremental": true,
+            "creationData": { "createOption": "Copy", "sourceResourceId": plan.source.as_str() }
+        }
+    })
+}
+
+/// The ADE extension PUT that disables encryption (facts §2.2), sent to the
+/// resource name actually found, with the installed handler version.
+pub fn disable_ade(facts: &VmFacts, sequence_version: &str) -> Option<Value> {
+    let ext = facts.ade_extension.as_ref()?;
+    Some(json!({
+        "location": facts.location,
+        "properties": {
+            "publisher": "Microsoft.Azure.Security",
+            "type": ext.handler_type,
+            "typeHandlerVersion": ext.handler_version,
+            "autoUpgradeMinorVersion": true,
+            "settings": {
+                "VolumeType": facts.volume_type,
+                "EncryptionOperation": "DisableEncryption",
+                "SequenceVersion": sequence_version
+            }
+        }
+    }))
+}
+
+/// PATCH body that sets `deleteOption=Detach` on the OS disk, every data disk
+/// and every NIC of the *current* VM model. Arrays are sent whole because ARM
+/// PATCH replaces arrays.
+pub fn detach_patch(current_vm: &Value) -> Value {
+    let data_disks: Vec<Value> = jget(current_vm, "properties.storageProfile.dataDisks")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|d| {
+            let mut d = d.clone();
+            d["deleteOption"] = json!("Detach");
+            d
+        })
+        .collect();
+    let nics: Vec<Value> = jget(current_vm, "properties.networkProfile.networkInterfaces")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|n| {
+            let mut props = n.get("properties").cloned().unwrap_or_else(|| json!({}));
+            props["deleteOption"] = json!("Detach");
+            json!({ "id": n.get("id").cloned().unwrap_or(Value::Null), "properties": props })
+        })
+        .collect();
+    json!({
+        "properties": {
+            "storageProfile": { "osDisk": { "deleteOption": "Detach" }, "dataDisks": data_disks },
+            "networkProfile": { "networkInterfaces": nics }
+        }
+    })
+}
+
+/// The new `Upload` disk for one source disk (facts §3.3): same SKU, zone,
+/// OS type, Hyper-V generation, security type and purchase plan; size + 512.
+pub fn target_disk(plan: &DiskPlan, facts: &VmFacts, run_id: &str) -> Value {
+    let src = &plan.source_model;
+    let mut props = Map::new();
+    props.insert(
+        "creationData".into(),
+        json!({ "createOption": "Upload", "uploadSizeBytes": plan.source_size_bytes + 512 }),
+    );
+    for key in [
+        "osType",
+        "hyperVGeneration",
+        "purchasePlan",
+        "supportedCapabilities",
+        "networkAccessPolicy",
+        "diskAccessId",
+        "publicNetworkAccess",
+    ] {
+        if let Some(v) = jget(src, &format!("properties.{key}")).filter(|v| !v.is_null()) {
+            props.insert(key.into(), v.clone());
+        }
+    }
+    if let Some(st) = jstr(src, "properties.securityProfile.securityType") {
+        props.insert("securityProfile".into(), json!({ "securityType": st }));
+    }
+    let mut body = json!({
+        "location": jstr(src, "location").unwrap_or(&facts.location),
+        "sku": src.get("sku").cloned().unwrap_or_else(|| json!({"name": "Standard_LRS"})),
+        "tags": run_tags(run_id, plan.source.as_str()),
+        "properties": Value::Object(props),
+    });
+    if let Some(z) = src
+        .get("zones")
+        .filter(|z| z.as_array().is_some_and(|a| !a.is_empty()))
+    {
+        body["zones"] = z.clone();
+    } else if let Some(z) = &facts.zone {
+        body["zones"] = json!([z]);
+    }
+    body
+}
+
+/// Top-level VM properties carried over verbatim when they are present.
+const CARRIED_PROPERTIES: [&str; 14] = [
+    "hardwareProfile",
+    "diagnosticsProfile",
+    "licenseType",
+    "availabilitySet",
+    "proximityPlacementGroup",
+    "priority",
+    "evictionPolicy",
+    "billingProfile",
+    "additionalCapabilities",
+    "host",
+    "hostGroup",
+    "capacityReservation",
+    "scheduledEventsProfile",
+    "userData",
+];
+
+/// The PUT body that re-creates the VM on the target disks with EAH on.
+///
+/// Carries over: location, zones, tags, identity (user-assigned ids; a
+/// system-assigned identity is re-requested and will be a new principal),
+/// plan, size, boot diagnostics, licence type, availability set, PPG,
+/// priority/eviction/billing, capabilities, host, capacity reservation,
+/// security profile (security type, UEFI), NICs with their primary flag and
+/// original `deleteOption`, LUNs, caching and write accelerator, and each
+/// disk's original `deleteOption`. Drops what `Attach` forbids (`osProfile`,
+/// `imageReference`) and ADE leftovers (`osDisk.encryptionSettings`).
+pub fn recreate_vm(original: &Value, disks: &[DiskPlan]) -> Value {
+    let props = original
+        .get("properties")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    let mut new_props = Map::new();
+    for key in CARRIED_PROPERTIES {
+        if let Some(v) = props.get(key).filter(|v| !v.is_null()) {
+            new_props.insert(key.into(), v.clone());
+        }
+    }
+    let mut security = props
+        .get("securityProfile")
+        .cloned()
+        .filter(Value::is_object)
+        .unwrap_or_else(|| json!({}));
+    security["encryptionAtHost"] = json!(true);
+    new_props.insert("securityProfile".into(), security);
+
+    let orig_os = jget(original, "properties.storageProfile.osDisk")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    let os_plan = disks.iter().find(|d| d.role == DiskRole::Os);
+    let mut os_disk = json!({
+        "osType": orig_os.get("osType").cloned().unwrap_or(Value::Null),
+        "createOption": "Attach",
+        "managedDisk": { "id": os_plan.map(|d| d.target.as_str()) },
+        "deleteOption": orig_os.get("deleteOption").cloned().unwrap_or_else(|| json!("Detach")),
+    });
+    copy_keys(
+        &orig_os,
+        &mut os_disk,
+        &["caching", "writeAcceleratorEnabled"],
+    );
+    if let Some(p) = os_plan {
+        os_disk["name"] = json!(p.target.name());
+    }
+    let orig_data = jget(original, "properties.storageProfile.dataDisks")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let data_disks: Vec<Value> = disks
+        .iter()
+        .filter_map(|p| match p.role {
+            DiskRole::Data { lun } => Some((lun, p)),
+            DiskRole::Os => None,
+        })
+        .map(|(lun, p)| {
+            let orig = orig_data.iter().find(|d| d.get("lun").and_then(Value::as_i64) == Some(lun)).cloned().unwrap_or_else(|| json!({}));
+            let mut d = json!({
+                "lun": lun,
+                "name": p.target.name(),
+                "createOption": "Attach",
+                "managedDisk": { "id": p.target.as_str() },
+                "deleteOption": orig.get("deleteOption").cloned().unwrap_or_else(|| json!("Detach")),
+            });
+            copy_keys(&orig, &mut d, &["caching", "writeAcceleratorEnabled"]);
+            d
+        })
+        .collect();
+    new_props.insert(
+        "storageProfile".into(),
+        json!({ "osDisk": os_disk, "dataDisks": data_disks }),
+    );
+
+    let nics: Vec<Value> = jget(original, "properties.networkProfile.networkInterfaces")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|n| {
+            let mut p = json!({});
+            if let Some(orig) = n.get("properties") {
+                copy_keys(orig, &mut p, &["primary", "deleteOption"]);
+            }
+            json!({ "id": n.get("id").cloned().unwrap_or(Value::Null), "properties": p })
+        })
+        .collect();
+    new_props.insert(
+        "networkProfile".into(),
+        json!({ "networkInterfaces": nics }),
+    );
+
+    let mut body = json!({ "location": original.get("location").cloned().unwrap_or(Value::Null), "properties": Value::Object(new_props) });
+    for key in ["zones", "tags", "plan", "extendedLocation"] {
+        if let Some(v) = original.get(key).filter(|v| !v.is_null()) {
+            body[key] = v.clone();
+        }
+    }
+    if let Some(identity) = original.get("identity").filter(|v| v.is_object()) {
+        let mut id = json!({ "type": identity.get("type").cloned().unwrap_or(Value::Null) });
+        if let Some(uai) = identity
+            .get("userAssignedIdentities")
+            .and_then(Value::as_object)
+        {
+            id["userAssignedIdentities"] =
+                Value::Object(uai.keys().map(|k| (k.clone(), json!({}))).collect());
+        }
+        body["identity"] = id;
+    }
+    body
+}
+
+fn copy_keys(from: &Value, to: &mut Value, keys: &[&str]) {
+    for k in keys {
+        if let Some(v) = from.get(*k).filter(|v| !v.is_null()) {
+            to[*k] = v.clone();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ResourceId;
+
+    const RG: &str = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute";
+
+    fn plan(role: DiskRole, name: &str) -> DiskPlan {
+        let source = ResourceId::parse(&format!("{RG}/disks/{name}")).unwrap();
+        DiskPlan {
+            role,
+            target: source.sibling("Microsoft.Compute", "disks", &format!("{name}-eah")),
+            snapshot: source.sibling(
+                "Microsoft.Compute",
+                "snapshots",
+                &format!("{name}-ade-backup"),
+            ),
+            source,
+            source_size_bytes: 128 << 30,
+            source_model: json!({"location": "westeurope", "zones": ["2"], "sku": {"name": "Premium_LRS"},
+                "properties": {"osType": "Windows", "hyperVGeneration": "V2", "securityProfile": {"securityType": "TrustedLaunch"}, "diskSizeBytes": 128u64 << 30}}),
+            copied: false,
+            bytes_copied: 0,
+        }
+    }
+
+    fn original() -> Value {
+        json!({
+            "location": "westeurope", "zones": ["2"], "tags": {"app": "erp"},
+            "identity": {"type": "SystemAssigned, UserAssigned", "principalId": "p", "tenantId": "t",
+                         "userAssignedIdentities": {"/x/uami": {"principalId": "q", "clientId": "c"}}},
+            "properties": {
+                "vmId": "old", "provisioningState": "Succeeded",
+                "hardwareProfile": {"vmSize": "Standard_D4s_v5"},
+                "licenseType": "Windows_Server",
+                "diagnosticsProfile": {"bootDiagnostics": {"enabled": true}},
+                "securityProfile": {"securityType": "TrustedLaunch", "uefiSettings": {"secureBootEnabled": true, "vTpmEnabled": true}},
+                "osProfile": {"computerName": "x", "adminUsername": "a"},
+                "storageProfile": {
+                    "imageReference": {"publisher": "MicrosoftWindowsServer"},
+                    "osDisk": {"osType": "Windows", "caching": "ReadWrite", "deleteOption": "Delete",
+                               "managedDisk": {"id": format!("{RG}/disks/os")}, "encryptionSettings": {"enabled": true}},
+                    "dataDisks": [{"lun": 3, "caching": "ReadOnly", "writeAcceleratorEnabled": false, "deleteOption": "Detach",
+                                   "managedDisk": {"id": format!("{RG}/disks/d3")}}]
+                },
+                "networkProfile": {"networkInterfaces": [
+                    {"id": "/nic/a", "properties": {"primary": false, "deleteOption": "Delete"}},
+                    {"id": "/nic/b", "properties": {"primary": true}}]}
+            }
+        })
+    }
+
+    #[test]
+    fn recreate_carries_configuration_and_turns_on_eah() {
+        let disks = vec![
+            plan(DiskRole::Os, "os"),
+            plan(DiskRole::Data { lun: 3 }, "d3"),
+        ];
+        let b = recreate_vm(&original(), &disks);
+        assert_eq!(
+            b["properties"]["securityProfile"]["encryptionAtHost"],
+            json!(true)
+        );
+        assert_eq!(
+            b["properties"]["securityProfile"]["uefiSettings"]["vTpmEnabled"],
+            json!(true)
+        );
+        assert_eq!(b["zones"], json!(["2"]));
+        assert_eq!(b["tags"]["app"], "erp");
+        assert_eq!(b["properties"]["licenseType"], "Windows_Server");
+        assert_eq!(
+            b["properties"]["hardwareProfile"]["vmSize"],
+            "Standard_D4s_v5"
+        );
+        let os = &b["properties"]["storageProfile"]["osDisk"];
+        assert_eq!(os["createOption"], "Attach");
+        assert!(
+            os["managedDisk"]["id"]
+                .as_str()
+                .unwrap()
+                .ends_with("/disks/os-eah")
+        );
+        assert_eq!(
+            os["deleteOption"], "Delete",
+            "original deleteOption restored on the new VM"
+        );
+        assert!(
+            os.get("encryptionSettings").is_none(),
+            "ADE leftovers dropped"
+        );
+        let d = &b["properties"]["storageProfile"]["dataDisks"][0];
+        assert_eq!(d["lun"], 3);
+        assert_eq!(d["caching"], "ReadOnly");
+        assert!(
+            d["managedDisk"]["id"]
+                .as_str()
+                .unwrap()
+                .ends_with("/disks/d3-eah")
+        );
+        let nics = b["properties"]["networkProfile"]["networkInterfaces"]
+            .as_array()
+            .unwrap();
+        assert_eq!(nics[1]["properties"]["primary"], true);
+        assert!(b["properties"].get("osProfile").is_none());
+        assert!(
+            b["properties"]["storageProfile"]
+                .get("imageReference")
+                .is_none()
+        );
+        assert!(b["properties"].get("vmId").is_none());
+        assert_eq!(
+            b["identity"]["userAssignedIdentities"]["/x/uami"],
+            json!({})
+        );
+        assert!(b["identity"].get("principalId").is_none());
+    }
+
+    #[test]
+    fn target_disk_matches_source_shape() {
+        let p = plan(DiskRole::Os, "os");
+        let facts = VmFacts {
+            os: super::super::record::OsType::Windows,
+            location: "westeurope".into(),
+            zone: Some("2".into()),
+            size: "Standard_D4s_v5".into(),
+            ade_extension: None,
+            dual_pass: false,
+            volume_type: "All".into(),
+        };
+        let b = target_disk(&p, &facts, "run1");
+        assert_eq!(
+            b["properties"]["creationData"]["uploadSizeBytes"],
+            json!((128u64 << 30) + 512)
+        );
+        assert_eq!(b["sku"]["name"], "Premium_LRS");
+        assert_eq!(b["zones"], json!(["2"]));
+        assert_eq!(b["properties"]["hyperVGeneration"], "V2");
+        assert_eq!(
+            b["properties"]["securityProfile"]["securityType"],
+            "TrustedLaunch"
+        );
+        assert_eq!(b["tags"][RUN_TAG], "run1");
+    }
+
+    #[test]
+    fn detach_patch_sends_whole_arrays() {
+        let p = detach_patch(&original());
+        assert_eq!(
+            p["properties"]["storageProfile"]["osDisk"]["deleteOption"],
+            "Detach"
+        );
+        assert_eq!(p["properties"]["storageProfile"]["dataDisks"][0]["lun"], 3);
+        assert_eq!(
+            p["properties"]["storageProfile"]["dataDisks"][0]["deleteOption"],
+            "Detach"
+        );
+        let nics = p["properties"]["networkProfile"]["networkInterfaces"]
+            .as_array()
+            .unwrap();
+        assert_eq!(nics.len(), 2);
+        assert!(
+            nics.iter()
+                .all(|n| n["properties"]["deleteOption"] == "Detach")
+        );
+        assert_eq!(nics[1]["properties"]["primary"], true);
+    }
+}

@@ -1,0 +1,723 @@
+//! `decide`: the observe-then-act rules, one function per step.
+//!
+//! Every rule first asks "is this step's effect already in place?" and answers
+//! [`Decision::Advance`] if so. That is what makes a crash at any point safe:
+//! after a restart the engine observes again and the same rule either finds
+//! the effect (and moves on) or makes the same idempotent call again.
+//!
+//! Safety rules enforced here, not in the engine:
+//! - no destructive step without the original VM model in the record;
+//! - the VM is deleted only after every disk was copied, and only while every
+//!   disk and NIC is set to `Detach`;
+//! - resources with our names but without our run tag are never adopted or
+//!   deleted: the VM parks instead.
+
+use super::observe::{DecryptionState, DiskView, Observation, VmView};
+use super::record::{DiskRole, VmRecord};
+use super::{Action, Decision, Step};
+use crate::model::ResourceId;
+
+/// What the engine must read before calling [`decide`] for a step.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Needs {
+    /// GET the VM.
+    pub vm: bool,
+    /// Include the instance view.
+    pub instance_view: bool,
+    /// GET these disks (or snapshots).
+    pub disks: Vec<ResourceId>,
+}
+
+/// The reads [`decide`] needs at `rec.step`.
+pub fn needs(rec: &VmRecord) -> Needs {
+    let vm = |iv| Needs {
+        vm: true,
+        instance_view: iv,
+        disks: Vec::new(),
+    };
+    match rec.step {
+        Step::Snapshot => Needs {
+            disks: rec.disks.iter().map(|d| d.snapshot.clone()).collect(),
+            ..Needs::default()
+        },
+        Step::CreateTargets => Needs {
+            disks: rec.disks.iter().map(|d| d.target.clone()).collect(),
+            ..Needs::default()
+        },
+        Step::CopyDisks => Needs {
+            disks: rec
+                .disks
+                .iter()
+                .flat_map(|d| [d.source.clone(), d.target.clone()])
+                .collect(),
+            ..Needs::default()
+        },
+        Step::DisableAde
+        | Step::AwaitDecrypted
+        | Step::RemoveExtension
+        | Step::Deallocate
+        | Step::Start
+        | Step::Verify => vm(true),
+        Step::DetachOnDelete | Step::DeleteVm | Step::Recreate => vm(false),
+        Step::Done => Needs::default(),
+    }
+}
+
+/// Decides the next move for `rec` given what was observed. `run_id` is the
+/// tag value that marks resources this run created.
+pub fn decide(rec: &VmRecord, obs: &Observation, run_id: &str) -> Decision {
+    if rec.step.is_destructive() && rec.original_model.is_none() {
+        return Decision::park(
+            "the original VM model is not in the journal; refusing a destructive step",
+            "run `ade2eah status` and report this; the VM was not changed by this step",
+        );
+    }
+    match rec.step {
+        Step::Snapshot => snapshots(rec, obs, run_id),
+        Step::DisableAde => with_vm(obs, |vm| disable_ade(rec, vm)),
+        Step::AwaitDecrypted => with_vm(obs, |vm| await_decrypted(vm)),
+        Step::RemoveExtension => with_vm(obs, remove_extension),
+        Step::Deallocate => with_vm(obs, deallocate),
+        Step::DetachOnDelete => with_vm(obs, detach),
+        Step::CreateTargets => create_targets(rec, obs, run_id),
+        Step::CopyDisks => copy_disks(rec, obs),
+        Step::DeleteVm => delete_vm(rec, obs),
+        Step::Recreate => recreate(rec, obs),
+        Step::Start => with_vm(obs, start),
+        Step::Verify => with_vm(obs, |vm| verify(rec, vm)),
+        Step::Done => Decision::Advance,
+    }
+}
+
+fn with_vm(obs: &Observation, f: impl FnOnce(&VmView) -> Decision) -> Decision {
+    match &obs.vm {
+        Some(Some(vm)) => f(vm),
+        Some(None) => Decision::park(
+            "the VM no longer exists, although this step needs it",
+            "check the activity log for who deleted it; the original model and disks are recorded in the journal (`ade2eah status`)",
+        ),
+        None => Decision::Wait {
+            reason: "VM not observed".into(),
+        },
+    }
+}
+
+fn is_ours(d: &DiskView, run_id: &str) -> bool {
+    d.run_tag.as_deref() == Some(run_id)
+}
+
+fn not_ours(id: &ResourceId) -> Decision {
+    Decision::park(
+        format!(
+            "{} already exists and was not created by this run (no matching ade2eah-run tag)",
+            id
+        ),
+        "rename or remove that resource (after checking it is not needed), then run `ade2eah resume`",
+    )
+}
+
+fn snapshots(rec: &VmRecord, obs: &Observation, run_id: &str) -> Decision {
+    for d in &rec.disks {
+        match obs.disk(&d.snapshot) {
+            None => {
+                return Decision::Wait {
+                    reason: format!("snapshot {} not observed", d.snapshot.name()),
+                };
+            }
+            Some(None) => {
+                return Decision::Act(Action::CreateSnapshot {
+                    disk: d.source.clone(),
+                    snapshot: d.snapshot.clone(),
+                });
+            }
+            Some(Some(s)) if !is_ours(s, run_id) => return not_ours(&d.snapshot),
+            Some(Some(s)) if !s.provisioning_state.eq_ignore_ascii_case("Succeeded") => {
+                return Decision::Wait {
+                    reason: format!("snapshot {} is {}", d.snapshot.name(), s.provisioning_state),
+                };
+            }
+            Some(Some(_)) => {}
+        }
+    }
+    Decision::Advance
+}
+
+fn disable_ade(rec: &VmRecord, vm: &VmView) -> Decision {
+    let Some((ext, op)) = vm.ade_extensions.first() else {
+        // Already removed (by us before a crash, or earlier by someone): the
+        // next step checks the guest really is decrypted.
+        return Decision::Advance;
+    };
+    if op
+        .as_deref()
+        .is_some_and(|o| o.eq_ignore_ascii_case("DisableEncryption"))
+    {
+        return Decision::Advance;
+    }
+    if !vm.is_settled() {
+        return Decision::Wait {
+            reason: "an operation is running on the VM".into(),
+        };
+    }
+    if vm.power.as_deref() != Some("running") {
+        return Decision::Act(Action::StartVm);
+    }
+    let volume_type = rec
+        .facts
+        .as_ref()
+        .map(|f| f.volume_type.clone())
+        .unwrap_or_else(|| "All".into());
+    Decision::Act(Action::DisableAde {
+        extension: ext.clone(),
+        volume_type,
+        sequence_version: rec.ade_sequence.clone().unwrap_or_default(),
+    })
+}
+
+fn await_decrypted(vm: &VmView) -> Decision {
+    let disabling = vm.ade_extensions.iter().any(|(_, op)| {
+        op.as_deref()
+            .is_some_and(|o| o.eq_ignore_ascii_case("DisableEncryption"))
+    });
+    match &vm.decryption {
+        DecryptionState::Complete => Decision::Advance,
+        DecryptionState::InProgress => Decision::Wait {
+            reason: "the guest is decrypting".into(),
+        },
+        DecryptionState::Failed(msg) => Decision::park(
+            format!("the ADE extension reported a decryption failure: {msg}"),
+            "inspect the guest (`manage-bde -status` on Windows, `cryptsetup status` / `lsblk` on Linux), fix the cause, then run `ade2eah resume` (disabling is re-requested); the VM is otherwise unchanged",
+        ),
+        DecryptionState::Encrypted if disabling => Decision::Wait {
+            reason: "disable requested; the guest has not started decrypting yet".into(),
+        },
+        DecryptionState::Encrypted => Decision::park(
+            "the volumes are still encrypted but no disable request is pending on an ADE extension",
+            "re-install the ADE extension and disable encryption (or run `ade2eah resume` if it was removed by mistake)",
+        ),
+        DecryptionState::Unknown
+            if vm
+                .power
+                .as_deref()
+                .is_some_and(|p| p == "deallocated" || p == "stopped") =>
+        {
+            Decision::Act(Action::StartVm)
+        }
+        DecryptionState::Unknown => Decision::Wait {
+            reason: "the guest has not reported encryption status yet".into(),
+        },
+    }
+}
+
+fn remove_extension(vm: &VmView) -> Decision {
+    let Some((ext, _)) = vm.ade_extensions.first() else {
+        return Decision::Advance;
+    };
+    if !vm.is_settled() {
+        return Decision::Wait {
+            reason: "an operation is running on the VM".into(),
+        };
+    }
+    if vm.power.as_deref() != Some("running") {
+        return Decision::Act(Action::StartVm);
+    }
+    Decision::Act(Action::RemoveExtension {
+        extension: ext.clone(),
+    })
+}
+
+fn deallocate(vm: &VmView) -> Decision {
+    match vm.power.as_deref() {
+        Some("deallocated") => Decision::Advance,
+        _ if !vm.is_settled() => Decision::Wait {
+            reason: "an operation is running on the VM".into(),
+        },
+        _ => Decision::Act(Action::Deallocate),
+    }
+}
+
+fn detach(vm: &VmView) -> Decision {
+    if vm.all_detach {
+        Decision::Advance
+    } else if !vm.is_settled() {
+        Decision::Wait {
+            reason: "an operation is running on the VM".into(),
+        }
+    } else {
+        Decision::Act(Action::SetDetach)
+    }
+}
+
+fn create_targets(rec: &VmRecord, obs: &Observation, run_id: &str) -> Decision {
+    for d in &rec.disks {
+        match obs.disk(&d.target) {
+            None => {
+                return Decision::Wait {
+                    reason: format!("disk {} not observed", d.target.name()),
+                };
+            }
+            Some(None) => {
+                return Decision::Act(Action::CreateTargetDisk {
+                    source: d.source.clone(),
+                    target: d.target.clone(),
+                });
+            }
+            Some(Some(t)) if !is_ours(t, run_id) => return not_ours(&d.target),
+            Some(Some(t)) if !t.create_option.eq_ignore_ascii_case("Upload") => {
+                return Decision::park(
+                    format!(
+                        "target disk {} was created with {} instead of Upload",
+                        d.target.name(),
+                        t.create_option
+                    ),
+                    "delete that disk (it was created by this run), then run `ade2eah resume`",
+                );
+            }
+            Some(Some(t))
+                if t.upload_size_bytes
+                    .is_some_and(|s| s != d.source_size_bytes + 512) =>
+            {
+                return Decision::park(
+                    format!("target disk {} has the wrong upload size", d.target.name()),
+                    "delete that disk (it was created by this run), then run `ade2eah resume`",
+                );
+            }
+            Some(Some(t)) if !t.provisioning_state.eq_ignore_ascii_case("Succeeded") => {
+                return Decision::Wait {
+                    reason: format!("disk {} is {}", d.target.name(), t.provisioning_state),
+                };
+            }
+            Some(Some(_)) => {}
+        }
+    }
+    Decision::Advance
+}
+
+fn copy_disks(rec: &VmRecord, obs: &Observation) -> Decision {
+    for d in &rec.disks {
+        let (Some(src), Some(tgt)) = (obs.disk(&d.source), obs.disk(&d.target)) else {
+            return Decision::Wait {
+                reason: "disks not observed".into(),
+            };
+        };
+        let Some(src) = src else {
+            return Decision::park(
+                format!("source disk {} no longer exists", d.source),
+                "restore it from the backup snapshot recorded in the journal, then run `ade2eah resume`",
+            );
+        };
+        // A SAS this run left open (crash between grant and revoke) is revoked
+        // before anything else touches the disk.
+        if src.has_open_sas() {
+            return if rec.open_sas.contains(&d.source) {
+                Decision::Act(Action::RevokeAccess {
+                    disk: d.source.clone(),
+                })
+            } else {
+                Decision::park(
+                    format!(
+                        "source disk {} has SAS access open that this run did not grant",
+                        d.source.name()
+                    ),
+                    "find who exported it (activity log), revoke access when they are done, then run `ade2eah resume`",
+                )
+            };
+        }
+        let Some(tgt) = tgt else {
+            return Decision::Act(Action::CreateTargetDisk {
+                source: d.source.clone(),
+                target: d.target.clone(),
+            });
+        };
+        if d.copied {
+            if tgt.has_open_sas() {
+                return Decision::Act(Action::RevokeAccess {
+                    disk: d.target.clone(),
+                });
+            }
+            continue;
+        }
+        match tgt.state.as_str() {
+            "ReadyToUpload" | "ActiveUpload" => {
+                return Decision::Act(Action::CopyDisk {
+                    source: d.source.clone(),
+                    target: d.target.clone(),
+                });
+            }
+            // Sealed but not journaled as copied: its content is not trusted.
+            _ => {
+                return Decision::Act(Action::DeleteTargetDisk {
+                    target: d.target.clone(),
+                });
+            }
+        }
+    }
+    Decision::Advance
+}
+
+fn original_vm_id(rec: &VmRecord) -> Option<&str> {
+    rec.original_model
+        .as_ref()
+        .and_then(|m| super::observe::jstr(m, "properties.vmId"))
+}
+
+fn delete_vm(rec: &VmRecord, obs: &Observation) -> Decision {
+    if let Some(d) = rec.disks.iter().find(|d| !d.copied) {
+        return Decision::park(
+            format!(
+                "disk {} is not journaled as copied; refusing to delete the VM",
+                d.source.name()
+            ),
+            "run `ade2eah resume` to finish the copy",
+        );
+    }
+    with_vm_or_gone(obs, |vm| {
+        if original_vm_id(rec).is_some_and(|orig| vm.vm_id.as_deref().is_some_and(|v| v != orig)) {
+            return Decision::park(
+                "a VM with this name exists but it is not the original VM resource (vmId differs)",
+                "check who created it; this run will not delete it",
+            );
+        }
+        if vm.provisioning_state.eq_ignore_ascii_case("Deleting") || !vm.is_settled() {
+            Decision::Wait {
+                reason: "an operation is running on the VM".into(),
+            }
+        } else if !vm.all_detach {
+            Decision::Act(Action::SetDetach)
+        } else {
+            Decision::Act(Action::DeleteVm)
+        }
+    })
+}
+
+fn with_vm_or_gone(obs: &Observation, f: impl FnOnce(&VmView) -> Decision) -> Decision {
+    match &obs.vm {
+        Some(Some(vm)) => f(vm),
+        Some(None) => Decision::Advance,
+        None => Decision::Wait {
+            reason: "VM not observed".into(),
+        },
+    }
+}
+
+fn recreate(rec: &VmRecord, obs: &Observation) -> Decision {
+    let os_target = rec
+        .disks
+        .iter()
+        .find(|d| d.role == DiskRole::Os)
+        .map(|d| &d.target);
+    match &obs.vm {
+        None => Decision::Wait {
+            reason: "VM not observed".into(),
+        },
+        Some(None) => Decision::Act(Action::CreateVm),
+        Some(Some(vm)) if vm.os_disk.as_ref() == os_target => {
+            if vm.is_settled() {
+                Decision::Advance
+            } else {
+                Decision::Wait {
+                    reason: "the new VM is still being created".into(),
+                }
+            }
+        }
+        Some(Some(_)) => Decision::park(
+            "a VM with this name exists that this run did not create (its OS disk is not our target disk)",
+            "check who created it; the new disks are ready and recorded in the journal",
+        ),
+    }
+}
+
+fn start(vm: &VmView) -> Decision {
+    match vm.power.as_deref() {
+        Some("running") => Decision::Advance,
+        _ if !vm.is_settled() => Decision::Wait {
+            reason: "an operation is running on the VM".into(),
+        },
+        _ => Decision::Act(Action::StartVm),
+    }
+}
+
+fn verify(rec: &VmRecord, vm: &VmView) -> Decision {
+    let mut problems = Vec::new();
+    if !vm.encryption_at_host {
+        problems.push("encryption at host is off".to_string());
+    }
+    if vm.power.as_deref() != Some("running") {
+        problems.push(format!(
+            "power state is {}",
+            vm.power.as_deref().unwrap_or("unknown")
+        ));
+    }
+    if !vm.ade_extensions.is_empty() {
+        problems.push("an ADE extension is present".to_string());
+    }
+    for d in &rec.disks {
+        let attached = match d.role {
+            DiskRole::Os => vm.os_disk.as_ref(),
+            DiskRole::Data { lun } => vm.data_disks.get(&lun),
+        };
+        if attached != Some(&d.target) {
+            problems.push(format!("{:?} is not {}", d.role, d.target.name()));
+        }
+    }
+    if problems.is_empty() {
+        Decision::Advance
+    } else if !vm.is_settled() {
+        Decision::Wait {
+            reason: "an operation is running on the VM".into(),
+        }
+    } else {
+        Decision::park(
+            format!("verification failed: {}", problems.join("; ")),
+            "inspect the VM; the original disks are untouched and listed in the journal",
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::observe::DiskView;
+    use super::super::record::DiskPlan;
+    use super::*;
+    use serde_json::json;
+    use std::collections::BTreeMap;
+
+    const RG: &str = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute";
+
+    fn id(s: &str) -> ResourceId {
+        ResourceId::parse(&format!("{RG}/{s}")).unwrap()
+    }
+
+    fn record(step: Step) -> VmRecord {
+        let mut r = VmRecord::new(id("virtualMachines/vm"));
+        r.step = step;
+        r.original_model = Some(json!({"properties": {"vmId": "orig"}}));
+        r.ade_sequence = Some("seq-1".into());
+        r.disks = vec![DiskPlan {
+            role: DiskRole::Os,
+            source: id("disks/os"),
+            source_size_bytes: 1 << 30,
+            source_model: json!({}),
+            snapshot: id("snapshots/os-ade-backup"),
+            target: id("disks/os-eah"),
+            copied: false,
+            bytes_copied: 0,
+        }];
+        r
+    }
+
+    fn vm(power: &str) -> VmView {
+        VmView {
+            provisioning_state: "Succeeded".into(),
+            power: Some(power.into()),
+            ade_extensions: vec![(
+                id("virtualMachines/vm/extensions/custom"),
+                Some("EnableEncryption".into()),
+            )],
+            encryption_at_host: false,
+            os_disk: Some(id("disks/os")),
+            data_disks: BTreeMap::new(),
+            all_detach: false,
+            decryption: DecryptionState::Encrypted,
+            vm_id: Some("orig".into()),
+        }
+    }
+
+    fn obs_vm(v: Option<VmView>) -> Observation {
+        Observation {
+            vm: Some(v),
+            disks: BTreeMap::new(),
+        }
+    }
+
+    fn disk(state: &str, tag: Option<&str>) -> DiskView {
+        DiskView {
+            state: state.into(),
+            provisioning_state: "Succeeded".into(),
+            create_option: "Upload".into(),
+            size_bytes: None,
+            upload_size_bytes: Some((1 << 30) + 512),
+            run_tag: tag.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn disable_puts_to_discovered_name_and_is_skipped_when_already_requested() {
+        let rec = record(Step::DisableAde);
+        match decide(&rec, &obs_vm(Some(vm("running"))), "r") {
+            Decision::Act(Action::DisableAde {
+                extension,
+                sequence_version,
+                ..
+            }) => {
+                assert_eq!(extension.name(), "custom");
+                assert_eq!(sequence_version, "seq-1");
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut v = vm("running");
+        v.ade_extensions[0].1 = Some("DisableEncryption".into());
+        assert_eq!(decide(&rec, &obs_vm(Some(v)), "r"), Decision::Advance);
+        assert_eq!(
+            decide(&rec, &obs_vm(Some(vm("deallocated"))), "r"),
+            Decision::Act(Action::StartVm)
+        );
+    }
+
+    #[test]
+    fn waits_for_real_decryption() {
+        let rec = record(Step::AwaitDecrypted);
+        let mut v = vm("running");
+        v.ade_extensions[0].1 = Some("DisableEncryption".into());
+        v.decryption = DecryptionState::InProgress;
+        assert!(matches!(
+            decide(&rec, &obs_vm(Some(v.clone())), "r"),
+            Decision::Wait { .. }
+        ));
+        v.decryption = DecryptionState::Encrypted;
+        assert!(matches!(
+            decide(&rec, &obs_vm(Some(v.clone())), "r"),
+            Decision::Wait { .. }
+        ));
+        v.decryption = DecryptionState::Failed("boom".into());
+        assert!(matches!(
+            decide(&rec, &obs_vm(Some(v.clone())), "r"),
+            Decision::Park { .. }
+        ));
+        v.decryption = DecryptionState::Complete;
+        assert_eq!(decide(&rec, &obs_vm(Some(v)), "r"), Decision::Advance);
+    }
+
+    #[test]
+    fn destructive_steps_need_the_original_model() {
+        let mut rec = record(Step::DeleteVm);
+        rec.original_model = None;
+        assert!(matches!(
+            decide(&rec, &obs_vm(Some(vm("deallocated"))), "r"),
+            Decision::Park { .. }
+        ));
+    }
+
+    #[test]
+    fn delete_requires_copies_and_detach() {
+        let mut rec = record(Step::DeleteVm);
+        assert!(matches!(
+            decide(&rec, &obs_vm(Some(vm("deallocated"))), "r"),
+            Decision::Park { .. }
+        ));
+        rec.disks[0].copied = true;
+        assert_eq!(
+            decide(&rec, &obs_vm(Some(vm("deallocated"))), "r"),
+            Decision::Act(Action::SetDetach)
+        );
+        let mut v = vm("deallocated");
+        v.all_detach = true;
+        assert_eq!(
+            decide(&rec, &obs_vm(Some(v.clone())), "r"),
+            Decision::Act(Action::DeleteVm)
+        );
+        assert_eq!(decide(&rec, &obs_vm(None), "r"), Decision::Advance);
+        v.vm_id = Some("someone-else".into());
+        assert!(matches!(
+            decide(&rec, &obs_vm(Some(v)), "r"),
+            Decision::Park { .. }
+        ));
+    }
+
+    #[test]
+    fn foreign_resources_are_never_adopted() {
+        let rec = record(Step::CreateTargets);
+        let mut obs = Observation::default();
+        obs.disks
+            .insert(id("disks/os-eah").key(), Some(disk("Unattached", None)));
+        assert!(matches!(decide(&rec, &obs, "r"), Decision::Park { .. }));
+        obs.disks.insert(
+            id("disks/os-eah").key(),
+            Some(disk("ReadyToUpload", Some("r"))),
+        );
+        assert_eq!(decide(&rec, &obs, "r"), Decision::Advance);
+        obs.disks.insert(id("disks/os-eah").key(), None);
+        assert!(matches!(
+            decide(&rec, &obs, "r"),
+            Decision::Act(Action::CreateTargetDisk { .. })
+        ));
+    }
+
+    #[test]
+    fn copy_revokes_leftover_sas_and_distrusts_sealed_targets() {
+        let mut rec = record(Step::CopyDisks);
+        let mut obs = Observation::default();
+        obs.disks
+            .insert(id("disks/os").key(), Some(disk("ActiveSAS", None)));
+        obs.disks.insert(
+            id("disks/os-eah").key(),
+            Some(disk("ActiveUpload", Some("r"))),
+        );
+        assert!(
+            matches!(decide(&rec, &obs, "r"), Decision::Park { .. }),
+            "a SAS we did not grant"
+        );
+        rec.open_sas.push(id("disks/os"));
+        assert_eq!(
+            decide(&rec, &obs, "r"),
+            Decision::Act(Action::RevokeAccess {
+                disk: id("disks/os")
+            })
+        );
+        obs.disks
+            .insert(id("disks/os").key(), Some(disk("Reserved", None)));
+        assert!(matches!(
+            decide(&rec, &obs, "r"),
+            Decision::Act(Action::CopyDisk { .. })
+        ));
+        obs.disks.insert(
+            id("disks/os-eah").key(),
+            Some(disk("Unattached", Some("r"))),
+        );
+        assert_eq!(
+            decide(&rec, &obs, "r"),
+            Decision::Act(Action::DeleteTargetDisk {
+                target: id("disks/os-eah")
+            })
+        );
+        rec.disks[0].copied = true;
+        assert_eq!(decide(&rec, &obs, "r"), Decision::Advance);
+    }
+
+    #[test]
+    fn recreate_adopts_only_our_vm_and_verify_checks_everything() {
+        let rec = record(Step::Recreate);
+        assert_eq!(
+            decide(&rec, &obs_vm(None), "r"),
+            Decision::Act(Action::CreateVm)
+        );
+        let mut v = vm("running");
+        assert!(matches!(
+            decide(&rec, &obs_vm(Some(v.clone())), "r"),
+            Decision::Park { .. }
+        ));
+        v.os_disk = Some(id("disks/os-eah"));
+        assert_eq!(
+            decide(&rec, &obs_vm(Some(v.clone())), "r"),
+            Decision::Advance
+        );
+        let rec = record(Step::Verify);
+        assert!(matches!(
+            decide(&rec, &obs_vm(Some(v.clone())), "r"),
+            Decision::Park { .. }
+        ));
+        v.ade_extensions.clear();
+        v.encryption_at_host = true;
+        assert_eq!(decide(&rec, &obs_vm(Some(v)), "r"), Decision::Advance);
+    }
+
+    #[test]
+    fn step_order_is_total() {
+        let mut s = Step::Snapshot;
+        for expected in Step::ORDER.iter().skip(1) {
+            s = s.next();
+            assert_eq!(s, *expected);
+        }
+        assert_eq!(Step::Done.next(), Step::Done);
+    }
+}

@@ -1,0 +1,448 @@
+//! Observations: what read-only GETs found, reduced to the facts the
+//! decisions need. Built from raw ARM JSON by pure functions, so the parsing
+//! of instance views (the subtle part: "is the guest really decrypted?") is
+//! unit-tested without a network.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::model::ResourceId;
+
+/// ADE publisher, compared case-insensitively.
+pub const ADE_PUBLISHER: &str = "Microsoft.Azure.Security";
+/// ADE extension types (Windows, Linux), compared case-insensitively.
+pub const ADE_TYPES: [&str; 2] = ["AzureDiskEncryption", "AzureDiskEncryptionForLinux"];
+
+/// Reads a dotted path (`"properties.storageProfile.osDisk"`) from JSON.
+pub fn jget<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('.').try_fold(v, |cur, key| cur.get(key))
+}
+
+/// Reads a dotted path as a string.
+pub fn jstr<'a>(v: &'a Value, path: &str) -> Option<&'a str> {
+    jget(v, path).and_then(Value::as_str)
+}
+
+/// Decryption progress as the guest reports it through the instance view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecryptionState {
+    /// Volumes still encrypted and no disable in progress.
+    Encrypted,
+    /// A disable was accepted; the guest is still decrypting.
+    InProgress,
+    /// Every volume reports not encrypted and the extension reports success.
+    Complete,
+    /// The extension reported a failure (message from the guest).
+    Failed(String),
+    /// Not enough information (e.g. no instance view for a deallocated VM).
+    Unknown,
+}
+
+/// A VM as observed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VmView {
+    /// `provisioningState` (`Succeeded`, `Updating`, `Deleting`...).
+    pub provisioning_state: String,
+    /// `PowerState/x` suffix from the instance view (`running`, `deallocated`...), if known.
+    pub power: Option<String>,
+    /// ADE extensions found by publisher + type (any resource name): (id, EncryptionOperation).
+    pub ade_extensions: Vec<(ResourceId, Option<String>)>,
+    /// `securityProfile.encryptionAtHost`.
+    pub encryption_at_host: bool,
+    /// OS disk id.
+    pub os_disk: Option<ResourceId>,
+    /// Data disks: LUN → disk id.
+    pub data_disks: BTreeMap<i64, ResourceId>,
+    /// True when the OS disk, every data disk and every NIC have `deleteOption=Detach`.
+    pub all_detach: bool,
+    /// Decryption state from the instance view.
+    pub decryption: DecryptionState,
+    /// `vmId` (a new GUID for every created VM resource).
+    pub vm_id: Option<String>,
+}
+
+impl VmView {
+    /// Builds a view from a VM GET body (with or without `$expand=instanceView`)
+    /// and, optionally, a separately fetched instance view.
+    pub fn from_raw(vm: &Value, instance_view: Option<&Value>) -> VmView {
+        let iv = instance_view.or_else(|| jget(vm, "properties.instanceView"));
+        let power = iv.and_then(power_state);
+        let ade_extensions = ade_extensions(vm);
+        let os_disk = jstr(vm, "properties.storageProfile.osDisk.managedDisk.id")
+            .and_then(|s| ResourceId::parse(s).ok());
+        let data_disks = jget(vm, "properties.storageProfile.dataDisks")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|d| {
+                        let lun = d.get("lun")?.as_i64()?;
+                        let id = ResourceId::parse(jstr(d, "managedDisk.id")?).ok()?;
+                        Some((lun, id))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        VmView {
+            provisioning_state: jstr(vm, "properties.provisioningState")
+                .unwrap_or("Succeeded")
+                .to_string(),
+            power,
+            ade_extensions,
+            encryption_at_host: jget(vm, "properties.securityProfile.encryptionAtHost")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            os_disk,
+            data_disks,
+            all_detach: all_detach(vm),
+            decryption: iv.map(decryption_state).unwrap_or(DecryptionState::Unknown),
+            vm_id: jstr(vm, "properties.vmId").map(str::to_string),
+        }
+    }
+
+    /// True when no operation is running on the VM.
+    pub fn is_settled(&self) -> bool {
+        matches!(
+            self.provisioning_state.to_ascii_lowercase().as_str(),
+            "succeeded" | "failed" | "canceled"
+        ) && !matches!(
+            self.power.as_deref(),
+            Some("starting" | "stopping" | "deallocating")
+        )
+    }
+}
+
+/// The `PowerState/x` suffix of an instance view, if present.
+pub fn power_state(iv: &Value) -> Option<String> {
+    statuses(iv)
+        .iter()
+        .filter_map(|s| s.get("code").and_then(Value::as_str))
+        .find_map(|c| c.strip_prefix("PowerState/"))
+        .map(str::to_ascii_lowercase)
+}
+
+fn statuses(v: &Value) -> Vec<Value> {
+    v.get("statuses")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// ADE extensions of a VM model (`resources[]`), matched on publisher + type.
+pub fn ade_extensions(vm: &Value) -> Vec<(ResourceId, Option<String>)> {
+    let Some(resources) = vm.get("resources").and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    resources
+        .iter()
+        .filter(|r| is_ade_extension(r))
+        .filter_map(|r| {
+            let id = ResourceId::parse(r.get("id")?.as_str()?).ok()?;
+            let op = jstr(r, "properties.settings.EncryptionOperation").map(str::to_string);
+            Some((id, op))
+        })
+        .collect()
+}
+
+/// True when an extension resource is ADE, whatever its name.
+pub fn is_ade_extension(ext: &Value) -> bool {
+    let publisher = jstr(ext, "properties.publisher").unwrap_or_default();
+    let etype = jstr(ext, "properties.type").unwrap_or_default();
+    publisher.eq_ignore_ascii_case(ADE_PUBLISHER)
+        && ADE_TYPES.iter().any(|t| t.eq_ignore_ascii_case(etype))
+}
+
+fn all_detach(vm: &Value) -> bool {
+    let detach = |v: Option<&Value>| {
+        v.and_then(Value::as_str)
+            .is_some_and(|s| s.eq_ignore_ascii_case("Detach"))
+    };
+    let os_ok =
+        jget(vm, "properties.storageProfile.osDisk").is_none_or(|d| detach(d.get("deleteOption")));
+    let data_ok = jget(vm, "properties.storageProfile.dataDisks")
+        .and_then(Value::as_array)
+        .is_none_or(|a| a.iter().all(|d| detach(d.get("deleteOption"))));
+    let nic_ok = jget(vm, "properties.networkProfile.networkInterfaces")
+        .and_then(Value::as_array)
+        .is_none_or(|a| a.iter().all(|n| detach(jget(n, "properties.deleteOption"))));
+    os_ok && data_ok && nic_ok
+}
+
+/// Decides from an instance view whether the guest finished decrypting.
+///
+/// Rules (facts §1.4, §2.4): the ADE extension's status must not be an error
+/// and must not say decryption is running (`DecryptionInProgress`, "started",
+/// "in progress"); every disk that reports an `EncryptionState/*` status must
+/// report `notEncrypted` as its *last* such status; and there must be positive
+/// evidence of completion (either such disk statuses or the extension's
+/// "Disable Encryption completed successfully" / "Decryption succeeded").
+pub fn decryption_state(iv: &Value) -> DecryptionState {
+    let ext = iv
+        .get("extensions")
+        .and_then(Value::as_array)
+        .and_then(|a| a.iter().find(|e| is_ade_instance_extension(e)).cloned());
+    let mut ext_text = String::new();
+    if let Some(ext) = &ext {
+        for s in statuses(ext).iter().chain(
+            ext.get("substatuses")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten(),
+        ) {
+            let code = s
+                .get("code")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            let level = s
+                .get("level")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            let message = s.get("message").and_then(Value::as_str).unwrap_or_default();
+            if level == "error" || code.ends_with("/failed") || code.ends_with("/error") {
+                return DecryptionState::Failed(if message.is_empty() {
+                    code
+                } else {
+                    message.to_string()
+                });
+            }
+            ext_text.push_str(&message.to_ascii_lowercase());
+            ext_text.push('\n');
+        }
+    }
+    let in_progress = ext_text.contains("decryptioninprogress")
+        || ext_text.contains("decryption started")
+        || ext_text.contains("in progress")
+        || ext_text.contains("encryptioninprogress");
+    let ext_done = ext_text.contains("disable encryption completed successfully")
+        || ext_text.contains("decryption succeeded");
+
+    let mut disk_states = Vec::new();
+    for d in iv
+        .get("disks")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let last = statuses(d)
+            .iter()
+            .filter_map(|s| s.get("code").and_then(Value::as_str))
+            .filter(|c| c.starts_with("EncryptionState/"))
+            .last()
+            .map(|c| c.to_ascii_lowercase());
+        if let Some(last) = last {
+            disk_states.push(last);
+        }
+    }
+    let any_encrypted = disk_states
+        .iter()
+        .any(|s| s != "encryptionstate/notencrypted");
+    if in_progress {
+        return DecryptionState::InProgress;
+    }
+    if any_encrypted {
+        return DecryptionState::Encrypted;
+    }
+    if !disk_states.is_empty() || ext_done {
+        return DecryptionState::Complete;
+    }
+    DecryptionState::Unknown
+}
+
+fn is_ade_instance_extension(e: &Value) -> bool {
+    let etype = e.get("type").and_then(Value::as_str).unwrap_or_default();
+    ADE_TYPES
+        .iter()
+        .any(|t| etype.eq_ignore_ascii_case(&format!("{ADE_PUBLISHER}.{t}")))
+        || ADE_TYPES.iter().any(|t| {
+            e.get("name")
+                .and_then(Value::as_str)
+                .is_some_and(|n| n.eq_ignore_ascii_case(t))
+        })
+}
+
+/// A disk (or snapshot) as observed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskView {
+    /// `diskState` (`Unattached`, `Reserved`, `ActiveSAS`, `ActiveUpload`...).
+    pub state: String,
+    /// `provisioningState`.
+    pub provisioning_state: String,
+    /// `creationData.createOption`.
+    pub create_option: String,
+    /// `diskSizeBytes`.
+    pub size_bytes: Option<u64>,
+    /// `creationData.uploadSizeBytes` (Upload disks).
+    pub upload_size_bytes: Option<u64>,
+    /// The run id tag we put on resources we create, if present.
+    pub run_tag: Option<String>,
+}
+
+/// Tag we put on every resource the run creates.
+pub const RUN_TAG: &str = "ade2eah-run";
+
+impl DiskView {
+    /// Builds a view from a disk or snapshot GET body.
+    pub fn from_raw(d: &Value) -> DiskView {
+        DiskView {
+            state: jstr(d, "properties.diskState")
+                .unwrap_or_default()
+                .to_string(),
+            provisioning_state: jstr(d, "properties.provisioningState")
+                .unwrap_or("Succeeded")
+                .to_string(),
+            create_option: jstr(d, "properties.creationData.createOption")
+                .unwrap_or_default()
+                .to_string(),
+            size_bytes: jget(d, "properties.diskSizeBytes").and_then(Value::as_u64),
+            upload_size_bytes: jget(d, "properties.creationData.uploadSizeBytes")
+                .and_then(Value::as_u64),
+            run_tag: d
+                .get("tags")
+                .and_then(|t| t.get(RUN_TAG))
+                .and_then(Value::as_str)
+                .map(str::to_string),
+        }
+    }
+
+    /// True when a SAS grant is live on it.
+    pub fn has_open_sas(&self) -> bool {
+        matches!(
+            self.state.as_str(),
+            "ActiveSAS" | "ActiveSASFrozen" | "ActiveUpload"
+        )
+    }
+}
+
+/// What one round of read-only GETs found. Absent map entries mean "not read
+/// this round"; `Some(None)` means "read, and it does not exist (404)".
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Observation {
+    /// The VM, if read: `Some(None)` when it does not exist.
+    pub vm: Option<Option<VmView>>,
+    /// Disks and snapshots read this round, by case-folded id.
+    pub disks: BTreeMap<String, Option<DiskView>>,
+}
+
+impl Observation {
+    /// The observed disk or snapshot `id`: `None` = not read, `Some(None)` = 404.
+    pub fn disk(&self, id: &ResourceId) -> Option<Option<&DiskView>> {
+        self.disks.get(&id.key()).map(Option::as_ref)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn iv(ext_statuses: Value, substatuses: Value, disks: Value) -> Value {
+        json!({
+            "statuses": [{"code": "ProvisioningState/succeeded"}, {"code": "PowerState/running"}],
+            "disks": disks,
+            "extensions": [{"name": "my-ade", "type": "Microsoft.Azure.Security.AzureDiskEncryptionForLinux",
+                            "statuses": ext_statuses, "substatuses": substatuses}]
+        })
+    }
+
+    fn disk(states: &[&str]) -> Value {
+        json!({"name": "d", "statuses": states.iter().map(|s| json!({"code": s})).collect::<Vec<_>>()})
+    }
+
+    #[test]
+    fn decryption_in_progress_is_not_complete_even_when_provisioning_succeeded() {
+        let v = iv(
+            json!([{"code": "ProvisioningState/succeeded", "level": "Info", "message": "Decryption started"}]),
+            json!([{"code": "ComponentStatus/x/succeeded", "level": "Info", "message": "{\"os\": \"NotEncrypted\", \"data\": \"DecryptionInProgress\"}"}]),
+            json!([disk(&[
+                "ProvisioningState/succeeded",
+                "EncryptionState/encrypted"
+            ])]),
+        );
+        assert_eq!(decryption_state(&v), DecryptionState::InProgress);
+    }
+
+    #[test]
+    fn last_encryption_status_wins() {
+        let v = iv(
+            json!([{"code": "ProvisioningState/succeeded", "message": "Decryption succeeded"}]),
+            json!([]),
+            json!([
+                disk(&["EncryptionState/encrypted", "EncryptionState/notEncrypted"]),
+                disk(&["EncryptionState/notEncrypted"])
+            ]),
+        );
+        assert_eq!(decryption_state(&v), DecryptionState::Complete);
+        let v = iv(
+            json!([{"code": "ProvisioningState/succeeded", "message": "Decryption succeeded"}]),
+            json!([]),
+            json!([disk(&[
+                "EncryptionState/notEncrypted",
+                "EncryptionState/encrypted"
+            ])]),
+        );
+        assert_eq!(decryption_state(&v), DecryptionState::Encrypted);
+    }
+
+    #[test]
+    fn extension_error_is_failure_with_guest_message() {
+        let v = iv(
+            json!([{"code": "ProvisioningState/failed", "level": "Error", "message": "Decryption failed for /dev/sdc"}]),
+            json!([]),
+            json!([]),
+        );
+        assert_eq!(
+            decryption_state(&v),
+            DecryptionState::Failed("Decryption failed for /dev/sdc".into())
+        );
+    }
+
+    #[test]
+    fn no_evidence_is_unknown() {
+        assert_eq!(
+            decryption_state(&json!({"statuses": []})),
+            DecryptionState::Unknown
+        );
+    }
+
+    #[test]
+    fn windows_completion_message_counts() {
+        let v = json!({"extensions": [{"name": "AzureDiskEncryption", "type": "Microsoft.Azure.Security.AzureDiskEncryption",
+            "statuses": [{"code": "ProvisioningState/succeeded", "message": "[2.2.0.36] Disable Encryption completed successfully"}]}]});
+        assert_eq!(decryption_state(&v), DecryptionState::Complete);
+    }
+
+    #[test]
+    fn finds_ade_extension_under_any_name() {
+        let vm = json!({"resources": [
+            {"id": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/v/extensions/tf-ade",
+             "properties": {"publisher": "microsoft.azure.security", "type": "azurediskencryption", "settings": {"EncryptionOperation": "EnableEncryption"}}},
+            {"id": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/v/extensions/AzureDiskEncryption",
+             "properties": {"publisher": "Contoso", "type": "AzureDiskEncryption"}}
+        ]});
+        let found = ade_extensions(&vm);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].0.name(), "tf-ade");
+        assert_eq!(found[0].1.as_deref(), Some("EnableEncryption"));
+    }
+
+    #[test]
+    fn detach_requires_every_disk_and_nic() {
+        let mut vm = json!({"properties": {
+            "storageProfile": {"osDisk": {"deleteOption": "Detach"}, "dataDisks": [{"lun": 0, "deleteOption": "Detach"}]},
+            "networkProfile": {"networkInterfaces": [{"id": "x", "properties": {"deleteOption": "Delete"}}]}}});
+        assert!(!all_detach(&vm));
+        vm["properties"]["networkProfile"]["networkInterfaces"][0]["properties"]["deleteOption"] =
+            json!("Detach");
+        assert!(all_detach(&vm));
+        vm["properties"]["storageProfile"]["dataDisks"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("deleteOption");
+        assert!(
+            !all_detach(&vm),
+            "a missing deleteOption on a data disk is not proof of Detach"
+        );
+    }
+}

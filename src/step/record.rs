@@ -1,0 +1,244 @@
+//! The durable per-VM record: everything the engine needs to resume a VM after
+//! a crash. Serialized into the journal; contains no secret-bearing type (the
+//! compiler enforces it: `SasUrl` and `BearerToken` are not `Serialize`).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{Action, Step};
+use crate::model::ResourceId;
+
+/// Final or current standing of a VM in the run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "kebab-case")]
+pub enum Outcome {
+    /// Work remains; the VM is at `VmRecord::step`.
+    InProgress,
+    /// Migrated and verified: EAH on, running, new disks, no ADE extension.
+    Verified,
+    /// Found ineligible before anything was changed; nothing was sent to it.
+    Skipped { reason: String },
+    /// Stopped at a safe step; `resume` retries from there.
+    Parked { reason: String, next_action: String },
+}
+
+impl Outcome {
+    /// Short word for tables and JSON.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::InProgress => "in-progress",
+            Outcome::Verified => "verified",
+            Outcome::Skipped { .. } => "skipped",
+            Outcome::Parked { .. } => "parked",
+        }
+    }
+}
+
+/// The operating system family of a VM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OsType {
+    /// Windows: ADE covers the OS volume alone or OS + data.
+    Windows,
+    /// Linux: only data-volume ADE can be disabled.
+    Linux,
+}
+
+/// What discovery learned about a VM, fixed for the rest of the run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VmFacts {
+    /// OS family.
+    pub os: OsType,
+    /// Region.
+    pub location: String,
+    /// Availability zone, if zonal.
+    pub zone: Option<String>,
+    /// VM size.
+    pub size: String,
+    /// The ADE extension as found (any resource name), if present.
+    pub ade_extension: Option<AdeExtension>,
+    /// True when the VM model carries `osDisk.encryptionSettings` (AAD ADE).
+    pub dual_pass: bool,
+    /// `VolumeType` to send with `DisableEncryption` (`All` Windows, `Data` Linux).
+    pub volume_type: String,
+}
+
+/// The ADE extension resource found on a VM by publisher and type.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdeExtension {
+    /// Full resource id (its name may be anything).
+    pub id: ResourceId,
+    /// `AzureDiskEncryption` or `AzureDiskEncryptionForLinux`.
+    pub handler_type: String,
+    /// `typeHandlerVersion` as installed (reused on the disable PUT).
+    pub handler_version: String,
+}
+
+/// OS disk or data disk at a LUN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "role", rename_all = "kebab-case")]
+pub enum DiskRole {
+    /// The OS disk.
+    Os,
+    /// A data disk at this LUN.
+    Data { lun: i64 },
+}
+
+/// One source disk and everything the run derives from it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DiskPlan {
+    /// OS or data (with LUN).
+    pub role: DiskRole,
+    /// The original disk (never deleted by a run).
+    pub source: ResourceId,
+    /// `diskSizeBytes` of the source (the blob is 512 bytes longer).
+    pub source_size_bytes: u64,
+    /// The full source disk model as read at discovery.
+    pub source_model: Value,
+    /// The backup snapshot this run takes of it.
+    pub snapshot: ResourceId,
+    /// The new `Upload` disk the VM is re-created on.
+    pub target: ResourceId,
+    /// True once the copy finished and both SAS grants were revoked.
+    pub copied: bool,
+    /// Bytes moved by the last successful copy.
+    pub bytes_copied: u64,
+}
+
+/// Kinds of resources a run creates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CreatedKind {
+    /// Backup snapshot of a source disk.
+    Snapshot,
+    /// Upload target disk.
+    TargetDisk,
+    /// The re-created VM resource.
+    Vm,
+}
+
+/// A resource this run created (so cleanup and audits can find it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreatedResource {
+    /// What it is.
+    pub kind: CreatedKind,
+    /// Its id.
+    pub id: ResourceId,
+}
+
+/// One line of a VM's timestamped history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// RFC 3339 UTC.
+    pub at: String,
+    /// Step at the time.
+    pub step: Step,
+    /// `intent`, `result`, `advance`, `park`, `skip`, `wait`, `error`...
+    pub event: String,
+    /// Human-readable detail (already free of secrets).
+    pub detail: String,
+}
+
+/// Most history lines kept per VM (the JSONL audit log keeps everything).
+pub const MAX_HISTORY: usize = 200;
+
+/// Everything durable about one VM in a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VmRecord {
+    /// The VM (same id before and after re-creation).
+    pub id: ResourceId,
+    /// Current step.
+    pub step: Step,
+    /// Standing in the run.
+    pub outcome: Outcome,
+    /// Discovery facts (absent for skipped VMs that could not be classified).
+    pub facts: Option<VmFacts>,
+    /// The full original VM model (GET body), captured before any destructive step.
+    pub original_model: Option<Value>,
+    /// One entry per source disk, OS disk first.
+    pub disks: Vec<DiskPlan>,
+    /// Every resource the run created, in creation order.
+    pub created: Vec<CreatedResource>,
+    /// Disks on which this run may have left SAS access open (ids only).
+    pub open_sas: Vec<ResourceId>,
+    /// The action journaled as intent whose result is not yet recorded.
+    pub pending: Option<Action>,
+    /// Failed attempts at the current step (reset on advance).
+    pub attempts: u32,
+    /// Sequence version sent with `DisableEncryption` (reused on retries).
+    pub ade_sequence: Option<String>,
+    /// Timestamped history, newest last, capped at [`MAX_HISTORY`].
+    pub history: Vec<HistoryEntry>,
+}
+
+impl VmRecord {
+    /// A fresh record at the first step.
+    pub fn new(id: ResourceId) -> Self {
+        VmRecord {
+            id,
+            step: Step::Snapshot,
+            outcome: Outcome::InProgress,
+            facts: None,
+            original_model: None,
+            disks: Vec::new(),
+            created: Vec::new(),
+            open_sas: Vec::new(),
+            pending: None,
+            attempts: 0,
+            ade_sequence: None,
+            history: Vec::new(),
+        }
+    }
+
+    /// Appends a history line, dropping the oldest beyond [`MAX_HISTORY`].
+    pub fn note(&mut self, at: String, event: &str, detail: impl Into<String>) {
+        self.history.push(HistoryEntry {
+            at,
+            step: self.step,
+            event: event.to_string(),
+            detail: detail.into(),
+        });
+        if self.history.len() > MAX_HISTORY {
+            let excess = self.history.len() - MAX_HISTORY;
+            self.history.drain(..excess);
+        }
+    }
+
+    /// Records that the run created `id` (idempotent).
+    pub fn remember_created(&mut self, kind: CreatedKind, id: &ResourceId) {
+        if !self.created.iter().any(|c| c.kind == kind && &c.id == id) {
+            self.created.push(CreatedResource {
+                kind,
+                id: id.clone(),
+            });
+        }
+    }
+
+    /// True when this run created `id`.
+    pub fn created_by_run(&self, id: &ResourceId) -> bool {
+        self.created.iter().any(|c| &c.id == id)
+    }
+
+    /// Marks `disk` as possibly holding an open SAS grant (idempotent).
+    pub fn sas_opened(&mut self, disk: &ResourceId) {
+        if !self.open_sas.contains(disk) {
+            self.open_sas.push(disk.clone());
+        }
+    }
+
+    /// Marks `disk`'s grant as revoked.
+    pub fn sas_closed(&mut self, disk: &ResourceId) {
+        self.open_sas.retain(|d| d != disk);
+    }
+
+    /// The disk plan for `source` or `target`, if any.
+    pub fn disk_mut(&mut self, id: &ResourceId) -> Option<&mut DiskPlan> {
+        self.disks
+            .iter_mut()
+            .find(|d| &d.source == id || &d.target == id)
+    }
+
+    /// Whether the VM still needs work in this run.
+    pub fn is_active(&self) -> bool {
+        matches!(self.outcome, Outcome::InProgress)
+    }
+}
