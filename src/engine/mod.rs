@@ -1,1 +1,295 @@
-//! Placeholder, filled in by its owner.
+//! The engine: runs VMs through the steps.
+//!
+//! Per VM, forever until done or parked: observe (GETs named by
+//! [`crate::step::needs`]) → [`crate::step::decide`] → carry out the decision.
+//! An action is journaled as *intent* (flushed) before the Azure call and as
+//! *result* or *error* (flushed) after it. Resuming after a crash is the same
+//! loop started from the journaled records: the pure rules re-observe Azure
+//! and either find the effect in place or repeat the idempotent call.
+//!
+//! Guarantees:
+//! - at most `max_parallel` VMs are worked on at once, never two tasks on one VM;
+//! - a transient error (classified by the client) is retried with exponential
+//!   backoff up to `max_step_attempts` per step, then the VM parks;
+//! - a terminal error parks the VM at once with the operator's remedy;
+//! - SAS grants are recorded in the record (`open_sas`) *before* they are
+//!   requested and removed only after a successful revoke;
+//! - on cancellation (Ctrl-C) no new action starts; the VM stays at its step
+//!   and `resume` continues it.
+
+pub mod act;
+pub mod arm;
+pub mod cloud;
+pub mod discover;
+pub mod failpoint;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::sync::{Semaphore, watch};
+
+pub use cloud::{Access, Cloud, CloudError, CloudResult, CopyFigures, Retry};
+
+use crate::journal::{Journal, JournalError, now_rfc3339};
+use crate::step::{Action, Decision, DiskView, Observation, Outcome, Step, VmRecord, VmView, decide, needs};
+
+/// Engine tuning.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Wait between polls when Azure gives no delay (`--poll-interval`).
+    pub poll_interval: Duration,
+    /// Most VMs in flight at once.
+    pub max_parallel: usize,
+    /// Failed attempts per step before the VM parks.
+    pub max_step_attempts: u32,
+    /// First step-retry delay (doubles per attempt, capped at 60×).
+    pub retry_base: Duration,
+    /// Longest wait for the guest to finish decrypting before parking.
+    pub decrypt_max_wait: Duration,
+    /// SAS lifetime requested for copies.
+    pub sas_duration: Duration,
+}
+
+impl EngineOptions {
+    /// Defaults derived from the poll interval.
+    pub fn new(poll_interval: Duration) -> Self {
+        EngineOptions {
+            poll_interval,
+            max_parallel: 8,
+            max_step_attempts: 8,
+            retry_base: poll_interval,
+            decrypt_max_wait: Duration::from_secs(72 * 3600),
+            sas_duration: Duration::from_secs(6 * 3600),
+        }
+    }
+}
+
+/// Receives progress as the engine works (terminal bars, or nothing).
+pub trait Progress: Send + Sync {
+    /// A VM moved to `step`.
+    fn step(&self, vm: &crate::model::ResourceId, step: Step);
+    /// Copy progress for one disk: `done` of `total` bytes.
+    fn copy(&self, vm: &crate::model::ResourceId, disk: &str, done: u64, total: u64);
+    /// A VM reached a final outcome in this run.
+    fn finished(&self, vm: &crate::model::ResourceId, outcome: &Outcome);
+}
+
+/// A [`Progress`] that shows nothing.
+pub struct NoProgress;
+impl Progress for NoProgress {
+    fn step(&self, _: &crate::model::ResourceId, _: Step) {}
+    fn copy(&self, _: &crate::model::ResourceId, _: &str, _: u64, _: u64) {}
+    fn finished(&self, _: &crate::model::ResourceId, _: &Outcome) {}
+}
+
+/// The engine for one run.
+#[derive(Clone)]
+pub struct Engine {
+    cloud: Arc<dyn Cloud>,
+    journal: Arc<Journal>,
+    run_id: String,
+    opts: EngineOptions,
+    progress: Arc<dyn Progress>,
+    cancel: watch::Receiver<bool>,
+}
+
+impl Engine {
+    /// Builds an engine. `cancel` turning `true` stops new actions.
+    pub fn new(cloud: Arc<dyn Cloud>, journal: Arc<Journal>, run_id: String, opts: EngineOptions, progress: Arc<dyn Progress>, cancel: watch::Receiver<bool>) -> Self {
+        Engine { cloud, journal, run_id, opts, progress, cancel }
+    }
+
+    /// Drives every active record to verified or parked (or until cancelled),
+    /// `max_parallel` at a time, and returns the final records.
+    pub async fn run(&self, records: Vec<VmRecord>) -> Result<Vec<VmRecord>, JournalError> {
+        let sem = Arc::new(Semaphore::new(self.opts.max_parallel.max(1)));
+        let mut tasks = Vec::new();
+        for rec in records {
+            if !rec.is_active() {
+                tasks.push(tokio::spawn(async move { Ok(rec) }));
+                continue;
+            }
+            let me = self.clone();
+            let sem = sem.clone();
+            tasks.push(tokio::spawn(async move {
+                let _permit = sem.acquire_owned().await.expect("semaphore never closed");
+                me.drive(rec).await
+            }));
+        }
+        let mut out = Vec::new();
+        for t in tasks {
+            match t.await {
+                Ok(r) => out.push(r?),
+                Err(e) => panic!("VM task panicked: {e}"),
+            }
+        }
+        Ok(out)
+    }
+
+    fn cancelled(&self) -> bool {
+        *self.cancel.borrow()
+    }
+
+    /// Journals `rec` with one event; crash point after the write.
+    fn record(&self, rec: &mut VmRecord, kind: &str, detail: serde_json::Value) -> Result<(), JournalError> {
+        rec.note(now_rfc3339(), kind, detail.to_string());
+        self.journal.write(rec, kind, detail)?;
+        failpoint::hit(&format!("after-journal:{kind}:{}", rec.step));
+        Ok(())
+    }
+
+    async fn sleep(&self, d: Duration) {
+        let mut c = self.cancel.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(d) => {}
+            _ = c.wait_for(|v| *v) => {}
+        }
+    }
+
+    /// One VM's loop. Returns when the VM is verified, parked, or the run is cancelled.
+    async fn drive(&self, mut rec: VmRecord) -> Result<VmRecord, JournalError> {
+        if let Some(pending) = rec.pending.take() {
+            // Intent without result: the call may or may not have happened.
+            // The rules re-observe Azure, so nothing more is needed here.
+            self.record(&mut rec, "recover", json!({"pending": pending}))?;
+        }
+        let mut wait_started: Option<tokio::time::Instant> = None;
+        self.progress.step(&rec.id, rec.step);
+        loop {
+            if self.cancelled() {
+                return Ok(rec);
+            }
+            if rec.step == Step::Done {
+                rec.outcome = Outcome::Verified;
+                self.record(&mut rec, "verified", json!({}))?;
+                self.progress.finished(&rec.id, &rec.outcome);
+                return Ok(rec);
+            }
+            let obs = match self.observe(&rec).await {
+                Ok(o) => o,
+                Err(e) => {
+                    if self.on_error(&mut rec, "observe", e).await? {
+                        return Ok(rec);
+                    }
+                    continue;
+                }
+            };
+            match decide(&rec, &obs, &self.run_id) {
+                Decision::Advance => {
+                    let from = rec.step;
+                    rec.step = rec.step.next();
+                    rec.attempts = 0;
+                    wait_started = None;
+                    self.record(&mut rec, "advance", json!({"from": from, "to": rec.step}))?;
+                    self.progress.step(&rec.id, rec.step);
+                }
+                Decision::Wait { reason } => {
+                    let started = *wait_started.get_or_insert_with(tokio::time::Instant::now);
+                    if rec.step == Step::AwaitDecrypted && started.elapsed() > self.opts.decrypt_max_wait {
+                        self.park(&mut rec, format!("decryption did not finish within {:?}: {reason}", self.opts.decrypt_max_wait), "check the guest's decryption progress, then run `ade2eah resume`")?;
+                        return Ok(rec);
+                    }
+                    self.sleep(self.opts.poll_interval).await;
+                }
+                Decision::Park { reason, next_action } => {
+                    self.park(&mut rec, reason, next_action)?;
+                    return Ok(rec);
+                }
+                Decision::Act(action) => {
+                    if self.act_journaled(&mut rec, action).await? {
+                        return Ok(rec);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Journals intent, acts, journals the result. Returns true if the VM parked.
+    async fn act_journaled(&self, rec: &mut VmRecord, action: Action) -> Result<bool, JournalError> {
+        let name = action.name();
+        failpoint::hit(&format!("before-intent:{name}"));
+        act::prepare_intent(rec, &action);
+        rec.pending = Some(action.clone());
+        self.record(rec, "intent", json!({"action": action}))?;
+        failpoint::hit(&format!("after-intent:{name}"));
+        let result = act::perform(self, rec, &action).await;
+        failpoint::hit(&format!("after-act:{name}"));
+        rec.pending = None;
+        match result {
+            Ok(detail) => {
+                self.record(rec, "result", json!({"action": name, "ok": true, "detail": detail}))?;
+                Ok(false)
+            }
+            Err(e) => self.on_error(rec, name, e).await,
+        }
+    }
+
+    /// Handles a failed call: journal it, then retry later or park.
+    /// Returns true if the VM parked.
+    async fn on_error(&self, rec: &mut VmRecord, during: &str, e: CloudError) -> Result<bool, JournalError> {
+        rec.attempts += 1;
+        self.record(rec, "error", json!({"during": during, "transient": e.is_transient(), "code": e.code, "message": e.message, "attempt": rec.attempts}))?;
+        if !e.is_transient() {
+            self.park(rec, format!("{during} failed: {}", e.message), "fix the cause described, then run `ade2eah resume`")?;
+            return Ok(true);
+        }
+        if rec.attempts >= self.opts.max_step_attempts {
+            self.park(
+                rec,
+                format!("{during} kept failing after {} attempts: {}", rec.attempts, e.message),
+                "Azure kept refusing transiently (throttling, conflicts or capacity); run `ade2eah resume` later",
+            )?;
+            return Ok(true);
+        }
+        let backoff = self.opts.retry_base.saturating_mul(1 << (rec.attempts - 1).min(6)).min(self.opts.retry_base.saturating_mul(60));
+        // A server-requested delay is honoured exactly; otherwise back off.
+        let delay = e.retry_after.unwrap_or(backoff);
+        self.sleep(delay).await;
+        Ok(false)
+    }
+
+    fn park(&self, rec: &mut VmRecord, reason: impl Into<String>, next_action: impl Into<String>) -> Result<(), JournalError> {
+        rec.outcome = Outcome::Parked { reason: crate::model::redact(&reason.into()), next_action: next_action.into() };
+        let detail = json!({"outcome": rec.outcome});
+        self.record(rec, "park", detail)?;
+        self.progress.finished(&rec.id, &rec.outcome);
+        Ok(())
+    }
+
+    async fn observe(&self, rec: &VmRecord) -> CloudResult<Observation> {
+        let n = needs(rec);
+        let mut obs = Observation::default();
+        if n.vm {
+            let vm = self.cloud.get_vm(&rec.id, n.instance_view).await?;
+            obs.vm = Some(vm.as_ref().map(|v| VmView::from_raw(v, None)));
+        }
+        for d in &n.disks {
+            let disk = self.cloud.get_disk(d).await?;
+            obs.disks.insert(d.key(), disk.as_ref().map(DiskView::from_raw));
+        }
+        Ok(obs)
+    }
+
+    /// The engine's cloud (for actions).
+    pub(crate) fn cloud(&self) -> &dyn Cloud {
+        self.cloud.as_ref()
+    }
+
+    /// The run id (tags resources).
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    pub(crate) fn opts(&self) -> &EngineOptions {
+        &self.opts
+    }
+
+    pub(crate) fn progress(&self) -> &dyn Progress {
+        self.progress.as_ref()
+    }
+
+    pub(crate) fn journal_write(&self, rec: &mut VmRecord, kind: &str, detail: serde_json::Value) -> Result<(), CloudError> {
+        self.record(rec, kind, detail).map_err(|e| CloudError { retry: Retry::Terminal, code: None, message: format!("journal write failed: {e}"), retry_after: None })
+    }
+}

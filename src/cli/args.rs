@@ -1,0 +1,191 @@
+//! Command-line arguments exactly as the user typed them (clap derive only;
+//! validation and resolution happen in the commands).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::model::ResourceId;
+
+/// Move Azure VMs off Azure Disk Encryption onto encryption at host.
+#[derive(Debug, Parser)]
+#[command(name = "ade2eah", version, about, long_about = None)]
+pub struct Cli {
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start migrating the given VMs (journaled; resumable).
+    Run(RunArgs),
+    /// Continue the run journaled in --state (parked VMs are retried).
+    Resume(ResumeArgs),
+    /// Show the state of the run journaled in --state.
+    Status(StatusArgs),
+    /// The built-in Azure emulator.
+    Emulator {
+        /// Emulator command.
+        #[command(subcommand)]
+        command: EmulatorCommand,
+    },
+    /// Migrate a small mixed fleet in the built-in emulator, with progress bars.
+    Demo(DemoArgs),
+}
+
+/// Emulator commands.
+#[derive(Debug, Subcommand)]
+pub enum EmulatorCommand {
+    /// Serve the emulator on 127.0.0.1 until interrupted.
+    Serve(ServeArgs),
+}
+
+/// Which Azure cloud.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum CloudArg {
+    /// Azure public cloud.
+    Public,
+    /// Azure China (21Vianet).
+    China,
+    /// Azure US Government.
+    Usgov,
+}
+
+/// How to authenticate.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum AuthArg {
+    /// Service principal if AZURE_CLIENT_SECRET is set, workload identity if
+    /// AZURE_FEDERATED_TOKEN_FILE is set, managed identity if IDENTITY_ENDPOINT
+    /// is set, otherwise the Azure CLI login.
+    Auto,
+    /// Azure CLI (`az login`).
+    Cli,
+    /// Managed identity (AZURE_CLIENT_ID selects a user-assigned one).
+    Msi,
+    /// Workload identity (AKS federated token).
+    Workload,
+    /// Service principal from AZURE_TENANT_ID / AZURE_CLIENT_ID / AZURE_CLIENT_SECRET.
+    Sp,
+    /// No credentials; only for loopback endpoints (the emulator).
+    None,
+}
+
+/// Connection options shared by commands that talk to Azure.
+#[derive(Debug, Clone, Args)]
+pub struct ConnArgs {
+    /// ARM endpoint (default: the cloud's; the emulator's URL for rehearsals).
+    #[arg(long, value_name = "URL")]
+    pub arm_endpoint: Option<String>,
+    /// Azure cloud.
+    #[arg(long, value_enum, default_value = "public")]
+    pub cloud: CloudArg,
+    /// Authentication.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub auth: AuthArg,
+    /// Seconds between polls when Azure sends no Retry-After (fractions allowed).
+    #[arg(long, value_name = "SECONDS")]
+    pub poll_interval: Option<f64>,
+}
+
+/// `run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Connection.
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// Subscription the VMs belong to.
+    #[arg(long, env = "AZURE_SUBSCRIPTION_ID")]
+    pub subscription: String,
+    /// Full ARM resource id of a VM to migrate (repeatable).
+    #[arg(long = "vm", value_name = "RESOURCE_ID", required = true, value_parser = parse_id)]
+    pub vms: Vec<ResourceId>,
+    /// Journal directory.
+    #[arg(long, default_value = "state")]
+    pub state: PathBuf,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub yes: bool,
+    /// Most VMs migrated at once.
+    #[arg(long, default_value_t = 8)]
+    pub max_parallel: usize,
+    /// Output of the final summary.
+    #[arg(long, value_enum, default_value = "table")]
+    pub output: OutputArg,
+}
+
+/// `resume`.
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    /// Connection (endpoint and cloud default to the journaled run's).
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// Journal directory.
+    #[arg(long, default_value = "state")]
+    pub state: PathBuf,
+    /// Most VMs migrated at once (default: the journaled run's).
+    #[arg(long)]
+    pub max_parallel: Option<usize>,
+    /// Output of the final summary.
+    #[arg(long, value_enum, default_value = "table")]
+    pub output: OutputArg,
+}
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum OutputArg {
+    /// Human table.
+    Table,
+    /// One JSON object.
+    Json,
+}
+
+/// `status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Journal directory.
+    #[arg(long, default_value = "state")]
+    pub state: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub output: OutputArg,
+}
+
+/// `emulator serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Port on 127.0.0.1 (0 = any free port).
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// Simulated seconds per real second.
+    #[arg(long, default_value_t = 1000.0)]
+    pub time_scale: f64,
+    /// Seed for durations and faults.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Share of ARM requests answered with an injected fault (0 to 1).
+    #[arg(long, default_value_t = 0.0)]
+    pub fault_rate: f64,
+    /// Fleet to seed: `demo` or `none`.
+    #[arg(long, default_value = "demo")]
+    pub fleet: String,
+}
+
+/// `demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Simulated seconds per real second.
+    #[arg(long, default_value_t = 1000.0)]
+    pub time_scale: f64,
+    /// Share of ARM requests answered with an injected fault (0 to 1).
+    #[arg(long, default_value_t = 0.0)]
+    pub fault_rate: f64,
+    /// Keep the journal here instead of a temporary directory.
+    #[arg(long)]
+    pub state: Option<PathBuf>,
+}
+
+fn parse_id(s: &str) -> Result<ResourceId, String> {
+    ResourceId::parse(s).map_err(|e| e.to_string())
+}

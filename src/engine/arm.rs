@@ -1,0 +1,145 @@
+//! [`Cloud`] over the real HTTP client ([`crate::azure::ArmClient`]).
+//! Error classification is the client's (`crate::azure::classify`); this
+//! adapter only translates the verdict into the engine's terms.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use super::cloud::{Access, Cloud, CloudError, CloudResult, CopyFigures, Retry};
+use crate::azure::{self, ArmClient, AzureError, ErrorClass, SasAccess};
+use crate::copy::{CopyOptions, copy_disk};
+use crate::model::{ResourceId, SasUrl};
+
+/// The production cloud: ARM + storage over HTTP.
+#[derive(Clone)]
+pub struct ArmCloud {
+    client: ArmClient,
+    copy: CopyOptions,
+}
+
+impl ArmCloud {
+    /// Wraps a client.
+    pub fn new(client: ArmClient) -> Self {
+        ArmCloud { client, copy: CopyOptions::default() }
+    }
+
+    /// The underlying client (for statistics).
+    pub fn client(&self) -> &ArmClient {
+        &self.client
+    }
+}
+
+/// Translates a classified Azure error for the engine.
+pub fn to_cloud_error(e: AzureError) -> CloudError {
+    let code = match &e {
+        AzureError::Http { code, .. } | AzureError::Operation { code, .. } => Some(code.clone()),
+        _ => None,
+    };
+    let message = crate::model::redact(&e.to_string());
+    match azure::classify(&e) {
+        ErrorClass::Transient { retry_after } | ErrorClass::Throttled { retry_after } => CloudError { retry: Retry::Transient, code, message, retry_after },
+        ErrorClass::Terminal { remedy } => CloudError { retry: Retry::Terminal, code, message: format!("{message}. {remedy}"), retry_after: None },
+    }
+}
+
+fn map<T>(r: Result<T, AzureError>) -> CloudResult<T> {
+    r.map_err(to_cloud_error)
+}
+
+#[async_trait]
+impl Cloud for ArmCloud {
+    async fn get_vm(&self, id: &ResourceId, instance_view: bool) -> CloudResult<Option<Value>> {
+        map(self.client.get_vm(id, instance_view).await).map(|o| o.map(|f| f.raw))
+    }
+
+    async fn get_disk(&self, id: &ResourceId) -> CloudResult<Option<Value>> {
+        if id.is_type("Microsoft.Compute", "snapshots") {
+            map(self.client.get_snapshot(id).await).map(|o| o.map(|f| f.raw))
+        } else {
+            map(self.client.get_disk(id).await).map(|o| o.map(|f| f.raw))
+        }
+    }
+
+    async fn eah_feature_registered(&self, subscription: &str) -> CloudResult<bool> {
+        let f = map(self.client.get_feature(subscription, "Microsoft.Compute", "EncryptionAtHost").await)?;
+        Ok(f.and_then(|f| f.properties.and_then(|p| p.state)).is_some_and(|s| s.eq_ignore_ascii_case("Registered")))
+    }
+
+    async fn size_support(&self, subscription: &str, location: &str, size: &str) -> CloudResult<(Option<bool>, bool)> {
+        let skus = map(self.client.list_vm_skus(subscription, location).await)?;
+        let Some(sku) = skus.iter().find(|s| s.name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(size))) else {
+            return Ok((None, false));
+        };
+        let supports = sku.capability("EncryptionAtHostSupported").is_some_and(|v| v.eq_ignore_ascii_case("True"));
+        let restricted = sku.restrictions.as_ref().is_some_and(|r| {
+            r.iter().any(|x| {
+                x.get("reasonCode").and_then(Value::as_str).is_some_and(|c| c.eq_ignore_ascii_case("NotAvailableForSubscription"))
+                    && x.get("type").and_then(Value::as_str).is_some_and(|t| t.eq_ignore_ascii_case("Location"))
+            })
+        });
+        Ok((Some(supports), restricted))
+    }
+
+    async fn put_vm(&self, id: &ResourceId, body: &Value) -> CloudResult<()> {
+        map(self.client.put_vm(id, body).await).map(|_| ())
+    }
+
+    async fn patch_vm(&self, id: &ResourceId, body: &Value) -> CloudResult<()> {
+        map(self.client.patch_vm(id, body).await).map(|_| ())
+    }
+
+    async fn delete_vm(&self, id: &ResourceId) -> CloudResult<()> {
+        map(self.client.delete_vm(id).await)
+    }
+
+    async fn deallocate_vm(&self, id: &ResourceId) -> CloudResult<()> {
+        map(self.client.deallocate_vm(id).await)
+    }
+
+    async fn start_vm(&self, id: &ResourceId) -> CloudResult<()> {
+        map(self.client.start_vm(id).await)
+    }
+
+    async fn put_extension(&self, id: &ResourceId, body: &Value) -> CloudResult<()> {
+        map(self.client.put_extension(id, body).await).map(|_| ())
+    }
+
+    async fn delete_extension(&self, id: &ResourceId) -> CloudResult<()> {
+        map(self.client.delete_extension(id).await)
+    }
+
+    async fn put_disk(&self, id: &ResourceId, body: &Value) -> CloudResult<()> {
+        map(self.client.put_disk(id, body).await).map(|_| ())
+    }
+
+    async fn delete_disk(&self, id: &ResourceId) -> CloudResult<()> {
+        map(self.client.delete_disk(id).await)
+    }
+
+    async fn put_snapshot(&self, id: &ResourceId, body: &Value) -> CloudResult<()> {
+        map(self.client.put_snapshot(id, body).await).map(|_| ())
+    }
+
+    async fn grant_access(&self, id: &ResourceId, access: Access, duration: Duration) -> CloudResult<SasUrl> {
+        let a = match access {
+            Access::Read => SasAccess::Read,
+            Access::Write => SasAccess::Write,
+        };
+        map(self.client.grant_access(id, a, duration).await)
+    }
+
+    async fn revoke_access(&self, id: &ResourceId) -> CloudResult<()> {
+        map(self.client.revoke_access(id).await)
+    }
+
+    async fn copy_blob(&self, src: &SasUrl, dst: &SasUrl, progress: &(dyn Fn(u64) + Send + Sync)) -> CloudResult<CopyFigures> {
+        let storage = self.client.storage();
+        let stats = copy_disk(&storage, src, dst, &self.copy, progress).await.map_err(|e| {
+            let err: AzureError = e.into();
+            to_cloud_error(err)
+        })?;
+        Ok(CopyFigures { bytes_copied: stats.bytes_copied, allocated_bytes: stats.allocated_bytes, blob_size: stats.blob_size })
+    }
+}

@@ -1,0 +1,107 @@
+//! The seam between the engine and Azure.
+//!
+//! The engine only knows this trait. The production implementation
+//! ([`crate::engine::arm::ArmCloud`]) wraps the HTTP client, which talks to real
+//! ARM or to the built-in emulator: there is no shortcut around the wire.
+//! Errors arrive already classified (transient vs terminal) by the client's
+//! single classification function; the engine only reads the verdict.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::model::{ResourceId, SasUrl};
+
+/// How the engine should treat a failed call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// Try again later (conflicts, throttling, 5xx, timeouts, capacity).
+    Transient,
+    /// Will not succeed by retrying; the message tells the operator what to do.
+    Terminal,
+}
+
+/// A failed cloud call, classified, with a message free of secrets.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct CloudError {
+    /// Transient or terminal.
+    pub retry: Retry,
+    /// Azure error code, when there is one.
+    pub code: Option<String>,
+    /// Operator-facing message (redacted), including the remedy for terminal errors.
+    pub message: String,
+    /// A server-requested delay, when one was given.
+    pub retry_after: Option<Duration>,
+}
+
+impl CloudError {
+    /// True when retrying may help.
+    pub fn is_transient(&self) -> bool {
+        self.retry == Retry::Transient
+    }
+}
+
+/// Result alias for cloud calls.
+pub type CloudResult<T> = Result<T, CloudError>;
+
+/// SAS access level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Read (source disks).
+    Read,
+    /// Write (Upload target disks).
+    Write,
+}
+
+/// Figures from one disk copy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CopyFigures {
+    /// Bytes moved.
+    pub bytes_copied: u64,
+    /// Bytes the source had allocated.
+    pub allocated_bytes: u64,
+    /// Blob size (disk size + 512).
+    pub blob_size: u64,
+}
+
+/// Everything the engine needs from Azure. Reads return raw ARM JSON so the
+/// full original model can be journaled; `Ok(None)` means 404.
+#[async_trait]
+pub trait Cloud: Send + Sync {
+    /// GET a VM, optionally with `$expand=instanceView`.
+    async fn get_vm(&self, id: &ResourceId, instance_view: bool) -> CloudResult<Option<Value>>;
+    /// GET a managed disk or a snapshot (by the id's type).
+    async fn get_disk(&self, id: &ResourceId) -> CloudResult<Option<Value>>;
+    /// Is `Microsoft.Compute/EncryptionAtHost` registered on the subscription?
+    async fn eah_feature_registered(&self, subscription: &str) -> CloudResult<bool>;
+    /// Does `size` support EAH in `location` (`None` = unknown size), and is it restricted?
+    async fn size_support(&self, subscription: &str, location: &str, size: &str) -> CloudResult<(Option<bool>, bool)>;
+    /// PUT a VM (create or full update); waits for the operation.
+    async fn put_vm(&self, id: &ResourceId, body: &Value) -> CloudResult<()>;
+    /// PATCH a VM; waits for the operation.
+    async fn patch_vm(&self, id: &ResourceId, body: &Value) -> CloudResult<()>;
+    /// DELETE a VM; waits for the operation.
+    async fn delete_vm(&self, id: &ResourceId) -> CloudResult<()>;
+    /// POST deallocate; waits.
+    async fn deallocate_vm(&self, id: &ResourceId) -> CloudResult<()>;
+    /// POST start; waits.
+    async fn start_vm(&self, id: &ResourceId) -> CloudResult<()>;
+    /// PUT a VM extension; waits.
+    async fn put_extension(&self, id: &ResourceId, body: &Value) -> CloudResult<()>;
+    /// DELETE a VM extension; waits.
+    async fn delete_extension(&self, id: &ResourceId) -> CloudResult<()>;
+    /// PUT a disk; waits.
+    async fn put_disk(&self, id: &ResourceId, body: &Value) -> CloudResult<()>;
+    /// DELETE a disk; waits.
+    async fn delete_disk(&self, id: &ResourceId) -> CloudResult<()>;
+    /// PUT a snapshot; waits.
+    async fn put_snapshot(&self, id: &ResourceId, body: &Value) -> CloudResult<()>;
+    /// beginGetAccess; returns the SAS URL (never persisted).
+    async fn grant_access(&self, id: &ResourceId, access: Access, duration: Duration) -> CloudResult<SasUrl>;
+    /// endGetAccess.
+    async fn revoke_access(&self, id: &ResourceId) -> CloudResult<()>;
+    /// Copies the allocated ranges of `src` into `dst`, reporting bytes as they move.
+    async fn copy_blob(&self, src: &SasUrl, dst: &SasUrl, progress: &(dyn Fn(u64) + Send + Sync)) -> CloudResult<CopyFigures>;
+}
