@@ -7,7 +7,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use super::args::{AuthArg, CloudArg, Command, ConnArgs, DemoArgs, EmulatorCommand, OutputArg, ResumeArgs, RunArgs, ServeArgs, StatusArgs};
+use super::args::{
+    AuthArg, CloudArg, Command, ConnArgs, DemoArgs, EmulatorCommand, OutputArg, ResumeArgs,
+    RunArgs, ServeArgs, StatusArgs,
+};
 use super::output::{Bars, status_json, status_table};
 use super::{CliError, Exit};
 use crate::azure::{self, ArmClient, AuthMode, AzureConfig};
@@ -27,7 +30,9 @@ pub async fn dispatch(cmd: Command) -> Result<Exit, CliError> {
         Command::Run(a) => run(a).await,
         Command::Resume(a) => resume(a).await,
         Command::Status(a) => status(a),
-        Command::Emulator { command: EmulatorCommand::Serve(a) } => serve(a).await,
+        Command::Emulator {
+            command: EmulatorCommand::Serve(a),
+        } => serve(a).await,
         Command::Demo(a) => demo(a).await,
     }
 }
@@ -58,7 +63,9 @@ fn auth_mode(a: AuthArg) -> AuthMode {
         AuthArg::None => AuthMode::None,
         AuthArg::Auto if set("AZURE_CLIENT_SECRET") => AuthMode::ServicePrincipal,
         AuthArg::Auto if set("AZURE_FEDERATED_TOKEN_FILE") => AuthMode::Workload,
-        AuthArg::Auto if set("IDENTITY_ENDPOINT") || set("MSI_ENDPOINT") => AuthMode::ManagedIdentity,
+        AuthArg::Auto if set("IDENTITY_ENDPOINT") || set("MSI_ENDPOINT") => {
+            AuthMode::ManagedIdentity
+        }
         AuthArg::Auto => AuthMode::Cli,
     }
 }
@@ -66,20 +73,30 @@ fn auth_mode(a: AuthArg) -> AuthMode {
 fn poll_interval(secs: Option<f64>, fallback: f64) -> Result<Duration, CliError> {
     let s = secs.unwrap_or(fallback);
     if !(s.is_finite() && s > 0.0 && s <= 3600.0) {
-        return Err(CliError::BadInput(format!("--poll-interval must be a number of seconds between 0 and 3600, got {s}")));
+        return Err(CliError::BadInput(format!(
+            "--poll-interval must be a number of seconds between 0 and 3600, got {s}"
+        )));
     }
     Ok(Duration::from_secs_f64(s))
 }
 
 /// Builds the HTTP client and its cloud adapter. Bad endpoints and
 /// credentials are bad input: nothing has been sent yet.
-async fn connect(conn: &ConnArgs, endpoint: Option<&str>, poll: Duration) -> Result<ArmCloud, CliError> {
+async fn connect(
+    conn: &ConnArgs,
+    endpoint: Option<&str>,
+    poll: Duration,
+) -> Result<ArmCloud, CliError> {
     let cloud = cloud_of(conn.cloud);
     let mut cfg = match endpoint.or(conn.arm_endpoint.as_deref()) {
         Some(e) => {
-            let url = url::Url::parse(e).map_err(|err| CliError::BadInput(format!("--arm-endpoint {e:?} is not a URL: {err}")))?;
+            let url = url::Url::parse(e).map_err(|err| {
+                CliError::BadInput(format!("--arm-endpoint {e:?} is not a URL: {err}"))
+            })?;
             if !matches!(url.scheme(), "http" | "https") {
-                return Err(CliError::BadInput(format!("--arm-endpoint must be http(s), got {e:?}")));
+                return Err(CliError::BadInput(format!(
+                    "--arm-endpoint must be http(s), got {e:?}"
+                )));
             }
             AzureConfig::new(url, cloud)
         }
@@ -87,7 +104,9 @@ async fn connect(conn: &ConnArgs, endpoint: Option<&str>, poll: Duration) -> Res
     };
     cfg.poll_interval = poll;
     cfg.retry.base_delay = cfg.retry.base_delay.min(poll);
-    let tokens = azure::token_source(auth_mode(conn.auth), &cfg).await.map_err(|e| CliError::BadInput(e.to_string()))?;
+    let tokens = azure::token_source(auth_mode(conn.auth), &cfg)
+        .await
+        .map_err(|e| CliError::BadInput(e.to_string()))?;
     let client = ArmClient::new(cfg, tokens).map_err(|e| CliError::BadInput(e.to_string()))?;
     Ok(ArmCloud::new(client))
 }
@@ -96,7 +115,9 @@ fn ctrl_c_channel() -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("ade2eah: interrupted; finishing the current calls, then stopping (run `ade2eah resume` to continue)");
+            eprintln!(
+                "ade2eah: interrupted; finishing the current calls, then stopping (run `ade2eah resume` to continue)"
+            );
             let _ = tx.send(true);
         }
     });
@@ -104,17 +125,27 @@ fn ctrl_c_channel() -> watch::Receiver<bool> {
 }
 
 fn progress_for(output: OutputArg) -> Arc<dyn Progress> {
-    if output == OutputArg::Table && std::io::stderr().is_terminal() { Arc::new(Bars::new()) } else { Arc::new(NoProgress) }
+    if output == OutputArg::Table && std::io::stderr().is_terminal() {
+        Arc::new(Bars::new())
+    } else {
+        Arc::new(NoProgress)
+    }
 }
 
 async fn run(a: RunArgs) -> Result<Exit, CliError> {
     let poll = poll_interval(a.conn.poll_interval, DEFAULT_POLL_SECS)?;
     if a.max_parallel == 0 {
-        return Err(CliError::BadInput("--max-parallel must be at least 1".into()));
+        return Err(CliError::BadInput(
+            "--max-parallel must be at least 1".into(),
+        ));
     }
     for vm in &a.vms {
         if !vm.subscription().eq_ignore_ascii_case(&a.subscription) {
-            return Err(CliError::BadInput(format!("VM {vm} is in subscription {}, not --subscription {}", vm.subscription(), a.subscription)));
+            return Err(CliError::BadInput(format!(
+                "VM {vm} is in subscription {}, not --subscription {}",
+                vm.subscription(),
+                a.subscription
+            )));
         }
     }
     let mut vms: Vec<ResourceId> = Vec::new();
@@ -126,7 +157,11 @@ async fn run(a: RunArgs) -> Result<Exit, CliError> {
     let cloud = connect(&a.conn, None, poll).await?;
     let journal = Arc::new(Journal::open(&a.state)?);
     if let Some(existing) = journal.meta()? {
-        return Err(crate::journal::JournalError::RunExists { dir: a.state.clone(), run_id: existing.run_id }.into());
+        return Err(crate::journal::JournalError::RunExists {
+            dir: a.state.clone(),
+            run_id: existing.run_id,
+        }
+        .into());
     }
     let discovered = discover(&cloud, &vms).await.map_err(|e| match e {
         DiscoverError::UnknownVm(_) | DiscoverError::NotAVm(_) => CliError::BadInput(e.to_string()),
@@ -138,7 +173,9 @@ async fn run(a: RunArgs) -> Result<Exit, CliError> {
         }
     }
     if !a.yes && !confirm(&discovered)? {
-        return Err(CliError::BadInput("not confirmed; nothing was changed (pass --yes to run without asking)".into()));
+        return Err(CliError::BadInput(
+            "not confirmed; nothing was changed (pass --yes to run without asking)".into(),
+        ));
     }
     let meta = RunMeta {
         schema_version: SCHEMA_VERSION,
@@ -155,24 +192,55 @@ async fn run(a: RunArgs) -> Result<Exit, CliError> {
     };
     let records: Vec<VmRecord> = discovered.into_iter().map(|(r, _)| r).collect();
     journal.init_run(&meta, &records)?;
-    execute(cloud, journal, &meta, records, poll, a.max_parallel, a.output).await
+    execute(
+        cloud,
+        journal,
+        &meta,
+        records,
+        poll,
+        a.max_parallel,
+        a.output,
+    )
+    .await
 }
 
 fn confirm(discovered: &[(VmRecord, String)]) -> Result<bool, CliError> {
     if !std::io::stdin().is_terminal() {
-        return Err(CliError::BadInput("refusing to change VMs without confirmation: pass --yes (stdin is not a terminal)".into()));
+        return Err(CliError::BadInput(
+            "refusing to change VMs without confirmation: pass --yes (stdin is not a terminal)"
+                .into(),
+        ));
     }
     let eligible = discovered.iter().filter(|(r, _)| r.is_active()).count();
-    eprint!("Migrate {eligible} VM(s) to encryption at host? Each will be deallocated, deleted and re-created. [y/N] ");
+    eprint!(
+        "Migrate {eligible} VM(s) to encryption at host? Each will be deallocated, deleted and re-created. [y/N] "
+    );
     let mut line = String::new();
-    std::io::stdin().read_line(&mut line).map_err(|e| CliError::Failed(e.to_string()))?;
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| CliError::Failed(e.to_string()))?;
     Ok(matches!(line.trim(), "y" | "Y" | "yes"))
 }
 
-async fn execute(cloud: ArmCloud, journal: Arc<Journal>, meta: &RunMeta, records: Vec<VmRecord>, poll: Duration, max_parallel: usize, output: OutputArg) -> Result<Exit, CliError> {
+async fn execute(
+    cloud: ArmCloud,
+    journal: Arc<Journal>,
+    meta: &RunMeta,
+    records: Vec<VmRecord>,
+    poll: Duration,
+    max_parallel: usize,
+    output: OutputArg,
+) -> Result<Exit, CliError> {
     let mut opts = EngineOptions::new(poll);
     opts.max_parallel = max_parallel;
-    let engine = Engine::new(Arc::new(cloud), journal.clone(), meta.run_id.clone(), opts, progress_for(output), ctrl_c_channel());
+    let engine = Engine::new(
+        Arc::new(cloud),
+        journal.clone(),
+        meta.run_id.clone(),
+        opts,
+        progress_for(output),
+        ctrl_c_channel(),
+    );
     let done = engine.run(records).await?;
     journal.flush()?;
     print_summary(meta, &done, output);
@@ -181,7 +249,14 @@ async fn execute(cloud: ArmCloud, journal: Arc<Journal>, meta: &RunMeta, records
 
 /// 0 iff every VM that was not skipped is verified.
 pub fn exit_for(records: &[VmRecord]) -> Exit {
-    if records.iter().all(|r| matches!(r.outcome, Outcome::Verified | Outcome::Skipped { .. })) { Exit::Done } else { Exit::Incomplete }
+    if records
+        .iter()
+        .all(|r| matches!(r.outcome, Outcome::Verified | Outcome::Skipped { .. }))
+    {
+        Exit::Done
+    } else {
+        Exit::Incomplete
+    }
 }
 
 fn print_summary(meta: &RunMeta, records: &[VmRecord], output: OutputArg) {
@@ -195,7 +270,15 @@ async fn resume(a: ResumeArgs) -> Result<Exit, CliError> {
     let journal = Arc::new(Journal::open(&a.state)?);
     let meta = journal.require_meta()?;
     let poll = poll_interval(a.conn.poll_interval, meta.poll_interval_secs)?;
-    let cloud = connect(&a.conn, a.conn.arm_endpoint.is_none().then_some(meta.arm_endpoint.as_str()), poll).await?;
+    let cloud = connect(
+        &a.conn,
+        a.conn
+            .arm_endpoint
+            .is_none()
+            .then_some(meta.arm_endpoint.as_str()),
+        poll,
+    )
+    .await?;
     let mut records = journal.records()?;
     for rec in &mut records {
         if let Outcome::Parked { reason, .. } = &rec.outcome {
@@ -212,7 +295,10 @@ async fn resume(a: ResumeArgs) -> Result<Exit, CliError> {
 
 fn status(a: StatusArgs) -> Result<Exit, CliError> {
     if !a.state.join("db").exists() {
-        return Err(CliError::BadInput(format!("no journal in {}; pass --state DIR of a run", a.state.display())));
+        return Err(CliError::BadInput(format!(
+            "no journal in {}; pass --state DIR of a run",
+            a.state.display()
+        )));
     }
     let journal = Journal::open(&a.state)?;
     let meta = journal.require_meta()?;
@@ -224,11 +310,20 @@ fn status(a: StatusArgs) -> Result<Exit, CliError> {
 async fn serve(a: ServeArgs) -> Result<Exit, CliError> {
     let cfg = emulator_config(a.time_scale, a.seed, a.fault_rate)?;
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], a.port));
-    let emu = crate::emulator::start_on(addr, cfg).await.map_err(|e| CliError::BadInput(format!("cannot listen on {addr}: {e}")))?;
+    let emu = crate::emulator::start_on(addr, cfg)
+        .await
+        .map_err(|e| CliError::BadInput(format!("cannot listen on {addr}: {e}")))?;
     let vms = match a.fleet.as_str() {
-        "demo" => crate::emulator::demo_fleet().into_iter().map(|s| emu.add_vm(s)).collect::<Vec<_>>(),
+        "demo" => crate::emulator::demo_fleet()
+            .into_iter()
+            .map(|s| emu.add_vm(s))
+            .collect::<Vec<_>>(),
         "none" => Vec::new(),
-        other => return Err(CliError::BadInput(format!("--fleet must be demo or none, got {other:?}"))),
+        other => {
+            return Err(CliError::BadInput(format!(
+                "--fleet must be demo or none, got {other:?}"
+            )));
+        }
     };
     println!("emulator listening on {}", emu.base_url());
     println!("subscription {}", emu.subscription());
@@ -242,22 +337,39 @@ async fn serve(a: ServeArgs) -> Result<Exit, CliError> {
     Ok(Exit::Done)
 }
 
-fn emulator_config(time_scale: f64, seed: u64, fault_rate: f64) -> Result<crate::emulator::EmulatorConfig, CliError> {
+fn emulator_config(
+    time_scale: f64,
+    seed: u64,
+    fault_rate: f64,
+) -> Result<crate::emulator::EmulatorConfig, CliError> {
     if !(time_scale.is_finite() && time_scale > 0.0) {
-        return Err(CliError::BadInput(format!("--time-scale must be positive, got {time_scale}")));
+        return Err(CliError::BadInput(format!(
+            "--time-scale must be positive, got {time_scale}"
+        )));
     }
     if !(0.0..=1.0).contains(&fault_rate) {
-        return Err(CliError::BadInput(format!("--fault-rate must be between 0 and 1, got {fault_rate}")));
+        return Err(CliError::BadInput(format!(
+            "--fault-rate must be between 0 and 1, got {fault_rate}"
+        )));
     }
-    let mut cfg = crate::emulator::EmulatorConfig { time_scale, seed, ..Default::default() };
+    let mut cfg = crate::emulator::EmulatorConfig {
+        time_scale,
+        seed,
+        ..Default::default()
+    };
     cfg.faults.rate = fault_rate;
     Ok(cfg)
 }
 
 async fn demo(a: DemoArgs) -> Result<Exit, CliError> {
     let started = Instant::now();
-    let emu = crate::emulator::start(emulator_config(a.time_scale, 7, a.fault_rate)?).await.map_err(|e| CliError::Failed(e.to_string()))?;
-    let vms: Vec<ResourceId> = crate::emulator::demo_fleet().into_iter().map(|s| emu.add_vm(s)).collect();
+    let emu = crate::emulator::start(emulator_config(a.time_scale, 7, a.fault_rate)?)
+        .await
+        .map_err(|e| CliError::Failed(e.to_string()))?;
+    let vms: Vec<ResourceId> = crate::emulator::demo_fleet()
+        .into_iter()
+        .map(|s| emu.add_vm(s))
+        .collect();
     let tmp;
     let state: &Path = match &a.state {
         Some(p) => p,
@@ -266,13 +378,25 @@ async fn demo(a: DemoArgs) -> Result<Exit, CliError> {
             tmp.path()
         }
     };
-    eprintln!("ade2eah demo: emulator at {} (time scale {}x), {} VMs", emu.base_url(), a.time_scale, vms.len());
-    let conn = ConnArgs { arm_endpoint: Some(emu.base_url()), cloud: CloudArg::Public, auth: AuthArg::None, poll_interval: Some(0.2) };
+    eprintln!(
+        "ade2eah demo: emulator at {} (time scale {}x), {} VMs",
+        emu.base_url(),
+        a.time_scale,
+        vms.len()
+    );
+    let conn = ConnArgs {
+        arm_endpoint: Some(emu.base_url()),
+        cloud: CloudArg::Public,
+        auth: AuthArg::None,
+        poll_interval: Some(0.2),
+    };
     let poll = poll_interval(conn.poll_interval, 0.2)?;
     let cloud = connect(&conn, None, poll).await?;
     let client = cloud.client().clone();
     let journal = Arc::new(Journal::open(state)?);
-    let discovered = discover(&cloud, &vms).await.map_err(|e| CliError::Failed(e.to_string()))?;
+    let discovered = discover(&cloud, &vms)
+        .await
+        .map_err(|e| CliError::Failed(e.to_string()))?;
     let meta = RunMeta {
         schema_version: SCHEMA_VERSION,
         run_id: uuid::Uuid::now_v7().to_string(),
@@ -289,13 +413,31 @@ async fn demo(a: DemoArgs) -> Result<Exit, CliError> {
     let records: Vec<VmRecord> = discovered.into_iter().map(|(r, _)| r).collect();
     journal.init_run(&meta, &records)?;
     let bars: Arc<dyn Progress> = Arc::new(Bars::new());
-    let engine = Engine::new(Arc::new(cloud), journal.clone(), meta.run_id.clone(), EngineOptions::new(poll), bars, ctrl_c_channel());
+    let engine = Engine::new(
+        Arc::new(cloud),
+        journal.clone(),
+        meta.run_id.clone(),
+        EngineOptions::new(poll),
+        bars,
+        ctrl_c_channel(),
+    );
     let done = engine.run(records).await?;
     println!("{}", status_table(&done));
     let stats = client.stats();
-    let migrated: Vec<&VmRecord> = done.iter().filter(|r| r.outcome == Outcome::Verified).collect();
-    let copied: u64 = migrated.iter().flat_map(|r| &r.disks).map(|d| d.bytes_copied).sum();
-    let size: u64 = migrated.iter().flat_map(|r| &r.disks).map(|d| d.source_size_bytes + 512).sum();
+    let migrated: Vec<&VmRecord> = done
+        .iter()
+        .filter(|r| r.outcome == Outcome::Verified)
+        .collect();
+    let copied: u64 = migrated
+        .iter()
+        .flat_map(|r| &r.disks)
+        .map(|d| d.bytes_copied)
+        .sum();
+    let size: u64 = migrated
+        .iter()
+        .flat_map(|r| &r.disks)
+        .map(|d| d.source_size_bytes + 512)
+        .sum();
     println!(
         "wall time {:.1} s (simulated {:.1} h) | {} of {} VMs migrated | ARM requests {} ({:.1} per VM) | copied {} of {} disk bytes ({:.1}%)",
         started.elapsed().as_secs_f64(),
@@ -306,7 +448,11 @@ async fn demo(a: DemoArgs) -> Result<Exit, CliError> {
         stats.arm_requests as f64 / done.len().max(1) as f64,
         super::output::human_bytes(copied),
         super::output::human_bytes(size),
-        if size > 0 { copied as f64 * 100.0 / size as f64 } else { 0.0 },
+        if size > 0 {
+            copied as f64 * 100.0 / size as f64
+        } else {
+            0.0
+        },
     );
     emu.shutdown().await;
     Ok(exit_for(&done))

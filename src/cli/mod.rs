@@ -40,7 +40,11 @@ impl From<crate::journal::JournalError> for CliError {
         use crate::journal::JournalError as J;
         match e {
             J::Io { .. } => CliError::Failed(e.to_string()),
-            J::Locked { .. } | J::NewerSchema { .. } | J::Corrupt { .. } | J::NoRun { .. } | J::RunExists { .. } => CliError::BadInput(e.to_string()),
+            J::Locked { .. }
+            | J::NewerSchema { .. }
+            | J::Corrupt { .. }
+            | J::NoRun { .. }
+            | J::RunExists { .. } => CliError::BadInput(e.to_string()),
         }
     }
 }
@@ -56,7 +60,10 @@ pub fn main() -> i32 {
         }
     };
     init_tracing();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("ade2eah: cannot start the async runtime: {e}");
@@ -79,5 +86,9 @@ pub fn main() -> i32 {
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("ADE2EAH_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
 }

@@ -22,7 +22,10 @@ pub struct Bars {
 impl Bars {
     /// Creates an empty set of bars (hidden automatically when stderr is not a TTY).
     pub fn new() -> Self {
-        Bars { multi: MultiProgress::new(), bars: Mutex::new(HashMap::new()) }
+        Bars {
+            multi: MultiProgress::new(),
+            bars: Mutex::new(HashMap::new()),
+        }
     }
 
     fn bar(&self, vm: &ResourceId) -> ProgressBar {
@@ -46,7 +49,8 @@ impl Default for Bars {
 }
 
 fn step_style() -> ProgressStyle {
-    ProgressStyle::with_template("{spinner:.cyan} {prefix:18.bold} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner())
+    ProgressStyle::with_template("{spinner:.cyan} {prefix:18.bold} {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner())
 }
 
 fn copy_style() -> ProgressStyle {
@@ -84,7 +88,10 @@ impl Progress for Bars {
 pub fn vm_json(rec: &VmRecord) -> Value {
     let (reason, next_action) = match &rec.outcome {
         Outcome::Skipped { reason } => (Some(reason.clone()), None),
-        Outcome::Parked { reason, next_action } => (Some(reason.clone()), Some(next_action.clone())),
+        Outcome::Parked {
+            reason,
+            next_action,
+        } => (Some(reason.clone()), Some(next_action.clone())),
         Outcome::InProgress | Outcome::Verified => (None, None),
     };
     json!({
@@ -106,7 +113,12 @@ pub fn vm_json(rec: &VmRecord) -> Value {
 
 /// The whole run as one JSON object.
 pub fn status_json(meta: &RunMeta, records: &[VmRecord]) -> Value {
-    let count = |label: &str| records.iter().filter(|r| r.outcome.label() == label).count();
+    let count = |label: &str| {
+        records
+            .iter()
+            .filter(|r| r.outcome.label() == label)
+            .count()
+    };
     json!({
         "run_id": meta.run_id,
         "arm_endpoint": meta.arm_endpoint,
@@ -125,17 +137,34 @@ pub fn status_json(meta: &RunMeta, records: &[VmRecord]) -> Value {
 /// The run as a terminal table.
 pub fn status_table(records: &[VmRecord]) -> String {
     let mut t = Table::new();
-    t.load_preset(UTF8_FULL_CONDENSED);
-    t.set_header(["VM", "outcome", "step", "disks", "copied", "reason / next action"]);
+    t.load_style(UTF8_FULL_CONDENSED);
+    t.set_header([
+        "VM",
+        "outcome",
+        "step",
+        "disks",
+        "copied",
+        "reason / next action",
+    ]);
     for r in records {
         let copied: u64 = r.disks.iter().map(|d| d.bytes_copied).sum();
         let note = match &r.outcome {
             Outcome::Skipped { reason } => reason.clone(),
-            Outcome::Parked { reason, next_action } => format!("{reason} → {next_action}"),
+            Outcome::Parked {
+                reason,
+                next_action,
+            } => format!("{reason} → {next_action}"),
             Outcome::Verified => "EAH on, running, new disks".to_string(),
             Outcome::InProgress => String::new(),
         };
-        t.add_row([r.id.name().to_string(), r.outcome.label().to_string(), r.step.name().to_string(), r.disks.len().to_string(), human_bytes(copied), note]);
+        t.add_row([
+            r.id.name().to_string(),
+            r.outcome.label().to_string(),
+            r.step.name().to_string(),
+            r.disks.len().to_string(),
+            human_bytes(copied),
+            note,
+        ]);
     }
     t.to_string()
 }

@@ -1,1 +1,308 @@
-//! Placeholder, filled in by its owner.
+//! A built-in Azure over HTTP on loopback: the ARM control plane (VMs,
+//! extensions, disks, snapshots, NICs, features, SKUs, long-running
+//! operations, seeded faults) and the managed-disk page-blob data plane.
+//!
+//! Contract (see docs/contracts.md): the wire is Azure's own; time is
+//! simulated ([`clock::SimClock`]); `/_emulator/state|requests|vms` expose the
+//! test view. Start one with [`start`] (127.0.0.1, port 0) or [`start_on`].
+//!
+//! Layout: [`config`] (knobs), [`fleet`] (VM descriptions, demo fleet),
+//! `world` (state and platform rules, synchronous), `lro` (operations),
+//! `faults` (seeded fault choice), `arm` (HTTP handler), [`blob`] and
+//! [`storage`] (data plane).
+
+#![deny(missing_docs)]
+
+pub mod blob;
+pub mod clock;
+pub mod config;
+pub mod fleet;
+pub mod storage;
+
+mod arm;
+mod faults;
+mod lro;
+mod world;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::http::Method;
+use serde::Serialize;
+use serde_json::Value;
+
+pub use blob::{BlobStore, GrantInfo, StorageConfig, StorageStats};
+pub use clock::SimClock;
+pub use config::{
+    DEFAULT_SUBSCRIPTION, Durations, EmulatorConfig, FaultConfig, FaultKind, SimRange,
+};
+pub use fleet::{AdeSpec, DeleteOption, DiskSpec, OsKind, VmSpec, demo_fleet};
+
+use crate::model::ResourceId;
+use world::World;
+
+/// One entry of the request log (no query strings, so never a SAS).
+#[derive(Debug, Clone, Serialize)]
+pub struct RequestLog {
+    /// Order of arrival (0-based).
+    pub seq: u64,
+    /// HTTP method.
+    pub method: String,
+    /// Path only, no query.
+    pub path: String,
+    /// PUT/PATCH/POST/DELETE on ARM (not operation polls), PUT on storage.
+    pub mutating: bool,
+    /// HTTP status answered (for a dropped connection: the status the
+    /// request would have had, or 200 when it was dropped before processing).
+    pub status: u16,
+    /// The injected fault, if any (`throttle-429`, `drop-connection`, ...).
+    pub fault: Option<String>,
+}
+
+/// The whole world as JSON-friendly values, for tests and `/_emulator/state`.
+/// Each resource entry is `{"id", "model": <its GET body>, "emulator": {...}}`.
+#[derive(Debug, Clone, Serialize)]
+pub struct StateView {
+    /// Simulated seconds since start.
+    pub sim_now_secs: f64,
+    /// The subscription served.
+    pub subscription: String,
+    /// VMs; `model` is the GET body with the instance view expanded.
+    pub vms: Vec<Value>,
+    /// Managed disks.
+    pub disks: Vec<Value>,
+    /// Snapshots.
+    pub snapshots: Vec<Value>,
+    /// NICs.
+    pub nics: Vec<Value>,
+    /// Live SAS grants (never the signature).
+    pub active_sas: Vec<GrantInfo>,
+    /// Operations created so far.
+    pub operations: usize,
+    /// Operations still running.
+    pub running_operations: usize,
+    /// Requests served so far.
+    pub requests: usize,
+    /// Data-plane counters.
+    pub storage: StorageStats,
+}
+
+/// Shared state behind the HTTP handler and the [`Emulator`] handle.
+pub(crate) struct Inner {
+    world: Mutex<World>,
+    blobs: Arc<BlobStore>,
+    clock: SimClock,
+    seed: u64,
+    faults: Mutex<FaultConfig>,
+    log: Mutex<Vec<RequestLog>>,
+    arm_seq: AtomicU64,
+    base_url: String,
+    subscription: String,
+    location: String,
+}
+
+impl Inner {
+    fn next_arm_seq(&self) -> u64 {
+        self.arm_seq.fetch_add(1, Ordering::SeqCst)
+    }
+
+    fn record(
+        &self,
+        method: &Method,
+        path: &str,
+        mutating: bool,
+        status: u16,
+        fault: Option<String>,
+    ) {
+        let mut log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+        let seq = log.len() as u64;
+        log.push(RequestLog {
+            seq,
+            method: method.to_string(),
+            path: path.to_string(),
+            mutating,
+            status,
+            fault,
+        });
+    }
+
+    fn requests(&self) -> Vec<RequestLog> {
+        self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn state_view(&self) -> StateView {
+        let now = self.clock.now();
+        let (vms, disks, snapshots, nics, operations, running_operations) = {
+            let mut w = self.world.lock().unwrap_or_else(|p| p.into_inner());
+            w.advance(now);
+            w.snapshot_view()
+        };
+        StateView {
+            sim_now_secs: now,
+            subscription: self.subscription.clone(),
+            vms,
+            disks,
+            snapshots,
+            nics,
+            active_sas: self.blobs.active_grants(),
+            operations,
+            running_operations,
+            requests: self.log.lock().unwrap_or_else(|p| p.into_inner()).len(),
+            storage: self.blobs.stats(),
+        }
+    }
+}
+
+/// A running emulator. Cheap to clone; every clone talks to the same world.
+#[derive(Clone)]
+pub struct Emulator {
+    inner: Arc<Inner>,
+    server: Arc<Mutex<Option<Server>>>,
+}
+
+struct Server {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Emulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Emulator")
+            .field("base_url", &self.inner.base_url)
+            .finish()
+    }
+}
+
+/// Starts an emulator on `127.0.0.1`, on a free port.
+pub async fn start(cfg: EmulatorConfig) -> std::io::Result<Emulator> {
+    start_on(SocketAddr::from(([127, 0, 0, 1], 0)), cfg).await
+}
+
+/// Starts an emulator listening on `addr`; serves until [`Emulator::shutdown`].
+pub async fn start_on(addr: SocketAddr, cfg: EmulatorConfig) -> std::io::Result<Emulator> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    let host = if local.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        local.ip().to_string()
+    };
+    let base_url = format!("http://{host}:{}", local.port());
+    let clock = SimClock::new(cfg.time_scale);
+    let blobs = BlobStore::new(clock, cfg.storage.clone());
+    blobs.set_base_url(&base_url);
+    let mut world = World::new(&cfg, blobs.clone());
+    world.set_base_url(&base_url);
+    let inner = Arc::new(Inner {
+        subscription: world.subscription().to_string(),
+        location: world.location().to_string(),
+        world: Mutex::new(world),
+        blobs,
+        clock,
+        seed: cfg.seed,
+        faults: Mutex::new(cfg.faults.clone()),
+        log: Mutex::new(Vec::new()),
+        arm_seq: AtomicU64::new(0),
+        base_url,
+    });
+    let app = axum::Router::new()
+        .fallback(arm::handle)
+        .with_state(inner.clone());
+    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = rx.await;
+            })
+            .await;
+    });
+    Ok(Emulator {
+        inner,
+        server: Arc::new(Mutex::new(Some(Server { stop, task }))),
+    })
+}
+
+impl Emulator {
+    /// `http://127.0.0.1:PORT` (no trailing slash).
+    pub fn base_url(&self) -> String {
+        self.inner.base_url.clone()
+    }
+
+    /// The subscription id served.
+    pub fn subscription(&self) -> &str {
+        &self.inner.subscription
+    }
+
+    /// Creates a running VM from `spec` (NIC, disks with content, ADE
+    /// extension and encryption state) and returns its id.
+    pub fn add_vm(&self, spec: VmSpec) -> ResourceId {
+        let now = self.inner.clock.now();
+        let mut w = self.inner.world.lock().unwrap_or_else(|p| p.into_inner());
+        w.advance(now);
+        w.add_vm(&spec, now)
+    }
+
+    /// The whole world now.
+    pub fn state(&self) -> StateView {
+        self.inner.state_view()
+    }
+
+    /// Digest of the blob of a disk or snapshot (equal iff bytes are equal).
+    pub fn disk_digest(&self, id: &ResourceId) -> Option<String> {
+        let blob = {
+            let now = self.inner.clock.now();
+            let mut w = self.inner.world.lock().unwrap_or_else(|p| p.into_inner());
+            w.advance(now);
+            w.blob_of(id.as_str())
+        }?;
+        self.inner.blobs.digest(&blob)
+    }
+
+    /// Live SAS grants.
+    pub fn active_sas(&self) -> Vec<GrantInfo> {
+        self.inner.blobs.active_grants()
+    }
+
+    /// Every request so far, in order.
+    pub fn requests(&self) -> Vec<RequestLog> {
+        self.inner.requests()
+    }
+
+    /// Simulated seconds since start.
+    pub fn sim_now_secs(&self) -> f64 {
+        self.inner.clock.now()
+    }
+
+    /// The simulated clock.
+    pub fn clock(&self) -> SimClock {
+        self.inner.clock
+    }
+
+    /// The page-blob store.
+    pub fn blobs(&self) -> Arc<BlobStore> {
+        self.inner.blobs.clone()
+    }
+
+    /// Replaces the fault configuration from the next request on.
+    pub fn set_faults(&self, faults: FaultConfig) {
+        *self.inner.faults.lock().unwrap_or_else(|p| p.into_inner()) = faults;
+    }
+
+    /// Stops listening and waits (up to 5 s) for open connections to finish.
+    pub async fn shutdown(self) {
+        let server = self.server.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(Server { stop, mut task }) = server {
+            let _ = stop.send(());
+            if tokio::time::timeout(std::time::Duration::from_secs(5), &mut task)
+                .await
+                .is_err()
+            {
+                task.abort();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -22,7 +22,10 @@ pub struct ArmCloud {
 impl ArmCloud {
     /// Wraps a client.
     pub fn new(client: ArmClient) -> Self {
-        ArmCloud { client, copy: CopyOptions::default() }
+        ArmCloud {
+            client,
+            copy: CopyOptions::default(),
+        }
     }
 
     /// The underlying client (for statistics).
@@ -39,8 +42,20 @@ pub fn to_cloud_error(e: AzureError) -> CloudError {
     };
     let message = crate::model::redact(&e.to_string());
     match azure::classify(&e) {
-        ErrorClass::Transient { retry_after } | ErrorClass::Throttled { retry_after } => CloudError { retry: Retry::Transient, code, message, retry_after },
-        ErrorClass::Terminal { remedy } => CloudError { retry: Retry::Terminal, code, message: format!("{message}. {remedy}"), retry_after: None },
+        ErrorClass::Transient { retry_after } | ErrorClass::Throttled { retry_after } => {
+            CloudError {
+                retry: Retry::Transient,
+                code,
+                message,
+                retry_after,
+            }
+        }
+        ErrorClass::Terminal { remedy } => CloudError {
+            retry: Retry::Terminal,
+            code,
+            message: format!("{message}. {remedy}"),
+            retry_after: None,
+        },
     }
 }
 
@@ -63,20 +78,39 @@ impl Cloud for ArmCloud {
     }
 
     async fn eah_feature_registered(&self, subscription: &str) -> CloudResult<bool> {
-        let f = map(self.client.get_feature(subscription, "Microsoft.Compute", "EncryptionAtHost").await)?;
-        Ok(f.and_then(|f| f.properties.and_then(|p| p.state)).is_some_and(|s| s.eq_ignore_ascii_case("Registered")))
+        let f = map(self
+            .client
+            .get_feature(subscription, "Microsoft.Compute", "EncryptionAtHost")
+            .await)?;
+        Ok(f.and_then(|f| f.properties.and_then(|p| p.state))
+            .is_some_and(|s| s.eq_ignore_ascii_case("Registered")))
     }
 
-    async fn size_support(&self, subscription: &str, location: &str, size: &str) -> CloudResult<(Option<bool>, bool)> {
+    async fn size_support(
+        &self,
+        subscription: &str,
+        location: &str,
+        size: &str,
+    ) -> CloudResult<(Option<bool>, bool)> {
         let skus = map(self.client.list_vm_skus(subscription, location).await)?;
-        let Some(sku) = skus.iter().find(|s| s.name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(size))) else {
+        let Some(sku) = skus.iter().find(|s| {
+            s.name
+                .as_deref()
+                .is_some_and(|n| n.eq_ignore_ascii_case(size))
+        }) else {
             return Ok((None, false));
         };
-        let supports = sku.capability("EncryptionAtHostSupported").is_some_and(|v| v.eq_ignore_ascii_case("True"));
+        let supports = sku
+            .capability("EncryptionAtHostSupported")
+            .is_some_and(|v| v.eq_ignore_ascii_case("True"));
         let restricted = sku.restrictions.as_ref().is_some_and(|r| {
             r.iter().any(|x| {
-                x.get("reasonCode").and_then(Value::as_str).is_some_and(|c| c.eq_ignore_ascii_case("NotAvailableForSubscription"))
-                    && x.get("type").and_then(Value::as_str).is_some_and(|t| t.eq_ignore_ascii_case("Location"))
+                x.get("reasonCode")
+                    .and_then(Value::as_str)
+                    .is_some_and(|c| c.eq_ignore_ascii_case("NotAvailableForSubscription"))
+                    && x.get("type")
+                        .and_then(Value::as_str)
+                        .is_some_and(|t| t.eq_ignore_ascii_case("Location"))
             })
         });
         Ok((Some(supports), restricted))
@@ -122,7 +156,12 @@ impl Cloud for ArmCloud {
         map(self.client.put_snapshot(id, body).await).map(|_| ())
     }
 
-    async fn grant_access(&self, id: &ResourceId, access: Access, duration: Duration) -> CloudResult<SasUrl> {
+    async fn grant_access(
+        &self,
+        id: &ResourceId,
+        access: Access,
+        duration: Duration,
+    ) -> CloudResult<SasUrl> {
         let a = match access {
             Access::Read => SasAccess::Read,
             Access::Write => SasAccess::Write,
@@ -134,12 +173,23 @@ impl Cloud for ArmCloud {
         map(self.client.revoke_access(id).await)
     }
 
-    async fn copy_blob(&self, src: &SasUrl, dst: &SasUrl, progress: &(dyn Fn(u64) + Send + Sync)) -> CloudResult<CopyFigures> {
+    async fn copy_blob(
+        &self,
+        src: &SasUrl,
+        dst: &SasUrl,
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> CloudResult<CopyFigures> {
         let storage = self.client.storage();
-        let stats = copy_disk(&storage, src, dst, &self.copy, progress).await.map_err(|e| {
-            let err: AzureError = e.into();
-            to_cloud_error(err)
-        })?;
-        Ok(CopyFigures { bytes_copied: stats.bytes_copied, allocated_bytes: stats.allocated_bytes, blob_size: stats.blob_size })
+        let stats = copy_disk(&storage, src, dst, &self.copy, progress)
+            .await
+            .map_err(|e| {
+                let err: AzureError = e.into();
+                to_cloud_error(err)
+            })?;
+        Ok(CopyFigures {
+            bytes_copied: stats.bytes_copied,
+            allocated_bytes: stats.allocated_bytes,
+            blob_size: stats.blob_size,
+        })
     }
 }

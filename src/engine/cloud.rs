@@ -77,7 +77,12 @@ pub trait Cloud: Send + Sync {
     /// Is `Microsoft.Compute/EncryptionAtHost` registered on the subscription?
     async fn eah_feature_registered(&self, subscription: &str) -> CloudResult<bool>;
     /// Does `size` support EAH in `location` (`None` = unknown size), and is it restricted?
-    async fn size_support(&self, subscription: &str, location: &str, size: &str) -> CloudResult<(Option<bool>, bool)>;
+    async fn size_support(
+        &self,
+        subscription: &str,
+        location: &str,
+        size: &str,
+    ) -> CloudResult<(Option<bool>, bool)>;
     /// PUT a VM (create or full update); waits for the operation.
     async fn put_vm(&self, id: &ResourceId, body: &Value) -> CloudResult<()>;
     /// PATCH a VM; waits for the operation.
@@ -99,9 +104,19 @@ pub trait Cloud: Send + Sync {
     /// PUT a snapshot; waits.
     async fn put_snapshot(&self, id: &ResourceId, body: &Value) -> CloudResult<()>;
     /// beginGetAccess; returns the SAS URL (never persisted).
-    async fn grant_access(&self, id: &ResourceId, access: Access, duration: Duration) -> CloudResult<SasUrl>;
+    async fn grant_access(
+        &self,
+        id: &ResourceId,
+        access: Access,
+        duration: Duration,
+    ) -> CloudResult<SasUrl>;
     /// endGetAccess.
     async fn revoke_access(&self, id: &ResourceId) -> CloudResult<()>;
     /// Copies the allocated ranges of `src` into `dst`, reporting bytes as they move.
-    async fn copy_blob(&self, src: &SasUrl, dst: &SasUrl, progress: &(dyn Fn(u64) + Send + Sync)) -> CloudResult<CopyFigures>;
+    async fn copy_blob(
+        &self,
+        src: &SasUrl,
+        dst: &SasUrl,
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> CloudResult<CopyFigures>;
 }

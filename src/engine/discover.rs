@@ -17,7 +17,9 @@ pub enum DiscoverError {
     #[error("VM {0} was not found (check the id, subscription and your access)")]
     UnknownVm(ResourceId),
     /// An id is not a VM id (bad input).
-    #[error("{0} is not a virtual machine id (expected .../providers/Microsoft.Compute/virtualMachines/NAME)")]
+    #[error(
+        "{0} is not a virtual machine id (expected .../providers/Microsoft.Compute/virtualMachines/NAME)"
+    )]
     NotAVm(ResourceId),
     /// Azure kept failing while reading.
     #[error("reading {what} failed: {err}")]
@@ -26,7 +28,10 @@ pub enum DiscoverError {
 
 /// Reads and classifies `vms`, returning one record per VM (skipped ones
 /// carry their reason) plus the migration path label of each.
-pub async fn discover(cloud: &dyn Cloud, vms: &[ResourceId]) -> Result<Vec<(VmRecord, String)>, DiscoverError> {
+pub async fn discover(
+    cloud: &dyn Cloud,
+    vms: &[ResourceId],
+) -> Result<Vec<(VmRecord, String)>, DiscoverError> {
     for id in vms {
         if !id.is_type("Microsoft.Compute", "virtualMachines") {
             return Err(DiscoverError::NotAVm(id.clone()));
@@ -37,34 +42,58 @@ pub async fn discover(cloud: &dyn Cloud, vms: &[ResourceId]) -> Result<Vec<(VmRe
     let mut out = Vec::new();
     for id in vms {
         let cloud_err = |what: String| move |err| DiscoverError::Cloud { what, err };
-        let vm = cloud.get_vm(id, true).await.map_err(cloud_err(format!("VM {id}")))?.ok_or_else(|| DiscoverError::UnknownVm(id.clone()))?;
+        let vm = cloud
+            .get_vm(id, true)
+            .await
+            .map_err(cloud_err(format!("VM {id}")))?
+            .ok_or_else(|| DiscoverError::UnknownVm(id.clone()))?;
         let sub = id.subscription().to_string();
         let registered = match features.get(&sub) {
             Some(r) => *r,
             None => {
-                let r = cloud.eah_feature_registered(&sub).await.map_err(cloud_err(format!("feature EncryptionAtHost in {sub}")))?;
+                let r = cloud
+                    .eah_feature_registered(&sub)
+                    .await
+                    .map_err(cloud_err(format!("feature EncryptionAtHost in {sub}")))?;
                 features.insert(sub.clone(), r);
                 r
             }
         };
         let location = jstr(&vm, "location").unwrap_or_default().to_string();
-        let size = jstr(&vm, "properties.hardwareProfile.vmSize").unwrap_or_default().to_string();
-        let key = (sub.clone(), location.to_ascii_lowercase(), size.to_ascii_lowercase());
+        let size = jstr(&vm, "properties.hardwareProfile.vmSize")
+            .unwrap_or_default()
+            .to_string();
+        let key = (
+            sub.clone(),
+            location.to_ascii_lowercase(),
+            size.to_ascii_lowercase(),
+        );
         let (supports, restricted) = match sizes.get(&key) {
             Some(v) => *v,
             None => {
-                let v = cloud.size_support(&sub, &location, &size).await.map_err(cloud_err(format!("resource SKUs in {location}")))?;
+                let v = cloud
+                    .size_support(&sub, &location, &size)
+                    .await
+                    .map_err(cloud_err(format!("resource SKUs in {location}")))?;
                 sizes.insert(key, v);
                 v
             }
         };
         let mut disks = BTreeMap::new();
         for disk_id in disk_ids(&vm) {
-            if let Some(d) = cloud.get_disk(&disk_id).await.map_err(cloud_err(format!("disk {disk_id}")))? {
+            if let Some(d) = cloud
+                .get_disk(&disk_id)
+                .await
+                .map_err(cloud_err(format!("disk {disk_id}")))?
+            {
                 disks.insert(disk_id.key(), d);
             }
         }
-        let platform = PlatformFacts { feature_registered: registered, size_supports_eah: supports, size_restricted: restricted };
+        let platform = PlatformFacts {
+            feature_registered: registered,
+            size_supports_eah: supports,
+            size_restricted: restricted,
+        };
         let mut rec = VmRecord::new(id.clone());
         let path = match classify(&vm, &disks, &platform) {
             Eligibility::Eligible { facts, disks } => {
@@ -81,7 +110,11 @@ pub async fn discover(cloud: &dyn Cloud, vms: &[ResourceId]) -> Result<Vec<(VmRe
         };
         // The full original model, captured before anything can change it.
         rec.original_model = Some(vm);
-        rec.note(crate::journal::now_rfc3339(), "discover", json!({"path": path}).to_string());
+        rec.note(
+            crate::journal::now_rfc3339(),
+            "discover",
+            json!({"path": path}).to_string(),
+        );
         out.push((rec, path));
     }
     Ok(out)
@@ -89,6 +122,13 @@ pub async fn discover(cloud: &dyn Cloud, vms: &[ResourceId]) -> Result<Vec<(VmRe
 
 fn disk_ids(vm: &Value) -> Vec<ResourceId> {
     let os = jstr(vm, "properties.storageProfile.osDisk.managedDisk.id");
-    let data = jget(vm, "properties.storageProfile.dataDisks").and_then(Value::as_array).into_iter().flatten().filter_map(|d| jstr(d, "managedDisk.id"));
-    os.into_iter().chain(data).filter_map(|s| ResourceId::parse(s).ok()).collect()
+    let data = jget(vm, "properties.storageProfile.dataDisks")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|d| jstr(d, "managedDisk.id"));
+    os.into_iter()
+        .chain(data)
+        .filter_map(|s| ResourceId::parse(s).ok())
+        .collect()
 }

@@ -38,7 +38,10 @@ fn armed() -> Option<&'static Armed> {
                     None => (s.to_string(), 1),
                 })
                 .collect();
-            Some(Armed { targets, hits: Mutex::new(HashMap::new()) })
+            Some(Armed {
+                targets,
+                hits: Mutex::new(HashMap::new()),
+            })
         })
         .as_ref()
 }
@@ -47,7 +50,9 @@ fn armed() -> Option<&'static Armed> {
 /// the configured hit; otherwise does nothing.
 pub fn hit(name: &str) {
     let Some(a) = armed() else { return };
-    let Some(&target) = a.targets.get(name) else { return };
+    let Some(&target) = a.targets.get(name) else {
+        return;
+    };
     let mut hits = a.hits.lock().unwrap_or_else(|p| p.into_inner());
     let n = hits.entry(name.to_string()).or_insert(0);
     *n += 1;

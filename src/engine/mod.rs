@@ -32,7 +32,9 @@ use tokio::sync::{Semaphore, watch};
 pub use cloud::{Access, Cloud, CloudError, CloudResult, CopyFigures, Retry};
 
 use crate::journal::{Journal, JournalError, now_rfc3339};
-use crate::step::{Action, Decision, DiskView, Observation, Outcome, Step, VmRecord, VmView, decide, needs};
+use crate::step::{
+    Action, Decision, DiskView, Observation, Outcome, Step, VmRecord, VmView, decide, needs,
+};
 
 /// Engine tuning.
 #[derive(Debug, Clone)]
@@ -96,8 +98,22 @@ pub struct Engine {
 
 impl Engine {
     /// Builds an engine. `cancel` turning `true` stops new actions.
-    pub fn new(cloud: Arc<dyn Cloud>, journal: Arc<Journal>, run_id: String, opts: EngineOptions, progress: Arc<dyn Progress>, cancel: watch::Receiver<bool>) -> Self {
-        Engine { cloud, journal, run_id, opts, progress, cancel }
+    pub fn new(
+        cloud: Arc<dyn Cloud>,
+        journal: Arc<Journal>,
+        run_id: String,
+        opts: EngineOptions,
+        progress: Arc<dyn Progress>,
+        cancel: watch::Receiver<bool>,
+    ) -> Self {
+        Engine {
+            cloud,
+            journal,
+            run_id,
+            opts,
+            progress,
+            cancel,
+        }
     }
 
     /// Drives every active record to verified or parked (or until cancelled),
@@ -132,7 +148,12 @@ impl Engine {
     }
 
     /// Journals `rec` with one event; crash point after the write.
-    fn record(&self, rec: &mut VmRecord, kind: &str, detail: serde_json::Value) -> Result<(), JournalError> {
+    fn record(
+        &self,
+        rec: &mut VmRecord,
+        kind: &str,
+        detail: serde_json::Value,
+    ) -> Result<(), JournalError> {
         rec.note(now_rfc3339(), kind, detail.to_string());
         self.journal.write(rec, kind, detail)?;
         failpoint::hit(&format!("after-journal:{kind}:{}", rec.step));
@@ -181,18 +202,31 @@ impl Engine {
                     rec.step = rec.step.next();
                     rec.attempts = 0;
                     wait_started = None;
-                    self.record(&mut rec, "advance", json!({"from": from, "to": rec.step}))?;
+                    let to = rec.step;
+                    self.record(&mut rec, "advance", json!({"from": from, "to": to}))?;
                     self.progress.step(&rec.id, rec.step);
                 }
                 Decision::Wait { reason } => {
                     let started = *wait_started.get_or_insert_with(tokio::time::Instant::now);
-                    if rec.step == Step::AwaitDecrypted && started.elapsed() > self.opts.decrypt_max_wait {
-                        self.park(&mut rec, format!("decryption did not finish within {:?}: {reason}", self.opts.decrypt_max_wait), "check the guest's decryption progress, then run `ade2eah resume`")?;
+                    if rec.step == Step::AwaitDecrypted
+                        && started.elapsed() > self.opts.decrypt_max_wait
+                    {
+                        self.park(
+                            &mut rec,
+                            format!(
+                                "decryption did not finish within {:?}: {reason}",
+                                self.opts.decrypt_max_wait
+                            ),
+                            "check the guest's decryption progress, then run `ade2eah resume`",
+                        )?;
                         return Ok(rec);
                     }
                     self.sleep(self.opts.poll_interval).await;
                 }
-                Decision::Park { reason, next_action } => {
+                Decision::Park {
+                    reason,
+                    next_action,
+                } => {
                     self.park(&mut rec, reason, next_action)?;
                     return Ok(rec);
                 }
@@ -206,7 +240,11 @@ impl Engine {
     }
 
     /// Journals intent, acts, journals the result. Returns true if the VM parked.
-    async fn act_journaled(&self, rec: &mut VmRecord, action: Action) -> Result<bool, JournalError> {
+    async fn act_journaled(
+        &self,
+        rec: &mut VmRecord,
+        action: Action,
+    ) -> Result<bool, JournalError> {
         let name = action.name();
         failpoint::hit(&format!("before-intent:{name}"));
         act::prepare_intent(rec, &action);
@@ -218,7 +256,11 @@ impl Engine {
         rec.pending = None;
         match result {
             Ok(detail) => {
-                self.record(rec, "result", json!({"action": name, "ok": true, "detail": detail}))?;
+                self.record(
+                    rec,
+                    "result",
+                    json!({"action": name, "ok": true, "detail": detail}),
+                )?;
                 Ok(false)
             }
             Err(e) => self.on_error(rec, name, e).await,
@@ -227,11 +269,20 @@ impl Engine {
 
     /// Handles a failed call: journal it, then retry later or park.
     /// Returns true if the VM parked.
-    async fn on_error(&self, rec: &mut VmRecord, during: &str, e: CloudError) -> Result<bool, JournalError> {
+    async fn on_error(
+        &self,
+        rec: &mut VmRecord,
+        during: &str,
+        e: CloudError,
+    ) -> Result<bool, JournalError> {
         rec.attempts += 1;
         self.record(rec, "error", json!({"during": during, "transient": e.is_transient(), "code": e.code, "message": e.message, "attempt": rec.attempts}))?;
         if !e.is_transient() {
-            self.park(rec, format!("{during} failed: {}", e.message), "fix the cause described, then run `ade2eah resume`")?;
+            self.park(
+                rec,
+                format!("{during} failed: {}", e.message),
+                "fix the cause described, then run `ade2eah resume`",
+            )?;
             return Ok(true);
         }
         if rec.attempts >= self.opts.max_step_attempts {
@@ -242,15 +293,27 @@ impl Engine {
             )?;
             return Ok(true);
         }
-        let backoff = self.opts.retry_base.saturating_mul(1 << (rec.attempts - 1).min(6)).min(self.opts.retry_base.saturating_mul(60));
+        let backoff = self
+            .opts
+            .retry_base
+            .saturating_mul(1 << (rec.attempts - 1).min(6))
+            .min(self.opts.retry_base.saturating_mul(60));
         // A server-requested delay is honoured exactly; otherwise back off.
         let delay = e.retry_after.unwrap_or(backoff);
         self.sleep(delay).await;
         Ok(false)
     }
 
-    fn park(&self, rec: &mut VmRecord, reason: impl Into<String>, next_action: impl Into<String>) -> Result<(), JournalError> {
-        rec.outcome = Outcome::Parked { reason: crate::model::redact(&reason.into()), next_action: next_action.into() };
+    fn park(
+        &self,
+        rec: &mut VmRecord,
+        reason: impl Into<String>,
+        next_action: impl Into<String>,
+    ) -> Result<(), JournalError> {
+        rec.outcome = Outcome::Parked {
+            reason: crate::model::redact(&reason.into()),
+            next_action: next_action.into(),
+        };
         let detail = json!({"outcome": rec.outcome});
         self.record(rec, "park", detail)?;
         self.progress.finished(&rec.id, &rec.outcome);
@@ -266,7 +329,8 @@ impl Engine {
         }
         for d in &n.disks {
             let disk = self.cloud.get_disk(d).await?;
-            obs.disks.insert(d.key(), disk.as_ref().map(DiskView::from_raw));
+            obs.disks
+                .insert(d.key(), disk.as_ref().map(DiskView::from_raw));
         }
         Ok(obs)
     }
@@ -289,7 +353,17 @@ impl Engine {
         self.progress.as_ref()
     }
 
-    pub(crate) fn journal_write(&self, rec: &mut VmRecord, kind: &str, detail: serde_json::Value) -> Result<(), CloudError> {
-        self.record(rec, kind, detail).map_err(|e| CloudError { retry: Retry::Terminal, code: None, message: format!("journal write failed: {e}"), retry_after: None })
+    pub(crate) fn journal_write(
+        &self,
+        rec: &mut VmRecord,
+        kind: &str,
+        detail: serde_json::Value,
+    ) -> Result<(), CloudError> {
+        self.record(rec, kind, detail).map_err(|e| CloudError {
+            retry: Retry::Terminal,
+            code: None,
+            message: format!("journal write failed: {e}"),
+            retry_after: None,
+        })
     }
 }

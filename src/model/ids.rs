@@ -54,10 +54,11 @@ pub struct ResourceId {
 }
 
 impl ResourceId {
-    /// Parses and validates `s`. Leading/trailing whitespace and one trailing
-    /// slash are tolerated and removed; everything else must be exact.
+    /// Parses and validates `s`. Leading/trailing spaces and one trailing
+    /// slash are tolerated and removed; everything else must be exact (a
+    /// newline or other control character anywhere is refused).
     pub fn parse(s: &str) -> Result<Self, ResourceIdError> {
-        let s = s.trim();
+        let s = s.trim_matches(' ');
         let s = s.strip_suffix('/').unwrap_or(s);
         if s.is_empty() {
             return Err(ResourceIdError::Empty);
@@ -115,7 +116,7 @@ impl ResourceId {
                 "but the provider namespace has no '.' (e.g. Microsoft.Compute)",
             ));
         }
-        if id.segments.len() % 2 != 0 {
+        if !id.segments.len().is_multiple_of(2) {
             return Err(ResourceIdError::Shape(
                 "but a resource type has no name after it",
             ));

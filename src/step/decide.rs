@@ -75,7 +75,7 @@ pub fn decide(rec: &VmRecord, obs: &Observation, run_id: &str) -> Decision {
     match rec.step {
         Step::Snapshot => snapshots(rec, obs, run_id),
         Step::DisableAde => with_vm(obs, |vm| disable_ade(rec, vm)),
-        Step::AwaitDecrypted => with_vm(obs, |vm| await_decrypted(vm)),
+        Step::AwaitDecrypted => with_vm(obs, await_decrypted),
         Step::RemoveExtension => with_vm(obs, remove_extension),
         Step::Deallocate => with_vm(obs, deallocate),
         Step::DetachOnDelete => with_vm(obs, detach),

@@ -228,8 +228,7 @@ pub fn decryption_state(iv: &Value) -> DecryptionState {
         let last = statuses(d)
             .iter()
             .filter_map(|s| s.get("code").and_then(Value::as_str))
-            .filter(|c| c.starts_with("EncryptionState/"))
-            .last()
+            .rfind(|c| c.starts_with("EncryptionState/"))
             .map(|c| c.to_ascii_lowercase());
         if let Some(last) = last {
             disk_states.push(last);

@@ -4,15 +4,33 @@ use crate::support::*;
 /// checks the VM ends verified with identical bytes and no SAS left open.
 async fn crash_then_resume(point: &str) {
     let rig = Rig::new().await;
-    let vm = rig.emu.add_vm(windows(&format!("crash-{}", point.replace([':', '@'], "-")), 1));
+    let vm = rig.emu.add_vm(windows(
+        &format!("crash-{}", point.replace([':', '@'], "-")),
+        1,
+    ));
     let before = source_digests(&rig.emu, &vm);
 
-    let crashed = rig.run(&[vm.clone()], &[("ADE2EAH_FAILPOINTS", point)]).await;
-    assert!(crashed.status.code().is_none() || crashed.status.code() != Some(0), "the failpoint {point} fired: {}", text(&crashed));
-    assert!(String::from_utf8_lossy(&crashed.stderr).contains("failpoint"), "{}", text(&crashed));
+    let crashed = rig
+        .run(&[vm.clone()], &[("ADE2EAH_FAILPOINTS", point)])
+        .await;
+    assert!(
+        crashed.status.code().is_none() || crashed.status.code() != Some(0),
+        "the failpoint {point} fired: {}",
+        text(&crashed)
+    );
+    assert!(
+        String::from_utf8_lossy(&crashed.stderr).contains("failpoint"),
+        "{}",
+        text(&crashed)
+    );
 
     let resumed = rig.resume(&[]).await;
-    assert_eq!(resumed.status.code(), Some(0), "resume after {point}: {}", text(&resumed));
+    assert_eq!(
+        resumed.status.code(),
+        Some(0),
+        "resume after {point}: {}",
+        text(&resumed)
+    );
     assert_migrated(&rig.emu, &vm, &before);
     let status = rig.status().await;
     assert_eq!(status["vms"][0]["outcome"], "verified");

@@ -22,7 +22,12 @@ async fn fifteen_percent_faults_still_verify() {
     }
     let last = outputs.last().unwrap();
     assert_eq!(last.status.code(), Some(0), "{}", text(last));
-    let faults = rig.emu.requests().iter().filter(|r| r.fault.is_some()).count();
+    let faults = rig
+        .emu
+        .requests()
+        .iter()
+        .filter(|r| r.fault.is_some())
+        .count();
     assert!(faults >= 10, "faults were really injected ({faults})");
     assert_migrated(&rig.emu, &a, &before_a);
     assert_migrated(&rig.emu, &b, &before_b);

@@ -23,19 +23,35 @@ pub struct Rig {
 impl Rig {
     /// Emulator with no faults.
     pub async fn new() -> Rig {
-        Self::with_config(EmulatorConfig { time_scale: TIME_SCALE, ..Default::default() }).await
+        Self::with_config(EmulatorConfig {
+            time_scale: TIME_SCALE,
+            ..Default::default()
+        })
+        .await
     }
 
     /// Emulator with this config.
     pub async fn with_config(cfg: EmulatorConfig) -> Rig {
         let emu = emulator::start(cfg).await.expect("emulator starts");
-        Rig { emu, state: tempfile::tempdir().unwrap() }
+        Rig {
+            emu,
+            state: tempfile::tempdir().unwrap(),
+        }
     }
 
     /// Emulator injecting faults into `rate` of ARM requests.
     pub async fn with_faults(rate: f64, seed: u64) -> Rig {
-        let faults = FaultConfig { rate, ..Default::default() };
-        Self::with_config(EmulatorConfig { time_scale: TIME_SCALE, seed, faults, ..Default::default() }).await
+        let faults = FaultConfig {
+            rate,
+            ..Default::default()
+        };
+        Self::with_config(EmulatorConfig {
+            time_scale: TIME_SCALE,
+            seed,
+            faults,
+            ..Default::default()
+        })
+        .await
     }
 
     pub fn state_dir(&self) -> &Path {
@@ -57,7 +73,13 @@ impl Rig {
             args.push("--vm".into());
             args.push(vm.to_string());
         }
-        args.extend(["--state".into(), self.state_dir().display().to_string(), "--yes".into(), "--poll-interval".into(), POLL.into()]);
+        args.extend([
+            "--state".into(),
+            self.state_dir().display().to_string(),
+            "--yes".into(),
+            "--poll-interval".into(),
+            POLL.into(),
+        ]);
         bin(&args, env).await
     }
 
@@ -79,7 +101,17 @@ impl Rig {
 
     /// `ade2eah status --state DIR --output json`, parsed.
     pub async fn status(&self) -> Value {
-        let out = bin(&["status".into(), "--state".into(), self.state_dir().display().to_string(), "--output".into(), "json".into()], &[]).await;
+        let out = bin(
+            &[
+                "status".into(),
+                "--state".into(),
+                self.state_dir().display().to_string(),
+                "--output".into(),
+                "json".into(),
+            ],
+            &[],
+        )
+        .await;
         assert_eq!(out.status.code(), Some(0), "status failed: {}", text(&out));
         serde_json::from_slice(&out.stdout).expect("status prints JSON")
     }
@@ -93,26 +125,39 @@ impl Rig {
 /// Runs the real binary with `args` and extra environment.
 pub async fn bin(args: &[String], env: &[(&str, &str)]) -> Output {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_ade2eah"));
-    cmd.args(args).env_remove("ADE2EAH_FAILPOINTS").env("NO_COLOR", "1");
+    cmd.args(args)
+        .env_remove("ADE2EAH_FAILPOINTS")
+        .env("NO_COLOR", "1");
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let out = tokio::time::timeout(std::time::Duration::from_secs(120), cmd.output()).await.expect("binary finished within 120 s").expect("binary runs");
-    out
+
+    tokio::time::timeout(std::time::Duration::from_secs(120), cmd.output())
+        .await
+        .expect("binary finished within 120 s")
+        .expect("binary runs")
 }
 
 /// stdout + stderr as text, for assertion messages.
 pub fn text(out: &Output) -> String {
-    format!("exit {:?}\n--- stdout\n{}\n--- stderr\n{}", out.status.code(), String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 /// Digest of every disk a VM had before the run, by disk id.
 pub fn source_digests(emu: &Emulator, vm: &ResourceId) -> Vec<(ResourceId, String)> {
     let state = serde_json::to_value(emu.state()).unwrap();
-    disks_of_vm_model(&state, vm).into_iter().map(|d| {
-        let digest = emu.disk_digest(&d).expect("source disk has content");
-        (d, digest)
-    }).collect()
+    disks_of_vm_model(&state, vm)
+        .into_iter()
+        .map(|d| {
+            let digest = emu.disk_digest(&d).expect("source disk has content");
+            (d, digest)
+        })
+        .collect()
 }
 
 /// The managed disk ids attached to `vm` in the emulator's state view.
@@ -121,7 +166,8 @@ pub fn disks_of_vm_model(state: &Value, vm: &ResourceId) -> Vec<ResourceId> {
     let model = find_by_id(vms, vm).unwrap_or_else(|| panic!("VM {vm} in state"));
     let model = model.get("model").unwrap_or(model);
     let sp = &model["properties"]["storageProfile"];
-    let mut out = vec![ResourceId::parse(sp["osDisk"]["managedDisk"]["id"].as_str().unwrap()).unwrap()];
+    let mut out =
+        vec![ResourceId::parse(sp["osDisk"]["managedDisk"]["id"].as_str().unwrap()).unwrap()];
     for d in sp["dataDisks"].as_array().into_iter().flatten() {
         out.push(ResourceId::parse(d["managedDisk"]["id"].as_str().unwrap()).unwrap());
     }
@@ -131,12 +177,18 @@ pub fn disks_of_vm_model(state: &Value, vm: &ResourceId) -> Vec<ResourceId> {
 /// Finds an entry by `id` in an array or map of resources.
 pub fn find_by_id<'a>(coll: &'a Value, id: &ResourceId) -> Option<&'a Value> {
     let matches = |v: &Value| {
-        let own = v.get("id").or_else(|| v.get("model").and_then(|m| m.get("id")));
-        own.and_then(Value::as_str).is_some_and(|s| s.eq_ignore_ascii_case(id.as_str()))
+        let own = v
+            .get("id")
+            .or_else(|| v.get("model").and_then(|m| m.get("id")));
+        own.and_then(Value::as_str)
+            .is_some_and(|s| s.eq_ignore_ascii_case(id.as_str()))
     };
     match coll {
         Value::Array(a) => a.iter().find(|v| matches(v)),
-        Value::Object(m) => m.iter().find(|(k, v)| k.eq_ignore_ascii_case(id.as_str()) || matches(v)).map(|(_, v)| v),
+        Value::Object(m) => m
+            .iter()
+            .find(|(k, v)| k.eq_ignore_ascii_case(id.as_str()) || matches(v))
+            .map(|(_, v)| v),
         _ => None,
     }
 }
@@ -150,10 +202,22 @@ pub fn assert_migrated(emu: &Emulator, vm: &ResourceId, before: &[(ResourceId, S
     assert_eq!(now.len(), before.len(), "same number of disks on {vm}");
     for ((orig, digest), new) in before.iter().zip(&now) {
         assert_ne!(orig, new, "{vm} now runs on a new disk, not {orig}");
-        assert_eq!(emu.disk_digest(orig).as_deref(), Some(digest.as_str()), "original disk {orig} kept, unchanged");
-        assert_eq!(emu.disk_digest(new).as_deref(), Some(digest.as_str()), "new disk {new} holds the same bytes as {orig}");
+        assert_eq!(
+            emu.disk_digest(orig).as_deref(),
+            Some(digest.as_str()),
+            "original disk {orig} kept, unchanged"
+        );
+        assert_eq!(
+            emu.disk_digest(new).as_deref(),
+            Some(digest.as_str()),
+            "new disk {new} holds the same bytes as {orig}"
+        );
     }
-    assert!(emu.active_sas().is_empty(), "no SAS left open: {:?}", emu.active_sas());
+    assert!(
+        emu.active_sas().is_empty(),
+        "no SAS left open: {:?}",
+        emu.active_sas()
+    );
 }
 
 /// Scans files and text for SAS signatures and bearer tokens.
@@ -187,7 +251,11 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let p = e.path();
-        if p.is_dir() { out.extend(walk(&p)) } else { out.push(p) }
+        if p.is_dir() {
+            out.extend(walk(&p))
+        } else {
+            out.push(p)
+        }
     }
     out
 }
@@ -197,14 +265,20 @@ pub fn windows(name: &str, data_disks: usize) -> VmSpec {
     let mut s = VmSpec::windows(name, "rg-test");
     s.os_disk.size_gib = 4;
     s.os_disk.allocated_fraction = 0.6;
-    s.data_disks = (0..data_disks).map(|i| {
-        let mut d = s.os_disk.clone();
-        d.lun = Some(i as i32);
-        d.size_gib = 2;
-        d.allocated_fraction = 0.3;
-        d
-    }).collect();
-    s.ade = if data_disks == 0 { emulator::AdeSpec::WindowsOs } else { emulator::AdeSpec::WindowsAll };
+    s.data_disks = (0..data_disks)
+        .map(|i| {
+            let mut d = s.os_disk.clone();
+            d.lun = Some(i as i32);
+            d.size_gib = 2;
+            d.allocated_fraction = 0.3;
+            d
+        })
+        .collect();
+    s.ade = if data_disks == 0 {
+        emulator::AdeSpec::WindowsOs
+    } else {
+        emulator::AdeSpec::WindowsAll
+    };
     s
 }
 

@@ -1,0 +1,530 @@
+//! Azure errors and their classification: the one place where status codes
+//! and error codes become retry decisions.
+//!
+//! Contract of [`classify`]: an exhaustive `match` over [`AzureError`] and
+//! over [`KnownCode`] (no wildcard arm), so adding a variant or a known code
+//! forces a decision. Unknown codes fall back by HTTP status class: 5xx,
+//! 408 and 429 transient; other 4xx terminal.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::model::redact;
+
+/// A failed Azure call. Every text field is already redacted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AzureError {
+    /// ARM answered with an error status and (usually) an error envelope.
+    Http {
+        /// HTTP status.
+        status: u16,
+        /// `error.code` (or a synthetic one when the body had none).
+        code: String,
+        /// `error.message`, with the innermost detail appended when useful.
+        message: String,
+        /// `Retry-After` / `retry-after-ms` / `x-ms-retry-after-ms`, if sent.
+        retry_after: Option<Duration>,
+    },
+    /// A long-running operation ended `Failed` or `Canceled`.
+    Operation {
+        /// `error.code` of the operation.
+        code: String,
+        /// `error.message` of the operation.
+        message: String,
+    },
+    /// The storage data plane answered with an error.
+    Storage {
+        /// HTTP status.
+        status: u16,
+        /// `x-ms-error-code` / `<Code>`.
+        code: String,
+        /// `<Message>`.
+        message: String,
+        /// Server-requested delay, if any.
+        retry_after: Option<Duration>,
+        /// For `CannotVerifyCopySource`: the source's status and code.
+        copy_source: Option<(u16, String)>,
+    },
+    /// No answer: connection refused or dropped, or a timeout.
+    Transport {
+        /// What happened (no URL, no secret).
+        message: String,
+        /// True for timeouts.
+        timeout: bool,
+    },
+    /// An answer that could not be understood (broken JSON, missing fields).
+    Malformed {
+        /// What was wrong.
+        message: String,
+    },
+    /// Credentials could not be obtained or were refused locally.
+    Auth {
+        /// What happened.
+        message: String,
+    },
+    /// The copy engine refused to go on (size mismatch, bad footer...).
+    Copy {
+        /// What was wrong and what to do.
+        message: String,
+    },
+}
+
+impl AzureError {
+    /// The Azure error code, when there is one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            AzureError::Http { code, .. }
+            | AzureError::Operation { code, .. }
+            | AzureError::Storage { code, .. } => Some(code),
+            AzureError::Transport { .. }
+            | AzureError::Malformed { .. }
+            | AzureError::Auth { .. }
+            | AzureError::Copy { .. } => None,
+        }
+    }
+
+    /// The server-requested delay, when one was sent.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            AzureError::Http { retry_after, .. } | AzureError::Storage { retry_after, .. } => {
+                *retry_after
+            }
+            AzureError::Operation { .. }
+            | AzureError::Transport { .. }
+            | AzureError::Malformed { .. }
+            | AzureError::Auth { .. }
+            | AzureError::Copy { .. } => None,
+        }
+    }
+
+    /// Builds a transport error from reqwest's, without URL (it may hold a SAS).
+    pub fn transport(e: reqwest::Error) -> Self {
+        let timeout = e.is_timeout();
+        let e = e.without_url();
+        let mut message = e.to_string();
+        let mut src = std::error::Error::source(&e);
+        while let Some(s) = src {
+            message.push_str(": ");
+            message.push_str(&s.to_string());
+            src = s.source();
+        }
+        AzureError::Transport {
+            message: redact(&message),
+            timeout,
+        }
+    }
+
+    /// A malformed-response error.
+    pub fn malformed(what: impl fmt::Display) -> Self {
+        AzureError::Malformed {
+            message: redact(&what.to_string()),
+        }
+    }
+}
+
+impl fmt::Display for AzureError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AzureError::Http {
+                status,
+                code,
+                message,
+                ..
+            } => write!(f, "{code} (HTTP {status}): {message}"),
+            AzureError::Operation { code, message } => {
+                write!(f, "operation failed: {code}: {message}")
+            }
+            AzureError::Storage {
+                status,
+                code,
+                message,
+                copy_source,
+                ..
+            } => {
+                write!(f, "storage {code} (HTTP {status}): {message}")?;
+                if let Some((s, c)) = copy_source {
+                    write!(f, " (copy source answered {s} {c})")?;
+                }
+                Ok(())
+            }
+            AzureError::Transport {
+                message,
+                timeout: true,
+            } => write!(f, "timed out: {message}"),
+            AzureError::Transport {
+                message,
+                timeout: false,
+            } => write!(f, "connection failed: {message}"),
+            AzureError::Malformed { message } => {
+                write!(f, "unexpected response from Azure: {message}")
+            }
+            AzureError::Auth { message } => write!(f, "authentication failed: {message}"),
+            AzureError::Copy { message } => write!(f, "copy refused: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for AzureError {}
+
+/// The verdict on a failed call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Retrying may help (conflict, 5xx, timeout, capacity, NIC reservation).
+    Transient {
+        /// Server-requested delay, honoured exactly.
+        retry_after: Option<Duration>,
+    },
+    /// Throttled (429 or `TooManyRequests`): wait exactly `retry_after`.
+    Throttled {
+        /// Server-requested delay.
+        retry_after: Option<Duration>,
+    },
+    /// Retrying will not help; `remedy` tells the operator what to do.
+    Terminal {
+        /// What to do about it.
+        remedy: String,
+    },
+}
+
+impl ErrorClass {
+    /// True unless terminal.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, ErrorClass::Terminal { .. })
+    }
+}
+
+/// Error codes whose meaning is documented (facts §7.3, peers §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KnownCode {
+    /// `OperationNotAllowed` (409 conflicts, or 429 Compute throttling).
+    OperationNotAllowed,
+    /// `AnotherOperationInProgress`.
+    AnotherOperationInProgress,
+    /// `Conflict`.
+    Conflict,
+    /// `TooManyRequests`, `SubscriptionRequestsThrottled`, `ResourceRequestsThrottled`.
+    Throttled,
+    /// `RetryableErrorDueToAnotherOperation` (Network).
+    RetryableDueToAnotherOperation,
+    /// `NicReservedForAnotherVm`: the 180 s NIC hold after a VM delete.
+    NicReserved,
+    /// `AllocationFailed`, `ZonalAllocationFailed`, `OverConstrainedAllocationRequest`.
+    Allocation,
+    /// `SkuNotAvailable`: capacity restriction of a size in a region or zone.
+    SkuNotAvailable,
+    /// `InternalServerError`, `InternalOperationError`, `InternalExecutionError`, `ServiceUnavailable`, `ServerBusy`, `OperationTimedOut`, `GatewayTimeout`.
+    ServerSide,
+    /// `VMExtensionProvisioningTimeout`.
+    ExtensionTimeout,
+    /// `VMExtensionProvisioningError`: the guest extension reported a failure.
+    ExtensionFailed,
+    /// `InvalidVhd` at revoke of an upload disk.
+    InvalidVhd,
+    /// `ResourceNotFound`, `NotFound`, `BlobNotFound`.
+    NotFound,
+    /// `AuthorizationFailed`, `AuthenticationFailed`, `InvalidAuthenticationToken*`, `AuthorizationPermissionMismatch`.
+    Auth,
+    /// `CannotVerifyCopySource`: the copy source (its SAS) failed.
+    CopySource,
+    /// `InvalidParameter`, `BadRequest`, `InvalidRequestContent`, ... (platform refusals).
+    BadRequest,
+    /// `ScopeLocked`: a management lock forbids the change.
+    Locked,
+    /// Anything else.
+    Other,
+}
+
+impl KnownCode {
+    /// Parses an Azure error code (case-insensitive).
+    pub fn parse(code: &str) -> KnownCode {
+        match code.to_ascii_lowercase().as_str() {
+            "operationnotallowed" => KnownCode::OperationNotAllowed,
+            "anotheroperationinprogress" => KnownCode::AnotherOperationInProgress,
+            "conflict" | "conflictinguserinput" | "operationpreempted" => KnownCode::Conflict,
+            "toomanyrequests" | "subscriptionrequeststhrottled" | "resourcerequeststhrottled" => {
+                KnownCode::Throttled
+            }
+            "retryableerrorduetoanotheroperation" => KnownCode::RetryableDueToAnotherOperation,
+            "nicreservedforanothervm" => KnownCode::NicReserved,
+            "allocationfailed"
+            | "zonalallocationfailed"
+            | "overconstrainedallocationrequest"
+            | "overconstrainedzonalallocationrequest" => KnownCode::Allocation,
+            "skunotavailable" => KnownCode::SkuNotAvailable,
+            "internalservererror"
+            | "internaloperationerror"
+            | "internalexecutionerror"
+            | "serviceunavailable"
+            | "serverbusy"
+            | "operationtimedout"
+            | "gatewaytimeout"
+            | "internalerror" => KnownCode::ServerSide,
+            "vmextensionprovisioningtimeout" => KnownCode::ExtensionTimeout,
+            "vmextensionprovisioningerror" | "vmextensionhandlernonexistent" => {
+                KnownCode::ExtensionFailed
+            }
+            "invalidvhd" => KnownCode::InvalidVhd,
+            "resourcenotfound"
+            | "notfound"
+            | "blobnotfound"
+            | "resourcegroupnotfound"
+            | "subscriptionnotfound" => KnownCode::NotFound,
+            "authorizationfailed"
+            | "authenticationfailed"
+            | "invalidauthenticationtoken"
+            | "invalidauthenticationtokentenant"
+            | "expiredauthenticationtoken"
+            | "authorizationpermissionmismatch"
+            | "linkedauthorizationfailed" => KnownCode::Auth,
+            "cannotverifycopysource" => KnownCode::CopySource,
+            "invalidparameter"
+            | "badrequest"
+            | "invalidrequestcontent"
+            | "invalidrequestformat"
+            | "propertychangenotallowed"
+            | "vmmarketplaceinvalidinput"
+            | "invalidheadervalue"
+            | "invalidpagerange"
+            | "invalidrange"
+            | "requestbodytoolarge"
+            | "md5mismatch"
+            | "crc64mismatch"
+            | "invalidoperation" => KnownCode::BadRequest,
+            "scopelocked" => KnownCode::Locked,
+            _ => KnownCode::Other,
+        }
+    }
+}
+
+/// The EAH refusal for a VM or disk that ever had ADE (facts §3.2).
+const EVER_ADE_TEXT: &str =
+    "encryption at host is not allowed for a vm having disks that were encrypted";
+/// The feature-flag refusal (facts §6).
+const FEATURE_TEXT: &str = "feature is not enabled for this subscription";
+
+fn terminal(remedy: impl Into<String>) -> ErrorClass {
+    ErrorClass::Terminal {
+        remedy: remedy.into(),
+    }
+}
+
+/// Decides whether `e` is worth retrying, and if not, what the operator
+/// should do. The only function in the crate that makes that decision.
+pub fn classify(e: &AzureError) -> ErrorClass {
+    match e {
+        AzureError::Transport { .. } => ErrorClass::Transient { retry_after: None },
+        AzureError::Malformed { .. } => ErrorClass::Transient { retry_after: None },
+        AzureError::Auth { .. } => terminal(
+            "check the credentials (`az login`, or the AZURE_* variables of --auth sp/msi/workload) and that the identity may read the subscription",
+        ),
+        AzureError::Copy { .. } => terminal(
+            "the target disk will be re-created by `ade2eah resume`; if this repeats, report it with `ade2eah status --output json`",
+        ),
+        AzureError::Http {
+            status,
+            code,
+            message,
+            retry_after,
+        } => by_code(*status, KnownCode::parse(code), message, *retry_after),
+        AzureError::Storage {
+            status,
+            code,
+            message,
+            retry_after,
+            copy_source,
+        } => {
+            if let (KnownCode::CopySource, Some((s, _))) = (KnownCode::parse(code), copy_source) {
+                // The source SAS expired or was revoked: a new grant fixes it.
+                if *s == 401 || *s == 403 || *s >= 500 {
+                    return ErrorClass::Transient {
+                        retry_after: *retry_after,
+                    };
+                }
+            }
+            by_code(*status, KnownCode::parse(code), message, *retry_after)
+        }
+        AzureError::Operation { code, message } => {
+            by_code(0, KnownCode::parse(code), message, None)
+        }
+    }
+}
+
+fn by_code(
+    status: u16,
+    code: KnownCode,
+    message: &str,
+    retry_after: Option<Duration>,
+) -> ErrorClass {
+    let lower = message.to_ascii_lowercase();
+    let transient = ErrorClass::Transient { retry_after };
+    match code {
+        KnownCode::Throttled => ErrorClass::Throttled { retry_after },
+        // Compute throttling is `OperationNotAllowed` with HTTP 429 (facts §7.4).
+        KnownCode::OperationNotAllowed if status == 429 => ErrorClass::Throttled { retry_after },
+        KnownCode::OperationNotAllowed | KnownCode::Conflict if lower.contains(EVER_ADE_TEXT) => {
+            ever_ade()
+        }
+        KnownCode::OperationNotAllowed
+        | KnownCode::AnotherOperationInProgress
+        | KnownCode::Conflict
+        | KnownCode::RetryableDueToAnotherOperation => transient,
+        KnownCode::NicReserved
+        | KnownCode::Allocation
+        | KnownCode::SkuNotAvailable
+        | KnownCode::ServerSide
+        | KnownCode::ExtensionTimeout => transient,
+        KnownCode::ExtensionFailed => terminal(
+            "the ADE extension reported a failure inside the guest; read its message above, inspect the guest (`manage-bde -status` on Windows, `cryptsetup status`/`lsblk` on Linux), fix the cause, then run `ade2eah resume`",
+        ),
+        KnownCode::InvalidVhd => terminal(
+            "the copied disk has no valid fixed-VHD footer; `ade2eah resume` deletes that target disk (created by this run) and copies again",
+        ),
+        KnownCode::NotFound => terminal(
+            "the resource is gone or the id is wrong; check the activity log, then run `ade2eah resume`",
+        ),
+        KnownCode::Auth => terminal(
+            "the identity lacks a permission (see README, 'Permissions needed on real Azure'); grant it, then run `ade2eah resume`",
+        ),
+        KnownCode::Locked => terminal(
+            "a management lock (ReadOnly or CanNotDelete) blocks the change; remove or relax the lock on the VM, its disks, NICs or resource group, then run `ade2eah resume`",
+        ),
+        KnownCode::BadRequest | KnownCode::CopySource if lower.contains(EVER_ADE_TEXT) => {
+            ever_ade()
+        }
+        KnownCode::BadRequest | KnownCode::CopySource if lower.contains(FEATURE_TEXT) => terminal(
+            "register the subscription feature: `az feature register --namespace Microsoft.Compute --name EncryptionAtHost`, wait until Registered, run `az provider register -n Microsoft.Compute`, then `ade2eah resume`",
+        ),
+        KnownCode::BadRequest | KnownCode::CopySource => terminal(
+            "Azure refused the request as invalid; read the message, fix the cause (or report it), then run `ade2eah resume`",
+        ),
+        KnownCode::Other => match status {
+            0 => transient,
+            408 | 429 => ErrorClass::Throttled { retry_after },
+            s if s >= 500 => transient,
+            _ => terminal(
+                "Azure refused the request; read the message, fix the cause, then run `ade2eah resume`",
+            ),
+        },
+    }
+}
+
+fn ever_ade() -> ErrorClass {
+    terminal(
+        "Azure refuses encryption at host for a VM resource or disk that ever had ADE; ade2eah only enables it on re-created VMs with Upload disks, so this VM or one of its disks is not the clean copy: run `ade2eah status` and check which disks are attached",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn http(status: u16, code: &str, message: &str) -> AzureError {
+        AzureError::Http {
+            status,
+            code: code.into(),
+            message: message.into(),
+            retry_after: Some(Duration::from_secs(7)),
+        }
+    }
+
+    #[test]
+    fn documented_transients_are_retried() {
+        for (s, c) in [
+            (409, "OperationNotAllowed"),
+            (409, "AnotherOperationInProgress"),
+            (400, "NicReservedForAnotherVm"),
+            (409, "SkuNotAvailable"),
+            (500, "InternalServerError"),
+            (503, "ServiceUnavailable"),
+            (429, "RetryableErrorDueToAnotherOperation"),
+        ] {
+            assert!(
+                matches!(classify(&http(s, c, "x")), ErrorClass::Transient { .. }),
+                "{s} {c}"
+            );
+        }
+        assert!(matches!(
+            classify(&AzureError::Operation {
+                code: "ZonalAllocationFailed".into(),
+                message: "no capacity".into()
+            }),
+            ErrorClass::Transient { .. }
+        ));
+        assert!(matches!(
+            classify(&AzureError::Transport {
+                message: "reset".into(),
+                timeout: true
+            }),
+            ErrorClass::Transient { .. }
+        ));
+    }
+
+    #[test]
+    fn throttling_keeps_retry_after_exactly() {
+        assert_eq!(
+            classify(&http(429, "OperationNotAllowed", "too many")),
+            ErrorClass::Throttled {
+                retry_after: Some(Duration::from_secs(7))
+            }
+        );
+        assert_eq!(
+            classify(&http(429, "SubscriptionRequestsThrottled", "x")),
+            ErrorClass::Throttled {
+                retry_after: Some(Duration::from_secs(7))
+            }
+        );
+    }
+
+    #[test]
+    fn platform_refusals_are_terminal_with_a_remedy() {
+        let ever = http(
+            400,
+            "BadRequest",
+            "Encryption at host is not allowed for a VM having disks that were encrypted with Azure Disk Encryption",
+        );
+        let ErrorClass::Terminal { remedy } = classify(&ever) else {
+            panic!()
+        };
+        assert!(remedy.contains("ever had ADE"));
+        let feat = http(
+            400,
+            "InvalidParameter",
+            "The property 'securityProfile.encryptionAtHost' is not valid because the 'Microsoft.Compute/EncryptionAtHost' feature is not enabled for this subscription.",
+        );
+        let ErrorClass::Terminal { remedy } = classify(&feat) else {
+            panic!()
+        };
+        assert!(remedy.contains("az feature register"));
+        assert!(matches!(
+            classify(&AzureError::Operation {
+                code: "VMExtensionProvisioningError".into(),
+                message: "x".into()
+            }),
+            ErrorClass::Terminal { .. }
+        ));
+        assert!(matches!(
+            classify(&http(403, "AuthorizationFailed", "x")),
+            ErrorClass::Terminal { .. }
+        ));
+        assert!(matches!(
+            classify(&http(418, "Teapot", "x")),
+            ErrorClass::Terminal { .. }
+        ));
+        assert!(matches!(
+            classify(&http(502, "Teapot", "x")),
+            ErrorClass::Transient { .. }
+        ));
+    }
+
+    #[test]
+    fn expired_copy_source_is_transient() {
+        let e = AzureError::Storage {
+            status: 403,
+            code: "CannotVerifyCopySource".into(),
+            message: "x".into(),
+            retry_after: None,
+            copy_source: Some((403, "AuthenticationFailed".into())),
+        };
+        assert!(matches!(classify(&e), ErrorClass::Transient { .. }));
+    }
+}
