@@ -34,4 +34,6 @@ pub mod emulator;
 pub mod engine;
 pub mod journal;
 pub mod model;
+pub mod plan;
+pub mod report;
 pub mod step;

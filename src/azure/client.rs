@@ -676,6 +676,37 @@ impl ArmClient {
             .map(|f| f.parsed))
     }
 
+    /// GET an ARM path (or an absolute `nextLink`) as raw JSON; `None` on 404.
+    /// Used by `azure::inventory`.
+    pub(crate) async fn get_value(
+        &self,
+        path_or_url: &str,
+        api: &str,
+        extra: &[(&str, &str)],
+    ) -> Result<Option<Value>, AzureError> {
+        let url = if path_or_url.starts_with("http://") || path_or_url.starts_with("https://") {
+            Url::parse(path_or_url)
+                .map_err(|e| AzureError::malformed(format!("bad nextLink: {e}")))?
+        } else {
+            self.url(path_or_url, api, extra)?
+        };
+        Ok(self.get_json::<Value>(url).await?.map(|f| f.raw))
+    }
+
+    /// POST to an ARM path; returns the JSON body (no long-running operation).
+    /// Used by `azure::inventory`.
+    pub(crate) async fn post_value(
+        &self,
+        path: &str,
+        api: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, AzureError> {
+        let raw = self
+            .send_ok(Method::POST, self.url(path, api, &[])?, body)
+            .await?;
+        Ok(serde_json::from_slice(&raw.body).unwrap_or(Value::Null))
+    }
+
     /// The VM sizes offered in `location` (resource SKUs), all pages.
     pub async fn list_vm_skus(
         &self,

@@ -341,6 +341,13 @@ pub fn classify(e: &AzureError) -> ErrorClass {
                     };
                 }
             }
+            // On the data plane the only credential is the SAS itself: a 403
+            // means it expired or was revoked, and a new grant fixes it.
+            if *status == 401 || *status == 403 {
+                return ErrorClass::Transient {
+                    retry_after: *retry_after,
+                };
+            }
             by_code(*status, KnownCode::parse(code), message, *retry_after)
         }
         AzureError::Operation { code, message } => {
@@ -514,6 +521,18 @@ mod tests {
             classify(&http(502, "Teapot", "x")),
             ErrorClass::Transient { .. }
         ));
+    }
+
+    #[test]
+    fn expired_destination_sas_is_transient() {
+        let e = AzureError::Storage {
+            status: 403,
+            code: "AuthenticationFailed".into(),
+            message: "x".into(),
+            retry_after: None,
+            copy_source: None,
+        };
+        assert!(matches!(classify(&e), ErrorClass::Transient { .. }));
     }
 
     #[test]

@@ -17,6 +17,7 @@
 pub mod auth;
 pub mod client;
 pub mod error;
+pub mod inventory;
 pub mod retry;
 pub mod storage;
 pub mod wire;

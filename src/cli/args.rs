@@ -33,6 +33,25 @@ pub enum Command {
     },
     /// Migrate a small mixed fleet in the built-in emulator, with progress bars.
     Demo(DemoArgs),
+    /// Dry run: discover, classify and preflight VMs; print or save a plan (changes nothing).
+    Plan(super::fleet_args::PlanArgs),
+    /// Report on the run journaled in --state (table, JSON or Markdown).
+    Report(super::fleet_args::ReportArgs),
+    /// Open an approval gate of a planned run, then `resume`.
+    Approve(super::fleet_args::ApproveArgs),
+    /// Benchmarks in the built-in emulator.
+    Bench {
+        /// Benchmark.
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+}
+
+/// Benchmarks.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Fleet makespan, ARM requests and memory for a generated fleet.
+    Fleet(super::fleet_args::BenchFleetArgs),
 }
 
 /// Emulator commands.
@@ -96,11 +115,14 @@ pub struct RunArgs {
     #[command(flatten)]
     pub conn: ConnArgs,
     /// Subscription the VMs belong to.
-    #[arg(long, env = "AZURE_SUBSCRIPTION_ID")]
-    pub subscription: String,
+    #[arg(long, env = "AZURE_SUBSCRIPTION_ID", required_unless_present = "plan")]
+    pub subscription: Option<String>,
     /// Full ARM resource id of a VM to migrate (repeatable).
-    #[arg(long = "vm", value_name = "RESOURCE_ID", required = true, value_parser = parse_id)]
+    #[arg(long = "vm", value_name = "RESOURCE_ID", required_unless_present = "plan", conflicts_with = "plan", value_parser = parse_id)]
     pub vms: Vec<ResourceId>,
+    /// Plan file from `ade2eah plan --out` (waves, budgets; refused if stale).
+    #[arg(long, value_name = "FILE")]
+    pub plan: Option<PathBuf>,
     /// Journal directory.
     #[arg(long, default_value = "state")]
     pub state: PathBuf,
@@ -110,9 +132,43 @@ pub struct RunArgs {
     /// Most VMs migrated at once.
     #[arg(long, default_value_t = 8)]
     pub max_parallel: usize,
+    /// Take over the Azure-side lease (tag `ade2eah-lease`) of VMs leased by
+    /// another run; only when that run is known to be dead.
+    #[arg(long)]
+    pub break_lease: bool,
+    /// Copy rounds and verification.
+    #[command(flatten)]
+    pub copy: CopyArgs,
     /// Output of the final summary.
     #[arg(long, value_enum, default_value = "table")]
     pub output: OutputArg,
+}
+
+/// How disks are copied (`run`, `demo`).
+#[derive(Debug, Clone, Args)]
+pub struct CopyArgs {
+    /// Most copy rounds while the VM still runs (the first copies
+    /// everything, later ones the delta); 0 copies everything while the VM
+    /// is deallocated (longest downtime).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(0..=20))]
+    pub precopy_rounds: u32,
+    /// Compare each sealed target with its final snapshot: `full` reads
+    /// back every allocated range, `sample` the allocation maps, every range
+    /// written while offline, the footer and a 1% sample, `none` only the
+    /// footer check Azure does when the target is sealed.
+    #[arg(long, value_enum, default_value = "sample")]
+    pub verify: VerifyArg,
+}
+
+/// `--verify` values.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum VerifyArg {
+    /// Every allocated range.
+    Full,
+    /// Allocation maps, offline ranges, footer, 1% sample.
+    Sample,
+    /// No read-back.
+    None,
 }
 
 /// `resume`.
@@ -127,6 +183,10 @@ pub struct ResumeArgs {
     /// Most VMs migrated at once (default: the journaled run's).
     #[arg(long)]
     pub max_parallel: Option<usize>,
+    /// Take over the Azure-side lease (tag `ade2eah-lease`) of VMs leased by
+    /// another run; only when that run is known to be dead.
+    #[arg(long)]
+    pub break_lease: bool,
     /// Output of the final summary.
     #[arg(long, value_enum, default_value = "table")]
     pub output: OutputArg,

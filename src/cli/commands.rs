@@ -27,13 +27,23 @@ const DEFAULT_POLL_SECS: f64 = 15.0;
 /// Runs one command.
 pub async fn dispatch(cmd: Command) -> Result<Exit, CliError> {
     match cmd {
+        Command::Run(a) if a.plan.is_some() => super::plan_cmd::run_plan(a).await,
         Command::Run(a) => run(a).await,
+        Command::Resume(a) if super::plan_cmd::is_plan_run(&a.state) => {
+            super::plan_cmd::resume_plan(a).await
+        }
         Command::Resume(a) => resume(a).await,
         Command::Status(a) => status(a),
         Command::Emulator {
             command: EmulatorCommand::Serve(a),
         } => serve(a).await,
         Command::Demo(a) => demo(a).await,
+        Command::Plan(a) => super::plan_cmd::plan(a).await,
+        Command::Report(a) => super::plan_cmd::report(a),
+        Command::Approve(a) => super::plan_cmd::approve(a),
+        Command::Bench {
+            command: super::args::BenchCommand::Fleet(a),
+        } => super::plan_cmd::bench_fleet(a).await,
     }
 }
 
@@ -45,7 +55,7 @@ fn cloud_of(c: CloudArg) -> azure::Cloud {
     }
 }
 
-fn cloud_name(c: CloudArg) -> &'static str {
+pub(super) fn cloud_name(c: CloudArg) -> &'static str {
     match c {
         CloudArg::Public => "public",
         CloudArg::China => "china",
@@ -70,7 +80,7 @@ fn auth_mode(a: AuthArg) -> AuthMode {
     }
 }
 
-fn poll_interval(secs: Option<f64>, fallback: f64) -> Result<Duration, CliError> {
+pub(super) fn poll_interval(secs: Option<f64>, fallback: f64) -> Result<Duration, CliError> {
     let s = secs.unwrap_or(fallback);
     if !(s.is_finite() && s > 0.0 && s <= 3600.0) {
         return Err(CliError::BadInput(format!(
@@ -82,7 +92,7 @@ fn poll_interval(secs: Option<f64>, fallback: f64) -> Result<Duration, CliError>
 
 /// Builds the HTTP client and its cloud adapter. Bad endpoints and
 /// credentials are bad input: nothing has been sent yet.
-async fn connect(
+pub(super) async fn connect(
     conn: &ConnArgs,
     endpoint: Option<&str>,
     poll: Duration,
@@ -111,7 +121,7 @@ async fn connect(
     Ok(ArmCloud::new(client))
 }
 
-fn ctrl_c_channel() -> watch::Receiver<bool> {
+pub(super) fn ctrl_c_channel() -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
@@ -124,7 +134,7 @@ fn ctrl_c_channel() -> watch::Receiver<bool> {
     rx
 }
 
-fn progress_for(output: OutputArg) -> Arc<dyn Progress> {
+pub(super) fn progress_for(output: OutputArg) -> Arc<dyn Progress> {
     if output == OutputArg::Table && std::io::stderr().is_terminal() {
         Arc::new(Bars::new())
     } else {
@@ -139,12 +149,13 @@ async fn run(a: RunArgs) -> Result<Exit, CliError> {
             "--max-parallel must be at least 1".into(),
         ));
     }
+    let subscription = a.subscription.clone().unwrap_or_default();
     for vm in &a.vms {
-        if !vm.subscription().eq_ignore_ascii_case(&a.subscription) {
+        if !vm.subscription().eq_ignore_ascii_case(&subscription) {
             return Err(CliError::BadInput(format!(
                 "VM {vm} is in subscription {}, not --subscription {}",
                 vm.subscription(),
-                a.subscription
+                subscription
             )));
         }
     }
@@ -184,13 +195,20 @@ async fn run(a: RunArgs) -> Result<Exit, CliError> {
         tool_version: env!("CARGO_PKG_VERSION").into(),
         arm_endpoint: cloud.client().arm_endpoint().to_string(),
         cloud: cloud_name(a.conn.cloud).into(),
-        subscription: a.subscription.clone(),
+        subscription,
         auth: format!("{:?}", a.conn.auth).to_ascii_lowercase(),
         poll_interval_secs: poll.as_secs_f64(),
         max_parallel: a.max_parallel,
         vms: vms.clone(),
     };
-    let records: Vec<VmRecord> = discovered.into_iter().map(|(r, _)| r).collect();
+    let policy = copy_policy(&a.copy);
+    let records: Vec<VmRecord> = discovered
+        .into_iter()
+        .map(|(mut r, _)| {
+            r.copy_policy = policy;
+            r
+        })
+        .collect();
     journal.init_run(&meta, &records)?;
     execute(
         cloud,
@@ -200,6 +218,7 @@ async fn run(a: RunArgs) -> Result<Exit, CliError> {
         poll,
         a.max_parallel,
         a.output,
+        a.break_lease,
     )
     .await
 }
@@ -230,9 +249,12 @@ async fn execute(
     poll: Duration,
     max_parallel: usize,
     output: OutputArg,
+    break_lease: bool,
 ) -> Result<Exit, CliError> {
     let mut opts = EngineOptions::new(poll);
     opts.max_parallel = max_parallel;
+    opts.lease_ttl = journal.lease_meta()?.ttl();
+    opts.break_lease = break_lease;
     let engine = Engine::new(
         Arc::new(cloud),
         journal.clone(),
@@ -243,6 +265,12 @@ async fn execute(
     );
     let done = engine.run(records).await?;
     journal.flush()?;
+    let verified: Vec<ResourceId> = done
+        .iter()
+        .filter(|r| r.outcome == Outcome::Verified)
+        .map(|r| r.id.clone())
+        .collect();
+    engine.release_leases(&verified).await;
     print_summary(meta, &done, output);
     Ok(exit_for(&done))
 }
@@ -259,7 +287,7 @@ pub fn exit_for(records: &[VmRecord]) -> Exit {
     }
 }
 
-fn print_summary(meta: &RunMeta, records: &[VmRecord], output: OutputArg) {
+pub(super) fn print_summary(meta: &RunMeta, records: &[VmRecord], output: OutputArg) {
     match output {
         OutputArg::Json => println!("{}", status_json(meta, records)),
         OutputArg::Table => println!("{}", status_table(records)),
@@ -290,7 +318,17 @@ async fn resume(a: ResumeArgs) -> Result<Exit, CliError> {
         }
     }
     let max_parallel = a.max_parallel.unwrap_or(meta.max_parallel).max(1);
-    execute(cloud, journal, &meta, records, poll, max_parallel, a.output).await
+    execute(
+        cloud,
+        journal,
+        &meta,
+        records,
+        poll,
+        max_parallel,
+        a.output,
+        a.break_lease,
+    )
+    .await
 }
 
 fn status(a: StatusArgs) -> Result<Exit, CliError> {
@@ -337,7 +375,7 @@ async fn serve(a: ServeArgs) -> Result<Exit, CliError> {
     Ok(Exit::Done)
 }
 
-fn emulator_config(
+pub(super) fn emulator_config(
     time_scale: f64,
     seed: u64,
     fault_rate: f64,
@@ -456,4 +494,18 @@ async fn demo(a: DemoArgs) -> Result<Exit, CliError> {
     );
     emu.shutdown().await;
     Ok(exit_for(&done))
+}
+
+/// The journaled copy policy for `--precopy-rounds` / `--verify`.
+pub fn copy_policy(a: &super::args::CopyArgs) -> crate::step::CopyPolicy {
+    use super::args::VerifyArg;
+    crate::step::CopyPolicy {
+        max_online_rounds: a.precopy_rounds,
+        verify: match a.verify {
+            VerifyArg::Full => crate::step::VerifyMode::Full,
+            VerifyArg::Sample => crate::step::VerifyMode::Sample,
+            VerifyArg::None => crate::step::VerifyMode::None,
+        },
+        ..Default::default()
+    }
 }

@@ -9,7 +9,9 @@
 
 pub mod args;
 pub mod commands;
+pub mod fleet_args;
 pub mod output;
+pub mod plan_cmd;
 
 use clap::Parser;
 

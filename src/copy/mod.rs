@@ -69,6 +69,8 @@ pub struct CopyStats {
     pub blob_size: u64,
     /// Write calls made.
     pub calls: u64,
+    /// Bytes of the round's whole work list (what a run without resume moves).
+    pub work_bytes: u64,
 }
 
 /// Why a copy stopped.
@@ -128,6 +130,35 @@ pub async fn copy_disk(
     opts: &CopyOptions,
     progress: &(dyn Fn(u64) + Send + Sync),
 ) -> Result<CopyStats, CopyError> {
+    copy_round(storage, src, None, dst, opts, 0, progress, &|_| {}).await
+}
+
+/// How many bytes between two journaled checkpoints of a round.
+pub const CHECKPOINT_BYTES: u64 = 256 << 20;
+
+/// One copy round. With `previous` (the older snapshot of the same disk
+/// that the target already equals), only the ranges that changed since it
+/// are copied from `src`, cleared ranges included (copying a hole from the
+/// source clears it in the target). Without it, a full copy as
+/// [`copy_disk`] describes, footer last.
+///
+/// Ranges are taken in offset order; `checkpoint(w)` is called (at most
+/// every [`CHECKPOINT_BYTES`]) with a watermark `w` below which every range
+/// is in the target, and a later call with `skip_below = w` skips them. A
+/// range in flight at a crash is above the watermark and is copied again,
+/// never trusted. `503 ServerBusy` slows a call down (backoff, retried up to
+/// [`BUSY_RETRIES`] times); it does not fail the copy.
+#[allow(clippy::too_many_arguments)]
+pub async fn copy_round(
+    storage: &StorageClient,
+    src: &SasUrl,
+    previous: Option<&SasUrl>,
+    dst: &SasUrl,
+    opts: &CopyOptions,
+    skip_below: u64,
+    progress: &(dyn Fn(u64) + Send + Sync),
+    checkpoint: &(dyn Fn(u64) + Send + Sync),
+) -> Result<CopyStats, CopyError> {
     let chunk = (opts.chunk_bytes.clamp(PAGE, MAX_CHUNK) / PAGE) * PAGE;
     let source_len = storage.properties(src).await?.content_length;
     let target_len = storage.properties(dst).await?.content_length;
@@ -140,53 +171,283 @@ pub async fn copy_disk(
     if source_len % PAGE != 0 || source_len < PAGE {
         return Err(CopyError::Misaligned(source_len));
     }
-    let source_ranges = storage.all_page_ranges(src, None).await?.ranges;
-    let stale = storage.all_page_ranges(dst, None).await?.ranges;
-    let allocated: u64 = source_ranges.iter().map(|(s, e)| e - s).sum();
-    let footer = (source_len - PAGE, source_len);
-    let work = merge(
-        source_ranges
-            .into_iter()
-            .chain(stale)
-            .chain([footer])
-            .filter(|(s, e)| s < e && *e <= source_len)
-            .collect(),
-    );
-    let mut calls = chunks(&work, chunk);
-    // The chunk holding the footer goes last.
-    let last = calls.pop().expect("the footer range is always present");
+    let (work, allocated) = match previous {
+        Some(prev) => {
+            let diff = storage.all_page_ranges(src, Some(prev)).await?;
+            let allocated = diff.ranges.iter().map(|(s, e)| e - s).sum();
+            (
+                merge(diff.ranges.into_iter().chain(diff.clear).collect()),
+                allocated,
+            )
+        }
+        None => {
+            let source_ranges = storage.all_page_ranges(src, None).await?.ranges;
+            let stale = storage.all_page_ranges(dst, None).await?.ranges;
+            let allocated = source_ranges.iter().map(|(s, e)| e - s).sum();
+            let footer = (source_len - PAGE, source_len);
+            (
+                merge(
+                    source_ranges
+                        .into_iter()
+                        .chain(stale)
+                        .chain([footer])
+                        .collect(),
+                ),
+                allocated,
+            )
+        }
+    };
+    let work: Vec<(u64, u64)> = work
+        .into_iter()
+        .filter(|(s, e)| s < e && *e <= source_len)
+        .collect();
+    let work_bytes = work.iter().map(|(s, e)| e - s).sum();
+    let calls: Vec<(u64, u64)> = chunks(&work, chunk)
+        .into_iter()
+        .filter(|(o, l)| o + l > skip_below)
+        .collect();
+    let (head, last) = match previous {
+        // A full round writes the footer chunk last.
+        None => {
+            let mut c = calls;
+            let last = c.pop();
+            (c, last)
+        }
+        Some(_) => (calls, None),
+    };
     let written = AtomicU64::new(0);
     let count = AtomicU64::new(0);
-    let one = |(offset, len): (u64, u64)| {
+    let marks = Watermark::new(&head, skip_below);
+    let one = |idx: usize, (offset, len): (u64, u64)| {
         let written = &written;
         let count = &count;
+        let marks = &marks;
         async move {
-            match opts.mode {
-                TransferMode::ServerSide => {
-                    storage.put_page_from_url(dst, src, offset, len).await?
-                }
-                TransferMode::Relay => {
-                    let data = storage.read_range(src, offset, len).await?;
-                    storage.put_page(dst, offset, data).await?
-                }
-            }
+            put_with_pacing(storage, src, dst, offset, len, opts.mode).await?;
             written.fetch_add(len, Ordering::Relaxed);
             count.fetch_add(1, Ordering::Relaxed);
             progress(len);
+            if let Some(w) = marks.done(idx) {
+                checkpoint(w);
+            }
+            crate::engine::failpoint::hit("copy:chunk");
             Ok::<_, AzureError>(())
         }
     };
-    futures::stream::iter(calls.into_iter().map(one))
-        .buffer_unordered(opts.parallel.max(1))
-        .try_collect::<Vec<()>>()
-        .await?;
-    one(last).await?;
+    let mut stream =
+        futures::stream::iter(head.iter().copied().enumerate().map(|(i, c)| one(i, c)))
+            .buffer_unordered(opts.parallel.max(1));
+    while let Some(r) = stream.next().await {
+        r?;
+    }
+    drop(stream);
+    if let Some(c) = last {
+        put_with_pacing(storage, src, dst, c.0, c.1, opts.mode).await?;
+        written.fetch_add(c.1, Ordering::Relaxed);
+        count.fetch_add(1, Ordering::Relaxed);
+        progress(c.1);
+    }
+    checkpoint(source_len);
     Ok(CopyStats {
         bytes_copied: written.into_inner(),
         allocated_bytes: allocated,
         blob_size: source_len,
         calls: count.into_inner(),
+        work_bytes,
     })
+}
+
+/// Retries of one call on `503 ServerBusy` before the copy gives up.
+pub const BUSY_RETRIES: u32 = 40;
+
+fn is_busy(e: &AzureError) -> bool {
+    matches!(e, AzureError::Storage { status: 503, .. })
+        || e.code()
+            .is_some_and(|c| c.eq_ignore_ascii_case("ServerBusy"))
+}
+
+async fn put_with_pacing(
+    storage: &StorageClient,
+    src: &SasUrl,
+    dst: &SasUrl,
+    offset: u64,
+    len: u64,
+    mode: TransferMode,
+) -> Result<(), AzureError> {
+    let mut delay = std::time::Duration::from_millis(20);
+    for attempt in 0.. {
+        let r = match mode {
+            TransferMode::ServerSide => storage.put_page_from_url(dst, src, offset, len).await,
+            TransferMode::Relay => match storage.read_range(src, offset, len).await {
+                Ok(data) => storage.put_page(dst, offset, data).await,
+                Err(e) => Err(e),
+            },
+        };
+        match r {
+            Err(e) if is_busy(&e) && attempt < BUSY_RETRIES => {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_secs(5));
+            }
+            other => return other,
+        }
+    }
+    unreachable!("the loop returns")
+}
+
+/// Tracks which calls (in offset order) are done and reports the highest
+/// offset below which all are, every [`CHECKPOINT_BYTES`].
+struct Watermark {
+    ends: Vec<u64>,
+    state: std::sync::Mutex<(Vec<bool>, usize, u64)>,
+}
+
+impl Watermark {
+    fn new(calls: &[(u64, u64)], start: u64) -> Self {
+        Watermark {
+            ends: calls.iter().map(|(o, l)| o + l).collect(),
+            state: std::sync::Mutex::new((vec![false; calls.len()], 0, start)),
+        }
+    }
+
+    /// Marks call `idx` done; returns a new watermark worth journaling.
+    fn done(&self, idx: usize) -> Option<u64> {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let (flags, next, last) = &mut *st;
+        flags[idx] = true;
+        while *next < flags.len() && flags[*next] {
+            *next += 1;
+        }
+        let w = if *next == 0 {
+            return None;
+        } else {
+            self.ends[*next - 1]
+        };
+        if w >= *last + CHECKPOINT_BYTES {
+            *last = w;
+            Some(w)
+        } else {
+            None
+        }
+    }
+}
+
+/// What a verification compared and found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Bytes read back from each side and compared.
+    pub compared_bytes: u64,
+    /// Ranges whose bytes differ, `[start, end)`.
+    pub mismatches: Vec<(u64, u64)>,
+}
+
+/// Compares `dst` with `src` (the final snapshot). `full` reads back every
+/// allocated range of either; otherwise every range where the allocation
+/// maps differ, every range in `must` (what the offline round wrote), the
+/// footer, and a sample of about 1% of the rest (at least 16 calls) chosen
+/// by `seed`.
+pub async fn verify(
+    storage: &StorageClient,
+    src: &SasUrl,
+    dst: &SasUrl,
+    full: bool,
+    must: &[(u64, u64)],
+    seed: u64,
+    parallel: usize,
+) -> Result<VerifyReport, CopyError> {
+    let len = storage.properties(src).await?.content_length;
+    let target_len = storage.properties(dst).await?.content_length;
+    if len != target_len {
+        return Err(CopyError::SizeMismatch {
+            source_len: len,
+            target_len,
+        });
+    }
+    let a = storage.all_page_ranges(src, None).await?.ranges;
+    let b = storage.all_page_ranges(dst, None).await?.ranges;
+    let union = merge(
+        a.iter()
+            .chain(b.iter())
+            .copied()
+            .chain([(len - PAGE, len)])
+            .collect(),
+    );
+    let all = chunks(&union, MAX_CHUNK);
+    let picked: Vec<(u64, u64)> = if full {
+        all
+    } else {
+        let differ: Vec<(u64, u64)> = if a == b {
+            Vec::new()
+        } else {
+            symmetric_difference(&a, &b)
+        };
+        let forced = merge(
+            differ
+                .into_iter()
+                .chain(must.iter().copied())
+                .chain([(len - PAGE, len)])
+                .collect(),
+        );
+        let rate = (all.len() / 100).max(16);
+        let mut x = seed | 1;
+        let sampled = all.iter().copied().filter(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % (all.len().max(1) as u64)) < rate as u64
+        });
+        merge_calls(
+            chunks(&forced, MAX_CHUNK)
+                .into_iter()
+                .chain(sampled)
+                .collect(),
+        )
+    };
+    let compared = AtomicU64::new(0);
+    let bad = std::sync::Mutex::new(Vec::new());
+    futures::stream::iter(picked.into_iter().map(|(o, l)| {
+        let compared = &compared;
+        let bad = &bad;
+        async move {
+            let (x, y) =
+                futures::try_join!(storage.read_range(src, o, l), storage.read_range(dst, o, l))?;
+            compared.fetch_add(l, Ordering::Relaxed);
+            if x != y {
+                bad.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push((o, o + l));
+            }
+            Ok::<_, AzureError>(())
+        }
+    }))
+    .buffer_unordered(parallel.max(1))
+    .try_collect::<Vec<()>>()
+    .await?;
+    Ok(VerifyReport {
+        compared_bytes: compared.into_inner(),
+        mismatches: merge(bad.into_inner().unwrap_or_else(|p| p.into_inner())),
+    })
+}
+
+/// Ranges covered by exactly one of two merged range lists.
+fn symmetric_difference(a: &[(u64, u64)], b: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let mut edges: Vec<u64> = a.iter().chain(b).flat_map(|(s, e)| [*s, *e]).collect();
+    edges.sort_unstable();
+    edges.dedup();
+    let inside = |r: &[(u64, u64)], x: u64| r.iter().any(|(s, e)| *s <= x && x < *e);
+    merge(
+        edges
+            .windows(2)
+            .filter(|w| inside(a, w[0]) != inside(b, w[0]))
+            .map(|w| (w[0], w[1]))
+            .collect(),
+    )
+}
+
+/// Dedupes calls (sorted by offset, exact duplicates removed).
+fn merge_calls(mut calls: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
+    calls.sort_unstable();
+    calls.dedup();
+    calls
 }
 
 #[cfg(test)]

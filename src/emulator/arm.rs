@@ -179,6 +179,9 @@ pub(crate) async fn handle(State(inner): State<Arc<Inner>>, req: Request) -> Res
         inner.record(&method, &path, false, resp.status().as_u16(), None);
         return resp;
     }
+    if super::graph::is_graph_path(&path) {
+        return super::graph::handle(inner, req).await;
+    }
     let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
     if first.to_ascii_lowercase().starts_with("md-") {
         let mutating = method == Method::PUT;

@@ -1292,6 +1292,28 @@ impl BlobStore {
         b.modified = now;
     }
 
+    /// A guest TRIM/discard while the VM runs: the pages in the range become
+    /// unallocated (they read as zeros and leave Get Page Ranges).
+    ///
+    /// An unaligned range is shrunk to the whole pages inside it.
+    pub fn guest_trim(&self, id: &BlobId, offset: u64, len: u64) {
+        let mut inner = self.lock();
+        let now = self.clock.now();
+        inner.etag_counter += 1;
+        let etag = inner.etag_counter;
+        let Some(b) = inner.blobs.get_mut(id) else {
+            return;
+        };
+        let a = page_ceil(offset).min(b.len);
+        let e = page_floor(offset.saturating_add(len)).min(b.len.saturating_sub(512));
+        if a >= e {
+            return;
+        }
+        remove_range(&mut b.map, a, e);
+        b.etag = etag;
+        b.modified = now;
+    }
+
     /// Flips bytes in one range (fault injection for verification tests).
     ///
     /// Every byte in the range is XORed with 0xFF (clipped to the blob).

@@ -117,6 +117,10 @@ pub struct VmSpec {
     pub hyper_v_generation: String,
     /// A system-assigned identity on the VM.
     pub system_identity: bool,
+    /// Guest writes while the VM runs, in simulated bytes per second, spread
+    /// over its disks (about a tenth of it as TRIMs), so a copy that misses a
+    /// delta is caught by the byte comparison. 0 = an idle guest.
+    pub churn_bytes_per_sec: f64,
 }
 
 impl VmSpec {
@@ -137,6 +141,7 @@ impl VmSpec {
             custom_extension_name: None,
             hyper_v_generation: "V2".into(),
             system_identity: false,
+            churn_bytes_per_sec: 0.0,
         }
     }
 

@@ -17,10 +17,12 @@ pub mod blob;
 pub mod clock;
 pub mod config;
 pub mod fleet;
+pub mod fleetgen;
 pub mod storage;
 
 mod arm;
 mod faults;
+mod graph;
 mod lro;
 mod world;
 
@@ -257,6 +259,23 @@ impl Emulator {
             w.blob_of(id.as_str())
         }?;
         self.inner.blobs.digest(&blob)
+    }
+
+    /// Simulated seconds the VM `id` (by name, across its re-creation) has not
+    /// been running since it was added: its downtime so far.
+    pub fn vm_offline_secs(&self, id: &ResourceId) -> Option<f64> {
+        let now = self.inner.clock.now();
+        let mut w = self.inner.world.lock().unwrap_or_else(|p| p.into_inner());
+        w.advance(now);
+        w.offline_secs(id.as_str())
+    }
+
+    /// Changes the guest write rate of a VM (simulated bytes per second; 0 stops it).
+    pub fn set_churn(&self, id: &ResourceId, bytes_per_sec: f64) {
+        let now = self.inner.clock.now();
+        let mut w = self.inner.world.lock().unwrap_or_else(|p| p.into_inner());
+        w.advance(now);
+        w.set_churn(id.as_str(), bytes_per_sec);
     }
 
     /// Live SAS grants.

@@ -563,6 +563,11 @@ pub(crate) struct World {
     nic_reserved: BTreeMap<String, (String, f64)>,
     ops: BTreeMap<String, Operation>,
     feature: Feature,
+    /// VM key → guest write rate (simulated bytes/s) and the bytes owed.
+    churn: BTreeMap<String, (f64, f64)>,
+    /// VM key → simulated seconds the VM (by name, across re-creation) was
+    /// not running since it was added: its downtime.
+    offline: BTreeMap<String, f64>,
 }
 
 impl World {
@@ -593,6 +598,82 @@ impl World {
             } else {
                 Feature::NotRegistered
             },
+            churn: BTreeMap::new(),
+            offline: BTreeMap::new(),
+        }
+    }
+
+    /// Simulated seconds the VM `key` has not been running since it was added.
+    pub(crate) fn offline_secs(&self, id: &str) -> Option<f64> {
+        self.offline.get(&key_of(id)).copied()
+    }
+
+    /// Sets the guest write rate of VM `id` (simulated bytes per second).
+    pub(crate) fn set_churn(&mut self, id: &str, bytes_per_sec: f64) {
+        let key = key_of(id);
+        if bytes_per_sec > 0.0 {
+            self.churn.insert(key, (bytes_per_sec, 0.0));
+        } else {
+            self.churn.remove(&key);
+        }
+    }
+
+    /// Applies `dt` seconds of guest writes to every running VM with churn:
+    /// 1 MiB-or-larger writes (about one in ten a TRIM) at seeded random
+    /// page-aligned offsets of its attached disks, footer excluded.
+    fn churn_tick(&mut self, dt: f64) {
+        const MIB: u64 = 1 << 20;
+        let mut due: Vec<(Vec<(BlobId, u64)>, u64)> = Vec::new();
+        for (key, (rate, owed)) in self.churn.iter_mut() {
+            let Some(vm) = self.vms.get(key) else {
+                continue;
+            };
+            if vm.power != Power::Running || vm.deleting {
+                continue;
+            }
+            *owed += *rate * dt;
+            let bytes = (*owed as u64 / MIB) * MIB;
+            if bytes == 0 {
+                continue;
+            }
+            *owed -= bytes as f64;
+            let sp = vm.model.pointer("/properties/storageProfile");
+            let ids = sp
+                .and_then(|s| s.pointer("/osDisk/managedDisk/id"))
+                .into_iter()
+                .chain(
+                    sp.and_then(|s| s.get("dataDisks"))
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|d| d.pointer("/managedDisk/id")),
+                )
+                .filter_map(Value::as_str);
+            let targets: Vec<(BlobId, u64)> = ids
+                .filter_map(|id| self.disks.get(&key_of(id)))
+                .filter_map(|d| d.blob.clone().map(|b| (b, d.size_bytes)))
+                .filter(|(_, size)| *size > 2 * MIB)
+                .collect();
+            if !targets.is_empty() {
+                due.push((targets, bytes));
+            }
+        }
+        for (targets, bytes) in due {
+            let unit = (bytes / 64).max(MIB).div_ceil(MIB) * MIB;
+            let mut left = bytes;
+            while left > 0 {
+                let len = unit.min(left);
+                left -= len;
+                let (blob, size) = &targets[(self.rng.next_u64() % targets.len() as u64) as usize];
+                let span = size.saturating_sub(len) / 512;
+                let off = (self.rng.next_u64() % span.max(1)) * 512;
+                let seed = self.rng.next_u64();
+                if seed % 10 == 0 {
+                    self.blobs.guest_trim(blob, off, len);
+                } else {
+                    self.blobs.guest_write(blob, off, len, seed);
+                }
+            }
         }
     }
 
@@ -660,6 +741,16 @@ impl World {
             return;
         }
         self.last_tick = to;
+        for (key, secs) in self.offline.iter_mut() {
+            let running = self
+                .vms
+                .get(key)
+                .is_some_and(|v| v.power == Power::Running && !v.deleting);
+            if !running {
+                *secs += dt;
+            }
+        }
+        self.churn_tick(dt);
         let mut finished = Vec::new();
         for (key, vm) in self.vms.iter_mut() {
             if vm.power != Power::Running {
@@ -1406,6 +1497,11 @@ impl World {
             deleting: false,
             time_created: now,
         };
+        self.offline.insert(vm_key.clone(), 0.0);
+        if spec.churn_bytes_per_sec > 0.0 {
+            self.churn
+                .insert(vm_key.clone(), (spec.churn_bytes_per_sec, 0.0));
+        }
         self.vms.insert(vm_key, vm);
         vm_id
     }

@@ -7,9 +7,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::Value;
 
-use super::cloud::{Access, Cloud, CloudError, CloudResult, CopyFigures, Retry};
+use super::cloud::{Access, Cloud, CloudError, CloudResult, CopyFigures, Retry, VerifyFigures};
 use crate::azure::{self, ArmClient, AzureError, ErrorClass, SasAccess};
-use crate::copy::{CopyOptions, copy_disk};
+use crate::copy::{self, CopyOptions};
 use crate::model::{ResourceId, SasUrl};
 
 /// The production cloud: ARM + storage over HTTP.
@@ -36,10 +36,7 @@ impl ArmCloud {
 
 /// Translates a classified Azure error for the engine.
 pub fn to_cloud_error(e: AzureError) -> CloudError {
-    let code = match &e {
-        AzureError::Http { code, .. } | AzureError::Operation { code, .. } => Some(code.clone()),
-        _ => None,
-    };
+    let code = e.code().map(str::to_string);
     let message = crate::model::redact(&e.to_string());
     match azure::classify(&e) {
         ErrorClass::Transient { retry_after } | ErrorClass::Throttled { retry_after } => {
@@ -173,23 +170,55 @@ impl Cloud for ArmCloud {
         map(self.client.revoke_access(id).await)
     }
 
-    async fn copy_blob(
+    async fn copy_round(
         &self,
         src: &SasUrl,
+        previous: Option<&SasUrl>,
         dst: &SasUrl,
+        skip_below: u64,
         progress: &(dyn Fn(u64) + Send + Sync),
+        checkpoint: &(dyn Fn(u64) + Send + Sync),
     ) -> CloudResult<CopyFigures> {
         let storage = self.client.storage();
-        let stats = copy_disk(&storage, src, dst, &self.copy, progress)
-            .await
-            .map_err(|e| {
-                let err: AzureError = e.into();
-                to_cloud_error(err)
-            })?;
+        let stats = copy::copy_round(
+            &storage, src, previous, dst, &self.copy, skip_below, progress, checkpoint,
+        )
+        .await
+        .map_err(|e| to_cloud_error(e.into()))?;
         Ok(CopyFigures {
             bytes_copied: stats.bytes_copied,
             allocated_bytes: stats.allocated_bytes,
             blob_size: stats.blob_size,
+            work_bytes: stats.work_bytes,
+        })
+    }
+
+    async fn changed_ranges(&self, newer: &SasUrl, older: &SasUrl) -> CloudResult<Vec<(u64, u64)>> {
+        let pl = map(self
+            .client
+            .storage()
+            .all_page_ranges(newer, Some(older))
+            .await)?;
+        Ok(crate::azure::storage::merge(
+            pl.ranges.into_iter().chain(pl.clear).collect(),
+        ))
+    }
+
+    async fn verify_copy(
+        &self,
+        src: &SasUrl,
+        dst: &SasUrl,
+        full: bool,
+        must: &[(u64, u64)],
+        seed: u64,
+    ) -> CloudResult<VerifyFigures> {
+        let storage = self.client.storage();
+        let r = copy::verify(&storage, src, dst, full, must, seed, self.copy.parallel)
+            .await
+            .map_err(|e| to_cloud_error(e.into()))?;
+        Ok(VerifyFigures {
+            compared_bytes: r.compared_bytes,
+            mismatches: r.mismatches,
         })
     }
 }

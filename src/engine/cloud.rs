@@ -64,6 +64,17 @@ pub struct CopyFigures {
     pub allocated_bytes: u64,
     /// Blob size (disk size + 512).
     pub blob_size: u64,
+    /// Bytes the round had to move in all (its ranges), resumed parts included.
+    pub work_bytes: u64,
+}
+
+/// What a verification compared and found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VerifyFigures {
+    /// Bytes read back from each side.
+    pub compared_bytes: u64,
+    /// Differing ranges `[start, end)`.
+    pub mismatches: Vec<(u64, u64)>,
 }
 
 /// Everything the engine needs from Azure. Reads return raw ARM JSON so the
@@ -112,11 +123,27 @@ pub trait Cloud: Send + Sync {
     ) -> CloudResult<SasUrl>;
     /// endGetAccess.
     async fn revoke_access(&self, id: &ResourceId) -> CloudResult<()>;
-    /// Copies the allocated ranges of `src` into `dst`, reporting bytes as they move.
-    async fn copy_blob(
+    /// One copy round (`crate::copy::copy_round`): everything allocated in
+    /// `src`, or only what changed since `previous`; ranges below
+    /// `skip_below` are already in `dst`.
+    async fn copy_round(
+        &self,
+        src: &SasUrl,
+        previous: Option<&SasUrl>,
+        dst: &SasUrl,
+        skip_below: u64,
+        progress: &(dyn Fn(u64) + Send + Sync),
+        checkpoint: &(dyn Fn(u64) + Send + Sync),
+    ) -> CloudResult<CopyFigures>;
+    /// Ranges (written or cleared) that differ between two snapshots of one disk.
+    async fn changed_ranges(&self, newer: &SasUrl, older: &SasUrl) -> CloudResult<Vec<(u64, u64)>>;
+    /// Compares `dst` with `src` (`crate::copy::verify`).
+    async fn verify_copy(
         &self,
         src: &SasUrl,
         dst: &SasUrl,
-        progress: &(dyn Fn(u64) + Send + Sync),
-    ) -> CloudResult<CopyFigures>;
+        full: bool,
+        must: &[(u64, u64)],
+        seed: u64,
+    ) -> CloudResult<VerifyFigures>;
 }

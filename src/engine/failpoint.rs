@@ -12,24 +12,51 @@
 //!   journaled;
 //! - `after-journal:<kind>:<step>`: after any journal write;
 //! - `copy:after-grant`, `copy:after-copy`: inside the disk copy action.
+//!
+//! Tracing: with `ADE2EAH_FAILPOINTS_TRACE=<file>` every hit is appended to
+//! `<file>` as one line `name@N` (N = the hit's count for that name), so a
+//! test can enumerate every crash point of a run and arm each one.
+//!
+//! Cost: failpoints are compiled into every build, release included (the
+//! crash sweep drives the real binary), and are **inert** when neither
+//! variable is set: [`hit`] is then one initialised-`OnceLock` load and a
+//! `None` check. The only other cost is the caller's `format!` of the name,
+//! once per journal write or action (microseconds, next to an fsync and an
+//! HTTP round trip). The variables are read once, at the first hit.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 
 /// Environment variable that arms failpoints.
 pub const ENV: &str = "ADE2EAH_FAILPOINTS";
+/// Environment variable naming a file to which every hit is appended.
+pub const TRACE_ENV: &str = "ADE2EAH_FAILPOINTS_TRACE";
 
 struct Armed {
     targets: HashMap<String, u64>,
     hits: Mutex<HashMap<String, u64>>,
+    trace: Option<Mutex<std::fs::File>>,
 }
 
 fn armed() -> Option<&'static Armed> {
     static ARMED: OnceLock<Option<Armed>> = OnceLock::new();
     ARMED
         .get_or_init(|| {
-            let spec = std::env::var(ENV).ok().filter(|s| !s.trim().is_empty())?;
+            let spec = std::env::var(ENV).ok().filter(|s| !s.trim().is_empty());
+            let trace = std::env::var_os(TRACE_ENV)
+                .filter(|s| !s.is_empty())
+                .and_then(|p| {
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(p)
+                        .ok()
+                });
+            if spec.is_none() && trace.is_none() {
+                return None;
+            }
             let targets = spec
+                .unwrap_or_default()
                 .split(',')
                 .map(str::trim)
                 .filter(|s| !s.is_empty())
@@ -41,6 +68,7 @@ fn armed() -> Option<&'static Armed> {
             Some(Armed {
                 targets,
                 hits: Mutex::new(HashMap::new()),
+                trace: trace.map(Mutex::new),
             })
         })
         .as_ref()
@@ -50,13 +78,20 @@ fn armed() -> Option<&'static Armed> {
 /// the configured hit; otherwise does nothing.
 pub fn hit(name: &str) {
     let Some(a) = armed() else { return };
-    let Some(&target) = a.targets.get(name) else {
+    let target = a.targets.get(name).copied();
+    if target.is_none() && a.trace.is_none() {
         return;
-    };
+    }
     let mut hits = a.hits.lock().unwrap_or_else(|p| p.into_inner());
     let n = hits.entry(name.to_string()).or_insert(0);
     *n += 1;
-    if *n == target {
+    if let Some(f) = &a.trace {
+        use std::io::Write;
+        let mut f = f.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = writeln!(f, "{name}@{n}");
+        let _ = f.flush();
+    }
+    if Some(*n) == target {
         eprintln!("ade2eah: failpoint {name} hit; aborting");
         std::process::abort();
     }

@@ -22,6 +22,8 @@ pub mod arm;
 pub mod cloud;
 pub mod discover;
 pub mod failpoint;
+pub mod lease;
+pub mod waves;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,6 +53,10 @@ pub struct EngineOptions {
     pub decrypt_max_wait: Duration,
     /// SAS lifetime requested for copies.
     pub sas_duration: Duration,
+    /// Lifetime of the Azure-side VM lease ([`lease`]).
+    pub lease_ttl: Duration,
+    /// Take over leases held by other runs (`--break-lease`).
+    pub break_lease: bool,
 }
 
 impl EngineOptions {
@@ -63,6 +69,8 @@ impl EngineOptions {
             retry_base: poll_interval,
             decrypt_max_wait: Duration::from_secs(72 * 3600),
             sas_duration: Duration::from_secs(6 * 3600),
+            lease_ttl: lease::DEFAULT_TTL,
+            break_lease: false,
         }
     }
 }
@@ -94,6 +102,7 @@ pub struct Engine {
     opts: EngineOptions,
     progress: Arc<dyn Progress>,
     cancel: watch::Receiver<bool>,
+    lease: lease::LeaseKeeper,
 }
 
 impl Engine {
@@ -106,7 +115,9 @@ impl Engine {
         progress: Arc<dyn Progress>,
         cancel: watch::Receiver<bool>,
     ) -> Self {
+        let lease = lease::LeaseKeeper::new(&run_id, opts.lease_ttl, opts.break_lease);
         Engine {
+            lease,
             cloud,
             journal,
             run_id,
@@ -246,6 +257,9 @@ impl Engine {
         action: Action,
     ) -> Result<bool, JournalError> {
         let name = action.name();
+        if let Err(e) = self.lease.before(self.cloud(), &rec.id, name).await {
+            return self.on_error(rec, name, e).await;
+        }
         failpoint::hit(&format!("before-intent:{name}"));
         act::prepare_intent(rec, &action);
         rec.pending = Some(action.clone());
@@ -254,6 +268,9 @@ impl Engine {
         let result = act::perform(self, rec, &action).await;
         failpoint::hit(&format!("after-act:{name}"));
         rec.pending = None;
+        if result.is_ok() {
+            self.lease.after(self.cloud(), &rec.id, name).await;
+        }
         match result {
             Ok(detail) => {
                 self.record(
@@ -338,6 +355,12 @@ impl Engine {
     /// The engine's cloud (for actions).
     pub(crate) fn cloud(&self) -> &dyn Cloud {
         self.cloud.as_ref()
+    }
+
+    /// Releases the Azure-side lease of these VMs (call for verified VMs at
+    /// the end of a run).
+    pub async fn release_leases(&self, vms: &[crate::model::ResourceId]) {
+        self.lease.release(self.cloud(), vms).await;
     }
 
     /// The run id (tags resources).

@@ -29,8 +29,11 @@ use sled::Transactional;
 use crate::model::ResourceId;
 use crate::step::{Step, VmRecord};
 
-/// Schema version written by this build.
-pub const SCHEMA_VERSION: u32 = 1;
+mod migrate;
+pub use migrate::LeaseMeta;
+
+/// Schema version written by this build (v2: lease settings; see [`migrate`]).
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Why a journal could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -132,6 +135,12 @@ impl Journal {
             dir: dir.to_path_buf(),
             source,
         };
+        if dir.exists() && !dir.is_dir() {
+            return Err(JournalError::Corrupt {
+                dir: dir.to_path_buf(),
+                detail: "it is a file, not a directory; pass --state DIR".into(),
+            });
+        }
         std::fs::create_dir_all(dir).map_err(io)?;
         let db = match sled::Config::new()
             .path(dir.join("db"))
@@ -206,8 +215,11 @@ impl Journal {
         if found > u64::from(SCHEMA_VERSION) {
             return Err(JournalError::NewerSchema {
                 dir: self.dir.clone(),
-                found: found as u32,
+                found: found.min(u64::from(u32::MAX)) as u32,
             });
+        }
+        if found < u64::from(SCHEMA_VERSION) {
+            self.migrate(found, v)?;
         }
         Ok(())
     }
@@ -241,6 +253,7 @@ impl Journal {
         for r in records {
             self.put_record(r)?;
         }
+        self.put_lease_meta()?;
         let raw = serde_json::to_vec(meta).map_err(|e| self.corrupt(e))?;
         self.meta
             .insert(META_KEY, raw)
@@ -438,7 +451,7 @@ mod tests {
         }
         let err = Journal::open(dir.path()).unwrap_err();
         assert!(
-            matches!(err, JournalError::NewerSchema { found: 2, .. }),
+            matches!(err, JournalError::NewerSchema { found: 3, .. }),
             "{err}"
         );
     }

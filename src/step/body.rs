@@ -281,6 +281,8 @@ mod tests {
                 "properties": {"osType": "Windows", "hyperVGeneration": "V2", "securityProfile": {"securityType": "TrustedLaunch"}, "diskSizeBytes": 128u64 << 30}}),
             copied: false,
             bytes_copied: 0,
+            rounds: Vec::new(),
+            verified: false,
         }
     }
 

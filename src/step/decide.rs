@@ -44,21 +44,27 @@ pub fn needs(rec: &VmRecord) -> Needs {
             disks: rec.disks.iter().map(|d| d.target.clone()).collect(),
             ..Needs::default()
         },
-        Step::CopyDisks => Needs {
+        Step::PreCopy | Step::FinalCopy | Step::VerifyCopy => Needs {
+            vm: true,
+            instance_view: true,
             disks: rec
                 .disks
                 .iter()
-                .flat_map(|d| [d.source.clone(), d.target.clone()])
+                .flat_map(|d| {
+                    [d.source.clone(), d.target.clone()]
+                        .into_iter()
+                        .chain(d.rounds.iter().map(|r| r.snapshot.clone()))
+                })
                 .collect(),
-            ..Needs::default()
         },
         Step::DisableAde
         | Step::AwaitDecrypted
         | Step::RemoveExtension
         | Step::Deallocate
+        | Step::DeleteVm
         | Step::Start
         | Step::Verify => vm(true),
-        Step::DetachOnDelete | Step::DeleteVm | Step::Recreate => vm(false),
+        Step::DetachOnDelete | Step::Recreate => vm(false),
         Step::Done => Needs::default(),
     }
 }
@@ -80,7 +86,9 @@ pub fn decide(rec: &VmRecord, obs: &Observation, run_id: &str) -> Decision {
         Step::Deallocate => with_vm(obs, deallocate),
         Step::DetachOnDelete => with_vm(obs, detach),
         Step::CreateTargets => create_targets(rec, obs, run_id),
-        Step::CopyDisks => copy_disks(rec, obs),
+        Step::PreCopy => with_vm(obs, |vm| pre_copy(rec, obs, vm, run_id)),
+        Step::FinalCopy => with_vm(obs, |vm| final_copy(rec, obs, vm)),
+        Step::VerifyCopy => with_vm(obs, |vm| verify_copy(rec, obs, vm)),
         Step::DeleteVm => delete_vm(rec, obs),
         Step::Recreate => recreate(rec, obs),
         Step::Start => with_vm(obs, start),
@@ -293,36 +301,159 @@ fn create_targets(rec: &VmRecord, obs: &Observation, run_id: &str) -> Decision {
     Decision::Advance
 }
 
-fn copy_disks(rec: &VmRecord, obs: &Observation) -> Decision {
+/// A SAS grant this run may have left open on a source disk or a round
+/// snapshot (crash between grant and revoke) is revoked before anything
+/// else; one this run did not grant parks the VM.
+fn leftover_sas(rec: &VmRecord, obs: &Observation) -> Option<Decision> {
     for d in &rec.disks {
-        let (Some(src), Some(tgt)) = (obs.disk(&d.source), obs.disk(&d.target)) else {
+        let ids = std::iter::once(&d.source).chain(d.rounds.iter().map(|r| &r.snapshot));
+        for id in ids {
+            let Some(Some(v)) = obs.disk(id) else {
+                continue;
+            };
+            if !v.has_open_sas() {
+                continue;
+            }
+            return Some(if rec.open_sas.contains(id) {
+                Decision::Act(Action::RevokeAccess { disk: id.clone() })
+            } else {
+                Decision::park(
+                    format!(
+                        "{} has SAS access open that this run did not grant",
+                        id.name()
+                    ),
+                    "find who exported it (activity log), revoke access when they are done, then run `ade2eah resume`",
+                )
+            });
+        }
+    }
+    None
+}
+
+fn source_gone(rec: &VmRecord, obs: &Observation) -> Option<Decision> {
+    rec.disks.iter().find(|d| matches!(obs.disk(&d.source), Some(None))).map(|d| {
+        Decision::park(
+            format!("source disk {} no longer exists", d.source),
+            "restore it from the backup snapshot recorded in the journal, then run `ade2eah resume`",
+        )
+    })
+}
+
+fn is_uploadable(t: &DiskView) -> bool {
+    matches!(t.state.as_str(), "ReadyToUpload" | "ActiveUpload")
+}
+
+/// Total bytes the latest finished online round moved (all disks), and the
+/// one before it.
+fn online_deltas(rec: &VmRecord) -> (u64, u64) {
+    let nth_from_end = |d: &super::record::DiskPlan, k: usize| {
+        d.rounds
+            .iter()
+            .filter(|r| r.copied && !r.offline)
+            .rev()
+            .nth(k)
+            .map_or(0, |r| r.bytes)
+    };
+    let last = rec.disks.iter().map(|d| nth_from_end(d, 0)).sum();
+    let prev = rec.disks.iter().map(|d| nth_from_end(d, 1)).sum();
+    (last, prev)
+}
+
+/// Online rounds while the VM runs. Stop rule: after at most
+/// `max_online_rounds`, once a round moved no more than
+/// `offline_target_bytes`, or once a delta round stopped shrinking by half
+/// (the guest writes as fast as we copy: more rounds would not help).
+fn pre_copy(rec: &VmRecord, obs: &Observation, vm: &VmView, run_id: &str) -> Decision {
+    if let Some(d) = leftover_sas(rec, obs).or_else(|| source_gone(rec, obs)) {
+        return d;
+    }
+    let policy = rec.copy_policy;
+    if policy.max_online_rounds == 0 || vm.power.as_deref() != Some("running") {
+        // Nothing to do online; the final copy moves everything.
+        return Decision::Advance;
+    }
+    if !vm.is_settled() {
+        return Decision::Wait {
+            reason: "an operation is running on the VM".into(),
+        };
+    }
+    for d in &rec.disks {
+        match obs.disk(&d.target) {
+            None => {
+                return Decision::Wait {
+                    reason: format!("disk {} not observed", d.target.name()),
+                };
+            }
+            Some(None) => {
+                return Decision::Act(Action::CreateTargetDisk {
+                    source: d.source.clone(),
+                    target: d.target.clone(),
+                });
+            }
+            Some(Some(t)) if !is_ours(t, run_id) => return not_ours(&d.target),
+            Some(Some(t)) if !is_uploadable(t) => {
+                return Decision::Act(Action::DeleteTargetDisk {
+                    target: d.target.clone(),
+                });
+            }
+            Some(Some(_)) => {}
+        }
+    }
+    if rec
+        .disks
+        .iter()
+        .any(|d| d.open_round().is_some_and(|r| !r.offline))
+    {
+        return Decision::Act(Action::CopyRound { offline: false });
+    }
+    let done = rec
+        .disks
+        .iter()
+        .map(|d| d.online_rounds_done())
+        .min()
+        .unwrap_or(0) as u32;
+    if done >= policy.max_online_rounds {
+        return Decision::Advance;
+    }
+    if done == 0 {
+        return Decision::Act(Action::CopyRound { offline: false });
+    }
+    let (last, prev) = online_deltas(rec);
+    if last <= policy.offline_target_bytes || (done >= 2 && last.saturating_mul(2) > prev) {
+        return Decision::Advance;
+    }
+    Decision::Act(Action::CopyRound { offline: false })
+}
+
+/// The offline round: the VM must be deallocated (a consistent final
+/// snapshot), then every target gets the delta since its last round (or a
+/// full copy) and is sealed.
+fn final_copy(rec: &VmRecord, obs: &Observation, vm: &VmView) -> Decision {
+    if let Some(d) = leftover_sas(rec, obs).or_else(|| source_gone(rec, obs)) {
+        return d;
+    }
+    if vm.power.as_deref() != Some("deallocated") {
+        if rec
+            .disks
+            .iter()
+            .any(|d| d.copied || d.rounds.iter().any(|r| r.offline))
+        {
+            return vm_started_during_offline_copy();
+        }
+        if !vm.is_settled() {
+            return Decision::Wait {
+                reason: "an operation is running on the VM".into(),
+            };
+        }
+        return Decision::Act(Action::Deallocate);
+    }
+    let mut need_round = false;
+    for d in &rec.disks {
+        let Some(tgt) = obs.disk(&d.target) else {
             return Decision::Wait {
                 reason: "disks not observed".into(),
             };
         };
-        let Some(src) = src else {
-            return Decision::park(
-                format!("source disk {} no longer exists", d.source),
-                "restore it from the backup snapshot recorded in the journal, then run `ade2eah resume`",
-            );
-        };
-        // A SAS this run left open (crash between grant and revoke) is revoked
-        // before anything else touches the disk.
-        if src.has_open_sas() {
-            return if rec.open_sas.contains(&d.source) {
-                Decision::Act(Action::RevokeAccess {
-                    disk: d.source.clone(),
-                })
-            } else {
-                Decision::park(
-                    format!(
-                        "source disk {} has SAS access open that this run did not grant",
-                        d.source.name()
-                    ),
-                    "find who exported it (activity log), revoke access when they are done, then run `ade2eah resume`",
-                )
-            };
-        }
         let Some(tgt) = tgt else {
             return Decision::Act(Action::CreateTargetDisk {
                 source: d.source.clone(),
@@ -337,17 +468,46 @@ fn copy_disks(rec: &VmRecord, obs: &Observation) -> Decision {
             }
             continue;
         }
-        match tgt.state.as_str() {
-            "ReadyToUpload" | "ActiveUpload" => {
-                return Decision::Act(Action::CopyDisk {
-                    source: d.source.clone(),
-                    target: d.target.clone(),
-                });
-            }
+        let offline_done = d.rounds.last().is_some_and(|r| r.offline && r.copied);
+        if is_uploadable(tgt) || offline_done {
+            // (A sealed target whose offline round finished only lacks the
+            // journal line saying so; the round action checks and records it.)
+            need_round = true;
+        } else {
             // Sealed but not journaled as copied: its content is not trusted.
-            _ => {
-                return Decision::Act(Action::DeleteTargetDisk {
-                    target: d.target.clone(),
+            return Decision::Act(Action::DeleteTargetDisk {
+                target: d.target.clone(),
+            });
+        }
+    }
+    if need_round {
+        return Decision::Act(Action::CopyRound { offline: true });
+    }
+    Decision::Advance
+}
+
+fn vm_started_during_offline_copy() -> Decision {
+    Decision::park(
+        "the VM is not deallocated, but its final copy was already taken: data written since would be lost",
+        "deallocate the VM, delete its target disks (ids in `ade2eah status --output json`, created by this run) and run `ade2eah resume` to redo the final copy",
+    )
+}
+
+fn verify_copy(rec: &VmRecord, obs: &Observation, vm: &VmView) -> Decision {
+    if let Some(d) = leftover_sas(rec, obs) {
+        return d;
+    }
+    if vm.power.as_deref() != Some("deallocated") {
+        return vm_started_during_offline_copy();
+    }
+    if rec.disks.iter().any(|d| !d.verified) {
+        return Decision::Act(Action::VerifyCopies);
+    }
+    for d in &rec.disks {
+        if let Some(Some(t)) = obs.disk(&d.target) {
+            if t.has_open_sas() {
+                return Decision::Act(Action::RevokeAccess {
+                    disk: d.target.clone(),
                 });
             }
         }
@@ -362,16 +522,19 @@ fn original_vm_id(rec: &VmRecord) -> Option<&str> {
 }
 
 fn delete_vm(rec: &VmRecord, obs: &Observation) -> Decision {
-    if let Some(d) = rec.disks.iter().find(|d| !d.copied) {
+    if let Some(d) = rec.disks.iter().find(|d| !d.copied || !d.verified) {
         return Decision::park(
             format!(
-                "disk {} is not journaled as copied; refusing to delete the VM",
+                "disk {} is not journaled as copied and verified; refusing to delete the VM",
                 d.source.name()
             ),
             "run `ade2eah resume` to finish the copy",
         );
     }
     with_vm_or_gone(obs, |vm| {
+        if vm.power.as_deref().is_some_and(|p| p != "deallocated") && vm.is_settled() {
+            return vm_started_during_offline_copy();
+        }
         if original_vm_id(rec).is_some_and(|orig| vm.vm_id.as_deref().is_some_and(|v| v != orig)) {
             return Decision::park(
                 "a VM with this name exists but it is not the original VM resource (vmId differs)",
@@ -502,6 +665,8 @@ mod tests {
             target: id("disks/os-eah"),
             copied: false,
             bytes_copied: 0,
+            rounds: Vec::new(),
+            verified: false,
         }];
         r
     }
@@ -606,6 +771,14 @@ mod tests {
             Decision::Park { .. }
         ));
         rec.disks[0].copied = true;
+        assert!(
+            matches!(
+                decide(&rec, &obs_vm(Some(vm("deallocated"))), "r"),
+                Decision::Park { .. }
+            ),
+            "copied but not verified"
+        );
+        rec.disks[0].verified = true;
         assert_eq!(
             decide(&rec, &obs_vm(Some(vm("deallocated"))), "r"),
             Decision::Act(Action::SetDetach)
@@ -644,9 +817,9 @@ mod tests {
     }
 
     #[test]
-    fn copy_revokes_leftover_sas_and_distrusts_sealed_targets() {
-        let mut rec = record(Step::CopyDisks);
-        let mut obs = Observation::default();
+    fn final_copy_revokes_leftover_sas_and_distrusts_sealed_targets() {
+        let mut rec = record(Step::FinalCopy);
+        let mut obs = obs_vm(Some(vm("deallocated")));
         obs.disks
             .insert(id("disks/os").key(), Some(disk("ActiveSAS", None)));
         obs.disks.insert(
@@ -666,10 +839,10 @@ mod tests {
         );
         obs.disks
             .insert(id("disks/os").key(), Some(disk("Reserved", None)));
-        assert!(matches!(
+        assert_eq!(
             decide(&rec, &obs, "r"),
-            Decision::Act(Action::CopyDisk { .. })
-        ));
+            Decision::Act(Action::CopyRound { offline: true })
+        );
         obs.disks.insert(
             id("disks/os-eah").key(),
             Some(disk("Unattached", Some("r"))),
@@ -682,6 +855,103 @@ mod tests {
         );
         rec.disks[0].copied = true;
         assert_eq!(decide(&rec, &obs, "r"), Decision::Advance);
+    }
+
+    #[test]
+    fn final_copy_needs_a_deallocated_vm_and_refuses_one_started_after() {
+        let mut rec = record(Step::FinalCopy);
+        let mut obs = obs_vm(Some(vm("running")));
+        obs.disks
+            .insert(id("disks/os").key(), Some(disk("Attached", None)));
+        obs.disks.insert(
+            id("disks/os-eah").key(),
+            Some(disk("ActiveUpload", Some("r"))),
+        );
+        assert_eq!(decide(&rec, &obs, "r"), Decision::Act(Action::Deallocate));
+        rec.disks[0].rounds.push(round(1, true, true));
+        assert!(
+            matches!(decide(&rec, &obs, "r"), Decision::Park { .. }),
+            "the final copy is stale once the VM runs again"
+        );
+        let rec = record(Step::VerifyCopy);
+        assert!(matches!(decide(&rec, &obs, "r"), Decision::Park { .. }));
+    }
+
+    fn round(n: u32, offline: bool, copied: bool) -> super::super::record::Round {
+        super::super::record::Round {
+            number: n,
+            snapshot: id(&format!("snapshots/os-eah-r{n}")),
+            offline,
+            done_upto: 0,
+            bytes: 0,
+            copied,
+        }
+    }
+
+    #[test]
+    fn pre_copy_rounds_stop_when_the_delta_is_small_or_stops_shrinking() {
+        let mut rec = record(Step::PreCopy);
+        let mut obs = obs_vm(Some(vm("running")));
+        obs.disks.insert(
+            id("disks/os-eah").key(),
+            Some(disk("ReadyToUpload", Some("r"))),
+        );
+        assert_eq!(
+            decide(&rec, &obs, "r"),
+            Decision::Act(Action::CopyRound { offline: false }),
+            "first a full round"
+        );
+        let mut r1 = round(1, false, false);
+        rec.disks[0].rounds.push(r1.clone());
+        assert_eq!(
+            decide(&rec, &obs, "r"),
+            Decision::Act(Action::CopyRound { offline: false }),
+            "an open round is finished"
+        );
+        r1.copied = true;
+        r1.bytes = 100 << 30;
+        rec.disks[0].rounds[0] = r1;
+        assert_eq!(
+            decide(&rec, &obs, "r"),
+            Decision::Act(Action::CopyRound { offline: false }),
+            "then a delta round"
+        );
+        let mut r2 = round(2, false, true);
+        r2.bytes = 10 << 30;
+        rec.disks[0].rounds.push(r2);
+        assert_eq!(
+            decide(&rec, &obs, "r"),
+            Decision::Act(Action::CopyRound { offline: false }),
+            "10 GiB left: shrinking, go on"
+        );
+        let mut r3 = round(3, false, true);
+        r3.bytes = 9 << 30;
+        rec.disks[0].rounds.push(r3);
+        assert_eq!(
+            decide(&rec, &obs, "r"),
+            Decision::Advance,
+            "9 of 10 GiB: not converging, stop"
+        );
+        rec.disks[0].rounds.truncate(2);
+        rec.disks[0].rounds[1].bytes = 1 << 30;
+        assert_eq!(
+            decide(&rec, &obs, "r"),
+            Decision::Advance,
+            "1 GiB is below the offline target"
+        );
+        rec.copy_policy.max_online_rounds = 0;
+        rec.disks[0].rounds.clear();
+        assert_eq!(
+            decide(&rec, &obs, "r"),
+            Decision::Advance,
+            "baseline: no online rounds"
+        );
+        rec.copy_policy.max_online_rounds = 4;
+        assert_eq!(
+            decide(&rec, &obs_vm(Some(vm("deallocated"))), "r"),
+            Decision::Advance,
+            "a stopped VM has nothing to pre-copy"
+        );
     }
 
     #[test]

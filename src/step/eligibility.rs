@@ -232,6 +232,8 @@ pub fn classify(
             source: id,
             copied: false,
             bytes_copied: 0,
+            rounds: Vec::new(),
+            verified: false,
         });
     }
     Eligibility::Eligible {

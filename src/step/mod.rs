@@ -19,7 +19,8 @@ pub use decide::{Needs, decide, needs};
 pub use eligibility::{Eligibility, PlatformFacts, classify};
 pub use observe::{DecryptionState, DiskView, Observation, VmView};
 pub use record::{
-    CreatedKind, CreatedResource, DiskPlan, DiskRole, HistoryEntry, Outcome, VmFacts, VmRecord,
+    CopyPolicy, CreatedKind, CreatedResource, DiskPlan, DiskRole, HistoryEntry, Outcome, Round,
+    VerifyMode, VmFacts, VmRecord,
 };
 
 use serde::{Deserialize, Serialize};
@@ -27,6 +28,12 @@ use serde::{Deserialize, Serialize};
 use crate::model::ResourceId;
 
 /// One stage of a VM's migration, in the order they run.
+///
+/// The copy is split so that downtime depends on what changed, not on disk
+/// size: [`Step::PreCopy`] copies incremental snapshots into the target
+/// disks while the VM still runs (one full round, then delta rounds while
+/// they shrink), and [`Step::FinalCopy`] copies only the pages that changed
+/// since the last round, after the VM is deallocated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Step {
     /// Incremental backup snapshot of every source disk (kept after the run).
@@ -37,14 +44,23 @@ pub enum Step {
     AwaitDecrypted,
     /// DELETE the ADE extension.
     RemoveExtension,
-    /// Deallocate the VM (needed for read SAS on its disks).
-    Deallocate,
-    /// Set `deleteOption=Detach` on the OS disk, data disks and NICs.
+    /// Set `deleteOption=Detach` on the OS disk, data disks and NICs (done
+    /// while the VM runs, so it costs no downtime).
     DetachOnDelete,
     /// Create one `Upload` target disk per source disk.
     CreateTargets,
-    /// Copy allocated page ranges source → target; revoke SAS on every exit.
-    CopyDisks,
+    /// Online rounds: snapshot, copy (first round full, then the delta
+    /// against the previous round) while the VM runs.
+    PreCopy,
+    /// Deallocate the VM (needed for a consistent final snapshot and for
+    /// read SAS on its disks).
+    Deallocate,
+    /// Final snapshot, copy the delta since the last round (or everything
+    /// if there was none), seal the targets (revoke; footer validated).
+    #[serde(alias = "CopyDisks")]
+    FinalCopy,
+    /// Compare every target with its final snapshot (per `--verify`).
+    VerifyCopy,
     /// Delete the VM resource (disks and NICs stay, `Detach`).
     DeleteVm,
     /// Re-create the VM with the same name on the new disks, EAH on.
@@ -59,15 +75,17 @@ pub enum Step {
 
 impl Step {
     /// Every step in execution order.
-    pub const ORDER: [Step; 13] = [
+    pub const ORDER: [Step; 15] = [
         Step::Snapshot,
         Step::DisableAde,
         Step::AwaitDecrypted,
         Step::RemoveExtension,
-        Step::Deallocate,
         Step::DetachOnDelete,
         Step::CreateTargets,
-        Step::CopyDisks,
+        Step::PreCopy,
+        Step::Deallocate,
+        Step::FinalCopy,
+        Step::VerifyCopy,
         Step::DeleteVm,
         Step::Recreate,
         Step::Start,
@@ -104,10 +122,12 @@ impl Step {
             Step::DisableAde => "disable-ade",
             Step::AwaitDecrypted => "await-decrypted",
             Step::RemoveExtension => "remove-extension",
-            Step::Deallocate => "deallocate",
             Step::DetachOnDelete => "detach-on-delete",
             Step::CreateTargets => "create-targets",
-            Step::CopyDisks => "copy-disks",
+            Step::PreCopy => "pre-copy",
+            Step::Deallocate => "deallocate",
+            Step::FinalCopy => "final-copy",
+            Step::VerifyCopy => "verify-copy",
             Step::DeleteVm => "delete-vm",
             Step::Recreate => "recreate",
             Step::Start => "start",
@@ -156,11 +176,17 @@ pub enum Action {
     DeleteTargetDisk { target: ResourceId },
     /// End SAS access left open on a disk (for example after a crash).
     RevokeAccess { disk: ResourceId },
-    /// Grant SAS on both, copy allocated ranges, revoke both.
+    /// Legacy (schema 1) single-disk copy; performed as an offline round.
     CopyDisk {
         source: ResourceId,
         target: ResourceId,
     },
+    /// One copy round over every disk not yet done with it, in parallel:
+    /// snapshot each source, copy it (or its delta against the previous
+    /// round) into the target; an offline round also seals the target.
+    CopyRound { offline: bool },
+    /// Compare every unverified target with its final snapshot.
+    VerifyCopies,
     /// DELETE the VM resource.
     DeleteVm,
     /// PUT the VM again, on the target disks, with EAH on.
@@ -181,6 +207,9 @@ impl Action {
             Action::DeleteTargetDisk { .. } => "delete-target-disk",
             Action::RevokeAccess { .. } => "revoke-access",
             Action::CopyDisk { .. } => "copy-disk",
+            Action::CopyRound { offline: false } => "copy-round-online",
+            Action::CopyRound { offline: true } => "copy-round-offline",
+            Action::VerifyCopies => "verify-copies",
             Action::DeleteVm => "delete-vm",
             Action::CreateVm => "create-vm",
         }

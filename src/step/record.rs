@@ -98,10 +98,91 @@ pub struct DiskPlan {
     pub snapshot: ResourceId,
     /// The new `Upload` disk the VM is re-created on.
     pub target: ResourceId,
-    /// True once the copy finished and both SAS grants were revoked.
+    /// True once the final round finished and the target was sealed.
     pub copied: bool,
-    /// Bytes moved by the last successful copy.
+    /// Bytes moved into the target so far, all rounds together.
     pub bytes_copied: u64,
+    /// The copy rounds, oldest first (online rounds, then the offline one).
+    #[serde(default)]
+    pub rounds: Vec<Round>,
+    /// True once the sealed target was compared with the final snapshot.
+    #[serde(default)]
+    pub verified: bool,
+}
+
+impl DiskPlan {
+    /// The last round whose copy finished, if any.
+    pub fn last_copied_round(&self) -> Option<&Round> {
+        self.rounds.iter().rev().find(|r| r.copied)
+    }
+
+    /// The round in progress (created, not finished), if any.
+    pub fn open_round(&self) -> Option<&Round> {
+        self.rounds.last().filter(|r| !r.copied)
+    }
+
+    /// Online rounds finished.
+    pub fn online_rounds_done(&self) -> usize {
+        self.rounds
+            .iter()
+            .filter(|r| r.copied && !r.offline)
+            .count()
+    }
+}
+
+/// One copy round of one disk: an incremental snapshot of the source, and
+/// how far copying it (or its delta against the previous round) has come.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Round {
+    /// 1-based round number.
+    pub number: u32,
+    /// The incremental snapshot this round copies from.
+    pub snapshot: ResourceId,
+    /// True for the round taken after deallocation.
+    pub offline: bool,
+    /// Every range below this offset is copied (journaled checkpoints);
+    /// ranges at or above it are copied again after a crash.
+    pub done_upto: u64,
+    /// Bytes this round moved.
+    pub bytes: u64,
+    /// True once every range of the round is in the target.
+    pub copied: bool,
+}
+
+/// How thoroughly a sealed target is compared with its source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VerifyMode {
+    /// Read back and compare every allocated range of both.
+    Full,
+    /// Compare the allocation maps, every range the offline round wrote, the
+    /// footer, and a seeded sample of the rest.
+    #[default]
+    Sample,
+    /// Skip content comparison (the footer is still checked at seal).
+    None,
+}
+
+/// Copy behaviour chosen for the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CopyPolicy {
+    /// Most online rounds (0: copy everything while deallocated, the
+    /// baseline procedure).
+    pub max_online_rounds: u32,
+    /// Stop online rounds once a round's delta (all disks) is at most this.
+    pub offline_target_bytes: u64,
+    /// Verification of sealed targets.
+    pub verify: VerifyMode,
+}
+
+impl Default for CopyPolicy {
+    fn default() -> Self {
+        CopyPolicy {
+            max_online_rounds: 4,
+            offline_target_bytes: 2 << 30,
+            verify: VerifyMode::Sample,
+        }
+    }
 }
 
 /// Kinds of resources a run creates.
@@ -166,6 +247,9 @@ pub struct VmRecord {
     pub attempts: u32,
     /// Sequence version sent with `DisableEncryption` (reused on retries).
     pub ade_sequence: Option<String>,
+    /// Copy rounds and verification chosen for the run.
+    #[serde(default)]
+    pub copy_policy: CopyPolicy,
     /// Timestamped history, newest last, capped at [`MAX_HISTORY`].
     pub history: Vec<HistoryEntry>,
 }
@@ -185,6 +269,7 @@ impl VmRecord {
             pending: None,
             attempts: 0,
             ade_sequence: None,
+            copy_policy: CopyPolicy::default(),
             history: Vec::new(),
         }
     }

@@ -5,17 +5,29 @@
 /// Harness shared by all modules.
 mod support;
 
+/// The bad-input corpus in tests/bad_input/ (issue 4).
+mod bad_input;
 /// The scripting contract: flags, exit codes, status JSON, bad input.
 mod cli_contract;
 /// Kill the process at named crash points, resume, check nothing was lost.
 mod crash_resume;
+/// Every crash point of a traced run, killed and resumed (issue 4).
+mod crash_sweep;
 /// The README's demo command works.
 mod demo;
 /// The three migration paths end to end, and deleteOption=Delete safety.
 mod end_to_end;
+/// Each fault kind alone and mixed; park with a reason, resume finishes (issue 4).
+mod fault_matrix;
 /// Injected Azure faults: every VM still ends verified.
 mod faults;
 /// Emulator responses and Microsoft's example payloads parse with one set of types.
 mod fixtures;
+/// Fleet scale: dry-run plans, plan files, waves, budgets, gates, stale plans.
+mod fleet;
+/// Bounded property tests of every parser of outside input (issue 4).
+mod fuzz_parsers;
+/// Journal lock, Azure-side lease, schema migration (issue 4).
+mod guards;
 /// Azure's own refusals reproduced by the emulator (the naive path).
 mod platform_rules;

@@ -1,0 +1,108 @@
+//! Read-only inventory calls used by `ade2eah plan`: VM listing (ARM, paged
+//! by `nextLink`), Azure Resource Graph (paged by `$skipToken`), management
+//! locks, and the one opt-in write, feature registration.
+
+use serde_json::{Value, json};
+
+use super::{AzureError, client::ArmClient};
+
+/// API version of `Microsoft.ResourceGraph/resources`.
+pub const RESOURCE_GRAPH_API: &str = "2024-04-01";
+/// API version of `Microsoft.Authorization/locks`.
+pub const LOCKS_API: &str = "2016-09-01";
+
+/// Most pages followed in one listing (a guard against a looping `nextLink`).
+const MAX_PAGES: usize = 10_000;
+
+impl ArmClient {
+    /// Every VM of a subscription, or of one resource group, via ARM listing.
+    pub async fn list_vms(
+        &self,
+        subscription: &str,
+        resource_group: Option<&str>,
+    ) -> Result<Vec<Value>, AzureError> {
+        let path = match resource_group {
+            Some(rg) => format!(
+                "/subscriptions/{subscription}/resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachines"
+            ),
+            None => {
+                format!("/subscriptions/{subscription}/providers/Microsoft.Compute/virtualMachines")
+            }
+        };
+        let api = self.config().api.compute.clone();
+        let mut next = path;
+        let mut out = Vec::new();
+        for _ in 0..MAX_PAGES {
+            let Some(page) = self.get_value(&next, &api, &[]).await? else {
+                break; // resource group gone: nothing to list
+            };
+            if let Some(v) = page.get("value").and_then(Value::as_array) {
+                out.extend(v.iter().cloned());
+            }
+            match page.get("nextLink").and_then(Value::as_str) {
+                Some(n) if !n.is_empty() => next = n.to_string(),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// VM ids from Azure Resource Graph for `query` (KQL) over `subscriptions`,
+    /// following `$skipToken`. The request is a POST but reads only.
+    pub async fn resource_graph(
+        &self,
+        subscriptions: &[String],
+        query: &str,
+    ) -> Result<Vec<Value>, AzureError> {
+        let path = "/providers/Microsoft.ResourceGraph/resources";
+        let mut out = Vec::new();
+        let mut skip: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let mut options = json!({"resultFormat": "objectArray", "$top": 1000});
+            if let Some(t) = &skip {
+                options["$skipToken"] = json!(t);
+            }
+            let body = json!({"subscriptions": subscriptions, "query": query, "options": options});
+            let page = self
+                .post_value(path, RESOURCE_GRAPH_API, Some(&body))
+                .await?;
+            if let Some(v) = page.get("data").and_then(Value::as_array) {
+                out.extend(v.iter().cloned());
+            }
+            match page.get("$skipToken").and_then(Value::as_str) {
+                Some(t) if !t.is_empty() => skip = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// Management locks at or above `scope` (a resource or resource-group id).
+    /// `Ok(None)` when the locks API is not available (404).
+    pub async fn list_locks(&self, scope: &str) -> Result<Option<Vec<Value>>, AzureError> {
+        let path = format!("{scope}/providers/Microsoft.Authorization/locks");
+        let Some(page) = self.get_value(&path, LOCKS_API, &[]).await? else {
+            return Ok(None);
+        };
+        Ok(Some(
+            page.get("value")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default(),
+        ))
+    }
+
+    /// Registers `Microsoft.Compute/EncryptionAtHost` on `subscription`
+    /// (mutating; only with `plan --register-feature`). Returns the state.
+    pub async fn register_eah_feature(&self, subscription: &str) -> Result<String, AzureError> {
+        let path = format!(
+            "/subscriptions/{subscription}/providers/Microsoft.Features/providers/Microsoft.Compute/features/EncryptionAtHost/register"
+        );
+        let api = self.config().api.features.clone();
+        let v = self.post_value(&path, &api, None).await?;
+        Ok(v.pointer("/properties/state")
+            .and_then(Value::as_str)
+            .unwrap_or("Unknown")
+            .to_string())
+    }
+}

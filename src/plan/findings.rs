@@ -1,0 +1,203 @@
+//! Preflight findings: each with a stable code, a severity and what to do.
+//! The codes are part of the JSON schema (docs/plan-schema.md); never
+//! rename one, add new ones.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::step::VmRecord;
+use crate::step::observe::{jget, jstr};
+
+/// How much a finding matters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Context only.
+    Info,
+    /// Migration goes ahead; the operator has something to check or redo.
+    Warning,
+    /// The VM is not migrated (ineligible) until this is fixed.
+    Blocker,
+}
+
+impl Severity {
+    /// `info` / `warning` / `blocker`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Blocker => "blocker",
+        }
+    }
+}
+
+/// One finding.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Finding {
+    /// Stable code (`linux-os-volume`, `system-identity`, ...).
+    pub code: String,
+    /// Severity.
+    pub severity: Severity,
+    /// What was found and what to do.
+    pub message: String,
+}
+
+impl Finding {
+    /// A finding.
+    pub fn new(code: &str, severity: Severity, message: impl Into<String>) -> Self {
+        Finding {
+            code: code.into(),
+            severity,
+            message: message.into(),
+        }
+    }
+}
+
+/// The finding for an ineligible VM's path (its skip reason). VMs that are
+/// not ADE or already EAH are `info`: nothing is wrong, nothing to do.
+pub fn for_skip(path: &str, reason: &str) -> Finding {
+    let sev = match path {
+        "not-ade" | "already-eah" => Severity::Info,
+        _ => Severity::Blocker,
+    };
+    Finding::new(path, sev, reason)
+}
+
+/// Advisory findings from the VM model (and, for eligible VMs, its disks).
+pub fn advisories(rec: &VmRecord) -> Vec<Finding> {
+    let Some(vm) = rec.original_model.as_ref() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let w = Severity::Warning;
+    let i = Severity::Info;
+    let sp = jget(vm, "properties.storageProfile");
+    let mut deletes = Vec::new();
+    if let Some(sp) = sp {
+        if jstr(sp, "osDisk.deleteOption").is_some_and(|d| d.eq_ignore_ascii_case("Delete")) {
+            deletes.push("OS disk".to_string());
+        }
+        for d in sp
+            .get("dataDisks")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if jstr(d, "deleteOption").is_some_and(|x| x.eq_ignore_ascii_case("Delete")) {
+                deletes.push(format!(
+                    "data disk LUN {}",
+                    d.get("lun").unwrap_or(&Value::Null)
+                ));
+            }
+        }
+    }
+    for n in jget(vm, "properties.networkProfile.networkInterfaces")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if jstr(n, "properties.deleteOption").is_some_and(|x| x.eq_ignore_ascii_case("Delete")) {
+            deletes.push("NIC".into());
+        }
+    }
+    if !deletes.is_empty() {
+        out.push(Finding::new("delete-option-delete", w, format!(
+            "deleteOption=Delete on {}; the run switches them to Detach before deleting the VM and restores the original values on the re-created VM",
+            deletes.join(", ")
+        )));
+    }
+    match jstr(vm, "properties.securityProfile.securityType").map(str::to_ascii_lowercase).as_deref() {
+        Some("trustedlaunch") => out.push(Finding::new("trusted-launch", i,
+            "Trusted Launch VM: the new disks keep securityType and the VM is re-created with the same secure boot / vTPM settings; vTPM state is not carried over")),
+        Some("confidentialvm") => out.push(Finding::new("confidential-vm", Severity::Warning,
+            "confidential VM: check that encryption at host is wanted alongside confidential disk encryption before migrating")),
+        _ => {}
+    }
+    if vm.get("plan").is_some_and(|p| !p.is_null()) {
+        out.push(Finding::new("marketplace-plan", i,
+            "marketplace plan on the VM: it is re-created with the same plan; the plan's terms must still be accepted on the subscription"));
+    }
+    if let Some(t) = jstr(vm, "identity.type")
+        && t.to_ascii_lowercase().contains("systemassigned")
+    {
+        let principal = jstr(vm, "identity.principalId").unwrap_or("?");
+        out.push(Finding::new("system-identity", w, format!(
+            "system-assigned identity (principal {principal}): the re-created VM gets a NEW principal; list its role assignments now with `az role assignment list --assignee {principal} --all` and re-grant them after migration"
+        )));
+    }
+    let others: Vec<String> = vm
+        .get("resources")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|r| !crate::step::observe::is_ade_extension(r))
+        .filter_map(|r| {
+            jstr(r, "name").or_else(|| jstr(r, "id").and_then(|s| s.rsplit('/').next()))
+        })
+        .map(str::to_string)
+        .collect();
+    if !others.is_empty() {
+        out.push(Finding::new("other-extensions", i, format!(
+            "other extensions ({}) are re-installed on the re-created VM from the original model",
+            others.join(", ")
+        )));
+    }
+    if let Some(z) = jget(vm, "zones")
+        .and_then(Value::as_array)
+        .and_then(|z| z.first())
+        .and_then(Value::as_str)
+    {
+        out.push(Finding::new(
+            "zone",
+            i,
+            format!("zonal VM (zone {z}): new disks are created in the same zone"),
+        ));
+    }
+    if jget(vm, "properties.availabilitySet").is_some_and(|v| !v.is_null()) {
+        out.push(Finding::new("availability-set", i,
+            "in an availability set: the VM is re-created in the same set (the set's fault/update domains may change)"));
+    }
+    if jget(vm, "properties.proximityPlacementGroup").is_some_and(|v| !v.is_null()) {
+        out.push(Finding::new("proximity-placement-group", w,
+            "in a proximity placement group: re-creation can fail with allocation errors if the group is full; plan a maintenance window"));
+    }
+    for d in &rec.disks {
+        if d.source_model
+            .pointer("/properties/maxShares")
+            .and_then(Value::as_u64)
+            .unwrap_or(1)
+            > 1
+        {
+            out.push(Finding::new(
+                "shared-disk",
+                w,
+                format!(
+                    "disk {} is a shared disk (maxShares > 1): detach it from the other VMs first",
+                    d.source.name()
+                ),
+            ));
+        }
+    }
+    if let Some(iv) = jget(vm, "properties.instanceView")
+        && !crate::step::observe::jget(iv, "statuses").is_none()
+    {
+        let power = power_state(vm);
+        if power == "deallocated" || power == "stopped" {
+            out.push(Finding::new("not-running", i, format!(
+                "the VM is {power}; it is included in the plan (the ADE disable step needs the guest agent, so expect the run to start it)")));
+        }
+    }
+    out
+}
+
+/// `running`, `deallocated`, ... from the instance view (`""` if unknown).
+pub fn power_state(vm: &Value) -> String {
+    jget(vm, "properties.instanceView.statuses")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|s| jstr(s, "code"))
+        .find_map(|c| c.strip_prefix("PowerState/"))
+        .unwrap_or("")
+        .to_string()
+}

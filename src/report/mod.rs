@@ -1,0 +1,285 @@
+//! Reports: the dry-run plan ([`plan_json`], [`plan_table`],
+//! [`plan_markdown`]) and a run's state ([`run_json`], [`run_table`],
+//! [`run_markdown`]). JSON schemas: docs/plan-schema.md, docs/report-schema.md.
+
+use comfy_table::Table;
+use comfy_table::presets::UTF8_FULL_CONDENSED;
+use serde_json::{Value, json};
+
+use crate::engine::waves::FrozenPlan;
+use crate::journal::RunMeta;
+use crate::plan::Plan;
+use crate::step::{Outcome, VmRecord};
+
+/// Schema id of `report --output json`.
+pub const REPORT_SCHEMA: &str = "ade2eah.report/v1";
+
+fn gib(b: u64) -> String {
+    format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64)
+}
+
+fn hm(secs: u64) -> String {
+    format!("{}h{:02}m", secs / 3600, (secs % 3600) / 60)
+}
+
+/// `plan --output json`: one object (docs/plan-schema.md).
+pub fn plan_json(plan: &Plan) -> Value {
+    serde_json::to_value(plan).unwrap_or(Value::Null)
+}
+
+/// `plan --output table`.
+pub fn plan_table(plan: &Plan) -> String {
+    let mut t = Table::new();
+    t.load_style(UTF8_FULL_CONDENSED);
+    t.set_header([
+        "VM",
+        "Resource group",
+        "Eligible",
+        "Path",
+        "Wave",
+        "Size",
+        "Findings",
+    ]);
+    for v in &plan.vms {
+        let f: Vec<String> = v
+            .findings
+            .iter()
+            .map(|f| format!("{}:{}", f.severity.label(), f.code))
+            .collect();
+        t.add_row([
+            v.name.clone(),
+            v.resource_group.clone(),
+            if v.eligible { "yes" } else { "no" }.into(),
+            v.path.clone(),
+            v.wave.map(|w| w.to_string()).unwrap_or_else(|| "-".into()),
+            v.size.clone(),
+            f.join(", "),
+        ]);
+    }
+    let mut out = t.to_string();
+    out.push_str(&format!(
+        "\n{} selected, {} eligible, {} skipped | copy {} | extra storage {} GiB | {} ARM writes | fingerprint {}\n",
+        plan.summary.selected,
+        plan.summary.eligible,
+        plan.summary.skipped,
+        gib(plan.summary.estimate.bytes_to_copy),
+        plan.summary.estimate.extra_storage_gib,
+        plan.summary.estimate.arm_writes,
+        plan.fingerprint
+    ));
+    for w in &plan.waves {
+        out.push_str(&format!(
+            "wave {} {:<8} target {:<5} {:>5} VM(s), {} at a time{}{} | downtime (sum) {} | copy {}\n",
+            w.index,
+            w.name,
+            w.target,
+            w.vms.len(),
+            w.max_parallel,
+            if w.approval { ", approval gate" } else { "" },
+            if w.soak_secs > 0 { format!(", soak {} s", w.soak_secs) } else { String::new() },
+            hm(w.estimate.downtime_secs),
+            gib(w.estimate.bytes_to_copy),
+        ));
+    }
+    for f in &plan.findings {
+        out.push_str(&format!(
+            "{} {}: {}\n",
+            f.severity.label(),
+            f.code,
+            f.message
+        ));
+    }
+    out
+}
+
+fn md_escape(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', " ")
+}
+
+/// `plan --output markdown`: for change tickets.
+pub fn plan_markdown(plan: &Plan) -> String {
+    let mut o = String::new();
+    o.push_str("# ADE → encryption at host: migration plan\n\n");
+    o.push_str(&format!(
+        "- Subscription: `{}`\n- Planned: {}\n- Inventory fingerprint: `{}`\n- VMs: {} selected, **{} to migrate**, {} skipped\n- Bytes to copy (upper bound): {}; extra storage during the run: {} GiB; ARM writes: {}\n\n",
+        plan.subscription, plan.created_at, plan.fingerprint, plan.summary.selected, plan.summary.eligible,
+        plan.summary.skipped, gib(plan.summary.estimate.bytes_to_copy), plan.summary.estimate.extra_storage_gib,
+        plan.summary.estimate.arm_writes
+    ));
+    o.push_str("## Waves\n\n| Wave | Name | Target | VMs | Parallel | Approval | Soak | Downtime (sum) |\n|---|---|---|---|---|---|---|---|\n");
+    for w in &plan.waves {
+        o.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} s | {} |\n",
+            w.index,
+            w.name,
+            w.target,
+            w.vms.len(),
+            w.max_parallel,
+            if w.approval { "yes" } else { "no" },
+            w.soak_secs,
+            hm(w.estimate.downtime_secs)
+        ));
+    }
+    o.push_str("\n## VMs\n\n| VM | Resource group | Eligible | Path | Wave | Downtime | Findings |\n|---|---|---|---|---|---|---|\n");
+    for v in &plan.vms {
+        let f: Vec<String> = v
+            .findings
+            .iter()
+            .map(|f| {
+                format!(
+                    "**{}** `{}`: {}",
+                    f.severity.label(),
+                    f.code,
+                    md_escape(&f.message)
+                )
+            })
+            .collect();
+        o.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} |\n",
+            v.name,
+            v.resource_group,
+            if v.eligible { "yes" } else { "no" },
+            v.path,
+            v.wave.map(|w| w.to_string()).unwrap_or_else(|| "-".into()),
+            hm(v.estimate.downtime_secs),
+            f.join("<br>")
+        ));
+    }
+    o
+}
+
+fn reason_of(r: &VmRecord) -> Option<String> {
+    match &r.outcome {
+        Outcome::Skipped { reason } => Some(reason.clone()),
+        Outcome::Parked { reason, .. } => Some(reason.clone()),
+        _ => None,
+    }
+}
+
+/// `report --output json` (docs/report-schema.md).
+pub fn run_json(meta: &RunMeta, plan: Option<&FrozenPlan>, records: &[VmRecord]) -> Value {
+    let count = |l: &str| records.iter().filter(|r| r.outcome.label() == l).count();
+    let vms: Vec<Value> = records
+        .iter()
+        .map(|r| {
+            let next = match &r.outcome {
+                Outcome::Parked { next_action, .. } => Some(next_action.clone()),
+                _ => None,
+            };
+            json!({
+                "id": r.id.as_str(),
+                "wave": plan.and_then(|p| p.wave_of(&r.id)),
+                "outcome": r.outcome.label(),
+                "step": r.step.to_string(),
+                "reason": reason_of(r),
+                "next_action": next,
+                "disks": r.disks.len(),
+                "bytes_copied": r.disks.iter().map(|d| d.bytes_copied).sum::<u64>(),
+                "attempts": r.attempts,
+                "updated_at": r.history.last().map(|h| h.at.clone()),
+            })
+        })
+        .collect();
+    let waves: Vec<Value> = plan
+        .map(|p| {
+            p.waves
+                .iter()
+                .enumerate()
+                .map(|(i, w)| {
+                    let n = i + 1;
+                    let of = |l: &str| records.iter().filter(|r| p.wave_of(&r.id) == Some(n) && r.outcome.label() == l).count();
+                    json!({"index": n, "name": w.name, "target": w.target, "max_parallel": w.max_parallel,
+                           "approval": w.approval, "soak_secs": w.soak_secs,
+                           "vms": records.iter().filter(|r| p.wave_of(&r.id) == Some(n)).count(),
+                           "verified": of("verified"), "parked": of("parked"), "in_progress": of("in-progress")})
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    json!({
+        "schema": REPORT_SCHEMA,
+        "run_id": meta.run_id,
+        "created_at": meta.created_at,
+        "subscription": meta.subscription,
+        "plan_fingerprint": plan.map(|p| p.fingerprint.clone()),
+        "failure_budget": plan.and_then(|p| p.failure_budget.clone()),
+        "summary": {"total": records.len(), "verified": count("verified"), "parked": count("parked"),
+                    "skipped": count("skipped"), "in_progress": count("in-progress")},
+        "waves": waves,
+        "vms": vms,
+    })
+}
+
+/// `report --output table`.
+pub fn run_table(meta: &RunMeta, plan: Option<&FrozenPlan>, records: &[VmRecord]) -> String {
+    let mut t = Table::new();
+    t.load_style(UTF8_FULL_CONDENSED);
+    t.set_header(["VM", "Wave", "Outcome", "Step", "Copied", "Reason"]);
+    for r in records {
+        t.add_row([
+            r.id.name().to_string(),
+            plan.and_then(|p| p.wave_of(&r.id))
+                .map(|w| w.to_string())
+                .unwrap_or_else(|| "-".into()),
+            r.outcome.label().to_string(),
+            r.step.to_string(),
+            gib(r.disks.iter().map(|d| d.bytes_copied).sum()),
+            reason_of(r).unwrap_or_default(),
+        ]);
+    }
+    let j = run_json(meta, plan, records);
+    format!("{t}\nrun {} | {}\n", meta.run_id, j["summary"])
+}
+
+/// `report --output markdown`.
+pub fn run_markdown(meta: &RunMeta, plan: Option<&FrozenPlan>, records: &[VmRecord]) -> String {
+    let j = run_json(meta, plan, records);
+    let s = &j["summary"];
+    let mut o = format!(
+        "# ADE → encryption at host: run report\n\n- Run: `{}` (started {})\n- Subscription: `{}`\n- VMs: {} total, **{} verified**, {} parked, {} skipped, {} in progress\n\n",
+        meta.run_id,
+        meta.created_at,
+        meta.subscription,
+        s["total"],
+        s["verified"],
+        s["parked"],
+        s["skipped"],
+        s["in_progress"]
+    );
+    if let Some(w) = j["waves"].as_array().filter(|w| !w.is_empty()) {
+        o.push_str("## Waves\n\n| Wave | Name | VMs | Verified | Parked | In progress |\n|---|---|---|---|---|---|\n");
+        for w in w {
+            o.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {} |\n",
+                w["index"],
+                w["name"].as_str().unwrap_or(""),
+                w["vms"],
+                w["verified"],
+                w["parked"],
+                w["in_progress"]
+            ));
+        }
+        o.push('\n');
+    }
+    o.push_str(
+        "## VMs\n\n| VM | Wave | Outcome | Step | Reason / next action |\n|---|---|---|---|---|\n",
+    );
+    for r in records {
+        let next = match &r.outcome {
+            Outcome::Parked { next_action, .. } => format!(" — {next_action}"),
+            _ => String::new(),
+        };
+        o.push_str(&format!(
+            "| {} | {} | {} | {} | {}{} |\n",
+            r.id.name(),
+            plan.and_then(|p| p.wave_of(&r.id))
+                .map(|w| w.to_string())
+                .unwrap_or_else(|| "-".into()),
+            r.outcome.label(),
+            r.step,
+            md_escape(&reason_of(r).unwrap_or_default()),
+            md_escape(&next)
+        ));
+    }
+    o
+}

@@ -1,0 +1,527 @@
+//! Fleet scale: discovery and dry-run plans over a generated fleet, plan
+//! files, waves, failure budgets, approval gates, stale plans, resume.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use ade2eah::emulator::fleetgen::{FleetGen, GeneratedVm, generate, rg_name};
+use ade2eah::emulator::{EmulatorConfig, FaultConfig, FaultKind};
+use ade2eah::model::ResourceId;
+use serde_json::Value;
+
+use crate::support::{POLL, Rig, bin, text};
+
+async fn rig() -> Rig {
+    Rig::with_config(EmulatorConfig {
+        time_scale: crate::support::TIME_SCALE,
+        ..Default::default()
+    })
+    .await
+}
+
+fn seed_fleet(rig: &Rig, n: usize, rgs: usize) -> Vec<(ResourceId, GeneratedVm)> {
+    generate(&FleetGen {
+        vms: n,
+        resource_groups: rgs,
+        seed: 7,
+        os_disk_gib: 1,
+    })
+    .into_iter()
+    .map(|g| (rig.emu.add_vm(g.spec.clone()), g))
+    .collect()
+}
+
+fn conn(rig: &Rig) -> Vec<String> {
+    vec![
+        "--arm-endpoint".into(),
+        rig.emu.base_url(),
+        "--auth".into(),
+        "none".into(),
+    ]
+}
+
+async fn plan(rig: &Rig, extra: &[&str]) -> std::process::Output {
+    let mut a = vec!["plan".to_string()];
+    a.extend(conn(rig));
+    a.extend(["--subscription".into(), rig.emu.subscription().to_string()]);
+    a.extend(extra.iter().map(|s| s.to_string()));
+    bin(&a, &[]).await
+}
+
+async fn run_plan(rig: &Rig, file: &Path, env: &[(&str, &str)]) -> std::process::Output {
+    let mut a = vec!["run".to_string()];
+    a.extend(conn(rig));
+    a.extend([
+        "--plan".into(),
+        file.display().to_string(),
+        "--state".into(),
+        rig.state_dir().display().to_string(),
+        "--yes".into(),
+        "--poll-interval".into(),
+        POLL.into(),
+    ]);
+    bin(&a, env).await
+}
+
+async fn report(rig: &Rig) -> Value {
+    let out = bin(
+        &[
+            "report".into(),
+            "--state".into(),
+            rig.state_dir().display().to_string(),
+            "--output".into(),
+            "json".into(),
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn json_of(out: &std::process::Output) -> Value {
+    assert_eq!(out.status.code(), Some(0), "{}", text(out));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(out)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_of_300_vms_matches_the_generated_truth_and_changes_nothing() {
+    let rig = rig().await;
+    let fleet = seed_fleet(&rig, 300, 10);
+    let before = rig.emu.requests().len();
+    let started = std::time::Instant::now();
+    let out = plan(&rig, &["--waves", "1,10%,100%", "--output", "json"]).await;
+    let secs = started.elapsed().as_secs_f64();
+    let v = json_of(&out);
+    let vms = v["vms"].as_array().unwrap();
+    assert_eq!(vms.len(), 300);
+    let by_id: BTreeMap<String, &Value> = vms
+        .iter()
+        .map(|x| (x["id"].as_str().unwrap().to_ascii_lowercase(), x))
+        .collect();
+    for (id, g) in &fleet {
+        let got = by_id
+            .get(&id.key())
+            .unwrap_or_else(|| panic!("{id} in plan"));
+        assert_eq!(got["path"], g.path, "{id}: {got}");
+        assert_eq!(got["eligible"], g.eligible, "{id}");
+        if !g.eligible {
+            assert!(
+                !got["findings"].as_array().unwrap().is_empty(),
+                "{id} has findings"
+            );
+            let f = &got["findings"][0];
+            assert!(f["code"].is_string() && f["severity"].is_string() && f["message"].is_string());
+        }
+    }
+    let size = vms
+        .iter()
+        .find(|x| x["path"] == "size-unsupported")
+        .unwrap();
+    assert!(
+        size["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["code"] == "size-suggestion"),
+        "{size}"
+    );
+    assert!(v["fingerprint"].as_str().unwrap().starts_with("sha256:"));
+    let eligible = fleet.iter().filter(|(_, g)| g.eligible).count();
+    let waves = v["waves"].as_array().unwrap();
+    assert_eq!(waves[0]["vms"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        waves[1]["vms"].as_array().unwrap().len(),
+        eligible.div_ceil(10) - 1
+    );
+    let log = &rig.emu.requests()[before..];
+    let writes: Vec<_> = log.iter().filter(|r| r.mutating).collect();
+    assert!(writes.is_empty(), "dry run sent writes: {writes:?}");
+    let graph = log
+        .iter()
+        .filter(|r| r.path.contains("ResourceGraph"))
+        .count();
+    assert!(
+        graph >= 3,
+        "Resource Graph paged with $skipToken ({graph} pages)"
+    );
+    eprintln!(
+        "dry run of 300 VMs: {secs:.2} s, {} requests ({:.1} per VM)",
+        log.len(),
+        log.len() as f64 / 300.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resource_group_selection_finds_exactly_those_groups() {
+    let rig = rig().await;
+    let fleet = seed_fleet(&rig, 60, 6);
+    let out = plan(
+        &rig,
+        &["-g", &rg_name(1), "-g", &rg_name(4), "--output", "json"],
+    )
+    .await;
+    let v = json_of(&out);
+    let got: BTreeSet<String> = v["vms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["id"].as_str().unwrap().to_ascii_lowercase())
+        .collect();
+    let want: BTreeSet<String> = fleet
+        .iter()
+        .filter(|(_, g)| g.spec.resource_group == rg_name(1) || g.spec.resource_group == rg_name(4))
+        .map(|(id, _)| id.key())
+        .collect();
+    assert_eq!(got, want);
+    // An explicit --vm adds exactly that VM; outside VMs never appear.
+    let extra = &fleet
+        .iter()
+        .find(|(_, g)| g.spec.resource_group == rg_name(2))
+        .unwrap()
+        .0;
+    let out = plan(
+        &rig,
+        &[
+            "-g",
+            &rg_name(1),
+            "--vm",
+            extra.as_str(),
+            "--output",
+            "json",
+        ],
+    )
+    .await;
+    let v = json_of(&out);
+    assert_eq!(
+        v["vms"].as_array().unwrap().len(),
+        fleet
+            .iter()
+            .filter(|(_, g)| g.spec.resource_group == rg_name(1))
+            .count()
+            + 1
+    );
+}
+
+/// First and last request seq touching each VM (by name in the path).
+fn spans(rig: &Rig, names: &[String]) -> BTreeMap<String, (u64, u64)> {
+    let mut out: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for r in rig.emu.requests() {
+        if !r.mutating {
+            continue;
+        }
+        for n in names {
+            if r.path
+                .to_ascii_lowercase()
+                .contains(&format!("/virtualmachines/{n}"))
+            {
+                let e = out.entry(n.clone()).or_insert((r.seq, r.seq));
+                e.1 = r.seq;
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waves_migrate_every_eligible_vm_in_order_and_skip_the_rest() {
+    let rig = rig().await;
+    let fleet = seed_fleet(&rig, 30, 3);
+    let file = rig
+        .state
+        .path()
+        .parent()
+        .unwrap()
+        .join(format!("plan-{}.toml", std::process::id()));
+    let out = plan(
+        &rig,
+        &[
+            "--waves",
+            "1,10,50%,100%",
+            "--max-parallel",
+            "6",
+            "--out",
+            file.to_str().unwrap(),
+            "--output",
+            "json",
+        ],
+    )
+    .await;
+    let p = json_of(&out);
+    let text_file = std::fs::read_to_string(&file).unwrap();
+    assert!(text_file.contains("[[waves]]") && text_file.contains("fingerprint = \"sha256:"));
+    let before = rig.mutating_requests();
+    assert_eq!(before, 0);
+    let out = run_plan(&rig, &file, &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let r = report(&rig).await;
+    let eligible = fleet.iter().filter(|(_, g)| g.eligible).count();
+    assert_eq!(r["summary"]["verified"], eligible);
+    assert_eq!(r["summary"]["skipped"], 30 - eligible);
+    for vm in r["vms"].as_array().unwrap() {
+        if vm["outcome"] == "skipped" {
+            assert!(vm["reason"].as_str().is_some_and(|s| !s.is_empty()), "{vm}");
+        }
+    }
+    // Wave k's last write to a VM comes before wave k+1's first.
+    let waves: Vec<Vec<String>> = p["waves"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            w["vms"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|id| {
+                    id.as_str()
+                        .unwrap()
+                        .rsplit('/')
+                        .next()
+                        .unwrap()
+                        .to_ascii_lowercase()
+                })
+                .collect()
+        })
+        .collect();
+    assert_eq!(waves.len(), 4);
+    let all: Vec<String> = waves.concat();
+    let s = spans(&rig, &all);
+    for k in 0..waves.len() - 1 {
+        if waves[k].is_empty() || waves[k + 1].is_empty() {
+            continue;
+        }
+        let end = waves[k].iter().map(|n| s[n].1).max().unwrap();
+        let start = waves[k + 1].iter().map(|n| s[n].0).min().unwrap();
+        assert!(
+            end < start,
+            "wave {} ended at {end}, wave {} started at {start}",
+            k + 1,
+            k + 2
+        );
+    }
+    let _ = std::fs::remove_file(&file);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_budget_halts_the_run_when_exceeded() {
+    let rig = rig().await;
+    let fleet = seed_fleet(&rig, 20, 2);
+    let file = rig
+        .state
+        .path()
+        .parent()
+        .unwrap()
+        .join(format!("plan-budget-{}.toml", std::process::id()));
+    let out = plan(
+        &rig,
+        &[
+            "--waves",
+            "1,100%",
+            "--max-parallel",
+            "2",
+            "--failure-budget",
+            "1",
+            "--out",
+            file.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // Every mutating operation now fails (the VMs park after their retries).
+    rig.emu.set_faults(FaultConfig {
+        rate: 1.0,
+        kinds: vec![FaultKind::FailedOperation],
+    });
+    let out = run_plan(&rig, &file, &[]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("failure budget exceeded"), "{}", text(&out));
+    let r = report(&rig).await;
+    let eligible = fleet.iter().filter(|(_, g)| g.eligible).count();
+    let parked = r["summary"]["parked"].as_u64().unwrap() as usize;
+    let pending = r["summary"]["in_progress"].as_u64().unwrap() as usize;
+    assert!(
+        (2..=4).contains(&parked),
+        "canary + 2 in flight at most: {parked}"
+    );
+    assert_eq!(parked + pending, eligible);
+    assert!(
+        pending >= eligible - 4,
+        "VMs not started stay pending: {pending}"
+    );
+    let _ = std::fs::remove_file(&file);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_plan_is_refused_naming_the_vm_and_sends_nothing() {
+    let rig = rig().await;
+    let fleet = seed_fleet(&rig, 12, 2);
+    let file = rig
+        .state
+        .path()
+        .parent()
+        .unwrap()
+        .join(format!("plan-stale-{}.toml", std::process::id()));
+    let out = plan(&rig, &["--out", file.to_str().unwrap()]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let (victim, _) = fleet.iter().find(|(_, g)| g.eligible).unwrap();
+    // Delete it behind the plan's back.
+    let http = reqwest::Client::new();
+    let vm_url = format!(
+        "{}{}?api-version=2024-11-01",
+        rig.emu.base_url(),
+        victim.as_str()
+    );
+    let resp = http.delete(&vm_url).bearer_auth("t").send().await.unwrap();
+    assert!(resp.status().is_success(), "{:?}", resp.status());
+    for _ in 0..200 {
+        if http
+            .get(&vm_url)
+            .bearer_auth("t")
+            .send()
+            .await
+            .unwrap()
+            .status()
+            == 404
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let writes = rig.mutating_requests();
+    let out = run_plan(&rig, &file, &[]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("stale") && err.contains(victim.name()),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(rig.mutating_requests(), writes, "nothing mutating sent");
+    let _ = std::fs::remove_file(&file);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_gate_pauses_until_approved_then_resume_finishes() {
+    let rig = rig().await;
+    let fleet = seed_fleet(&rig, 10, 1);
+    let file = rig
+        .state
+        .path()
+        .parent()
+        .unwrap()
+        .join(format!("plan-gate-{}.toml", std::process::id()));
+    let out = plan(
+        &rig,
+        &[
+            "--waves",
+            "1,100%",
+            "--approval-gates",
+            "2",
+            "--out",
+            file.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = run_plan(&rig, &file, &[]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("approve"),
+        "{}",
+        text(&out)
+    );
+    let r = report(&rig).await;
+    assert_eq!(
+        r["summary"]["verified"], 1,
+        "only the canary ran: {}",
+        r["summary"]
+    );
+    let state = rig.state_dir().display().to_string();
+    let out = bin(
+        &[
+            "approve".into(),
+            "--state".into(),
+            state,
+            "--wave".into(),
+            "2".into(),
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = rig.resume(&[]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let r = report(&rig).await;
+    assert_eq!(
+        r["summary"]["verified"],
+        fleet.iter().filter(|(_, g)| g.eligible).count()
+    );
+    let _ = std::fs::remove_file(&file);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_run_resumes_mid_wave() {
+    let rig = rig().await;
+    let fleet = seed_fleet(&rig, 16, 2);
+    let file = rig
+        .state
+        .path()
+        .parent()
+        .unwrap()
+        .join(format!("plan-kill-{}.toml", std::process::id()));
+    let out = plan(
+        &rig,
+        &[
+            "--waves",
+            "1,100%",
+            "--max-parallel",
+            "3",
+            "--out",
+            file.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // Crash (abort) at the 3rd VM re-creation: the canary is done, wave 2 is mid-flight.
+    let out = run_plan(
+        &rig,
+        &file,
+        &[("ADE2EAH_FAILPOINTS", "after-intent:create-vm@3")],
+    )
+    .await;
+    assert_ne!(out.status.code(), Some(0), "{}", text(&out));
+    let out = rig.resume(&[]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let r = report(&rig).await;
+    assert_eq!(
+        r["summary"]["verified"],
+        fleet.iter().filter(|(_, g)| g.eligible).count()
+    );
+    let _ = std::fs::remove_file(&file);
+}
+
+#[tokio::test]
+async fn plan_file_errors_point_at_file_line_and_column() {
+    let rig = rig().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "version = 1\nsubscription = \"{}\"\n\n[[waves]]\ntarget = \"1\"\nmax_paralel = 2\n",
+            rig.emu.subscription()
+        ),
+    )
+    .unwrap();
+    let out = run_plan(&rig, &file, &[]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("{}:6:1:", file.display())),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(rig.mutating_requests(), 0);
+}
