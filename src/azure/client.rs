@@ -85,6 +85,7 @@ struct Inner {
     tokens: TokenSource,
     counters: Counters,
     storage: StorageClient,
+    throttle: super::throttle::ClientThrottle,
 }
 
 impl std::fmt::Debug for ArmClient {
@@ -177,6 +178,7 @@ impl ArmClient {
         );
         Ok(ArmClient {
             inner: Arc::new(Inner {
+                throttle: super::throttle::ClientThrottle::new(cfg.throttle.clone()),
                 cfg,
                 http,
                 tokens,
@@ -263,6 +265,7 @@ impl ArmClient {
                 let url = url.clone();
                 let path = path.clone();
                 async move {
+                    inner.throttle.acquire(&method, &path).await;
                     inner.counters.arm_requests.fetch_add(1, Ordering::Relaxed);
                     if method != Method::GET {
                         inner.counters.arm_writes.fetch_add(1, Ordering::Relaxed);
@@ -288,6 +291,7 @@ impl ArmClient {
                     };
                     let status = resp.status().as_u16();
                     let headers = resp.headers().clone();
+                    inner.throttle.observe(&method, &path, &headers);
                     let body = match resp.bytes().await {
                         Ok(b) => b,
                         Err(e) => return Attempt::Retry(AzureError::transport(e), None),
@@ -349,6 +353,13 @@ impl ArmClient {
         }
         let value: Value = serde_json::from_slice(&raw.body)
             .map_err(|e| AzureError::malformed(format!("response is not JSON: {e}")))?;
+        // Every ARM resource has `properties`; without it the body cannot say
+        // what the resource is (a VM without disks, a disk without a state).
+        if value.get("id").is_some() && !value.get("properties").is_some_and(Value::is_object) {
+            return Err(AzureError::malformed(
+                "response has an unexpected shape: resource without `properties`",
+            ));
+        }
         let parsed: T = serde_json::from_value(value.clone())
             .map_err(|e| AzureError::malformed(format!("response has an unexpected shape: {e}")))?;
         Ok(Some(Fetched { raw: value, parsed }))

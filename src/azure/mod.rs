@@ -20,6 +20,7 @@ pub mod error;
 pub mod inventory;
 pub mod retry;
 pub mod storage;
+pub mod throttle;
 pub mod wire;
 
 use std::time::Duration;
@@ -139,19 +140,26 @@ pub struct AzureConfig {
     pub lro_timeout: Duration,
     /// API versions.
     pub api: ApiVersions,
+    /// Client-side self-throttling (off by default for loopback endpoints:
+    /// the emulator's time runs faster; `bench fleet` sets its scale).
+    pub throttle: throttle::ClientThrottleConfig,
 }
 
 impl AzureConfig {
     /// A configuration for `endpoint` (for example the emulator's URL).
     pub fn new(endpoint: url::Url, cloud: Cloud) -> Self {
         AzureConfig {
-            arm_endpoint: endpoint,
             cloud,
             poll_interval: Duration::from_secs(15),
             retry: RetryConfig::default(),
             request_timeout: Duration::from_secs(120),
             lro_timeout: Duration::from_secs(4 * 3600),
             api: ApiVersions::default(),
+            throttle: throttle::ClientThrottleConfig {
+                enabled: !is_loopback_url(&endpoint),
+                ..Default::default()
+            },
+            arm_endpoint: endpoint,
         }
     }
 

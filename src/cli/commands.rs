@@ -44,6 +44,9 @@ pub async fn dispatch(cmd: Command) -> Result<Exit, CliError> {
         Command::Bench {
             command: super::args::BenchCommand::Fleet(a),
         } => super::plan_cmd::bench_fleet(a).await,
+        Command::Bench {
+            command: super::args::BenchCommand::Copy(a),
+        } => super::bench_copy::bench_copy(a).await,
     }
 }
 
@@ -263,14 +266,9 @@ async fn execute(
         progress_for(output),
         ctrl_c_channel(),
     );
+    // (Each VM's lease is released by the engine when it is verified.)
     let done = engine.run(records).await?;
     journal.flush()?;
-    let verified: Vec<ResourceId> = done
-        .iter()
-        .filter(|r| r.outcome == Outcome::Verified)
-        .map(|r| r.id.clone())
-        .collect();
-    engine.release_leases(&verified).await;
     print_summary(meta, &done, output);
     Ok(exit_for(&done))
 }
@@ -311,6 +309,8 @@ async fn resume(a: ResumeArgs) -> Result<Exit, CliError> {
     for rec in &mut records {
         if let Outcome::Parked { reason, .. } = &rec.outcome {
             let detail = serde_json::json!({"previous_reason": reason});
+            let reason = reason.clone();
+            crate::step::decide::on_unpark(rec, &reason);
             rec.outcome = Outcome::InProgress;
             rec.attempts = 0;
             rec.note(now_rfc3339(), "unpark", detail.to_string());

@@ -105,9 +105,25 @@ pub struct BenchFleetArgs {
     /// Seed of the fleet generator.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Also fill a journal with this many synthetic records and report its RSS.
-    #[arg(long, default_value_t = 0)]
+    /// Also fill a journal with this many records (copies of the migrated
+    /// ones) and report the RSS of `records()` + status in a child process (0 = skip).
+    #[arg(long, default_value_t = 10_000)]
     pub journal_records: usize,
+    /// Share of each 1 GiB disk holding data (the copy moves these bytes).
+    #[arg(long, default_value_t = 0.002)]
+    pub allocated_fraction: f64,
+    /// Print one JSON object instead of the summary lines.
+    #[arg(long)]
+    pub json: bool,
+    /// Run the emulator without Azure's throttling limits.
+    #[arg(long)]
+    pub no_throttle: bool,
+    /// Do not self-throttle in the client (hammer into 429s instead).
+    #[arg(long)]
+    pub no_client_throttle: bool,
+    /// Internal: measure the memory of reading the journal in DIR, print JSON.
+    #[arg(long, value_name = "DIR", hide = true)]
+    pub journal_probe: Option<PathBuf>,
 }
 
 fn parse_id(s: &str) -> Result<ResourceId, String> {

@@ -8,8 +8,10 @@
 //!   with nothing sent to Azure that changes anything.
 
 pub mod args;
+pub mod bench_copy;
 pub mod commands;
 pub mod fleet_args;
+pub mod fleet_bench;
 pub mod output;
 pub mod plan_cmd;
 

@@ -104,6 +104,12 @@ pub fn vm_json(rec: &VmRecord) -> Value {
         "disks": rec.disks.iter().map(|d| json!({
             "role": d.role, "source": d.source, "target": d.target, "snapshot": d.snapshot,
             "size_bytes": d.source_size_bytes, "copied": d.copied, "bytes_copied": d.bytes_copied,
+            "verified": d.verified,
+            "rounds": d.rounds.iter().map(|r| json!({
+                "number": r.number, "snapshot": r.snapshot, "offline": r.offline,
+                "bytes": r.bytes, "done_upto": r.done_upto, "copied": r.copied,
+                "percent": if d.source_size_bytes > 0 { (r.done_upto.min(d.source_size_bytes + 512) as f64 * 100.0 / (d.source_size_bytes + 512) as f64).round() } else { 0.0 },
+            })).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
         "created": rec.created,
         "open_sas": rec.open_sas,

@@ -339,7 +339,15 @@ pub async fn run_plan(a: RunArgs) -> Result<Exit, CliError> {
     })?;
     journal.init_run(&meta, &records)?;
     execute_waves(
-        cloud, journal, &a.state, &meta, &frozen, records, poll, a.output,
+        cloud,
+        journal,
+        &a.state,
+        &meta,
+        &frozen,
+        records,
+        poll,
+        a.output,
+        a.break_lease,
     )
     .await
 }
@@ -354,18 +362,24 @@ async fn execute_waves(
     records: Vec<VmRecord>,
     poll: std::time::Duration,
     output: OutputArg,
+    break_lease: bool,
 ) -> Result<Exit, CliError> {
+    let mut opts = EngineOptions::new(poll);
+    opts.lease_ttl = journal.lease_meta()?.ttl();
+    opts.break_lease = break_lease;
+    let cloud: Arc<ArmCloud> = Arc::new(cloud);
     let run = WaveRun {
-        cloud: Arc::new(cloud),
+        cloud: cloud.clone(),
         journal: journal.clone(),
         dir: dir.to_path_buf(),
         run_id: meta.run_id.clone(),
-        opts: EngineOptions::new(poll),
+        opts: opts.clone(),
         progress: progress_for(output),
         cancel: ctrl_c_channel(),
     };
     let (done, stop) = run.execute(plan, records).await?;
     journal.flush()?;
+    // (Each VM's lease is released by the engine when it is verified.)
     print_summary(meta, &done, output);
     match &stop {
         WaveStop::Completed => {}
@@ -422,7 +436,15 @@ pub async fn resume_plan(a: ResumeArgs) -> Result<Exit, CliError> {
         plan.max_parallel = m.max(1);
     }
     execute_waves(
-        cloud, journal, &a.state, &meta, &plan, records, poll, a.output,
+        cloud,
+        journal,
+        &a.state,
+        &meta,
+        &plan,
+        records,
+        poll,
+        a.output,
+        a.break_lease,
     )
     .await
 }
@@ -484,8 +506,5 @@ pub fn report(a: ReportArgs) -> Result<Exit, CliError> {
 
 /// `ade2eah bench fleet`.
 pub async fn bench_fleet(a: BenchFleetArgs) -> Result<Exit, CliError> {
-    let _ = a;
-    Err(CliError::Failed(
-        "bench fleet is not implemented yet".into(),
-    ))
+    super::fleet_bench::run(a).await
 }

@@ -340,11 +340,17 @@ pub struct VerifyReport {
     pub mismatches: Vec<(u64, u64)>,
 }
 
+/// Calls (4 MiB each) of the seeded spot check in sample mode, on top of the
+/// ranges that must be compared: a fixed count, so sample verification costs
+/// the same downtime whatever the disk size.
+pub const SAMPLE_CALLS: usize = 32;
+
 /// Compares `dst` with `src` (the final snapshot). `full` reads back every
 /// allocated range of either; otherwise every range where the allocation
 /// maps differ, every range in `must` (what the offline round wrote), the
-/// footer, and a sample of about 1% of the rest (at least 16 calls) chosen
-/// by `seed`.
+/// footer, and [`SAMPLE_CALLS`] more calls chosen by `seed`. Only calls starting inside `window` (`[start, end)` of blob
+/// space) are made, so a long verification can proceed window by window.
+#[allow(clippy::too_many_arguments)]
 pub async fn verify(
     storage: &StorageClient,
     src: &SasUrl,
@@ -353,6 +359,7 @@ pub async fn verify(
     must: &[(u64, u64)],
     seed: u64,
     parallel: usize,
+    window: (u64, u64),
 ) -> Result<VerifyReport, CopyError> {
     let len = storage.properties(src).await?.content_length;
     let target_len = storage.properties(dst).await?.content_length;
@@ -387,7 +394,7 @@ pub async fn verify(
                 .chain([(len - PAGE, len)])
                 .collect(),
         );
-        let rate = (all.len() / 100).max(16);
+        let rate = SAMPLE_CALLS.min(all.len());
         let mut x = seed | 1;
         let sampled = all.iter().copied().filter(|_| {
             x ^= x << 13;
@@ -402,6 +409,10 @@ pub async fn verify(
                 .collect(),
         )
     };
+    let picked: Vec<(u64, u64)> = picked
+        .into_iter()
+        .filter(|(o, _)| *o >= window.0 && *o < window.1)
+        .collect();
     let compared = AtomicU64::new(0);
     let bad = std::sync::Mutex::new(Vec::new());
     futures::stream::iter(picked.into_iter().map(|(o, l)| {

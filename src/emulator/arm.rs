@@ -230,10 +230,18 @@ pub(crate) async fn handle(State(inner): State<Arc<Inner>>, req: Request) -> Res
         (_, false) => RequestClass::Read,
     };
     let seq = inner.next_arm_seq();
+    let shape = request_shape(&inner, &route, &method, &bytes);
     let fault = {
         let cfg = inner.faults.lock().unwrap_or_else(|p| p.into_inner());
-        faults::decide(&cfg, inner.seed, seq, class)
+        faults::decide(&cfg, inner.seed, seq, class, &shape)
     };
+    // The expired-token 401 is sent once per emulator.
+    let fault = fault.filter(|f| {
+        f.kind != FaultKind::ExpiredToken || {
+            let mut w = inner.world.lock().unwrap_or_else(|p| p.into_inner());
+            !std::mem::replace(&mut w.hooks.token_expired_sent, true)
+        }
+    });
     let mutating = class == RequestClass::Mutating;
     let policy = policy_header(&route, &method);
 
@@ -243,6 +251,11 @@ pub(crate) async fn handle(State(inner): State<Arc<Inner>>, req: Request) -> Res
             | FaultKind::Throttle
             | FaultKind::ServerError
             | FaultKind::Unavailable => Some(fault_response(&inner, &f, &route, &method)),
+            FaultKind::SubscriptionThrottle
+            | FaultKind::SkuNotAvailable
+            | FaultKind::ExpiredToken => Some(extra_fault_response(
+                &inner, &f, &path, &method, &bytes, &policy,
+            )),
             FaultKind::DropConnection if !(mutating && f.drop_after_apply()) => {
                 Some(drop_response())
             }
@@ -259,9 +272,33 @@ pub(crate) async fn handle(State(inner): State<Arc<Inner>>, req: Request) -> Res
             return resp;
         }
     }
-    let inject = fault.is_some_and(|f| f.kind == FaultKind::FailedOperation);
+    let vm_key = match &route {
+        Route::Vm(t, _) => Some(t.id.to_ascii_lowercase()),
+        _ => None,
+    };
+    let admitted = match inner.throttle.admit(
+        inner.clock.now(),
+        method.as_str(),
+        &policy,
+        vm_key.as_deref(),
+    ) {
+        Ok(a) => a,
+        Err(r) => {
+            let resp = super::throttle::too_many(&inner.clock, &r, method.as_str());
+            inner.record(&method, &path, mutating, 429, Some("throttled".into()));
+            return resp;
+        }
+    };
+    let inject = fault.is_some_and(|f| {
+        matches!(
+            f.kind,
+            FaultKind::FailedOperation
+                | FaultKind::AllocationFailed
+                | FaultKind::ZonalAllocationFailed
+        )
+    });
 
-    let body: Value =
+    let mut body: Value =
         if bytes.is_empty() || !matches!(method, Method::PUT | Method::PATCH | Method::POST) {
             Value::Null
         } else {
@@ -281,16 +318,41 @@ pub(crate) async fn handle(State(inner): State<Arc<Inner>>, req: Request) -> Res
             }
         };
 
+    if let Some(f) = fault
+        && f.kind == FaultKind::SasExpiresEarly
+        && let Some(m) = body.as_object_mut()
+    {
+        m.insert("durationInSeconds".into(), json!(f.short_sas_secs()));
+    }
+
     let now = inner.clock.now();
     let outcome = {
         let mut w = inner.world.lock().unwrap_or_else(|p| p.into_inner());
         w.advance(now);
-        dispatch(&mut w, &route, &method, &query, body, inject, now)
+        if let Some(f) = fault {
+            arm_hooks(&mut w, &f, &route);
+        }
+        let o = dispatch(&mut w, &route, &method, &query, body, inject, now);
+        w.hooks.lro_error = None;
+        o
+    };
+    let malformed = match (&fault, &outcome) {
+        (Some(f), Ok(Outcome::Reply(r))) if f.kind == FaultKind::Malformed && r.status == 200 => r
+            .body
+            .as_ref()
+            .map(|v| malformed_response(f, v, &method, &policy)),
+        _ => None,
     };
     let mut resp = match outcome {
         Ok(o) => outcome_response(&inner, o, &sub, &loc, &policy, &method),
         Err(e) => error_response(&e, &method, &policy),
     };
+    if let Some(a) = &admitted {
+        a.apply(resp.headers_mut());
+    }
+    if let Some(m) = malformed {
+        resp = m;
+    }
     let status = resp.status().as_u16();
     if let Some(f) = fault
         && f.kind == FaultKind::DropConnection
@@ -587,6 +649,142 @@ fn fault_response(inner: &Inner, f: &Fault, route: &Route, method: &Method) -> R
             r
         }
     }
+}
+
+/// The request's shape, for the fault kinds that apply only to some requests.
+fn request_shape(inner: &Inner, route: &Route, method: &Method, bytes: &[u8]) -> faults::Shape {
+    let mut s = faults::Shape::default();
+    match (route, method.as_str()) {
+        (Route::Vm(t, VmSub::Model), "PUT") => {
+            let w = inner.world.lock().unwrap_or_else(|p| p.into_inner());
+            s.vm_create = w.vm_get(t, false).is_err();
+        }
+        (Route::Vm(_, VmSub::Action(a)), "POST") => s.vm_start = a.eq_ignore_ascii_case("start"),
+        (Route::Vm(_, VmSub::Ext(_)), "PUT") => {
+            s.ade_disable = String::from_utf8_lossy(bytes)
+                .to_ascii_lowercase()
+                .contains("disableencryption");
+        }
+        (Route::Disk(_, _, DiskSub::Grant), "POST") => s.grant = true,
+        (Route::Disk(_, false, DiskSub::Revoke), "POST") => s.revoke = true,
+        (Route::Vm(_, VmSub::Model) | Route::Disk(_, _, DiskSub::Model), "GET") => {
+            s.resource_get = true;
+        }
+        _ => {}
+    }
+    s
+}
+
+/// Arms the faults that act when the operation completes.
+fn arm_hooks(w: &mut super::world::World, f: &Fault, route: &Route) {
+    match (f.kind, route) {
+        (FaultKind::AllocationFailed | FaultKind::ZonalAllocationFailed, _) => {
+            let (code, scope) = if f.kind == FaultKind::AllocationFailed {
+                ("AllocationFailed", "region")
+            } else {
+                ("ZonalAllocationFailed", "zone")
+            };
+            w.hooks.lro_error = Some(ArmError::new(
+                409,
+                code,
+                format!(
+                    "Allocation failed. We do not have sufficient capacity for the requested VM size in this {scope}. Read more about improving likelihood of allocation success at http://aka.ms/allocation-guidance"
+                ),
+            ));
+        }
+        (FaultKind::InvalidVhd, Route::Disk(t, false, DiskSub::Revoke)) => {
+            w.hooks.arm_invalid_vhd(t.key());
+        }
+        (FaultKind::DecryptionFailed, Route::Vm(t, VmSub::Ext(_))) => {
+            w.hooks.decrypt_fail.insert(t.key());
+        }
+        _ => {}
+    }
+}
+
+/// Early answers of the ARM-level 429, the 409 `SkuNotAvailable` and the 401.
+fn extra_fault_response(
+    inner: &Inner,
+    f: &Fault,
+    path: &str,
+    method: &Method,
+    bytes: &[u8],
+    policy: &str,
+) -> Response {
+    match f.kind {
+        FaultKind::SubscriptionThrottle => {
+            let secs = f.retry_after_secs();
+            let e = ArmError::new(
+                429,
+                "SubscriptionRequestsThrottled",
+                format!(
+                    "Number of requests for subscription '{}' and operation '{}{}' exceeded the backend storage limit. Please try again after '{}' seconds.",
+                    inner.subscription,
+                    method,
+                    path.to_ascii_uppercase(),
+                    secs.round()
+                ),
+            );
+            let mut r = error_response(&e, method, "");
+            retry_headers(inner, r.headers_mut(), secs);
+            r
+        }
+        FaultKind::SkuNotAvailable => {
+            let size = serde_json::from_slice::<Value>(bytes)
+                .ok()
+                .and_then(|v| {
+                    v.pointer("/properties/hardwareProfile/vmSize")
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                })
+                .unwrap_or_else(|| "Standard_D2s_v5".into());
+            let e = ArmError::new(
+                409,
+                "SkuNotAvailable",
+                format!(
+                    "The requested VM size for resource 'Following SKUs have failed for Capacity Restrictions: {size}' is currently not available in location '{}'. Please try another size or deploy to a different location or different zone. See https://aka.ms/azureskunotavailable for details.",
+                    inner.location
+                ),
+            );
+            error_response(&e, method, policy)
+        }
+        _ => {
+            let e = ArmError::new(
+                401,
+                "ExpiredAuthenticationToken",
+                "The access token expiry UTC time '2026-01-01T00:00:00.0000000Z' is earlier than current UTC time '2026-01-01T00:05:00.0000000Z'.",
+            );
+            let mut r = error_response(&e, method, "");
+            set(
+                r.headers_mut(),
+                "www-authenticate",
+                "Bearer authorization_uri=\"https://login.microsoftonline.com/common\", error=\"invalid_token\", error_description=\"The access token has expired.\"",
+            );
+            r
+        }
+    }
+}
+
+/// A 200 whose body is truncated JSON or lacks `properties`.
+fn malformed_response(f: &Fault, v: &Value, method: &Method, policy: &str) -> Response {
+    let bytes = if f.malformed_truncate() {
+        let mut b = serde_json::to_vec(v).unwrap_or_default();
+        b.truncate(b.len() / 2);
+        b
+    } else {
+        let mut v = v.clone();
+        if let Some(m) = v.as_object_mut() {
+            m.remove("properties");
+        }
+        serde_json::to_vec(&v).unwrap_or_default()
+    };
+    let mut r = Response::builder()
+        .status(200)
+        .header(header::CONTENT_TYPE, "application/json; charset=utf-8")
+        .body(Body::from(bytes))
+        .unwrap_or_else(|_| Response::new(Body::empty()));
+    common_headers(r.headers_mut(), method, policy);
+    r
 }
 
 /// A response whose body fails at once: the connection is aborted.

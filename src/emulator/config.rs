@@ -38,6 +38,8 @@ pub struct EmulatorConfig {
     pub linux_decrypt_delay_secs: f64,
     /// Simulated seconds a feature registration takes (180).
     pub feature_registration_secs: f64,
+    /// Throttling token buckets (default: Azure's limits, off).
+    pub throttle: super::throttle::ThrottleConfig,
 }
 
 impl Default for EmulatorConfig {
@@ -56,6 +58,7 @@ impl Default for EmulatorConfig {
             decrypt_bytes_per_sec: 60.0 * 1024.0 * 1024.0,
             linux_decrypt_delay_secs: 120.0,
             feature_registration_secs: 180.0,
+            throttle: Default::default(),
         }
     }
 }
@@ -139,10 +142,34 @@ pub enum FaultKind {
     /// The call is accepted but its long-running operation ends `Failed`
     /// (`InternalOperationError`), effect not applied (mutating LRO calls only).
     FailedOperation,
+    /// VM start or VM create accepted, its long-running operation ends
+    /// `Failed` with `AllocationFailed` (no capacity in the region); effect
+    /// not applied. Not in [`FaultKind::ALL`].
+    AllocationFailed,
+    /// As [`FaultKind::AllocationFailed`], code `ZonalAllocationFailed` ("in this zone").
+    ZonalAllocationFailed,
+    /// 409 `SkuNotAvailable` on VM create (capacity restriction of the size).
+    SkuNotAvailable,
+    /// ARM-level 429 `SubscriptionRequestsThrottled` with a long `Retry-After`
+    /// (simulated seconds), on any ARM request.
+    SubscriptionThrottle,
+    /// beginGetAccess succeeds but the SAS lives only a few simulated seconds.
+    SasExpiresEarly,
+    /// An ADE disable is accepted, then the guest reports `Decryption failed
+    /// for ...` in the instance view (status level `Error`); volumes stay encrypted.
+    DecryptionFailed,
+    /// endGetAccess of an Upload disk fails `InvalidVhd` (once per disk name):
+    /// the SAS is revoked, the upload stays active.
+    InvalidVhd,
+    /// One 401 `ExpiredAuthenticationToken` (once per emulator) on an ARM request.
+    ExpiredToken,
+    /// A GET of a VM or disk answers 200 with truncated JSON or a body
+    /// missing `properties`.
+    Malformed,
 }
 
 impl FaultKind {
-    /// Every kind, in a fixed order (the default set).
+    /// The original kinds, in a fixed order (the default set; [`FaultKind::EXTRA`] are off by default).
     pub const ALL: [FaultKind; 6] = [
         FaultKind::Conflict,
         FaultKind::Throttle,
@@ -150,6 +177,19 @@ impl FaultKind {
         FaultKind::Unavailable,
         FaultKind::DropConnection,
         FaultKind::FailedOperation,
+    ];
+
+    /// The kinds off by default (select them in [`FaultConfig::kinds`]).
+    pub const EXTRA: [FaultKind; 9] = [
+        FaultKind::AllocationFailed,
+        FaultKind::ZonalAllocationFailed,
+        FaultKind::SkuNotAvailable,
+        FaultKind::SubscriptionThrottle,
+        FaultKind::SasExpiresEarly,
+        FaultKind::DecryptionFailed,
+        FaultKind::InvalidVhd,
+        FaultKind::ExpiredToken,
+        FaultKind::Malformed,
     ];
 
     /// Short name used in the request log (`fault` field).
@@ -161,6 +201,15 @@ impl FaultKind {
             FaultKind::Unavailable => "unavailable-503",
             FaultKind::DropConnection => "drop-connection",
             FaultKind::FailedOperation => "failed-operation",
+            FaultKind::AllocationFailed => "allocation-failed",
+            FaultKind::ZonalAllocationFailed => "zonal-allocation-failed",
+            FaultKind::SkuNotAvailable => "sku-not-available-409",
+            FaultKind::SubscriptionThrottle => "subscription-throttle-429",
+            FaultKind::SasExpiresEarly => "sas-expires-early",
+            FaultKind::DecryptionFailed => "decryption-failed",
+            FaultKind::InvalidVhd => "invalid-vhd",
+            FaultKind::ExpiredToken => "expired-token-401",
+            FaultKind::Malformed => "malformed-body",
         }
     }
 }

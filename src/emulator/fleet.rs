@@ -175,13 +175,17 @@ pub fn demo_fleet() -> Vec<VmSpec> {
     let mut out = Vec::new();
 
     let mut w = VmSpec::windows("web-win-01", rg);
+    w.os_disk.size_gib = 64;
+    w.os_disk.allocated_fraction = 0.5;
     w.license_type = Some("Windows_Server".into());
     w.tags.insert("app".into(), "web".into());
     out.push(w);
 
     let mut w = VmSpec::windows("sql-win-01", rg)
-        .with_data_disk(256, 0.3)
-        .with_data_disk(64, 0.5);
+        .with_data_disk(128, 0.25)
+        .with_data_disk(32, 0.5);
+    w.os_disk.size_gib = 64;
+    w.os_disk.allocated_fraction = 0.5;
     w.ade = AdeSpec::WindowsAll;
     w.zone = Some("1".into());
     w.size = "Standard_E8s_v5".into();
@@ -189,8 +193,8 @@ pub fn demo_fleet() -> Vec<VmSpec> {
     w.tags.insert("app".into(), "sql".into());
     out.push(w);
 
-    let mut l = VmSpec::linux("app-lin-01", rg).with_data_disk(256, 0.25);
-    l.os_disk.size_gib = 64;
+    let mut l = VmSpec::linux("app-lin-01", rg).with_data_disk(128, 0.2);
+    l.os_disk.size_gib = 32;
     l.custom_extension_name = Some("ade-tf".into());
     out.push(l);
 
@@ -205,7 +209,7 @@ pub fn demo_fleet() -> Vec<VmSpec> {
     out.push(p);
 
     let mut d = VmSpec::windows("ops-win-del", rg).with_data_disk(32, 0.4);
-    d.os_disk.size_gib = 64;
+    d.os_disk.size_gib = 32;
     d.ade = AdeSpec::WindowsAll;
     d.delete_option = DeleteOption::Delete;
     out.push(d);

@@ -19,6 +19,7 @@ pub mod config;
 pub mod fleet;
 pub mod fleetgen;
 pub mod storage;
+pub mod throttle;
 
 mod arm;
 mod faults;
@@ -99,6 +100,7 @@ pub(crate) struct Inner {
     faults: Mutex<FaultConfig>,
     log: Mutex<Vec<RequestLog>>,
     arm_seq: AtomicU64,
+    throttle: throttle::Throttler,
     base_url: String,
     subscription: String,
     location: String,
@@ -206,6 +208,7 @@ pub async fn start_on(addr: SocketAddr, cfg: EmulatorConfig) -> std::io::Result<
         faults: Mutex::new(cfg.faults.clone()),
         log: Mutex::new(Vec::new()),
         arm_seq: AtomicU64::new(0),
+        throttle: throttle::Throttler::new(cfg.throttle.clone()),
         base_url,
     });
     let app = axum::Router::new()
@@ -278,6 +281,35 @@ impl Emulator {
         w.set_churn(id.as_str(), bytes_per_sec);
     }
 
+    /// Bytes in allocated ranges of a disk's or snapshot's blob.
+    pub fn disk_allocated_bytes(&self, id: &ResourceId) -> Option<u64> {
+        let blob = {
+            let now = self.inner.clock.now();
+            let mut w = self.inner.world.lock().unwrap_or_else(|p| p.into_inner());
+            w.advance(now);
+            w.blob_of(id.as_str())
+        }?;
+        self.inner.blobs.allocated_bytes(&blob)
+    }
+
+    /// Flips the bytes of `[offset, offset + len)` of a disk's or snapshot's
+    /// blob (a corrupted copy, for verification tests). False if unknown.
+    pub fn corrupt_disk(&self, id: &ResourceId, offset: u64, len: u64) -> bool {
+        let blob = {
+            let now = self.inner.clock.now();
+            let mut w = self.inner.world.lock().unwrap_or_else(|p| p.into_inner());
+            w.advance(now);
+            w.blob_of(id.as_str())
+        };
+        match blob {
+            Some(b) => {
+                self.inner.blobs.corrupt(&b, offset, len);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Live SAS grants.
     pub fn active_sas(&self) -> Vec<GrantInfo> {
         self.inner.blobs.active_grants()
@@ -301,6 +333,16 @@ impl Emulator {
     /// The page-blob store.
     pub fn blobs(&self) -> Arc<BlobStore> {
         self.inner.blobs.clone()
+    }
+
+    /// Replaces the throttling limits (and refills every bucket).
+    pub fn set_throttle(&self, cfg: throttle::ThrottleConfig) {
+        self.inner.throttle.set_config(cfg);
+    }
+
+    /// 429s answered by the throttling buckets so far (not injected faults).
+    pub fn throttled(&self) -> u64 {
+        self.inner.throttle.refused()
     }
 
     /// Replaces the fault configuration from the next request on.

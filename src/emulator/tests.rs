@@ -563,6 +563,48 @@ fn injected_failed_operation_leaves_the_vm_as_it_was() {
     assert!(v.is_settled());
 }
 
+#[test]
+fn injected_allocation_failure_and_guest_decryption_failure() {
+    let (mut w, _) = world();
+    let id = w.add_vm(&small_linux("lin", AdeSpec::LinuxData), 0.0);
+    let vm = target(id.as_str());
+    // AllocationFailed on start: the operation fails with that code, the VM
+    // stays deallocated.
+    let r = w.vm_action(&vm, "deallocate", false, 0.0).unwrap();
+    let t = finish(&mut w, 0.0);
+    assert!(op_failed(&w, &r.lro.unwrap().id, t).is_none());
+    w.hooks.lro_error = Some(ArmError::new(409, "AllocationFailed", "Allocation failed."));
+    let r = w.vm_action(&vm, "start", true, t).unwrap();
+    let t = finish(&mut w, t);
+    let e = op_failed(&w, &r.lro.unwrap().id, t).unwrap();
+    assert_eq!(e.code, "AllocationFailed");
+    let v = VmView::from_raw(&w.vm_get(&vm, true).unwrap(), None);
+    assert_eq!(v.power.as_deref(), Some("deallocated"));
+    let r = w.vm_action(&vm, "start", false, t).unwrap();
+    let t = finish(&mut w, t);
+    assert!(op_failed(&w, &r.lro.unwrap().id, t).is_none());
+    // Decryption armed to fail: the instance view reports an Error-level
+    // status with the guest message; a new disable then decrypts.
+    let name = ade_ext_name(&w.vm_get(&vm, false).unwrap());
+    w.hooks.decrypt_fail.insert(vm.key());
+    w.ext_put(&vm, &name, disable_body(true), false, t).unwrap();
+    let m = vm_at(&mut w, &vm, t + 2000.0);
+    let iv = &m["properties"]["instanceView"];
+    match decryption_state(iv) {
+        DecryptionState::Failed(msg) => {
+            assert!(msg.contains("Decryption failed for /dev/sdc"), "{msg}")
+        }
+        other => panic!("{other:?}: {iv:#}"),
+    }
+    let t = t + 2000.0;
+    w.ext_put(&vm, &name, disable_body(true), false, t).unwrap();
+    let m = vm_at(&mut w, &vm, t + 2000.0);
+    assert_eq!(
+        decryption_state(&m["properties"]["instanceView"]),
+        DecryptionState::Complete
+    );
+}
+
 // ---------------------------------------------------------------- HTTP
 
 fn fast() -> EmulatorConfig {

@@ -564,10 +564,14 @@ pub(crate) struct World {
     ops: BTreeMap<String, Operation>,
     feature: Feature,
     /// VM key → guest write rate (simulated bytes/s) and the bytes owed.
-    churn: BTreeMap<String, (f64, f64)>,
+    /// (and the `vmId` of the VM resource it applies to: a re-created VM
+    /// under the same name starts idle, so tests can compare its disks)
+    churn: BTreeMap<String, (f64, f64, String)>,
     /// VM key → simulated seconds the VM (by name, across re-creation) was
     /// not running since it was added: its downtime.
     offline: BTreeMap<String, f64>,
+    /// State of the delayed and one-time injected faults (`faults.rs`).
+    pub(crate) hooks: super::faults::Hooks,
 }
 
 impl World {
@@ -600,6 +604,7 @@ impl World {
             },
             churn: BTreeMap::new(),
             offline: BTreeMap::new(),
+            hooks: Default::default(),
         }
     }
 
@@ -612,7 +617,12 @@ impl World {
     pub(crate) fn set_churn(&mut self, id: &str, bytes_per_sec: f64) {
         let key = key_of(id);
         if bytes_per_sec > 0.0 {
-            self.churn.insert(key, (bytes_per_sec, 0.0));
+            let vm_id = self
+                .vms
+                .get(&key)
+                .map(|v| v.vm_id.clone())
+                .unwrap_or_default();
+            self.churn.insert(key, (bytes_per_sec, 0.0, vm_id));
         } else {
             self.churn.remove(&key);
         }
@@ -624,11 +634,11 @@ impl World {
     fn churn_tick(&mut self, dt: f64) {
         const MIB: u64 = 1 << 20;
         let mut due: Vec<(Vec<(BlobId, u64)>, u64)> = Vec::new();
-        for (key, (rate, owed)) in self.churn.iter_mut() {
+        for (key, (rate, owed, vm_id)) in self.churn.iter_mut() {
             let Some(vm) = self.vms.get(key) else {
                 continue;
             };
-            if vm.power != Power::Running || vm.deleting {
+            if vm.power != Power::Running || vm.deleting || &vm.vm_id != vm_id {
                 continue;
             }
             *owed += *rate * dt;
@@ -773,6 +783,19 @@ impl World {
             }
         }
         for (key, disks) in finished {
+            if self.hooks.decrypt_fail.remove(&key) {
+                if let Some(vm) = self.vms.get_mut(&key) {
+                    let dev = if vm.os() == OsKind::Linux {
+                        "/dev/sdc"
+                    } else {
+                        "volume D:"
+                    };
+                    vm.ade = Some(AdeGuest::Failed(format!(
+                        "Decryption failed for {dev}: the volume could not be unlocked for decryption (injected)."
+                    )));
+                }
+                continue;
+            }
             for d in disks {
                 if let Some(disk) = self.disks.get_mut(&d) {
                     disk.guest_encrypted = false;
@@ -809,6 +832,9 @@ impl World {
                 final_body,
             },
         );
+        if inject && let Some(e) = self.hooks.lro_error.take() {
+            self.hooks.op_errors.insert(id.clone(), e);
+        }
         LroRef {
             id,
             family,
@@ -827,11 +853,13 @@ impl World {
             None => Ok(None),
             Some(e) if inject => {
                 self.rollback(e);
-                Err(ArmError::new(
-                    500,
-                    "InternalOperationError",
-                    "An internal execution error occurred. Please retry later.",
-                ))
+                Err(self.hooks.op_errors.remove(id).unwrap_or_else(|| {
+                    ArmError::new(
+                        500,
+                        "InternalOperationError",
+                        "An internal execution error occurred. Please retry later.",
+                    )
+                }))
             }
             Some(e) => self.apply(e, at),
         };
@@ -1125,7 +1153,8 @@ impl World {
                 }
                 d.access = None;
                 if d.upload == Some(UploadPhase::Active) {
-                    let ok = d.blob.as_ref().is_some_and(|b| self.blobs.footer_valid(b));
+                    let ok = d.blob.as_ref().is_some_and(|b| self.blobs.footer_valid(b))
+                        && !(!snapshot && self.hooks.take_invalid_vhd(&key));
                     if !ok {
                         let acct = d.blob.as_ref().map(|b| b.0.clone()).unwrap_or_default();
                         return Err(ArmError::new(
@@ -1499,8 +1528,10 @@ impl World {
         };
         self.offline.insert(vm_key.clone(), 0.0);
         if spec.churn_bytes_per_sec > 0.0 {
-            self.churn
-                .insert(vm_key.clone(), (spec.churn_bytes_per_sec, 0.0));
+            self.churn.insert(
+                vm_key.clone(),
+                (spec.churn_bytes_per_sec, 0.0, vm.vm_id.clone()),
+            );
         }
         self.vms.insert(vm_key, vm);
         vm_id

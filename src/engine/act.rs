@@ -66,7 +66,8 @@ fn prepare_round(rec: &mut VmRecord, offline: bool) {
         }
         let d = &mut rec.disks[i];
         if d.open_round().is_none() {
-            let number = d.rounds.len() as u32 + 1;
+            d.rounds_opened = d.rounds_opened.max(d.rounds.len() as u32) + 1;
+            let number = d.rounds_opened;
             let name =
                 crate::step::eligibility::derived_name(d.source.name(), &format!("-eah-r{number}"));
             let snapshot = d.source.sibling("Microsoft.Compute", "snapshots", &name);
@@ -91,6 +92,9 @@ fn prepare_round(rec: &mut VmRecord, offline: bool) {
         }
     }
 }
+
+/// Bytes of blob space verified per window (grants renewed between windows if expired).
+const VERIFY_WINDOW: u64 = 1 << 30;
 
 /// Renewals of an expired SAS within one copy round.
 const SAS_RENEWALS: u32 = 20;
@@ -489,9 +493,42 @@ async fn verify_copies(engine: &Engine, rec: &mut VmRecord) -> CloudResult<Value
                 }
                 None => Vec::new(),
             };
-            cloud
-                .verify_copy(&a, &b, mode == VerifyMode::Full, &must, seed_of(&d.source))
-                .await
+            // Window by window, renewing both grants if they expire (a slow
+            // read-back must not fail verification).
+            let (mut a, mut b) = (a, b);
+            let len = d.source_size_bytes + 512;
+            let mut total = crate::engine::VerifyFigures::default();
+            let mut at = 0;
+            let mut renewals = 0;
+            while at < len {
+                let window = (at, (at + VERIFY_WINDOW).min(len));
+                match cloud
+                    .verify_copy(
+                        &a,
+                        &b,
+                        mode == VerifyMode::Full,
+                        &must,
+                        seed_of(&d.source),
+                        window,
+                    )
+                    .await
+                {
+                    Ok(f) => {
+                        total.compared_bytes += f.compared_bytes;
+                        total.mismatches.extend(f.mismatches);
+                        at = window.1;
+                    }
+                    Err(e) if is_sas_expiry(&e) && renewals < SAS_RENEWALS => {
+                        renewals += 1;
+                        a = cloud
+                            .grant_access(&last.snapshot, Access::Read, dur)
+                            .await?;
+                        b = cloud.grant_access(&d.target, Access::Read, dur).await?;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok::<_, CloudError>(total)
         }
         .await;
         for id in &granted {

@@ -211,11 +211,21 @@ impl Cloud for ArmCloud {
         full: bool,
         must: &[(u64, u64)],
         seed: u64,
+        window: (u64, u64),
     ) -> CloudResult<VerifyFigures> {
         let storage = self.client.storage();
-        let r = copy::verify(&storage, src, dst, full, must, seed, self.copy.parallel)
-            .await
-            .map_err(|e| to_cloud_error(e.into()))?;
+        let r = copy::verify(
+            &storage,
+            src,
+            dst,
+            full,
+            must,
+            seed,
+            self.copy.parallel,
+            window,
+        )
+        .await
+        .map_err(|e| to_cloud_error(e.into()))?;
         Ok(VerifyFigures {
             compared_bytes: r.compared_bytes,
             mismatches: r.mismatches,

@@ -145,5 +145,6 @@ pub trait Cloud: Send + Sync {
         full: bool,
         must: &[(u64, u64)],
         seed: u64,
+        window: (u64, u64),
     ) -> CloudResult<VerifyFigures>;
 }

@@ -26,6 +26,33 @@ pub enum DiscoverError {
     Cloud { what: String, err: CloudError },
 }
 
+/// Transient read failures tolerated per discovery read (a malformed body,
+/// throttling or 5xx the client's own retries did not absorb).
+const DISCOVERY_RETRIES: u32 = 5;
+
+/// Runs a read, retrying transient failures [`DISCOVERY_RETRIES`] times
+/// (waiting the server's `Retry-After`, capped at 30 s, else 200 ms × attempt).
+async fn retried<T, Fut>(mut read: impl FnMut() -> Fut) -> Result<T, CloudError>
+where
+    Fut: std::future::Future<Output = Result<T, CloudError>>,
+{
+    let mut attempt = 0;
+    loop {
+        match read().await {
+            Err(e) if e.is_transient() && attempt < DISCOVERY_RETRIES => {
+                attempt += 1;
+                let wait = e
+                    .retry_after
+                    .unwrap_or(std::time::Duration::from_millis(200 * u64::from(attempt)))
+                    .min(std::time::Duration::from_secs(30));
+                tracing::info!(attempt, ?wait, error = %e, "retrying a discovery read");
+                tokio::time::sleep(wait).await;
+            }
+            r => return r,
+        }
+    }
+}
+
 /// Reads and classifies `vms`, returning one record per VM (skipped ones
 /// carry their reason) plus the migration path label of each.
 pub async fn discover(
@@ -42,8 +69,7 @@ pub async fn discover(
     let mut out = Vec::new();
     for id in vms {
         let cloud_err = |what: String| move |err| DiscoverError::Cloud { what, err };
-        let vm = cloud
-            .get_vm(id, true)
+        let vm = retried(|| cloud.get_vm(id, true))
             .await
             .map_err(cloud_err(format!("VM {id}")))?
             .ok_or_else(|| DiscoverError::UnknownVm(id.clone()))?;
@@ -51,8 +77,7 @@ pub async fn discover(
         let registered = match features.get(&sub) {
             Some(r) => *r,
             None => {
-                let r = cloud
-                    .eah_feature_registered(&sub)
+                let r = retried(|| cloud.eah_feature_registered(&sub))
                     .await
                     .map_err(cloud_err(format!("feature EncryptionAtHost in {sub}")))?;
                 features.insert(sub.clone(), r);
@@ -71,8 +96,7 @@ pub async fn discover(
         let (supports, restricted) = match sizes.get(&key) {
             Some(v) => *v,
             None => {
-                let v = cloud
-                    .size_support(&sub, &location, &size)
+                let v = retried(|| cloud.size_support(&sub, &location, &size))
                     .await
                     .map_err(cloud_err(format!("resource SKUs in {location}")))?;
                 sizes.insert(key, v);
@@ -81,8 +105,7 @@ pub async fn discover(
         };
         let mut disks = BTreeMap::new();
         for disk_id in disk_ids(&vm) {
-            if let Some(d) = cloud
-                .get_disk(&disk_id)
+            if let Some(d) = retried(|| cloud.get_disk(&disk_id))
                 .await
                 .map_err(cloud_err(format!("disk {disk_id}")))?
             {

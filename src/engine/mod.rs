@@ -31,7 +31,7 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::sync::{Semaphore, watch};
 
-pub use cloud::{Access, Cloud, CloudError, CloudResult, CopyFigures, Retry};
+pub use cloud::{Access, Cloud, CloudError, CloudResult, CopyFigures, Retry, VerifyFigures};
 
 use crate::journal::{Journal, JournalError, now_rfc3339};
 use crate::step::{
@@ -195,6 +195,11 @@ impl Engine {
             if rec.step == Step::Done {
                 rec.outcome = Outcome::Verified;
                 self.record(&mut rec, "verified", json!({}))?;
+                // Released as soon as the VM is done, so a later wave (or
+                // another run) never waits on it.
+                self.lease
+                    .release(self.cloud(), std::slice::from_ref(&rec.id))
+                    .await;
                 self.progress.finished(&rec.id, &rec.outcome);
                 return Ok(rec);
             }

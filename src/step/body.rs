@@ -283,6 +283,7 @@ mod tests {
             bytes_copied: 0,
             rounds: Vec::new(),
             verified: false,
+            rounds_opened: 0,
         }
     }
 

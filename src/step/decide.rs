@@ -156,9 +156,13 @@ fn disable_ade(rec: &VmRecord, vm: &VmView) -> Decision {
         // next step checks the guest really is decrypted.
         return Decision::Advance;
     };
+    // A disable already requested moves on, unless the guest reported a
+    // decryption failure: then (only reached on resume, see [`on_unpark`])
+    // the disable is sent again with a new sequence version.
     if op
         .as_deref()
         .is_some_and(|o| o.eq_ignore_ascii_case("DisableEncryption"))
+        && !matches!(vm.decryption, DecryptionState::Failed(_))
     {
         return Decision::Advance;
     }
@@ -182,6 +186,20 @@ fn disable_ade(rec: &VmRecord, vm: &VmView) -> Decision {
     })
 }
 
+/// Reason prefix of the park on a guest decryption failure.
+const DECRYPTION_FAILURE: &str = "the ADE extension reported a decryption failure";
+
+/// Adjusts a parked record that `resume` takes up again: a VM parked on a
+/// guest decryption failure goes back to `disable-ade` with a new sequence
+/// version, so the disable is requested again (the handler re-runs only on
+/// a new sequence version).
+pub fn on_unpark(rec: &mut VmRecord, previous_reason: &str) {
+    if rec.step == Step::AwaitDecrypted && previous_reason.starts_with(DECRYPTION_FAILURE) {
+        rec.step = Step::DisableAde;
+        rec.ade_sequence = Some(uuid::Uuid::new_v4().to_string());
+    }
+}
+
 fn await_decrypted(vm: &VmView) -> Decision {
     let disabling = vm.ade_extensions.iter().any(|(_, op)| {
         op.as_deref()
@@ -193,7 +211,7 @@ fn await_decrypted(vm: &VmView) -> Decision {
             reason: "the guest is decrypting".into(),
         },
         DecryptionState::Failed(msg) => Decision::park(
-            format!("the ADE extension reported a decryption failure: {msg}"),
+            format!("{DECRYPTION_FAILURE}: {msg}"),
             "inspect the guest (`manage-bde -status` on Windows, `cryptsetup status` / `lsblk` on Linux), fix the cause, then run `ade2eah resume` (disabling is re-requested); the VM is otherwise unchanged",
         ),
         DecryptionState::Encrypted if disabling => Decision::Wait {
@@ -667,6 +685,7 @@ mod tests {
             bytes_copied: 0,
             rounds: Vec::new(),
             verified: false,
+            rounds_opened: 0,
         }];
         r
     }
@@ -727,6 +746,32 @@ mod tests {
             decide(&rec, &obs_vm(Some(vm("deallocated"))), "r"),
             Decision::Act(Action::StartVm)
         );
+    }
+
+    #[test]
+    fn a_decryption_failure_is_disabled_again_after_resume() {
+        let mut rec = record(Step::AwaitDecrypted);
+        let mut v = vm("running");
+        v.ade_extensions[0].1 = Some("DisableEncryption".into());
+        v.decryption = DecryptionState::Failed("Decryption failed for /dev/sdc".into());
+        let Decision::Park { reason, .. } = decide(&rec, &obs_vm(Some(v.clone())), "r") else {
+            panic!("parks");
+        };
+        on_unpark(&mut rec, &reason);
+        assert_eq!(rec.step, Step::DisableAde);
+        assert_ne!(rec.ade_sequence.as_deref(), Some("seq-1"));
+        assert!(matches!(
+            decide(&rec, &obs_vm(Some(v.clone())), "r"),
+            Decision::Act(Action::DisableAde { .. })
+        ));
+        v.decryption = DecryptionState::InProgress;
+        assert!(matches!(
+            decide(&rec, &obs_vm(Some(v)), "r"),
+            Decision::Advance
+        ));
+        let mut other = record(Step::AwaitDecrypted);
+        on_unpark(&mut other, "something else");
+        assert_eq!(other.step, Step::AwaitDecrypted);
     }
 
     #[test]

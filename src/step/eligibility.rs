@@ -234,6 +234,7 @@ pub fn classify(
             bytes_copied: 0,
             rounds: Vec::new(),
             verified: false,
+            rounds_opened: 0,
         });
     }
     Eligibility::Eligible {

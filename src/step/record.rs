@@ -108,6 +108,10 @@ pub struct DiskPlan {
     /// True once the sealed target was compared with the final snapshot.
     #[serde(default)]
     pub verified: bool,
+    /// Rounds ever opened for this disk (names snapshots; never reset, so a
+    /// re-copy never reuses an older round's snapshot).
+    #[serde(default)]
+    pub rounds_opened: u32,
 }
 
 impl DiskPlan {
@@ -156,7 +160,7 @@ pub enum VerifyMode {
     /// Read back and compare every allocated range of both.
     Full,
     /// Compare the allocation maps, every range the offline round wrote, the
-    /// footer, and a seeded sample of the rest.
+    /// footer, and a fixed number of seeded spot checks.
     #[default]
     Sample,
     /// Skip content comparison (the footer is still checked at seal).

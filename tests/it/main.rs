@@ -9,6 +9,8 @@ mod support;
 mod bad_input;
 /// The scripting contract: flags, exit codes, status JSON, bad input.
 mod cli_contract;
+/// Pre-copy and delta rounds, checkpoints, verification, paging, ServerBusy (issue 3).
+mod copy_engine;
 /// Kill the process at named crash points, resume, check nothing was lost.
 mod crash_resume;
 /// Every crash point of a traced run, killed and resumed (issue 4).
@@ -25,6 +27,8 @@ mod faults;
 mod fixtures;
 /// Fleet scale: dry-run plans, plan files, waves, budgets, gates, stale plans.
 mod fleet;
+/// Emulator throttling buckets and `bench fleet` (issue 6).
+mod fleet_bench;
 /// Bounded property tests of every parser of outside input (issue 4).
 mod fuzz_parsers;
 /// Journal lock, Azure-side lease, schema migration (issue 4).

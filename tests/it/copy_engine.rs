@@ -1,0 +1,249 @@
+//! The copy engine end to end: pre-copy rounds under guest churn, the
+//! offline delta, range checkpoints after a crash, verification catching a
+//! corrupted target, paginated range listings and ServerBusy storms.
+
+use ade2eah::emulator::{EmulatorConfig, StorageConfig};
+use ade2eah::model::ResourceId;
+use serde_json::Value;
+
+use crate::support::*;
+
+/// `run` exactly as the scripting contract writes it, plus `extra` flags.
+async fn run_with(
+    rig: &Rig,
+    vms: &[ResourceId],
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> std::process::Output {
+    let mut args: Vec<String> = vec![
+        "run".into(),
+        "--arm-endpoint".into(),
+        rig.emu.base_url(),
+        "--auth".into(),
+        "none".into(),
+        "--subscription".into(),
+        rig.emu.subscription().to_string(),
+    ];
+    for vm in vms {
+        args.push("--vm".into());
+        args.push(vm.to_string());
+    }
+    args.extend([
+        "--state".into(),
+        rig.state_dir().display().to_string(),
+        "--yes".into(),
+        "--poll-interval".into(),
+        POLL.into(),
+    ]);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    bin(&args, env).await
+}
+
+/// Original disk → its digest *now* (after the run, the original disks no
+/// longer change: the VM was deallocated, then deleted with Detach).
+fn final_pairs(
+    emu: &ade2eah::emulator::Emulator,
+    vm: &ResourceId,
+    before: &[(ResourceId, String)],
+) -> Vec<(ResourceId, ResourceId)> {
+    let state = serde_json::to_value(emu.state()).unwrap();
+    let now = disks_of_vm_model(&state, vm);
+    assert_eq!(now.len(), before.len());
+    before.iter().map(|(o, _)| o.clone()).zip(now).collect()
+}
+
+fn rounds_of(status: &Value) -> Vec<Vec<Value>> {
+    status["vms"][0]["disks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["rounds"].as_array().cloned().unwrap_or_default())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delta_rounds_under_guest_churn_end_byte_exact() {
+    // A slower clock than the other tests: the guest must not write faster
+    // (in simulated time) than this debug-build client can copy.
+    let rig = Rig::with_config(EmulatorConfig {
+        time_scale: 200.0,
+        ..Default::default()
+    })
+    .await;
+    let mut spec = windows("churny", 1);
+    spec.churn_bytes_per_sec = 1024.0 * 1024.0;
+    let vm = rig.emu.add_vm(spec);
+    let before = source_digests(&rig.emu, &vm);
+
+    let out = rig.run(&[vm.clone()], &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    for (orig, new) in final_pairs(&rig.emu, &vm, &before) {
+        let o = rig.emu.disk_digest(&orig).unwrap();
+        let was = &before.iter().find(|(d, _)| *d == orig).unwrap().1;
+        assert_ne!(&o, was, "the guest really wrote to {orig} while it ran");
+        assert_eq!(
+            rig.emu.disk_digest(&new).as_deref(),
+            Some(o.as_str()),
+            "{new} equals {orig} as it was at deallocation, footer and cleared ranges included"
+        );
+    }
+    assert!(rig.emu.active_sas().is_empty());
+    let status = rig.status().await;
+    for rounds in rounds_of(&status) {
+        assert!(
+            rounds.len() >= 3,
+            "a full round, at least one delta round, the offline round: {rounds:#?}"
+        );
+        assert!(rounds.iter().all(|r| r["copied"] == true));
+        let full = rounds[0]["bytes"].as_u64().unwrap();
+        let offline = rounds.last().unwrap();
+        assert_eq!(offline["offline"], true);
+        assert!(
+            offline["bytes"].as_u64().unwrap() < full,
+            "the offline round moved only the delta: {rounds:#?}"
+        );
+    }
+    assert_no_secrets(rig.state_dir(), &[&out]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_mid_round_resumes_from_the_last_checkpoint() {
+    let rig = Rig::new().await;
+    let mut spec = windows("mid-round", 0);
+    spec.os_disk.size_gib = 8;
+    spec.os_disk.allocated_fraction = 0.9;
+    let vm = rig.emu.add_vm(spec);
+    let before = source_digests(&rig.emu, &vm);
+    // ~1,840 calls in the first round: crash at the 1,000th.
+    let crashed = rig
+        .run(&[vm.clone()], &[("ADE2EAH_FAILPOINTS", "copy:chunk@1000")])
+        .await;
+    assert_ne!(crashed.status.code(), Some(0), "{}", text(&crashed));
+    let puts_before_resume = storage_puts(&rig);
+    let resumed = rig.resume(&[]).await;
+    assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed));
+    assert_migrated(&rig.emu, &vm, &before);
+    let total = storage_puts(&rig);
+    let calls_full = ((8u64 << 30) * 9 / 10 / (4 << 20)) as usize;
+    assert!(
+        puts_before_resume >= 900,
+        "the crash came mid-round ({puts_before_resume} calls)"
+    );
+    assert!(
+        total < calls_full + calls_full / 4,
+        "resume did not start over: {total} calls for a {calls_full}-call disk"
+    );
+}
+
+fn storage_puts(rig: &Rig) -> usize {
+    rig.emu
+        .requests()
+        .iter()
+        .filter(|r| r.method == "PUT" && r.path.starts_with("/md-") && r.status == 201)
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupted_target_is_caught_before_the_source_vm_is_deleted() {
+    let rig = Rig::new().await;
+    let mut spec = windows("corrupt", 0);
+    spec.os_disk.size_gib = 1;
+    let vm = rig.emu.add_vm(spec);
+    let before = source_digests(&rig.emu, &vm);
+    let vm_id_before = serde_json::to_value(rig.emu.state()).unwrap();
+    let vm_id_before =
+        find_by_id(&vm_id_before["vms"], &vm).unwrap()["model"]["properties"]["vmId"].clone();
+    // Stop right after the offline round was journaled, before the seal.
+    let crashed = run_with(
+        &rig,
+        &[vm.clone()],
+        &["--verify", "full"],
+        &[(
+            "ADE2EAH_FAILPOINTS",
+            "after-journal:round-copied:final-copy",
+        )],
+    )
+    .await;
+    assert_ne!(crashed.status.code(), Some(0), "{}", text(&crashed));
+    let status = rig.status().await;
+    let target =
+        ResourceId::parse(status["vms"][0]["disks"][0]["target"].as_str().unwrap()).unwrap();
+    assert!(
+        rig.emu.corrupt_disk(&target, 1 << 20, 4096),
+        "target exists"
+    );
+
+    let parked = rig.resume(&[]).await;
+    assert_eq!(parked.status.code(), Some(1), "{}", text(&parked));
+    let status = rig.status().await;
+    let v = &status["vms"][0];
+    assert_eq!(v["outcome"], "parked");
+    assert!(
+        v["reason"].as_str().unwrap().contains("verification found"),
+        "{v:#}"
+    );
+    let state = serde_json::to_value(rig.emu.state()).unwrap();
+    let still = find_by_id(&state["vms"], &vm).expect("the source VM was not deleted");
+    assert_eq!(
+        still["model"]["properties"]["vmId"], vm_id_before,
+        "same VM resource"
+    );
+    for (orig, digest) in &before {
+        assert_eq!(
+            rig.emu.disk_digest(orig).as_deref(),
+            Some(digest.as_str()),
+            "original disk untouched"
+        );
+    }
+
+    let fixed = rig.resume(&[]).await;
+    assert_eq!(
+        fixed.status.code(),
+        Some(0),
+        "a resume re-copies the distrusted target: {}",
+        text(&fixed)
+    );
+    assert_migrated(&rig.emu, &vm, &before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paged_range_lists_and_server_busy_storms_still_copy_exactly() {
+    let storage = StorageConfig {
+        page_list_page_size: 3,
+        server_busy_rate: 0.3,
+        seed: 9,
+    };
+    let rig = Rig::with_config(EmulatorConfig {
+        time_scale: TIME_SCALE,
+        storage,
+        ..Default::default()
+    })
+    .await;
+    let mut spec = windows("busy", 1);
+    spec.os_disk.size_gib = 1;
+    spec.data_disks[0].size_gib = 1;
+    let a = rig.emu.add_vm(spec);
+    let before = source_digests(&rig.emu, &a);
+    let out = rig.run(&[a.clone()], &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_migrated(&rig.emu, &a, &before);
+    let stats = rig.emu.blobs().stats();
+    assert!(stats.server_busy > 30, "storms were injected: {stats:?}");
+    assert!(
+        stats.page_list_calls > 20,
+        "range listings were paged: {stats:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn precopy_rounds_zero_is_the_baseline_full_offline_copy() {
+    let rig = Rig::new().await;
+    let vm = rig.emu.add_vm(windows("baseline", 0));
+    let before = source_digests(&rig.emu, &vm);
+    let out = run_with(&rig, &[vm.clone()], &["--precopy-rounds", "0"], &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_migrated(&rig.emu, &vm, &before);
+    let rounds = &rounds_of(&rig.status().await)[0];
+    assert_eq!(rounds.len(), 1, "{rounds:#?}");
+    assert_eq!(rounds[0]["offline"], true);
+}
