@@ -345,22 +345,18 @@ pub struct VerifyReport {
 /// the same downtime whatever the disk size.
 pub const SAMPLE_CALLS: usize = 32;
 
-/// Compares `dst` with `src` (the final snapshot). `full` reads back every
-/// allocated range of either; otherwise every range where the allocation
-/// maps differ, every range in `must` (what the offline round wrote), the
-/// footer, and [`SAMPLE_CALLS`] more calls chosen by `seed`. Only calls starting inside `window` (`[start, end)` of blob
-/// space) are made, so a long verification can proceed window by window.
-#[allow(clippy::too_many_arguments)]
-pub async fn verify(
+/// The calls a verification makes: every allocated range of either blob
+/// when `full`; otherwise every range where the allocation maps differ,
+/// every range in `must` (what the offline round wrote), the footer, and
+/// [`SAMPLE_CALLS`] more calls chosen by `seed`. Sorted by offset.
+pub async fn verify_plan(
     storage: &StorageClient,
     src: &SasUrl,
     dst: &SasUrl,
     full: bool,
     must: &[(u64, u64)],
     seed: u64,
-    parallel: usize,
-    window: (u64, u64),
-) -> Result<VerifyReport, CopyError> {
+) -> Result<Vec<(u64, u64)>, CopyError> {
     let len = storage.properties(src).await?.content_length;
     let target_len = storage.properties(dst).await?.content_length;
     if len != target_len {
@@ -379,43 +375,48 @@ pub async fn verify(
             .collect(),
     );
     let all = chunks(&union, MAX_CHUNK);
-    let picked: Vec<(u64, u64)> = if full {
-        all
+    if full {
+        return Ok(all);
+    }
+    let differ = if a == b {
+        Vec::new()
     } else {
-        let differ: Vec<(u64, u64)> = if a == b {
-            Vec::new()
-        } else {
-            symmetric_difference(&a, &b)
-        };
-        let forced = merge(
-            differ
-                .into_iter()
-                .chain(must.iter().copied())
-                .chain([(len - PAGE, len)])
-                .collect(),
-        );
-        let rate = SAMPLE_CALLS.min(all.len());
-        let mut x = seed | 1;
-        let sampled = all.iter().copied().filter(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x % (all.len().max(1) as u64)) < rate as u64
-        });
-        merge_calls(
-            chunks(&forced, MAX_CHUNK)
-                .into_iter()
-                .chain(sampled)
-                .collect(),
-        )
+        symmetric_difference(&a, &b)
     };
-    let picked: Vec<(u64, u64)> = picked
-        .into_iter()
-        .filter(|(o, _)| *o >= window.0 && *o < window.1)
-        .collect();
+    let forced = merge(
+        differ
+            .into_iter()
+            .chain(must.iter().copied())
+            .chain([(len - PAGE, len)])
+            .collect(),
+    );
+    let rate = SAMPLE_CALLS.min(all.len());
+    let mut x = seed | 1;
+    let sampled = all.iter().copied().filter(|_| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x % (all.len().max(1) as u64)) < rate as u64
+    });
+    Ok(merge_calls(
+        chunks(&forced, MAX_CHUNK)
+            .into_iter()
+            .chain(sampled)
+            .collect(),
+    ))
+}
+
+/// Reads every call's range from both blobs and compares the bytes.
+pub async fn verify_calls(
+    storage: &StorageClient,
+    src: &SasUrl,
+    dst: &SasUrl,
+    calls: &[(u64, u64)],
+    parallel: usize,
+) -> Result<VerifyReport, CopyError> {
     let compared = AtomicU64::new(0);
     let bad = std::sync::Mutex::new(Vec::new());
-    futures::stream::iter(picked.into_iter().map(|(o, l)| {
+    futures::stream::iter(calls.iter().copied().map(|(o, l)| {
         let compared = &compared;
         let bad = &bad;
         async move {
@@ -441,17 +442,30 @@ pub async fn verify(
 
 /// Ranges covered by exactly one of two merged range lists.
 fn symmetric_difference(a: &[(u64, u64)], b: &[(u64, u64)]) -> Vec<(u64, u64)> {
-    let mut edges: Vec<u64> = a.iter().chain(b).flat_map(|(s, e)| [*s, *e]).collect();
-    edges.sort_unstable();
-    edges.dedup();
-    let inside = |r: &[(u64, u64)], x: u64| r.iter().any(|(s, e)| *s <= x && x < *e);
-    merge(
-        edges
-            .windows(2)
-            .filter(|w| inside(a, w[0]) != inside(b, w[0]))
-            .map(|w| (w[0], w[1]))
-            .collect(),
-    )
+    // Sweep over the edges of both lists: +1/-1 per list; emit where exactly one is inside.
+    let mut events: Vec<(u64, i32, i32)> = a
+        .iter()
+        .flat_map(|&(s, e)| [(s, 1, 0), (e, -1, 0)])
+        .chain(b.iter().flat_map(|&(s, e)| [(s, 0, 1), (e, 0, -1)]))
+        .collect();
+    events.sort_unstable();
+    let (mut ia, mut ib) = (0i32, 0i32);
+    let mut out = Vec::new();
+    let mut k = 0;
+    while k < events.len() {
+        let pos = events[k].0;
+        while k < events.len() && events[k].0 == pos {
+            ia += events[k].1;
+            ib += events[k].2;
+            k += 1;
+        }
+        if let Some(&(next, _, _)) = events.get(k) {
+            if (ia > 0) != (ib > 0) && next > pos {
+                out.push((pos, next));
+            }
+        }
+    }
+    merge(out)
 }
 
 /// Dedupes calls (sorted by offset, exact duplicates removed).
@@ -494,5 +508,20 @@ mod tests {
             }
             prop_assert_eq!(merge(c.iter().map(|(o, l)| (*o, o + l)).collect()), ranges);
         }
+    }
+}
+
+#[cfg(test)]
+mod symmetric_tests {
+    use super::*;
+
+    #[test]
+    fn symmetric_difference_is_exact() {
+        assert_eq!(
+            symmetric_difference(&[(0, 10), (20, 30)], &[(5, 10), (20, 40)]),
+            vec![(0, 5), (30, 40)]
+        );
+        assert_eq!(symmetric_difference(&[(0, 10)], &[(0, 10)]), vec![]);
+        assert_eq!(symmetric_difference(&[], &[(3, 4)]), vec![(3, 4)]);
     }
 }

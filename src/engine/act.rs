@@ -93,8 +93,9 @@ fn prepare_round(rec: &mut VmRecord, offline: bool) {
     }
 }
 
-/// Bytes of blob space verified per window (grants renewed between windows if expired).
-const VERIFY_WINDOW: u64 = 1 << 30;
+/// Verification calls (4 MiB each) per batch; an expired grant is renewed
+/// and only the current batch repeated.
+const VERIFY_BATCH: usize = 256;
 
 /// Renewals of an expired SAS within one copy round.
 const SAS_RENEWALS: u32 = 20;
@@ -493,30 +494,22 @@ async fn verify_copies(engine: &Engine, rec: &mut VmRecord) -> CloudResult<Value
                 }
                 None => Vec::new(),
             };
-            // Window by window, renewing both grants if they expire (a slow
+            // Batch by batch, renewing both grants if they expire (a slow
             // read-back must not fail verification).
             let (mut a, mut b) = (a, b);
-            let len = d.source_size_bytes + 512;
+            let calls = cloud
+                .verify_plan(&a, &b, mode == VerifyMode::Full, &must, seed_of(&d.source))
+                .await?;
             let mut total = crate::engine::VerifyFigures::default();
             let mut at = 0;
             let mut renewals = 0;
-            while at < len {
-                let window = (at, (at + VERIFY_WINDOW).min(len));
-                match cloud
-                    .verify_copy(
-                        &a,
-                        &b,
-                        mode == VerifyMode::Full,
-                        &must,
-                        seed_of(&d.source),
-                        window,
-                    )
-                    .await
-                {
+            while at < calls.len() {
+                let batch = &calls[at..(at + VERIFY_BATCH).min(calls.len())];
+                match cloud.verify_calls(&a, &b, batch).await {
                     Ok(f) => {
                         total.compared_bytes += f.compared_bytes;
                         total.mismatches.extend(f.mismatches);
-                        at = window.1;
+                        at += batch.len();
                     }
                     Err(e) if is_sas_expiry(&e) && renewals < SAS_RENEWALS => {
                         renewals += 1;

@@ -204,28 +204,30 @@ impl Cloud for ArmCloud {
         ))
     }
 
-    async fn verify_copy(
+    async fn verify_plan(
         &self,
         src: &SasUrl,
         dst: &SasUrl,
         full: bool,
         must: &[(u64, u64)],
         seed: u64,
-        window: (u64, u64),
+    ) -> CloudResult<Vec<(u64, u64)>> {
+        let storage = self.client.storage();
+        copy::verify_plan(&storage, src, dst, full, must, seed)
+            .await
+            .map_err(|e| to_cloud_error(e.into()))
+    }
+
+    async fn verify_calls(
+        &self,
+        src: &SasUrl,
+        dst: &SasUrl,
+        calls: &[(u64, u64)],
     ) -> CloudResult<VerifyFigures> {
         let storage = self.client.storage();
-        let r = copy::verify(
-            &storage,
-            src,
-            dst,
-            full,
-            must,
-            seed,
-            self.copy.parallel,
-            window,
-        )
-        .await
-        .map_err(|e| to_cloud_error(e.into()))?;
+        let r = copy::verify_calls(&storage, src, dst, calls, self.copy.parallel)
+            .await
+            .map_err(|e| to_cloud_error(e.into()))?;
         Ok(VerifyFigures {
             compared_bytes: r.compared_bytes,
             mismatches: r.mismatches,

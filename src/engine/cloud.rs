@@ -137,14 +137,20 @@ pub trait Cloud: Send + Sync {
     ) -> CloudResult<CopyFigures>;
     /// Ranges (written or cleared) that differ between two snapshots of one disk.
     async fn changed_ranges(&self, newer: &SasUrl, older: &SasUrl) -> CloudResult<Vec<(u64, u64)>>;
-    /// Compares `dst` with `src` (`crate::copy::verify`).
-    async fn verify_copy(
+    /// The ranges a verification compares (`crate::copy::verify_plan`).
+    async fn verify_plan(
         &self,
         src: &SasUrl,
         dst: &SasUrl,
         full: bool,
         must: &[(u64, u64)],
         seed: u64,
-        window: (u64, u64),
+    ) -> CloudResult<Vec<(u64, u64)>>;
+    /// Compares `dst` with `src` over `calls` (`crate::copy::verify_calls`).
+    async fn verify_calls(
+        &self,
+        src: &SasUrl,
+        dst: &SasUrl,
+        calls: &[(u64, u64)],
     ) -> CloudResult<VerifyFigures>;
 }

@@ -132,10 +132,62 @@ pub async fn bin(args: &[String], env: &[(&str, &str)]) -> Output {
         cmd.env(k, v);
     }
 
-    tokio::time::timeout(std::time::Duration::from_secs(120), cmd.output())
+    let out = tokio::time::timeout(std::time::Duration::from_secs(120), cmd.output())
         .await
         .expect("binary finished within 120 s")
-        .expect("binary runs")
+        .expect("binary runs");
+    // Secrets audit of every scenario: no run may print a SAS signature or
+    // a token, whatever it is testing.
+    let hits = secret_hits("stdout", &out.stdout)
+        .into_iter()
+        .chain(secret_hits("stderr", &out.stderr))
+        .collect::<Vec<_>>();
+    assert!(
+        hits.is_empty(),
+        "secrets printed by `ade2eah {}`: {hits:#?}",
+        args.join(" ")
+    );
+    out
+}
+
+/// Every journal directory is audited when its rig goes away.
+impl Drop for Rig {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        let hits: Vec<String> = walk(self.state.path())
+            .into_iter()
+            .filter_map(|p| std::fs::read(&p).ok().map(|b| (p, b)))
+            .flat_map(|(p, b)| secret_hits(&p.display().to_string(), &b))
+            .collect();
+        assert!(
+            hits.is_empty(),
+            "secrets persisted in the journal directory: {hits:#?}"
+        );
+    }
+}
+
+/// SAS signatures and bearer tokens in `bytes` (redacted `sig=REDACTED` is fine).
+pub fn secret_hits(name: &str, bytes: &[u8]) -> Vec<String> {
+    let s = String::from_utf8_lossy(bytes);
+    let mut hits = Vec::new();
+    for needle in [
+        "sig=",
+        "Bearer ",
+        "bearer ",
+        "eyJ",
+        "ade2eah-emulator-token",
+    ] {
+        for (i, _) in s.match_indices(needle) {
+            let tail: String = s[i + needle.len()..].chars().take(12).collect();
+            if needle == "sig=" && (tail.starts_with("REDACTED") || tail.is_empty()) {
+                continue;
+            }
+            hits.push(format!("{name}: {needle}{tail}"));
+        }
+    }
+    hits
 }
 
 /// stdout + stderr as text, for assertion messages.
@@ -223,25 +275,13 @@ pub fn assert_migrated(emu: &Emulator, vm: &ResourceId, before: &[(ResourceId, S
 /// Scans files and text for SAS signatures and bearer tokens.
 pub fn assert_no_secrets(dir: &Path, outputs: &[&Output]) {
     let mut hits = Vec::new();
-    let mut check = |name: String, bytes: &[u8]| {
-        let s = String::from_utf8_lossy(bytes);
-        for needle in ["sig=", "Bearer ", "bearer ", "eyJ"] {
-            for (i, _) in s.match_indices(needle) {
-                let tail: String = s[i + needle.len()..].chars().take(12).collect();
-                if needle == "sig=" && (tail.starts_with("REDACTED") || tail.is_empty()) {
-                    continue;
-                }
-                hits.push(format!("{name}: {needle}{tail}"));
-            }
-        }
-    };
     for out in outputs {
-        check("stdout".into(), &out.stdout);
-        check("stderr".into(), &out.stderr);
+        hits.extend(secret_hits("stdout", &out.stdout));
+        hits.extend(secret_hits("stderr", &out.stderr));
     }
     for path in walk(dir) {
         if let Ok(bytes) = std::fs::read(&path) {
-            check(path.display().to_string(), &bytes);
+            hits.extend(secret_hits(&path.display().to_string(), &bytes));
         }
     }
     assert!(hits.is_empty(), "secrets found: {hits:#?}");
