@@ -120,3 +120,40 @@ fn secret_types_never_print_their_secret() {
         assert!(!shown.contains("payload.signature"), "{shown}");
     }
 }
+
+/// Plan-file-like text: real section and key names mixed with noise.
+fn plan_like() -> impl Strategy<Value = String> {
+    let piece = prop_oneof![
+        Just("[selector]\n".to_string()),
+        Just("[[wave]]\n".to_string()),
+        Just("[budget]\n".to_string()),
+        Just("[options]\n".to_string()),
+        Just("subscription = \"00000000-0000-0000-0000-00000000a0de\"\n".to_string()),
+        Just("resource_groups = [\"rg-a\", \"rg-b\"]\n".to_string()),
+        Just("max_parallel = 4\n".to_string()),
+        Just("max_parallel = \"four\"\n".to_string()),
+        Just("failures = \"10%\"\n".to_string()),
+        Just("vms = [\"/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/v\"]\n".to_string()),
+        Just("vms = [\"not-an-id\"]\n".to_string()),
+        Just("soak = \"10m\"\n".to_string()),
+        Just("unknown_key = 1\n".to_string()),
+        "\\PC{0,20}\n",
+    ];
+    prop::collection::vec(piece, 0..12).prop_map(|v| v.concat())
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// The plan-file parser never panics, and every error points at a line
+    /// and column inside the text.
+    #[test]
+    fn plan_file_parser_never_panics_and_points_inside_the_text(text in prop_oneof![plan_like(), "\\PC{0,200}"]) {
+        if let Err(e) = ade2eah::plan::file::parse("p.toml", &text) {
+            prop_assert_eq!(e.file.as_str(), "p.toml");
+            prop_assert!(e.line >= 1 && e.column >= 1);
+            prop_assert!(e.line <= text.matches('\n').count() + 1, "line {} past the end", e.line);
+            prop_assert!(!e.message.is_empty());
+        }
+    }
+}
