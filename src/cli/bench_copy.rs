@@ -13,14 +13,14 @@ use std::sync::Arc;
 use clap::Args;
 use serde_json::{Value, json};
 
-use super::commands::{connect, ctrl_c_channel, poll_interval};
+use super::commands::{connect, ctrl_c_channel, emulator_run_meta, poll_interval};
 use super::{CliError, Exit};
 use crate::cli::args::{AuthArg, CloudArg, ConnArgs};
 use crate::emulator::{self, AdeSpec, Emulator, EmulatorConfig, VmSpec};
 use crate::engine::arm::ArmCloud;
 use crate::engine::discover::discover;
 use crate::engine::{Engine, EngineOptions, NoProgress};
-use crate::journal::{Journal, RunMeta, SCHEMA_VERSION, now_rfc3339};
+use crate::journal::Journal;
 use crate::step::{CopyPolicy, Outcome, VmRecord};
 
 const GIB: u64 = 1 << 30;
@@ -115,19 +115,7 @@ async fn migrate(
     for r in &mut records {
         r.copy_policy = policy;
     }
-    let meta = RunMeta {
-        schema_version: SCHEMA_VERSION,
-        run_id: uuid::Uuid::now_v7().to_string(),
-        created_at: now_rfc3339(),
-        tool_version: env!("CARGO_PKG_VERSION").into(),
-        arm_endpoint: emu.base_url(),
-        cloud: "public".into(),
-        subscription: emu.subscription().to_string(),
-        auth: "none".into(),
-        poll_interval_secs: poll.as_secs_f64(),
-        max_parallel: 1,
-        vms: vec![vm.clone()],
-    };
+    let meta = emulator_run_meta(&emu, poll, 1, vec![vm.clone()]);
     journal.init_run(&meta, &records)?;
     let engine = Engine::new(
         Arc::new(cloud),

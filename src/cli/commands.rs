@@ -435,19 +435,7 @@ async fn demo(a: DemoArgs) -> Result<Exit, CliError> {
     let discovered = discover(&cloud, &vms)
         .await
         .map_err(|e| CliError::Failed(e.to_string()))?;
-    let meta = RunMeta {
-        schema_version: SCHEMA_VERSION,
-        run_id: uuid::Uuid::now_v7().to_string(),
-        created_at: now_rfc3339(),
-        tool_version: env!("CARGO_PKG_VERSION").into(),
-        arm_endpoint: emu.base_url(),
-        cloud: "public".into(),
-        subscription: emu.subscription().to_string(),
-        auth: "none".into(),
-        poll_interval_secs: poll.as_secs_f64(),
-        max_parallel: 8,
-        vms: vms.clone(),
-    };
+    let meta = emulator_run_meta(&emu, poll, 8, vms.clone());
     let records: Vec<VmRecord> = discovered.into_iter().map(|(r, _)| r).collect();
     journal.init_run(&meta, &records)?;
     let bars: Arc<dyn Progress> = Arc::new(Bars::new());
@@ -507,5 +495,27 @@ pub fn copy_policy(a: &super::args::CopyArgs) -> crate::step::CopyPolicy {
             VerifyArg::None => crate::step::VerifyMode::None,
         },
         ..Default::default()
+    }
+}
+
+/// The run metadata of a run against an in-process emulator (`demo`, `bench`).
+pub(super) fn emulator_run_meta(
+    emu: &crate::emulator::Emulator,
+    poll: Duration,
+    max_parallel: usize,
+    vms: Vec<ResourceId>,
+) -> RunMeta {
+    RunMeta {
+        schema_version: SCHEMA_VERSION,
+        run_id: uuid::Uuid::now_v7().to_string(),
+        created_at: now_rfc3339(),
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        arm_endpoint: emu.base_url(),
+        cloud: "public".into(),
+        subscription: emu.subscription().to_string(),
+        auth: "none".into(),
+        poll_interval_secs: poll.as_secs_f64(),
+        max_parallel,
+        vms,
     }
 }

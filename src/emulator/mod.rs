@@ -255,52 +255,39 @@ impl Emulator {
 
     /// Digest of the blob of a disk or snapshot (equal iff bytes are equal).
     pub fn disk_digest(&self, id: &ResourceId) -> Option<String> {
-        let blob = {
-            let now = self.inner.clock.now();
-            let mut w = self.inner.world.lock().unwrap_or_else(|p| p.into_inner());
-            w.advance(now);
-            w.blob_of(id.as_str())
-        }?;
+        let blob = self.world_now(|w| w.blob_of(id.as_str()))?;
         self.inner.blobs.digest(&blob)
     }
 
     /// Simulated seconds the VM `id` (by name, across its re-creation) has not
     /// been running since it was added: its downtime so far.
     pub fn vm_offline_secs(&self, id: &ResourceId) -> Option<f64> {
-        let now = self.inner.clock.now();
-        let mut w = self.inner.world.lock().unwrap_or_else(|p| p.into_inner());
-        w.advance(now);
-        w.offline_secs(id.as_str())
+        self.world_now(|w| w.offline_secs(id.as_str()))
     }
 
     /// Changes the guest write rate of a VM (simulated bytes per second; 0 stops it).
     pub fn set_churn(&self, id: &ResourceId, bytes_per_sec: f64) {
+        self.world_now(|w| w.set_churn(id.as_str(), bytes_per_sec))
+    }
+
+    /// Runs `f` on the world brought up to the current simulated time.
+    fn world_now<T>(&self, f: impl FnOnce(&mut world::World) -> T) -> T {
         let now = self.inner.clock.now();
         let mut w = self.inner.world.lock().unwrap_or_else(|p| p.into_inner());
         w.advance(now);
-        w.set_churn(id.as_str(), bytes_per_sec);
+        f(&mut w)
     }
 
     /// Bytes in allocated ranges of a disk's or snapshot's blob.
     pub fn disk_allocated_bytes(&self, id: &ResourceId) -> Option<u64> {
-        let blob = {
-            let now = self.inner.clock.now();
-            let mut w = self.inner.world.lock().unwrap_or_else(|p| p.into_inner());
-            w.advance(now);
-            w.blob_of(id.as_str())
-        }?;
+        let blob = self.world_now(|w| w.blob_of(id.as_str()))?;
         self.inner.blobs.allocated_bytes(&blob)
     }
 
     /// Flips the bytes of `[offset, offset + len)` of a disk's or snapshot's
     /// blob (a corrupted copy, for verification tests). False if unknown.
     pub fn corrupt_disk(&self, id: &ResourceId, offset: u64, len: u64) -> bool {
-        let blob = {
-            let now = self.inner.clock.now();
-            let mut w = self.inner.world.lock().unwrap_or_else(|p| p.into_inner());
-            w.advance(now);
-            w.blob_of(id.as_str())
-        };
+        let blob = self.world_now(|w| w.blob_of(id.as_str()));
         match blob {
             Some(b) => {
                 self.inner.blobs.corrupt(&b, offset, len);
