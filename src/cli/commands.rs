@@ -305,18 +305,7 @@ async fn resume(a: ResumeArgs) -> Result<Exit, CliError> {
         poll,
     )
     .await?;
-    let mut records = journal.records()?;
-    for rec in &mut records {
-        if let Outcome::Parked { reason, .. } = &rec.outcome {
-            let detail = serde_json::json!({"previous_reason": reason});
-            let reason = reason.clone();
-            crate::step::decide::on_unpark(rec, &reason);
-            rec.outcome = Outcome::InProgress;
-            rec.attempts = 0;
-            rec.note(now_rfc3339(), "unpark", detail.to_string());
-            journal.write(rec, "unpark", detail)?;
-        }
-    }
+    let records = unpark_all(&journal)?;
     let max_parallel = a.max_parallel.unwrap_or(meta.max_parallel).max(1);
     execute(
         cloud,
@@ -518,4 +507,23 @@ pub(super) fn emulator_run_meta(
         max_parallel,
         vms,
     }
+}
+
+/// The journal's records with every parked VM put back in progress (its
+/// attempts reset, `on_unpark` applied, the unpark journaled): what both
+/// `resume` paths start from.
+pub(super) fn unpark_all(journal: &Journal) -> Result<Vec<VmRecord>, CliError> {
+    let mut records = journal.records()?;
+    for rec in &mut records {
+        if let Outcome::Parked { reason, .. } = &rec.outcome {
+            let detail = serde_json::json!({"previous_reason": reason});
+            let reason = reason.clone();
+            crate::step::decide::on_unpark(rec, &reason);
+            rec.outcome = Outcome::InProgress;
+            rec.attempts = 0;
+            rec.note(now_rfc3339(), "unpark", detail.to_string());
+            journal.write(rec, "unpark", detail)?;
+        }
+    }
+    Ok(records)
 }

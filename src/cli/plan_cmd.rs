@@ -421,16 +421,7 @@ pub async fn resume_plan(a: ResumeArgs) -> Result<Exit, CliError> {
         poll,
     )
     .await?;
-    let mut records = journal.records()?;
-    for rec in &mut records {
-        if let Outcome::Parked { reason, .. } = &rec.outcome {
-            let detail = serde_json::json!({"previous_reason": reason});
-            rec.outcome = Outcome::InProgress;
-            rec.attempts = 0;
-            rec.note(now_rfc3339(), "unpark", detail.to_string());
-            journal.write(rec, "unpark", detail)?;
-        }
-    }
+    let records = super::commands::unpark_all(&journal)?;
     let mut plan = plan;
     if let Some(m) = a.max_parallel {
         plan.max_parallel = m.max(1);
