@@ -179,6 +179,15 @@ pub enum ErrorClass {
         /// Server-requested delay.
         retry_after: Option<Duration>,
     },
+    /// The platform holds the resource for a stated time
+    /// (`NicReservedForAnotherVm`: 180 s after a VM delete). Retry at a
+    /// steady pace without spending step attempts until the hold has
+    /// clearly passed: exponential backoff would overshoot the end of the
+    /// hold by up to the hold itself, which is pure downtime.
+    Held {
+        /// How long Azure says it holds the resource.
+        hold: Duration,
+    },
     /// Retrying will not help; `remedy` tells the operator what to do.
     Terminal {
         /// What to do about it.
@@ -191,6 +200,22 @@ impl ErrorClass {
     pub fn is_retryable(&self) -> bool {
         !matches!(self, ErrorClass::Terminal { .. })
     }
+}
+
+/// The NIC hold after a VM delete when the message does not state it (facts §5.1).
+pub const NIC_HOLD: Duration = Duration::from_secs(180);
+
+/// The hold a message states: "... reserved ... for 180 seconds ...".
+fn stated_hold(lower: &str) -> Option<Duration> {
+    lower.match_indices(" for ").find_map(|(at, _)| {
+        let rest = &lower[at + 5..];
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        let secs: u64 = digits.parse().ok()?;
+        rest[digits.len()..]
+            .trim_start()
+            .starts_with("second")
+            .then(|| Duration::from_secs(secs.min(3600)))
+    })
 }
 
 /// Error codes whose meaning is documented (facts §7.3, peers §4).
@@ -375,8 +400,10 @@ fn by_code(
         | KnownCode::AnotherOperationInProgress
         | KnownCode::Conflict
         | KnownCode::RetryableDueToAnotherOperation => transient,
-        KnownCode::NicReserved
-        | KnownCode::Allocation
+        KnownCode::NicReserved => ErrorClass::Held {
+            hold: stated_hold(&lower).unwrap_or(NIC_HOLD),
+        },
+        KnownCode::Allocation
         | KnownCode::SkuNotAvailable
         | KnownCode::ServerSide
         | KnownCode::ExtensionTimeout => transient,
@@ -435,11 +462,32 @@ mod tests {
     }
 
     #[test]
+    fn the_nic_reservation_is_a_hold_of_the_stated_time() {
+        let msg = "Nic(s) in request is reserved for another Virtual Machine for 180 seconds. Please provide another nic(s) or retry after 180 seconds. Reserved VM: /subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/virtualMachines/v";
+        assert_eq!(
+            classify(&http(400, "NicReservedForAnotherVm", msg)),
+            ErrorClass::Held {
+                hold: Duration::from_secs(180)
+            }
+        );
+        let short = msg.replace("for 180 seconds", "for 90 seconds");
+        assert_eq!(
+            classify(&http(400, "NicReservedForAnotherVm", &short)),
+            ErrorClass::Held {
+                hold: Duration::from_secs(90)
+            }
+        );
+        assert_eq!(
+            classify(&http(400, "NicReservedForAnotherVm", "reserved")),
+            ErrorClass::Held { hold: NIC_HOLD }
+        );
+    }
+
+    #[test]
     fn documented_transients_are_retried() {
         for (s, c) in [
             (409, "OperationNotAllowed"),
             (409, "AnotherOperationInProgress"),
-            (400, "NicReservedForAnotherVm"),
             (409, "SkuNotAvailable"),
             (500, "InternalServerError"),
             (503, "ServiceUnavailable"),

@@ -142,6 +142,9 @@ pub struct RunArgs {
     /// Copy rounds and verification.
     #[command(flatten)]
     pub copy: CopyArgs,
+    /// Transfer mode and parallelism.
+    #[command(flatten)]
+    pub transfer: TransferArgs,
     /// Output of the final summary.
     #[arg(long, value_enum, default_value = "table")]
     pub output: OutputArg,
@@ -161,6 +164,37 @@ pub struct CopyArgs {
     /// footer check Azure does when the target is sealed.
     #[arg(long, value_enum, default_value = "sample")]
     pub verify: VerifyArg,
+}
+
+/// How bytes move and how many calls run at once (`run`, `resume`, `demo`).
+/// Not journaled: a resume may choose differently (for example relay after a
+/// network change).
+#[derive(Debug, Clone, Args)]
+pub struct TransferArgs {
+    /// `server-side`: storage copies with Put Page From URL (default);
+    /// `relay`: this tool reads each range from the source SAS and writes
+    /// it with Put Page, for targets that cannot reach the source (private
+    /// access, firewalls).
+    #[arg(long, value_enum, default_value = "server-side")]
+    pub transfer: TransferArg,
+    /// Copy or verification calls in flight per disk.
+    #[arg(long, default_value_t = crate::copy::DEFAULT_PARALLEL,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=256))]
+    pub copy_parallel: usize,
+    /// Storage data calls in flight across all disks and VMs (at least 2:
+    /// a verification call reads source and target at once).
+    #[arg(long, default_value_t = crate::copy::DEFAULT_GLOBAL_PARALLEL,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(2..=4096))]
+    pub copy_parallel_total: usize,
+}
+
+/// `--transfer` values.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum TransferArg {
+    /// Put Page From URL (storage to storage).
+    ServerSide,
+    /// Read through this tool, write with Put Page.
+    Relay,
 }
 
 /// `--verify` values.
@@ -190,6 +224,9 @@ pub struct ResumeArgs {
     /// another run; only when that run is known to be dead.
     #[arg(long)]
     pub break_lease: bool,
+    /// Transfer mode and parallelism.
+    #[command(flatten)]
+    pub transfer: TransferArgs,
     /// Output of the final summary.
     #[arg(long, value_enum, default_value = "table")]
     pub output: OutputArg,
@@ -247,6 +284,9 @@ pub struct DemoArgs {
     /// Keep the journal here instead of a temporary directory.
     #[arg(long)]
     pub state: Option<PathBuf>,
+    /// Transfer mode and parallelism.
+    #[command(flatten)]
+    pub transfer: TransferArgs,
 }
 
 fn parse_id(s: &str) -> Result<ResourceId, String> {

@@ -168,7 +168,9 @@ async fn run(a: RunArgs) -> Result<Exit, CliError> {
             vms.push(vm.clone());
         }
     }
-    let cloud = connect(&a.conn, None, poll).await?;
+    let cloud = connect(&a.conn, None, poll)
+        .await?
+        .with_copy(copy_options(&a.transfer));
     let journal = Arc::new(Journal::open(&a.state)?);
     if let Some(existing) = journal.meta()? {
         return Err(crate::journal::JournalError::RunExists {
@@ -304,7 +306,8 @@ async fn resume(a: ResumeArgs) -> Result<Exit, CliError> {
             .then_some(meta.arm_endpoint.as_str()),
         poll,
     )
-    .await?;
+    .await?
+    .with_copy(copy_options(&a.transfer));
     let records = unpark_all(&journal)?;
     let max_parallel = a.max_parallel.unwrap_or(meta.max_parallel).max(1);
     execute(
@@ -418,7 +421,9 @@ async fn demo(a: DemoArgs) -> Result<Exit, CliError> {
         poll_interval: Some(0.2),
     };
     let poll = poll_interval(conn.poll_interval, 0.2)?;
-    let cloud = connect(&conn, None, poll).await?;
+    let cloud = connect(&conn, None, poll)
+        .await?
+        .with_copy(copy_options(&a.transfer));
     let client = cloud.client().clone();
     let journal = Arc::new(Journal::open(state)?);
     let discovered = discover(&cloud, &vms)
@@ -485,6 +490,17 @@ pub fn copy_policy(a: &super::args::CopyArgs) -> crate::step::CopyPolicy {
         },
         ..Default::default()
     }
+}
+
+/// The copy engine's options from `--transfer`, `--copy-parallel` and
+/// `--copy-parallel-total`.
+pub fn copy_options(a: &super::args::TransferArgs) -> crate::copy::CopyOptions {
+    use super::args::TransferArg;
+    let mode = match a.transfer {
+        TransferArg::ServerSide => crate::copy::TransferMode::ServerSide,
+        TransferArg::Relay => crate::copy::TransferMode::Relay,
+    };
+    crate::copy::CopyOptions::new(mode, a.copy_parallel, a.copy_parallel_total)
 }
 
 /// The run metadata of a run against an in-process emulator (`demo`, `bench`).

@@ -218,7 +218,9 @@ pub async fn run_plan(a: RunArgs) -> Result<Exit, CliError> {
             file.subscription
         )));
     }
-    let cloud = connect(&a.conn, None, poll).await?;
+    let cloud = connect(&a.conn, None, poll)
+        .await?
+        .with_copy(super::commands::copy_options(&a.transfer));
     let journal = Arc::new(Journal::open(&a.state)?);
     if let Some(existing) = journal.meta()? {
         return Err(crate::journal::JournalError::RunExists {
@@ -420,7 +422,8 @@ pub async fn resume_plan(a: ResumeArgs) -> Result<Exit, CliError> {
             .then_some(meta.arm_endpoint.as_str()),
         poll,
     )
-    .await?;
+    .await?
+    .with_copy(super::commands::copy_options(&a.transfer));
     let records = super::commands::unpark_all(&journal)?;
     let mut plan = plan;
     if let Some(m) = a.max_parallel {

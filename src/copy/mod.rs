@@ -13,9 +13,11 @@
 //!   written last, after every other range succeeded;
 //! - SAS grants are the caller's: this module never grants or revokes.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::{StreamExt, TryStreamExt};
+use tokio::sync::Semaphore;
 
 use crate::azure::storage::merge;
 use crate::azure::{AzureError, StorageClient};
@@ -38,6 +40,11 @@ pub enum TransferMode {
 }
 
 /// Copy tuning.
+///
+/// Contract: at most `parallel` data calls (copy writes or verification
+/// reads) are in flight per disk, and, when `global` is set, at most its
+/// permit count across every disk and VM of the process that shares these
+/// options (clones share the same semaphore).
 #[derive(Debug, Clone)]
 pub struct CopyOptions {
     /// Bytes per call (a multiple of 512, at most 4 MiB).
@@ -46,14 +53,44 @@ pub struct CopyOptions {
     pub parallel: usize,
     /// Server-side or relay.
     pub mode: TransferMode,
+    /// Calls in flight in the whole process (all disks, all VMs).
+    pub global: Option<Arc<Semaphore>>,
 }
+
+/// Default calls in flight per disk.
+pub const DEFAULT_PARALLEL: usize = 16;
+/// Default calls in flight across the process.
+pub const DEFAULT_GLOBAL_PARALLEL: usize = 64;
 
 impl Default for CopyOptions {
     fn default() -> Self {
+        CopyOptions::new(
+            TransferMode::ServerSide,
+            DEFAULT_PARALLEL,
+            DEFAULT_GLOBAL_PARALLEL,
+        )
+    }
+}
+
+impl CopyOptions {
+    /// Options with `per_disk` calls per disk and `total` (at least 2: a
+    /// verification call holds two reads) across the process.
+    pub fn new(mode: TransferMode, per_disk: usize, total: usize) -> Self {
         CopyOptions {
             chunk_bytes: MAX_CHUNK,
-            parallel: 16,
-            mode: TransferMode::ServerSide,
+            parallel: per_disk.max(1),
+            mode,
+            global: Some(Arc::new(Semaphore::new(total.max(2)))),
+        }
+    }
+
+    /// Waits for `n` process-wide slots, one per HTTP data call the caller
+    /// will have in flight (none when there is no global cap).
+    async fn slots(&self, n: u32) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        match &self.global {
+            // The semaphore is never closed.
+            Some(s) => s.acquire_many(n).await.ok(),
+            None => None,
         }
     }
 }
@@ -223,7 +260,9 @@ pub async fn copy_round(
         let count = &count;
         let marks = &marks;
         async move {
+            let slot = opts.slots(1).await;
             put_with_pacing(storage, src, dst, offset, len, opts.mode).await?;
+            drop(slot);
             written.fetch_add(len, Ordering::Relaxed);
             count.fetch_add(1, Ordering::Relaxed);
             progress(len);
@@ -242,6 +281,7 @@ pub async fn copy_round(
     }
     drop(stream);
     if let Some(c) = last {
+        let _slot = opts.slots(1).await;
         put_with_pacing(storage, src, dst, c.0, c.1, opts.mode).await?;
         written.fetch_add(c.1, Ordering::Relaxed);
         count.fetch_add(1, Ordering::Relaxed);
@@ -412,7 +452,7 @@ pub async fn verify_calls(
     src: &SasUrl,
     dst: &SasUrl,
     calls: &[(u64, u64)],
-    parallel: usize,
+    opts: &CopyOptions,
 ) -> Result<VerifyReport, CopyError> {
     let compared = AtomicU64::new(0);
     let bad = std::sync::Mutex::new(Vec::new());
@@ -420,8 +460,11 @@ pub async fn verify_calls(
         let compared = &compared;
         let bad = &bad;
         async move {
+            // Both reads are in flight at once.
+            let slot = opts.slots(2).await;
             let (x, y) =
                 futures::try_join!(storage.read_range(src, o, l), storage.read_range(dst, o, l))?;
+            drop(slot);
             compared.fetch_add(l, Ordering::Relaxed);
             if x != y {
                 bad.lock()
@@ -431,7 +474,7 @@ pub async fn verify_calls(
             Ok::<_, AzureError>(())
         }
     }))
-    .buffer_unordered(parallel.max(1))
+    .buffer_unordered(opts.parallel.max(1))
     .try_collect::<Vec<()>>()
     .await?;
     Ok(VerifyReport {

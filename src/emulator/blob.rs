@@ -119,6 +119,10 @@ pub struct StorageStats {
     pub page_list_calls: u64,
     /// 503 ServerBusy answers injected.
     pub server_busy: u64,
+    /// Data calls (Put Page, Put Page From URL, ranged GET) being served now.
+    pub data_in_flight: u64,
+    /// The most data calls ever served at once (for parallelism caps).
+    pub data_in_flight_max: u64,
 }
 
 // ---------------------------------------------------------------------------

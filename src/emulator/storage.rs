@@ -414,9 +414,32 @@ pub async fn handle(store: Arc<BlobStore>, req: Request) -> Response {
         }
         ctx.version = v.to_string();
     }
+    let data_call = parts.method == Method::PUT
+        || (parts.method == Method::GET && !parts.uri.query().unwrap_or("").contains("comp="));
+    let _gauge = data_call.then(|| InFlight::enter(&store));
     match route(&ctx, &parts, body).await {
         Ok(r) => r,
         Err(e) => ctx.error(e),
+    }
+}
+
+/// Counts a data call in flight for as long as it lives.
+struct InFlight(Arc<BlobStore>);
+
+impl InFlight {
+    fn enter(store: &Arc<BlobStore>) -> InFlight {
+        store.count(|s| {
+            s.data_in_flight += 1;
+            s.data_in_flight_max = s.data_in_flight_max.max(s.data_in_flight);
+        });
+        InFlight(store.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0
+            .count(|s| s.data_in_flight = s.data_in_flight.saturating_sub(1));
     }
 }
 

@@ -28,6 +28,17 @@ impl ArmCloud {
         }
     }
 
+    /// The same cloud copying with `copy` (transfer mode and parallelism).
+    pub fn with_copy(mut self, copy: CopyOptions) -> Self {
+        self.copy = copy;
+        self
+    }
+
+    /// The copy options in force.
+    pub fn copy_options(&self) -> &CopyOptions {
+        &self.copy
+    }
+
     /// The underlying client (for statistics).
     pub fn client(&self) -> &ArmClient {
         &self.client
@@ -47,6 +58,12 @@ pub fn to_cloud_error(e: AzureError) -> CloudError {
                 retry_after,
             }
         }
+        ErrorClass::Held { hold } => CloudError {
+            retry: Retry::Held(hold),
+            code,
+            message,
+            retry_after: None,
+        },
         ErrorClass::Terminal { remedy } => CloudError {
             retry: Retry::Terminal,
             code,
@@ -225,7 +242,7 @@ impl Cloud for ArmCloud {
         calls: &[(u64, u64)],
     ) -> CloudResult<VerifyFigures> {
         let storage = self.client.storage();
-        let r = copy::verify_calls(&storage, src, dst, calls, self.copy.parallel)
+        let r = copy::verify_calls(&storage, src, dst, calls, &self.copy)
             .await
             .map_err(|e| to_cloud_error(e.into()))?;
         Ok(VerifyFigures {

@@ -18,6 +18,9 @@ use crate::model::{ResourceId, SasUrl};
 pub enum Retry {
     /// Try again later (conflicts, throttling, 5xx, timeouts, capacity).
     Transient,
+    /// Azure holds a resource for a stated time (the NIC reservation after
+    /// a VM delete): retry at a steady pace until the hold has passed.
+    Held(Duration),
     /// Will not succeed by retrying; the message tells the operator what to do.
     Terminal,
 }
@@ -39,7 +42,7 @@ pub struct CloudError {
 impl CloudError {
     /// True when retrying may help.
     pub fn is_transient(&self) -> bool {
-        self.retry == Retry::Transient
+        matches!(self.retry, Retry::Transient | Retry::Held(_))
     }
 }
 

@@ -34,6 +34,7 @@ use tokio::sync::{Semaphore, watch};
 pub use cloud::{Access, Cloud, CloudError, CloudResult, CopyFigures, Retry, VerifyFigures};
 
 use crate::journal::{Journal, JournalError, now_rfc3339};
+use crate::model::ResourceId;
 use crate::step::{
     Action, Decision, DiskView, Observation, Outcome, Step, VmRecord, VmView, decide, needs,
 };
@@ -103,6 +104,10 @@ pub struct Engine {
     progress: Arc<dyn Progress>,
     cancel: watch::Receiver<bool>,
     lease: lease::LeaseKeeper,
+    /// Per VM: when Azure first answered "held" (NIC reservation) for the
+    /// current step, and how many held answers since.
+    holds:
+        Arc<std::sync::Mutex<std::collections::HashMap<ResourceId, (tokio::time::Instant, u32)>>>,
 }
 
 impl Engine {
@@ -124,6 +129,7 @@ impl Engine {
             opts,
             progress,
             cancel,
+            holds: Arc::default(),
         }
     }
 
@@ -297,6 +303,16 @@ impl Engine {
         during: &str,
         e: CloudError,
     ) -> Result<bool, JournalError> {
+        if let Retry::Held(hold) = e.retry
+            && let Some(delay) = self.held_delay(&rec.id, hold)
+        {
+            // A hold Azure states (the NIC reservation) is waited out at a
+            // steady pace and spends no step attempt until it has clearly
+            // passed (three times its stated length).
+            self.record(rec, "error", json!({"during": during, "transient": true, "held": true, "code": e.code, "message": e.message, "attempt": rec.attempts}))?;
+            self.sleep(delay).await;
+            return Ok(false);
+        }
         rec.attempts += 1;
         self.record(rec, "error", json!({"during": during, "transient": e.is_transient(), "code": e.code, "message": e.message, "attempt": rec.attempts}))?;
         if !e.is_transient() {
@@ -324,6 +340,28 @@ impl Engine {
         let delay = e.retry_after.unwrap_or(backoff);
         self.sleep(delay).await;
         Ok(false)
+    }
+
+    /// The wait before retrying a call Azure refused because it holds a
+    /// resource for `hold`, or `None` once the hold has outlasted three
+    /// times its stated length (then ordinary attempts count again).
+    ///
+    /// The pace is in poll intervals, not in `hold`: the poll interval is
+    /// the one duration valid on both real Azure and a time-scaled emulator.
+    /// 2 polls for the first four retries, then 4, then 8: with the 15 s
+    /// default poll a 180 s hold costs 5 refused calls and ends at most one
+    /// minute late; exponential backoff could end it up to 180 s late.
+    fn held_delay(&self, vm: &ResourceId, hold: Duration) -> Option<Duration> {
+        let mut holds = self.holds.lock().unwrap_or_else(|p| p.into_inner());
+        let now = tokio::time::Instant::now();
+        let (since, n) = holds.entry(vm.clone()).or_insert((now, 0));
+        if now.duration_since(*since) > hold.saturating_mul(3) {
+            holds.remove(vm);
+            return None;
+        }
+        let factor = 2u32 << (*n / 4).min(2);
+        *n += 1;
+        Some(self.opts.poll_interval.saturating_mul(factor))
     }
 
     fn park(

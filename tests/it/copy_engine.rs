@@ -148,6 +148,7 @@ async fn a_corrupted_target_is_caught_before_the_source_vm_is_deleted() {
     let rig = Rig::new().await;
     let mut spec = windows("corrupt", 0);
     spec.os_disk.size_gib = 1;
+    spec.os_disk.allocated_fraction = 0.25;
     let vm = rig.emu.add_vm(spec);
     let before = source_digests(&rig.emu, &vm);
     let vm_id_before = serde_json::to_value(rig.emu.state()).unwrap();
@@ -246,4 +247,85 @@ async fn precopy_rounds_zero_is_the_baseline_full_offline_copy() {
     let rounds = &rounds_of(&rig.status().await)[0];
     assert_eq!(rounds.len(), 1, "{rounds:#?}");
     assert_eq!(rounds[0]["offline"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_mode_moves_every_byte_through_the_tool_exactly() {
+    // Churn while it runs: delta rounds (written and trimmed ranges) go
+    // through the relay too.
+    let rig = Rig::with_config(EmulatorConfig {
+        time_scale: 200.0,
+        ..Default::default()
+    })
+    .await;
+    let mut spec = windows("relay", 1);
+    spec.os_disk.size_gib = 1;
+    spec.os_disk.allocated_fraction = 0.3;
+    spec.data_disks[0].size_gib = 1;
+    spec.churn_bytes_per_sec = 256.0 * 1024.0;
+    let vm = rig.emu.add_vm(spec);
+    let before = source_digests(&rig.emu, &vm);
+    let out = run_with(&rig, &[vm.clone()], &["--transfer", "relay"], &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    for (orig, new) in final_pairs(&rig.emu, &vm, &before) {
+        let o = rig.emu.disk_digest(&orig).unwrap();
+        assert_eq!(
+            rig.emu.disk_digest(&new).as_deref(),
+            Some(o.as_str()),
+            "{new} equals {orig} as it was at deallocation"
+        );
+    }
+    let stats = rig.emu.blobs().stats();
+    assert_eq!(
+        stats.put_page_from_url, 0,
+        "relay never asks storage to read the source: {stats:?}"
+    );
+    assert!(
+        stats.put_page > 100,
+        "the bytes came as Put Page: {stats:?}"
+    );
+    assert!(rig.emu.active_sas().is_empty());
+    assert_no_secrets(rig.state_dir(), &[&out]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_global_copy_cap_bounds_data_calls_across_vms() {
+    let rig = Rig::new().await;
+    let vms: Vec<ResourceId> = (0..3)
+        .map(|i| {
+            let mut spec = windows(&format!("capped-{i}"), 0);
+            spec.os_disk.size_gib = 1;
+            spec.os_disk.allocated_fraction = 0.2;
+            rig.emu.add_vm(spec)
+        })
+        .collect();
+    let befores: Vec<_> = vms.iter().map(|v| source_digests(&rig.emu, v)).collect();
+    let out = run_with(
+        &rig,
+        &vms,
+        &[
+            "--max-parallel",
+            "3",
+            "--copy-parallel",
+            "8",
+            "--copy-parallel-total",
+            "3",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    for (vm, before) in vms.iter().zip(&befores) {
+        assert_migrated(&rig.emu, vm, before);
+    }
+    let stats = rig.emu.blobs().stats();
+    // Three disks at 8 per disk would reach 24 without the global cap.
+    assert!(
+        stats.data_in_flight_max <= 3,
+        "never more than the global cap in flight: {stats:?}"
+    );
+    assert!(
+        stats.data_in_flight_max >= 2,
+        "calls did overlap: {stats:?}"
+    );
 }

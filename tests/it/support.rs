@@ -125,6 +125,8 @@ impl Rig {
 /// Runs the real binary with `args` and extra environment.
 pub async fn bin(args: &[String], env: &[(&str, &str)]) -> Output {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_ade2eah"));
+    // A timed-out binary must not outlive its test.
+    cmd.kill_on_drop(true);
     cmd.args(args)
         .env_remove("ADE2EAH_FAILPOINTS")
         .env("NO_COLOR", "1");
