@@ -327,6 +327,24 @@ impl StorageClient {
         .map(|_| ())
     }
 
+    /// Put Page `clear` of `[offset, offset + len)` (512-aligned): the pages
+    /// become unallocated and read as zeros. The copy engine never clears
+    /// (it copies a hole from the source instead, facts §4.5); this is for
+    /// the storage conformance suite and tools.
+    pub async fn clear_pages(&self, dst: &SasUrl, offset: u64, len: u64) -> Result<(), AzureError> {
+        let u = Self::with_query(dst, &[("comp", "page")]);
+        let range = range_header(offset, len);
+        self.send(|| {
+            self.http
+                .put(u.clone())
+                .header("x-ms-page-write", "clear")
+                .header("x-ms-range", &range)
+                .header("content-length", "0")
+        })
+        .await
+        .map(|_| ())
+    }
+
     /// Ranged GET of `len` bytes at `offset`.
     pub async fn read_range(
         &self,

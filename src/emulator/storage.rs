@@ -48,6 +48,8 @@ pub const DEFAULT_VERSION: &str = "2025-05-05";
 const MIB: u64 = 1 << 20;
 /// Largest Put Page / Put Page From URL range.
 const MAX_PAGE_WRITE: u64 = 4 * MIB;
+/// Most body bytes read (and dropped) before an oversized Put Page is refused.
+const DRAIN_LIMIT: usize = 16 * MIB as usize;
 /// Largest GET without a range.
 const MAX_WHOLE_GET: u64 = 64 * MIB;
 /// Largest ranged GET.
@@ -771,6 +773,10 @@ async fn put_page(ctx: &Ctx, h: &HeaderMap, body: Body, id: BlobId) -> Result<Re
     match mode.trim().to_ascii_lowercase().as_str() {
         "update" => {
             if len > MAX_PAGE_WRITE || declared.is_some_and(|d| d > MAX_PAGE_WRITE) {
+                // Read (a bounded amount of) the body first: answering before
+                // it arrived closes the connection under the client, which
+                // then sees a broken pipe instead of this 413.
+                let _ = axum::body::to_bytes(body, DRAIN_LIMIT).await;
                 return Err(SErr::too_large());
             }
             if let Some(d) = declared

@@ -35,3 +35,5 @@ mod fuzz_parsers;
 mod guards;
 /// Azure's own refusals reproduced by the emulator (the naive path).
 mod platform_rules;
+/// One page-blob suite against our emulator and Azurite (differential).
+mod storage_conformance;
