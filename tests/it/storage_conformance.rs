@@ -832,11 +832,7 @@ async fn storage_conformance_relay_copy_round() {
         // interrupted earlier attempt): the copy must overwrite it.
         let mut stale = vec![0u8; LEN as usize];
         apply(s, &dst.rw, &[Op::Write(24 * MIB, 64 * KIB, 9)], &mut stale).await;
-        let opts = CopyOptions {
-            chunk_bytes: 4 * MIB,
-            parallel: 4,
-            mode: TransferMode::Relay,
-        };
+        let opts = CopyOptions::new(TransferMode::Relay, 4, 8);
         let stats = copy_round(s, &src.ro, None, &dst.rw, &opts, 0, &|_| {}, &|_| {})
             .await
             .unwrap_or_else(|e| panic!("{}: relay copy: {e}", b.name));
@@ -854,11 +850,15 @@ async fn storage_conformance_relay_copy_round() {
         let plan = verify_plan(s, &src.ro, &dst.ro, true, &[], 0)
             .await
             .unwrap();
-        let report = verify_calls(s, &src.ro, &dst.ro, &plan, 4).await.unwrap();
+        let report = verify_calls(s, &src.ro, &dst.ro, &plan, &opts)
+            .await
+            .unwrap();
         let target_ranges = s.all_page_ranges(&dst.ro, None).await.unwrap().ranges;
         // Negative control: drop one copied page; the same checks must see it.
         s.clear_pages(&dst.rw, 17 * MIB, 512).await.unwrap();
-        let dropped = verify_calls(s, &src.ro, &dst.ro, &plan, 4).await.unwrap();
+        let dropped = verify_calls(s, &src.ro, &dst.ro, &plan, &opts)
+            .await
+            .unwrap();
         let target_after = read_all(s, &dst.ro).await;
         eprintln!("relay_copy_round on {}: {:?}", b.name, t.elapsed());
         seen.push((
@@ -930,11 +930,7 @@ async fn storage_conformance_emulator_only_server_side_copy_and_size_caps() {
         vec![]
     );
 
-    let opts = CopyOptions {
-        chunk_bytes: 4 * MIB,
-        parallel: 4,
-        mode: TransferMode::ServerSide,
-    };
+    let opts = CopyOptions::new(TransferMode::ServerSide, 4, 8);
     copy_round(s, &src.ro, None, &dst.rw, &opts, 0, &|_| {}, &|_| {})
         .await
         .expect("server-side copy");
@@ -978,11 +974,7 @@ async fn storage_conformance_emulator_only_diff_and_delta_copy() {
 
     // The delta round brings a copy of s1 to s2 exactly.
     let target = b.create(LEN).await;
-    let full = CopyOptions {
-        chunk_bytes: 4 * MIB,
-        parallel: 4,
-        mode: TransferMode::ServerSide,
-    };
+    let full = CopyOptions::new(TransferMode::ServerSide, 4, 8);
     copy_round(s, &s1, None, &target.rw, &full, 0, &|_| {}, &|_| {})
         .await
         .expect("full round");
