@@ -260,16 +260,18 @@ async fn execute(
     opts.max_parallel = max_parallel;
     opts.lease_ttl = journal.lease_meta()?.ttl();
     opts.break_lease = break_lease;
+    let live = super::live::Live::start(journal.dir(), progress_for(output));
     let engine = Engine::new(
         Arc::new(cloud),
         journal.clone(),
         meta.run_id.clone(),
         opts,
-        progress_for(output),
+        live.clone(),
         ctrl_c_channel(),
     );
     // (Each VM's lease is released by the engine when it is verified.)
     let done = engine.run(records).await?;
+    live.finish();
     journal.flush()?;
     print_summary(meta, &done, output);
     Ok(exit_for(&done))
@@ -330,7 +332,21 @@ fn status(a: StatusArgs) -> Result<Exit, CliError> {
             a.state.display()
         )));
     }
-    let journal = Journal::open(&a.state)?;
+    let journal = match Journal::open(&a.state) {
+        Ok(j) => j,
+        // A live run holds the journal: show its live view instead.
+        Err(e @ crate::journal::JournalError::Locked { .. }) => {
+            let Some(view) = super::live::read(&a.state).filter(|v| !v.finished) else {
+                return Err(e.into());
+            };
+            match a.output {
+                OutputArg::Json => println!("{}", serde_json::json!({"live": true, "run": view})),
+                OutputArg::Table => print!("{}", super::live::table(&view)),
+            }
+            return Ok(Exit::Done);
+        }
+        Err(e) => return Err(e.into()),
+    };
     let meta = journal.require_meta()?;
     let records = journal.records()?;
     print_summary(&meta, &records, a.output);

@@ -12,6 +12,7 @@ pub mod bench_copy;
 pub mod commands;
 pub mod fleet_args;
 pub mod fleet_bench;
+pub mod live;
 pub mod output;
 pub mod plan_cmd;
 

@@ -13,10 +13,12 @@ use crate::journal::RunMeta;
 use crate::model::ResourceId;
 use crate::step::{Outcome, Step, VmRecord};
 
-/// Progress bars, one per VM, showing its step or its copy.
+/// Progress bars: one per VM showing its step, and under it one per disk
+/// while a copy round runs (bytes of the round, rate, ETA).
 pub struct Bars {
     multi: MultiProgress,
     bars: Mutex<HashMap<String, ProgressBar>>,
+    disks: Mutex<HashMap<(String, String), ProgressBar>>,
 }
 
 impl Bars {
@@ -25,7 +27,36 @@ impl Bars {
         Bars {
             multi: MultiProgress::new(),
             bars: Mutex::new(HashMap::new()),
+            disks: Mutex::new(HashMap::new()),
         }
+    }
+
+    fn disk_bar(&self, vm: &ResourceId, disk: &str) -> ProgressBar {
+        let parent = self.bar(vm);
+        let mut disks = self.disks.lock().unwrap_or_else(|p| p.into_inner());
+        disks
+            .entry((vm.key(), disk.to_string()))
+            .or_insert_with(|| {
+                let pb = self.multi.insert_after(&parent, ProgressBar::new(0));
+                pb.set_style(copy_style());
+                pb.set_prefix(format!("  {disk}"));
+                pb
+            })
+            .clone()
+    }
+
+    /// Removes the disk bars of `vm` (its copy round ended).
+    fn clear_disks(&self, vm: &ResourceId) {
+        let mut disks = self.disks.lock().unwrap_or_else(|p| p.into_inner());
+        let key = vm.key();
+        disks.retain(|(v, _), pb| {
+            if *v == key {
+                pb.finish_and_clear();
+                false
+            } else {
+                true
+            }
+        });
     }
 
     fn bar(&self, vm: &ResourceId) -> ProgressBar {
@@ -54,30 +85,32 @@ fn step_style() -> ProgressStyle {
 }
 
 fn copy_style() -> ProgressStyle {
-    ProgressStyle::with_template("{spinner:.cyan} {prefix:18.bold} {msg:24} [{bar:30.green/blue}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}")
+    ProgressStyle::with_template("  {prefix:40} [{bar:30.green/blue}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}")
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> ")
 }
 
 impl Progress for Bars {
     fn step(&self, vm: &ResourceId, step: Step) {
+        self.clear_disks(vm);
         let pb = self.bar(vm);
-        pb.set_style(step_style());
         pb.set_message(step.name().to_string());
     }
 
     fn copy(&self, vm: &ResourceId, disk: &str, done: u64, total: u64) {
-        let pb = self.bar(vm);
-        if pb.length() != Some(total) {
-            pb.set_style(copy_style());
+        let pb = self.disk_bar(vm, disk);
+        if pb.length() != Some(total) || done < pb.position() {
+            // A new round.
             pb.set_length(total);
+            pb.set_position(0);
             pb.reset_eta();
+            pb.reset_elapsed();
         }
-        pb.set_message(format!("copy {disk}"));
         pb.set_position(done.min(total));
     }
 
     fn finished(&self, vm: &ResourceId, outcome: &Outcome) {
+        self.clear_disks(vm);
         let pb = self.bar(vm);
         pb.set_style(step_style());
         pb.finish_with_message(outcome.label().to_string());

@@ -370,16 +370,18 @@ async fn execute_waves(
     opts.lease_ttl = journal.lease_meta()?.ttl();
     opts.break_lease = break_lease;
     let cloud: Arc<ArmCloud> = Arc::new(cloud);
+    let live = super::live::Live::start(dir, progress_for(output));
     let run = WaveRun {
         cloud: cloud.clone(),
         journal: journal.clone(),
         dir: dir.to_path_buf(),
         run_id: meta.run_id.clone(),
         opts: opts.clone(),
-        progress: progress_for(output),
+        progress: live.clone(),
         cancel: ctrl_c_channel(),
     };
     let (done, stop) = run.execute(plan, records).await?;
+    live.finish();
     journal.flush()?;
     // (Each VM's lease is released by the engine when it is verified.)
     print_summary(meta, &done, output);

@@ -159,13 +159,13 @@ pub fn chunks(ranges: &[(u64, u64)], chunk: u64) -> Vec<(u64, u64)> {
 }
 
 /// Copies `src` into `dst` (see the module contract). `progress` receives
-/// the bytes of every finished call.
+/// `(done, total)` bytes of the round after every finished call.
 pub async fn copy_disk(
     storage: &StorageClient,
     src: &SasUrl,
     dst: &SasUrl,
     opts: &CopyOptions,
-    progress: &(dyn Fn(u64) + Send + Sync),
+    progress: &(dyn Fn(u64, u64) + Send + Sync),
 ) -> Result<CopyStats, CopyError> {
     copy_round(storage, src, None, dst, opts, 0, progress, &|_| {}).await
 }
@@ -193,7 +193,7 @@ pub async fn copy_round(
     dst: &SasUrl,
     opts: &CopyOptions,
     skip_below: u64,
-    progress: &(dyn Fn(u64) + Send + Sync),
+    progress: &(dyn Fn(u64, u64) + Send + Sync),
     checkpoint: &(dyn Fn(u64) + Send + Sync),
 ) -> Result<CopyStats, CopyError> {
     let chunk = (opts.chunk_bytes.clamp(PAGE, MAX_CHUNK) / PAGE) * PAGE;
@@ -254,18 +254,26 @@ pub async fn copy_round(
     };
     let written = AtomicU64::new(0);
     let count = AtomicU64::new(0);
+    // Progress is of the round's work list; what a resume skips counts as done.
+    let todo: u64 = head.iter().chain(last.iter()).map(|(_, l)| l).sum();
+    let done = AtomicU64::new(work_bytes - todo.min(work_bytes));
+    let advance = |len: u64| {
+        let d = done.fetch_add(len, Ordering::Relaxed) + len;
+        progress(d.min(work_bytes), work_bytes);
+    };
     let marks = Watermark::new(&head, skip_below);
     let one = |idx: usize, (offset, len): (u64, u64)| {
         let written = &written;
         let count = &count;
         let marks = &marks;
+        let advance = &advance;
         async move {
             let slot = opts.slots(1).await;
             put_with_pacing(storage, src, dst, offset, len, opts.mode).await?;
             drop(slot);
             written.fetch_add(len, Ordering::Relaxed);
             count.fetch_add(1, Ordering::Relaxed);
-            progress(len);
+            advance(len);
             if let Some(w) = marks.done(idx) {
                 checkpoint(w);
             }
@@ -285,7 +293,7 @@ pub async fn copy_round(
         put_with_pacing(storage, src, dst, c.0, c.1, opts.mode).await?;
         written.fetch_add(c.1, Ordering::Relaxed);
         count.fetch_add(1, Ordering::Relaxed);
-        progress(c.1);
+        advance(c.1);
     }
     checkpoint(source_len);
     Ok(CopyStats {

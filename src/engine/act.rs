@@ -4,7 +4,6 @@
 //! revoked disk all succeed), because after a crash it may run again.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -354,13 +353,10 @@ async fn copy_one(
             };
             let dst = cloud.grant_access(&plan.target, Access::Write, dur).await?;
             failpoint::hit("copy:after-grant");
-            let done = AtomicU64::new(skip_below);
-            let total = plan.source_size_bytes + 512;
             let vm = rec_id(shared);
             let name = plan.source.name().to_string();
-            let progress = |n: u64| {
-                let now = done.fetch_add(n, Ordering::Relaxed) + n;
-                engine.progress().copy(&vm, &name, now.min(total), total);
+            let progress = |done: u64, total: u64| {
+                engine.progress().copy(&vm, &name, done, total);
             };
             let checkpoint = |w: u64| {
                 with_rec(shared, |r| {
@@ -389,9 +385,12 @@ async fn copy_one(
         // Revoke the snapshot grants whatever happened (the target stays
         // open between online rounds: an Upload disk cannot be written once
         // sealed).
+        // Concurrently: each revoke is an LRO, and offline they are downtime.
         let mut revoke_err = None;
-        for id in &granted {
-            match cloud.revoke_access(id).await {
+        let revoked =
+            futures::future::join_all(granted.iter().map(|id| cloud.revoke_access(id))).await;
+        for (id, r) in granted.iter().zip(revoked) {
+            match r {
                 Ok(()) => with_rec(shared, |r| r.sas_closed(id)),
                 Err(e) => revoke_err = Some(e),
             }

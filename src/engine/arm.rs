@@ -193,7 +193,7 @@ impl Cloud for ArmCloud {
         previous: Option<&SasUrl>,
         dst: &SasUrl,
         skip_below: u64,
-        progress: &(dyn Fn(u64) + Send + Sync),
+        progress: &(dyn Fn(u64, u64) + Send + Sync),
         checkpoint: &(dyn Fn(u64) + Send + Sync),
     ) -> CloudResult<CopyFigures> {
         let storage = self.client.storage();

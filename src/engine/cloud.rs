@@ -128,14 +128,15 @@ pub trait Cloud: Send + Sync {
     async fn revoke_access(&self, id: &ResourceId) -> CloudResult<()>;
     /// One copy round (`crate::copy::copy_round`): everything allocated in
     /// `src`, or only what changed since `previous`; ranges below
-    /// `skip_below` are already in `dst`.
+    /// `skip_below` are already in `dst`. `progress` gets `(done, total)`
+    /// bytes of the round's work.
     async fn copy_round(
         &self,
         src: &SasUrl,
         previous: Option<&SasUrl>,
         dst: &SasUrl,
         skip_below: u64,
-        progress: &(dyn Fn(u64) + Send + Sync),
+        progress: &(dyn Fn(u64, u64) + Send + Sync),
         checkpoint: &(dyn Fn(u64) + Send + Sync),
     ) -> CloudResult<CopyFigures>;
     /// Ranges (written or cleared) that differ between two snapshots of one disk.

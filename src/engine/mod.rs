@@ -80,7 +80,8 @@ impl EngineOptions {
 pub trait Progress: Send + Sync {
     /// A VM moved to `step`.
     fn step(&self, vm: &crate::model::ResourceId, step: Step);
-    /// Copy progress for one disk: `done` of `total` bytes.
+    /// Copy progress for one disk: `done` of `total` bytes of its current
+    /// round (the first round copies everything allocated, later ones the delta).
     fn copy(&self, vm: &crate::model::ResourceId, disk: &str, done: u64, total: u64);
     /// A VM reached a final outcome in this run.
     fn finished(&self, vm: &crate::model::ResourceId, outcome: &Outcome);

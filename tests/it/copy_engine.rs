@@ -329,3 +329,65 @@ async fn the_global_copy_cap_bounds_data_calls_across_vms() {
         "calls did overlap: {stats:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_during_a_run_shows_each_disk_with_bytes_rate_and_eta() {
+    // Slow enough in simulated bandwidth that the rounds last a few seconds.
+    let rig = Rig::with_config(EmulatorConfig {
+        time_scale: 100.0,
+        ..Default::default()
+    })
+    .await;
+    let mut spec = windows("watched", 1);
+    spec.os_disk.size_gib = 8;
+    spec.os_disk.allocated_fraction = 0.5;
+    spec.data_disks[0].size_gib = 4;
+    spec.data_disks[0].allocated_fraction = 0.5;
+    let vm = rig.emu.add_vm(spec);
+    let watch = async {
+        let mut seen = Vec::new();
+        for _ in 0..600 {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            let out = bin(
+                &[
+                    "status".into(),
+                    "--state".into(),
+                    rig.state_dir().display().to_string(),
+                    "--output".into(),
+                    "json".into(),
+                ],
+                &[],
+            )
+            .await;
+            let Ok(v) = serde_json::from_slice::<Value>(&out.stdout) else {
+                continue;
+            };
+            if v["live"] != true {
+                if v["vms"][0]["outcome"] == "verified" {
+                    break; // the run ended; the journal is readable again
+                }
+                continue;
+            }
+            for d in v["run"]["vms"][0]["disks"].as_array().into_iter().flatten() {
+                if d["rate_bytes_per_sec"].as_f64().unwrap_or(0.0) > 0.0
+                    && d["eta_secs"].as_f64().is_some()
+                    && d["done_bytes"].as_u64().unwrap() <= d["total_bytes"].as_u64().unwrap()
+                {
+                    seen.push(d["disk"].as_str().unwrap().to_string());
+                }
+            }
+        }
+        seen
+    };
+    let vms = [vm.clone()];
+    let (out, mut seen) = tokio::join!(rig.run(&vms, &[]), watch);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    seen.sort();
+    seen.dedup();
+    assert_eq!(
+        seen.len(),
+        2,
+        "status showed both disks live with a rate and an ETA: {seen:?}"
+    );
+    assert_no_secrets(rig.state_dir(), &[&out]);
+}

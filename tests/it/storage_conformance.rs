@@ -833,7 +833,7 @@ async fn storage_conformance_relay_copy_round() {
         let mut stale = vec![0u8; LEN as usize];
         apply(s, &dst.rw, &[Op::Write(24 * MIB, 64 * KIB, 9)], &mut stale).await;
         let opts = CopyOptions::new(TransferMode::Relay, 4, 8);
-        let stats = copy_round(s, &src.ro, None, &dst.rw, &opts, 0, &|_| {}, &|_| {})
+        let stats = copy_round(s, &src.ro, None, &dst.rw, &opts, 0, &|_, _| {}, &|_| {})
             .await
             .unwrap_or_else(|e| panic!("{}: relay copy: {e}", b.name));
         let target = read_all(s, &dst.ro).await;
@@ -931,7 +931,7 @@ async fn storage_conformance_emulator_only_server_side_copy_and_size_caps() {
     );
 
     let opts = CopyOptions::new(TransferMode::ServerSide, 4, 8);
-    copy_round(s, &src.ro, None, &dst.rw, &opts, 0, &|_| {}, &|_| {})
+    copy_round(s, &src.ro, None, &dst.rw, &opts, 0, &|_, _| {}, &|_| {})
         .await
         .expect("server-side copy");
     let target = read_all(s, &dst.ro).await;
@@ -975,10 +975,10 @@ async fn storage_conformance_emulator_only_diff_and_delta_copy() {
     // The delta round brings a copy of s1 to s2 exactly.
     let target = b.create(LEN).await;
     let full = CopyOptions::new(TransferMode::ServerSide, 4, 8);
-    copy_round(s, &s1, None, &target.rw, &full, 0, &|_| {}, &|_| {})
+    copy_round(s, &s1, None, &target.rw, &full, 0, &|_, _| {}, &|_| {})
         .await
         .expect("full round");
-    let stats = copy_round(s, &s2, Some(&s1), &target.rw, &full, 0, &|_| {}, &|_| {})
+    let stats = copy_round(s, &s2, Some(&s1), &target.rw, &full, 0, &|_, _| {}, &|_| {})
         .await
         .expect("delta round");
     assert_eq!(stats.bytes_copied, 512 + MIB + MIB, "only the delta moved");
