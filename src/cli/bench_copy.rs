@@ -21,7 +21,7 @@ use crate::engine::arm::ArmCloud;
 use crate::engine::discover::discover;
 use crate::engine::{Engine, EngineOptions, NoProgress};
 use crate::journal::Journal;
-use crate::step::{CopyPolicy, Outcome, VmRecord};
+use crate::step::{CopyPolicy, Outcome, VmEntry, VmRecord};
 
 const GIB: u64 = 1 << 30;
 const MIB: f64 = (1 << 20) as f64;
@@ -117,19 +117,17 @@ async fn migrate(
     }
     let meta = emulator_run_meta(&emu, poll, 1, vec![vm.clone()]);
     journal.init_run(&meta, &records)?;
+    let entries: Vec<VmEntry> = records.iter().map(VmEntry::of).collect();
     let engine = Engine::new(
         Arc::new(cloud),
-        journal,
+        journal.clone(),
         meta.run_id.clone(),
         EngineOptions::new(poll),
         Arc::new(NoProgress),
         ctrl_c_channel(),
     );
-    let done = engine.run(records).await?;
-    let rec = done
-        .into_iter()
-        .next()
-        .ok_or_else(|| CliError::Failed("no record".into()))?;
+    engine.run(entries).await?;
+    let rec = journal.get(&vm)?;
     if rec.outcome != Outcome::Verified {
         return Err(CliError::Failed(format!(
             "benchmark VM ended {:?}",

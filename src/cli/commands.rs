@@ -11,7 +11,7 @@ use super::args::{
     AuthArg, CloudArg, Command, ConnArgs, DemoArgs, EmulatorCommand, OutputArg, ResumeArgs,
     RunArgs, ServeArgs, StatusArgs,
 };
-use super::output::{Bars, status_json, status_table};
+use super::output::{Bars, status_table, status_table_of, write_status_json};
 use super::{CliError, Exit};
 use crate::azure::{self, ArmClient, AuthMode, AzureConfig};
 use crate::engine::arm::ArmCloud;
@@ -19,7 +19,7 @@ use crate::engine::discover::{DiscoverError, discover};
 use crate::engine::{Engine, EngineOptions, NoProgress, Progress};
 use crate::journal::{Journal, RunMeta, SCHEMA_VERSION, now_rfc3339};
 use crate::model::ResourceId;
-use crate::step::{Outcome, VmRecord};
+use crate::step::{Outcome, VmEntry, VmRecord};
 
 /// Default poll interval against real Azure.
 const DEFAULT_POLL_SECS: f64 = 15.0;
@@ -215,11 +215,13 @@ async fn run(a: RunArgs) -> Result<Exit, CliError> {
         })
         .collect();
     journal.init_run(&meta, &records)?;
+    let entries: Vec<VmEntry> = records.iter().map(VmEntry::of).collect();
+    drop(records);
     execute(
         cloud,
         journal,
         &meta,
-        records,
+        entries,
         poll,
         a.max_parallel,
         a.output,
@@ -250,7 +252,7 @@ async fn execute(
     cloud: ArmCloud,
     journal: Arc<Journal>,
     meta: &RunMeta,
-    records: Vec<VmRecord>,
+    entries: Vec<VmEntry>,
     poll: Duration,
     max_parallel: usize,
     output: OutputArg,
@@ -270,15 +272,15 @@ async fn execute(
         ctrl_c_channel(),
     );
     // (Each VM's lease is released by the engine when it is verified.)
-    let done = engine.run(records).await?;
+    let done = engine.run(entries).await?;
     live.finish();
     journal.flush()?;
-    print_summary(meta, &done, output);
+    print_summary(meta, &journal, output)?;
     Ok(exit_for(&done))
 }
 
 /// 0 iff every VM that was not skipped is verified.
-pub fn exit_for(records: &[VmRecord]) -> Exit {
+pub fn exit_for(records: &[VmEntry]) -> Exit {
     if records
         .iter()
         .all(|r| matches!(r.outcome, Outcome::Verified | Outcome::Skipped { .. }))
@@ -289,11 +291,23 @@ pub fn exit_for(records: &[VmRecord]) -> Exit {
     }
 }
 
-pub(super) fn print_summary(meta: &RunMeta, records: &[VmRecord], output: OutputArg) {
+/// Prints the run's state as `status` does, read from the journal one
+/// record at a time.
+pub(super) fn print_summary(
+    meta: &RunMeta,
+    journal: &Journal,
+    output: OutputArg,
+) -> Result<(), CliError> {
+    use std::io::Write;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(64 << 10, stdout.lock());
     match output {
-        OutputArg::Json => println!("{}", status_json(meta, records)),
-        OutputArg::Table => println!("{}", status_table(records)),
+        OutputArg::Json => write_status_json(&mut out, meta, journal)?,
+        OutputArg::Table => writeln!(out, "{}", status_table_of(journal)?)
+            .map_err(|e| CliError::Failed(format!("cannot write the output: {e}")))?,
     }
+    out.flush()
+        .map_err(|e| CliError::Failed(format!("cannot write the output: {e}")))
 }
 
 async fn resume(a: ResumeArgs) -> Result<Exit, CliError> {
@@ -310,13 +324,13 @@ async fn resume(a: ResumeArgs) -> Result<Exit, CliError> {
     )
     .await?
     .with_copy(copy_options(&a.transfer));
-    let records = unpark_all(&journal)?;
+    let entries = unpark_all(&journal)?;
     let max_parallel = a.max_parallel.unwrap_or(meta.max_parallel).max(1);
     execute(
         cloud,
         journal,
         &meta,
-        records,
+        entries,
         poll,
         max_parallel,
         a.output,
@@ -348,8 +362,7 @@ fn status(a: StatusArgs) -> Result<Exit, CliError> {
         Err(e) => return Err(e.into()),
     };
     let meta = journal.require_meta()?;
-    let records = journal.records()?;
-    print_summary(&meta, &records, a.output);
+    print_summary(&meta, &journal, a.output)?;
     Ok(Exit::Done)
 }
 
@@ -448,6 +461,7 @@ async fn demo(a: DemoArgs) -> Result<Exit, CliError> {
     let meta = emulator_run_meta(&emu, poll, 8, vms.clone());
     let records: Vec<VmRecord> = discovered.into_iter().map(|(r, _)| r).collect();
     journal.init_run(&meta, &records)?;
+    let entries: Vec<VmEntry> = records.iter().map(VmEntry::of).collect();
     let bars: Arc<dyn Progress> = Arc::new(Bars::new());
     let engine = Engine::new(
         Arc::new(cloud),
@@ -457,7 +471,9 @@ async fn demo(a: DemoArgs) -> Result<Exit, CliError> {
         bars,
         ctrl_c_channel(),
     );
-    let done = engine.run(records).await?;
+    let entries = engine.run(entries).await?;
+    // The demo fleet is small: its final records are read whole.
+    let done = journal.records()?;
     println!("{}", status_table(&done));
     let stats = client.stats();
     let migrated: Vec<&VmRecord> = done
@@ -491,7 +507,7 @@ async fn demo(a: DemoArgs) -> Result<Exit, CliError> {
         },
     );
     emu.shutdown().await;
-    Ok(exit_for(&done))
+    Ok(exit_for(&entries))
 }
 
 /// The journaled copy policy for `--precopy-rounds` / `--verify`.
@@ -541,21 +557,39 @@ pub(super) fn emulator_run_meta(
     }
 }
 
-/// The journal's records with every parked VM put back in progress (its
+/// The journal's index with every parked VM put back in progress (its
 /// attempts reset, `on_unpark` applied, the unpark journaled): what both
-/// `resume` paths start from.
-pub(super) fn unpark_all(journal: &Journal) -> Result<Vec<VmRecord>, CliError> {
-    let mut records = journal.records()?;
-    for rec in &mut records {
-        if let Outcome::Parked { reason, .. } = &rec.outcome {
+/// `resume` paths start from. Parked records are loaded, unparked and written
+/// [`crate::journal::BATCH`] at a time (one flush and fsync per batch); only
+/// the index is kept.
+pub(super) fn unpark_all(journal: &Journal) -> Result<Vec<VmEntry>, CliError> {
+    let mut entries = journal.index()?;
+    let parked: Vec<usize> = (0..entries.len())
+        .filter(|&k| matches!(entries[k].outcome, Outcome::Parked { .. }))
+        .collect();
+    for chunk in parked.chunks(crate::journal::BATCH) {
+        let mut batch: Vec<(VmRecord, serde_json::Value)> = Vec::with_capacity(chunk.len());
+        for &k in chunk {
+            let mut rec = journal.get(&entries[k].id)?;
+            let Outcome::Parked { reason, .. } = &rec.outcome else {
+                continue;
+            };
             let detail = serde_json::json!({"previous_reason": reason});
             let reason = reason.clone();
-            crate::step::decide::on_unpark(rec, &reason);
+            crate::step::decide::on_unpark(&mut rec, &reason);
             rec.outcome = Outcome::InProgress;
             rec.attempts = 0;
             rec.note(now_rfc3339(), "unpark", detail.to_string());
-            journal.write(rec, "unpark", detail)?;
+            entries[k] = VmEntry::of(&rec);
+            batch.push((rec, detail));
+        }
+        let items: Vec<(&VmRecord, &str, serde_json::Value)> = batch
+            .iter()
+            .map(|(r, d)| (r, "unpark", d.clone()))
+            .collect();
+        if !items.is_empty() {
+            journal.write_batch(&items)?;
         }
     }
-    Ok(records)
+    Ok(entries)
 }

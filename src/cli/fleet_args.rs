@@ -106,7 +106,8 @@ pub struct BenchFleetArgs {
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Also fill a journal with this many records (copies of the migrated
-    /// ones) and report the RSS of `records()` + status in a child process (0 = skip).
+    /// ones) and report the peak RSS and time of `status --output json`,
+    /// `report --output markdown` and `resume` on it, each in a child process (0 = skip).
     #[arg(long, default_value_t = 10_000)]
     pub journal_records: usize,
     /// Share of each 1 GiB disk holding data (the copy moves these bytes).
@@ -121,9 +122,14 @@ pub struct BenchFleetArgs {
     /// Do not self-throttle in the client (hammer into 429s instead).
     #[arg(long)]
     pub no_client_throttle: bool,
-    /// Internal: measure the memory of reading the journal in DIR, print JSON.
+    /// Internal: run one command (`--probe`) on the journal in DIR in this
+    /// process, then print its memory and time as a JSON line.
     #[arg(long, value_name = "DIR", hide = true)]
     pub journal_probe: Option<PathBuf>,
+    /// Internal: the command `--journal-probe` runs: status-json,
+    /// report-markdown, report-json or resume.
+    #[arg(long, value_name = "WHAT", default_value = "status-json", hide = true)]
+    pub probe: String,
 }
 
 fn parse_id(s: &str) -> Result<ResourceId, String> {

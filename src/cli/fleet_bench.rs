@@ -2,8 +2,9 @@
 //! emulator (Azure's throttling limits on) through the real wave executor,
 //! with the makespan compared to the lower bound that the concurrency cap
 //! and the throttling budgets set (docs/performance.md), ARM requests per VM,
-//! 429s, CPU, peak RSS, and the memory of a 10,000-record journal (measured in
-//! a child process: `bench fleet --journal-probe DIR`).
+//! 429s, CPU, peak RSS, and the memory and time of `status`, `report` and
+//! `resume` on a 10,000-record journal (each measured in a child process:
+//! `bench fleet --journal-probe DIR --probe WHAT`).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -22,7 +23,7 @@ use crate::engine::waves::{FrozenPlan, FrozenWave, WaveRun};
 use crate::engine::{EngineOptions, Progress};
 use crate::journal::{Journal, RunMeta, SCHEMA_VERSION, now_rfc3339};
 use crate::model::ResourceId;
-use crate::step::{Outcome, Step, VmRecord};
+use crate::step::{Outcome, Step, VmEntry, VmRecord};
 
 /// Simulated start and end of each VM's migration.
 struct Timing {
@@ -74,48 +75,122 @@ fn mib(b: u64) -> f64 {
     b as f64 / (1024.0 * 1024.0)
 }
 
-/// The child side of the journal measurement: open, read every record,
-/// render the status (as `status --output json` does), print the memory.
-fn journal_probe(dir: &Path) -> Result<Exit, CliError> {
+/// What a journal probe runs (`bench fleet --journal-probe DIR --probe WHAT`).
+pub const PROBES: [&str; 3] = ["status-json", "report-markdown", "resume"];
+
+/// The child side of the journal measurement: runs one real command on the
+/// journal in `dir` in this process (its output on stdout, as the command
+/// prints it), then prints one JSON line of this process's memory and time.
+async fn journal_probe(dir: &Path, probe: &str) -> Result<Exit, CliError> {
     let (_, hwm0, rss0) = self_usage();
+    if probe == "open" || probe == "index" {
+        let started = Instant::now();
+        let j = Journal::open(dir)?;
+        let (_, hwm_open, _) = self_usage();
+        let n = match probe {
+            "index" => j.index()?.len(),
+            _ => 0,
+        };
+        let (cpu, hwm, rss) = self_usage();
+        println!(
+            "{}",
+            json!({"probe": probe, "entries": n, "open_hwm_bytes": hwm_open, "baseline_hwm_bytes": hwm0,
+                "rss_bytes": rss, "peak_rss_bytes": hwm, "secs": started.elapsed().as_secs_f64(), "cpu_secs": cpu})
+        );
+        return Ok(Exit::Done);
+    }
+    let d = dir.display().to_string();
+    let argv: Vec<&str> = match probe {
+        "status-json" => vec!["status", "--state", &d, "--output", "json"],
+        "report-markdown" => vec!["report", "--state", &d, "--output", "markdown"],
+        "report-json" => vec!["report", "--state", &d, "--output", "json"],
+        "resume" => vec![
+            "resume", "--state", &d, "--auth", "none", "--output", "json",
+        ],
+        other => {
+            return Err(CliError::BadInput(format!(
+                "--probe must be one of {PROBES:?}, got {other:?}"
+            )));
+        }
+    };
+    use clap::Parser;
+    let cli = super::args::Cli::try_parse_from(std::iter::once("ade2eah").chain(argv))
+        .map_err(|e| CliError::BadInput(e.to_string()))?;
     let started = Instant::now();
-    let journal = Journal::open(dir)?;
-    let meta = journal.require_meta()?;
-    let records = journal.records()?;
-    let text = super::output::status_json(&meta, &records).to_string();
+    let fut: std::pin::Pin<Box<dyn std::future::Future<Output = Result<Exit, CliError>>>> =
+        Box::pin(super::commands::dispatch(cli.command));
+    let exit = fut.await?;
     let secs = started.elapsed().as_secs_f64();
     let (cpu, hwm, rss) = self_usage();
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
     println!(
         "{}",
-        json!({"records": records.len(), "status_json_bytes": text.len(),
+        json!({"probe": probe, "exit": exit as i32,
             "baseline_rss_bytes": rss0, "baseline_hwm_bytes": hwm0,
             "rss_bytes": rss, "peak_rss_bytes": hwm, "secs": secs, "cpu_secs": cpu})
     );
     Ok(Exit::Done)
 }
 
-/// Writes `n` records cloned (renamed) from `done` into a fresh journal in
-/// `dir`, then measures `records()` + status in a child process.
-fn journal_memory(dir: &Path, done: &[VmRecord], n: usize, sub: &str) -> Result<Value, CliError> {
+/// The running binary (which may have been rebuilt meanwhile:
+/// `/proc/self/exe` then reads "... (deleted)"; fall back to the path it was
+/// started as).
+fn own_exe() -> Result<std::path::PathBuf, CliError> {
+    std::env::current_exe()
+        .ok()
+        .filter(|p| p.exists())
+        .or_else(|| std::env::args_os().next().map(std::path::PathBuf::from))
+        .ok_or_else(|| CliError::Failed("cannot find the ade2eah binary".into()))
+}
+
+/// Runs `bench fleet --journal-probe DIR --probe WHAT` with `exe` in a child
+/// process and returns its figures, plus `output_bytes` (what the command
+/// printed) and `wall_secs` (the child's whole life, startup included).
+pub fn run_probe(exe: &Path, dir: &Path, probe: &str) -> Result<Value, CliError> {
     let fail = |e: String| CliError::Failed(e);
-    let mut records = Vec::with_capacity(n);
-    for i in 0..n {
-        let src = &done[i % done.len()];
-        let mut r = src.clone();
-        let id = ResourceId::new(
-            sub,
-            src.id.resource_group(),
-            "Microsoft.Compute",
-            "virtualMachines",
-            &format!("vm-j{i:05}"),
-        );
-        r.id = id;
-        records.push(r);
-    }
-    let bytes: usize = records
-        .iter()
-        .map(|r| serde_json::to_vec(r).map(|v| v.len()).unwrap_or(0))
-        .sum();
+    let started = Instant::now();
+    let out = std::process::Command::new(exe)
+        .args(["bench", "fleet", "--journal-probe"])
+        .arg(dir)
+        .args(["--probe", probe])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| fail(format!("cannot run the journal probe: {e}")))?;
+    let wall = started.elapsed().as_secs_f64();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let body = text.trim_end_matches('\n');
+    let (printed, last) = body.rsplit_once('\n').unwrap_or(("", body));
+    let mut v: Value = serde_json::from_str(last).map_err(|e| {
+        fail(format!(
+            "journal probe {probe} exited {:?} and answered {:?}: {e}",
+            out.status.code(),
+            last.chars().take(400).collect::<String>()
+        ))
+    })?;
+    v["output_bytes"] = json!(printed.len() + 1);
+    v["wall_secs"] = json!(wall);
+    Ok(v)
+}
+
+/// Writes `n` records cloned (renamed) from `done` into a fresh journal in
+/// `dir`, one at a time, then runs each of [`PROBES`] on it in its own child
+/// process. The figures of `status-json` are also at the top level.
+fn journal_memory(dir: &Path, done: &[VmRecord], n: usize, sub: &str) -> Result<Value, CliError> {
+    let bytes = std::cell::Cell::new(0usize);
+    let ids: Vec<ResourceId> = (0..n)
+        .map(|i| {
+            let src = &done[i % done.len()];
+            ResourceId::new(
+                sub,
+                src.id.resource_group(),
+                "Microsoft.Compute",
+                "virtualMachines",
+                &format!("vm-j{i:05}"),
+            )
+        })
+        .collect();
+    let fill_started = Instant::now();
     {
         let journal = Journal::open(dir)?;
         let meta = RunMeta {
@@ -129,39 +204,44 @@ fn journal_memory(dir: &Path, done: &[VmRecord], n: usize, sub: &str) -> Result<
             auth: "none".into(),
             poll_interval_secs: 15.0,
             max_parallel: 50,
-            vms: records.iter().map(|r| r.id.clone()).collect(),
+            vms: ids.clone(),
         };
-        journal.init_run(&meta, &records)?;
+        let records = ids.iter().enumerate().map(|(i, id)| {
+            let mut r = done[i % done.len()].clone();
+            r.id = id.clone();
+            bytes.set(bytes.get() + serde_json::to_vec(&r).map(|v| v.len()).unwrap_or(0));
+            r
+        });
+        journal.init_run(&meta, records)?;
         journal.flush()?;
     }
-    drop(records);
-    // The binary may have been rebuilt meanwhile (`/proc/self/exe` then
-    // reads "... (deleted)"): fall back to the path it was started as.
-    let exe = std::env::current_exe()
-        .ok()
-        .filter(|p| p.exists())
-        .or_else(|| std::env::args_os().next().map(std::path::PathBuf::from))
-        .ok_or_else(|| fail("cannot find the ade2eah binary".into()))?;
-    let out = std::process::Command::new(exe)
-        .args(["bench", "fleet", "--journal-probe"])
-        .arg(dir)
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .map_err(|e| fail(format!("cannot run the journal probe: {e}")))?;
-    let mut v: Value = serde_json::from_slice(&out.stdout).map_err(|e| {
-        fail(format!(
-            "journal probe answered {:?}: {e}",
-            String::from_utf8_lossy(&out.stdout)
-        ))
-    })?;
-    v["record_json_bytes"] = json!(bytes);
+    let fill_secs = fill_started.elapsed().as_secs_f64();
+    let exe = own_exe()?;
+    let mut v = json!({"records": n, "record_json_bytes": bytes.get(), "fill_secs": fill_secs});
+    for probe in PROBES {
+        let p = run_probe(&exe, dir, probe)?;
+        if probe == "status-json" {
+            for k in [
+                "peak_rss_bytes",
+                "rss_bytes",
+                "baseline_rss_bytes",
+                "baseline_hwm_bytes",
+                "secs",
+                "cpu_secs",
+            ] {
+                v[k] = p[k].clone();
+            }
+            v["status_json_bytes"] = p["output_bytes"].clone();
+        }
+        v[probe.replace('-', "_")] = p;
+    }
     Ok(v)
 }
 
 /// `ade2eah bench fleet`.
 pub async fn run(a: BenchFleetArgs) -> Result<Exit, CliError> {
     if let Some(dir) = &a.journal_probe {
-        return journal_probe(dir);
+        return journal_probe(dir, &a.probe).await;
     }
     let bad = CliError::BadInput;
     if a.vms == 0 || a.max_parallel == 0 {
@@ -273,6 +353,8 @@ pub async fn run(a: BenchFleetArgs) -> Result<Exit, CliError> {
         vms: records.iter().map(|r| r.id.clone()).collect(),
     };
     journal.init_run(&meta, &records)?;
+    let entries: Vec<VmEntry> = records.iter().map(VmEntry::of).collect();
+    drop(records);
     frozen.save(&state).map_err(|e| fail(e.to_string()))?;
     let timing = Arc::new(Timing {
         clock: emu.clock(),
@@ -294,7 +376,7 @@ pub async fn run(a: BenchFleetArgs) -> Result<Exit, CliError> {
     let log_before = emu.requests().len();
     let t0 = emu.sim_now_secs();
     let run_wall = Instant::now();
-    let (done, stop) = run.execute(&frozen, records).await?;
+    let (done, stop) = run.execute(&frozen, entries).await?;
     let makespan = emu.sim_now_secs() - t0;
     let run_wall = run_wall.elapsed().as_secs_f64();
     journal.flush()?;
@@ -348,17 +430,13 @@ pub async fn run(a: BenchFleetArgs) -> Result<Exit, CliError> {
     let journal_mem = if a.journal_records > 0 && !done.is_empty() {
         let jdir = tmp.path().join("journal-10k");
         std::fs::create_dir_all(&jdir).map_err(|e| fail(e.to_string()))?;
-        let migrated_recs: Vec<VmRecord> = done
+        let verified = done.iter().any(|r| r.outcome == Outcome::Verified);
+        let src = done
             .iter()
-            .filter(|r| r.outcome == Outcome::Verified)
-            .cloned()
-            .collect();
-        let src = if migrated_recs.is_empty() {
-            &done
-        } else {
-            &migrated_recs
-        };
-        Some(journal_memory(&jdir, src, a.journal_records, &sub)?)
+            .filter(|r| !verified || r.outcome == Outcome::Verified)
+            .map(|r| journal.get(&r.id))
+            .collect::<Result<Vec<VmRecord>, _>>()?;
+        Some(journal_memory(&jdir, &src, a.journal_records, &sub)?)
     } else {
         None
     };
@@ -445,14 +523,28 @@ pub async fn run(a: BenchFleetArgs) -> Result<Exit, CliError> {
             mib(hwm),
             f("wall_secs")
         );
-        if let Some(j) = &report["journal"].as_object() {
+        if let Some(j) = report["journal"].as_object() {
             let g = |k: &str| j.get(k).and_then(Value::as_u64).unwrap_or(0);
             println!(
-                "journal of {} records: records() + status in a child: peak RSS {:.1} MiB (baseline {:.1} MiB)",
+                "journal of {} records ({:.0} MB of JSON, written in {:.1} s), each command in its own child process:",
                 g("records"),
-                mib(g("peak_rss_bytes")),
-                mib(g("baseline_hwm_bytes"))
+                g("record_json_bytes") as f64 / 1e6,
+                j.get("fill_secs").and_then(Value::as_f64).unwrap_or(0.0)
             );
+            for probe in PROBES {
+                let p = &j[&probe.replace('-', "_")];
+                let u = |k: &str| p[k].as_u64().unwrap_or(0);
+                let f = |k: &str| p[k].as_f64().unwrap_or(0.0);
+                println!(
+                    "  {probe:<16} peak RSS {:.1} MiB (RSS at exit {:.1} MiB, baseline {:.1} MiB) | {:.2} s ({:.2} s CPU) | {} bytes out",
+                    mib(u("peak_rss_bytes")),
+                    mib(u("rss_bytes")),
+                    mib(u("baseline_hwm_bytes")),
+                    f("secs"),
+                    f("cpu_secs"),
+                    u("output_bytes")
+                );
+            }
         }
     }
     Ok(if migrated == eligible.len() {

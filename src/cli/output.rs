@@ -8,10 +8,13 @@ use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 
+use std::io::Write;
+
+use super::CliError;
 use crate::engine::Progress;
-use crate::journal::RunMeta;
+use crate::journal::{Journal, RunMeta};
 use crate::model::ResourceId;
-use crate::step::{Outcome, Step, VmRecord};
+use crate::step::{Outcome, RecordSummary, Step, VmEntry, VmRecord};
 
 /// Progress bars: one per VM showing its step, and under it one per disk
 /// while a copy round runs (bytes of the round, rate, ETA).
@@ -118,7 +121,7 @@ impl Progress for Bars {
 }
 
 /// One VM as shown by `status --output json` and the run summary.
-pub fn vm_json(rec: &VmRecord) -> Value {
+pub fn vm_json(rec: &RecordSummary) -> Value {
     let (reason, next_action) = match &rec.outcome {
         Outcome::Skipped { reason } => (Some(reason.clone()), None),
         Outcome::Parked {
@@ -146,14 +149,14 @@ pub fn vm_json(rec: &VmRecord) -> Value {
         })).collect::<Vec<_>>(),
         "created": rec.created,
         "open_sas": rec.open_sas,
-        "history": rec.history.len(),
+        "history": rec.history.len,
     })
 }
 
-/// The whole run as one JSON object.
-pub fn status_json(meta: &RunMeta, records: &[VmRecord]) -> Value {
+/// The run-level part of `status --output json`, with `"vms": []`.
+fn status_head(meta: &RunMeta, entries: &[VmEntry]) -> Value {
     let count = |label: &str| {
-        records
+        entries
             .iter()
             .filter(|r| r.outcome.label() == label)
             .count()
@@ -163,30 +166,96 @@ pub fn status_json(meta: &RunMeta, records: &[VmRecord]) -> Value {
         "arm_endpoint": meta.arm_endpoint,
         "created_at": meta.created_at,
         "summary": {
-            "total": records.len(),
+            "total": entries.len(),
             "verified": count("verified"),
             "skipped": count("skipped"),
             "parked": count("parked"),
             "in_progress": count("in-progress"),
         },
-        "vms": records.iter().map(vm_json).collect::<Vec<_>>(),
+        "vms": [],
     })
 }
 
-/// The run as a terminal table.
-pub fn status_table(records: &[VmRecord]) -> String {
-    let mut t = Table::new();
-    t.load_style(UTF8_FULL_CONDENSED);
-    t.set_header([
-        "VM",
-        "outcome",
-        "step",
-        "disks",
-        "copied",
-        "reason / next action",
-    ]);
-    for r in records {
-        let copied: u64 = r.disks.iter().map(|d| d.bytes_copied).sum();
+/// The whole run as one JSON object (for runs held in memory; the commands
+/// stream it with [`write_status_json`]).
+pub fn status_json(meta: &RunMeta, records: &[VmRecord]) -> Value {
+    let entries: Vec<VmEntry> = records.iter().map(VmEntry::of).collect();
+    let mut v = status_head(meta, &entries);
+    v["vms"] = records
+        .iter()
+        .map(|r| vm_json(&RecordSummary::of(r)))
+        .collect::<Vec<_>>()
+        .into();
+    v
+}
+
+/// Writes `head` (a JSON object whose `"vms"` is `[]`) compactly, with the
+/// `vms` list filled by `vm(i)` for `i` in `0..n`, one element at a time:
+/// the same bytes as serializing the whole object, without holding it.
+pub fn write_with_vms(
+    out: &mut dyn Write,
+    head: &Value,
+    n: usize,
+    mut vm: impl FnMut(usize) -> Result<Value, CliError>,
+) -> Result<(), CliError> {
+    let io = |e: std::io::Error| CliError::Failed(format!("cannot write the output: {e}"));
+    let text = head.to_string();
+    // Inside a JSON string every `"` is escaped, so this can only be the key.
+    const MARK: &str = "\"vms\":[]";
+    let at = text
+        .find(MARK)
+        .ok_or_else(|| CliError::Failed("internal: no vms list in the output".into()))?
+        + MARK.len()
+        - 1;
+    out.write_all(&text.as_bytes()[..at]).map_err(io)?;
+    for i in 0..n {
+        if i > 0 {
+            out.write_all(b",").map_err(io)?;
+        }
+        serde_json::to_writer(&mut *out, &vm(i)?)
+            .map_err(|e| CliError::Failed(format!("cannot write the output: {e}")))?;
+    }
+    out.write_all(&text.as_bytes()[at..]).map_err(io)
+}
+
+/// `status --output json` (and the run summary), streamed from the journal:
+/// one record summary at a time, never every full record.
+pub fn write_status_json(
+    out: &mut dyn Write,
+    meta: &RunMeta,
+    journal: &Journal,
+) -> Result<(), CliError> {
+    let entries = journal.index()?;
+    let head = status_head(meta, &entries);
+    write_with_vms(out, &head, entries.len(), |i| {
+        Ok(vm_json(&journal.summary(&entries[i].id)?))
+    })?;
+    out.write_all(b"\n")
+        .map_err(|e| CliError::Failed(format!("cannot write the output: {e}")))
+}
+
+/// The terminal table of `status`, built one VM at a time.
+pub struct StatusTable(Table);
+
+impl Default for StatusTable {
+    fn default() -> Self {
+        let mut t = Table::new();
+        t.load_style(UTF8_FULL_CONDENSED);
+        t.set_header([
+            "VM",
+            "outcome",
+            "step",
+            "disks",
+            "copied",
+            "reason / next action",
+        ]);
+        StatusTable(t)
+    }
+}
+
+impl StatusTable {
+    /// Adds one VM's row.
+    pub fn add(&mut self, r: &RecordSummary) {
         let note = match &r.outcome {
             Outcome::Skipped { reason } => reason.clone(),
             Outcome::Parked {
@@ -196,16 +265,38 @@ pub fn status_table(records: &[VmRecord]) -> String {
             Outcome::Verified => "EAH on, running, new disks".to_string(),
             Outcome::InProgress => String::new(),
         };
-        t.add_row([
+        self.0.add_row([
             r.id.name().to_string(),
             r.outcome.label().to_string(),
             r.step.name().to_string(),
             r.disks.len().to_string(),
-            human_bytes(copied),
+            human_bytes(r.bytes_copied()),
             note,
         ]);
     }
-    t.to_string()
+
+    /// The rendered table.
+    pub fn render(&self) -> String {
+        self.0.to_string()
+    }
+}
+
+/// The run as a terminal table (records held in memory).
+pub fn status_table(records: &[VmRecord]) -> String {
+    let mut t = StatusTable::default();
+    for r in records {
+        t.add(&RecordSummary::of(r));
+    }
+    t.render()
+}
+
+/// The run as a terminal table, read from the journal one record at a time.
+pub fn status_table_of(journal: &Journal) -> Result<String, CliError> {
+    let mut t = StatusTable::default();
+    for e in journal.index()? {
+        t.add(&journal.summary(&e.id)?);
+    }
+    Ok(t.render())
 }
 
 /// Bytes in binary units.

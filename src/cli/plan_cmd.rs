@@ -21,7 +21,7 @@ use crate::plan::discover::{
 use crate::plan::file::{PlanFile, PlanOptions};
 use crate::plan::waves::{Budget, BudgetScope, WaveSpec, parse_duration, parse_waves};
 use crate::plan::{Finding, Plan, Severity};
-use crate::step::{Outcome, VmRecord};
+use crate::step::{Outcome, VmEntry, VmRecord};
 
 const DEFAULT_POLL_SECS: f64 = 15.0;
 
@@ -340,13 +340,15 @@ pub async fn run_plan(a: RunArgs) -> Result<Exit, CliError> {
         ))
     })?;
     journal.init_run(&meta, &records)?;
+    let entries: Vec<VmEntry> = records.iter().map(VmEntry::of).collect();
+    drop(records);
     execute_waves(
         cloud,
         journal,
         &a.state,
         &meta,
         &frozen,
-        records,
+        entries,
         poll,
         a.output,
         a.break_lease,
@@ -361,7 +363,7 @@ async fn execute_waves(
     dir: &Path,
     meta: &RunMeta,
     plan: &FrozenPlan,
-    records: Vec<VmRecord>,
+    entries: Vec<VmEntry>,
     poll: std::time::Duration,
     output: OutputArg,
     break_lease: bool,
@@ -380,11 +382,11 @@ async fn execute_waves(
         progress: live.clone(),
         cancel: ctrl_c_channel(),
     };
-    let (done, stop) = run.execute(plan, records).await?;
+    let (done, stop) = run.execute(plan, entries).await?;
     live.finish();
     journal.flush()?;
     // (Each VM's lease is released by the engine when it is verified.)
-    print_summary(meta, &done, output);
+    print_summary(meta, &journal, output)?;
     match &stop {
         WaveStop::Completed => {}
         WaveStop::Halted { reason, .. } => eprintln!(
@@ -426,7 +428,7 @@ pub async fn resume_plan(a: ResumeArgs) -> Result<Exit, CliError> {
     )
     .await?
     .with_copy(super::commands::copy_options(&a.transfer));
-    let records = super::commands::unpark_all(&journal)?;
+    let entries = super::commands::unpark_all(&journal)?;
     let mut plan = plan;
     if let Some(m) = a.max_parallel {
         plan.max_parallel = m.max(1);
@@ -437,7 +439,7 @@ pub async fn resume_plan(a: ResumeArgs) -> Result<Exit, CliError> {
         &a.state,
         &meta,
         &plan,
-        records,
+        entries,
         poll,
         a.output,
         a.break_lease,
@@ -471,7 +473,8 @@ pub fn approve(a: ApproveArgs) -> Result<Exit, CliError> {
     Ok(Exit::Done)
 }
 
-/// `ade2eah report`.
+/// `ade2eah report`: streamed from the journal one record summary at a
+/// time (see [`crate::report`]).
 pub fn report(a: ReportArgs) -> Result<Exit, CliError> {
     if !a.state.join("db").exists() {
         return Err(CliError::BadInput(format!(
@@ -481,23 +484,52 @@ pub fn report(a: ReportArgs) -> Result<Exit, CliError> {
     }
     let journal = Journal::open(&a.state)?;
     let meta = journal.require_meta()?;
-    let records = journal.records()?;
     let plan = FrozenPlan::load(&a.state);
-    match a.output {
-        ReportFormat::Json => println!(
-            "{}",
-            crate::report::run_json(&meta, plan.as_ref(), &records)
-        ),
-        ReportFormat::Table => print!(
-            "{}",
-            crate::report::run_table(&meta, plan.as_ref(), &records)
-        ),
-        ReportFormat::Markdown => print!(
-            "{}",
-            crate::report::run_markdown(&meta, plan.as_ref(), &records)
-        ),
-    }
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(64 << 10, stdout.lock());
+    write_run(&mut out, a.output, &meta, plan.as_ref(), &journal)?;
+    std::io::Write::flush(&mut out)
+        .map_err(|e| CliError::Failed(format!("cannot write the output: {e}")))?;
     Ok(Exit::Done)
+}
+
+/// Writes the report of the run in `journal` in `format`: the summary from
+/// the index, then one VM at a time.
+pub fn write_run(
+    out: &mut dyn std::io::Write,
+    format: ReportFormat,
+    meta: &RunMeta,
+    plan: Option<&FrozenPlan>,
+    journal: &Journal,
+) -> Result<(), CliError> {
+    use crate::report;
+    let io = |e: std::io::Error| CliError::Failed(format!("cannot write the output: {e}"));
+    let entries = journal.index()?;
+    let head = report::run_head(meta, plan, &entries);
+    match format {
+        ReportFormat::Json => {
+            super::output::write_with_vms(out, &head, entries.len(), |i| {
+                Ok(report::run_vm_json(plan, &journal.summary(&entries[i].id)?))
+            })?;
+            out.write_all(b"\n").map_err(io)
+        }
+        ReportFormat::Table => {
+            let mut t = report::RunTable::default();
+            for e in &entries {
+                t.add(plan, &journal.summary(&e.id)?);
+            }
+            out.write_all(t.render(meta, &head).as_bytes()).map_err(io)
+        }
+        ReportFormat::Markdown => {
+            out.write_all(report::markdown_head(meta, &head).as_bytes())
+                .map_err(io)?;
+            for e in &entries {
+                let row = report::markdown_row(plan, &journal.summary(&e.id)?);
+                out.write_all(row.as_bytes()).map_err(io)?;
+            }
+            Ok(())
+        }
+    }
 }
 
 /// `ade2eah bench fleet`.

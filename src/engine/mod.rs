@@ -30,13 +30,15 @@ use std::time::Duration;
 
 use serde_json::json;
 use tokio::sync::{Semaphore, watch};
+use tokio::task::{JoinError, JoinSet};
 
 pub use cloud::{Access, Cloud, CloudError, CloudResult, CopyFigures, Retry, VerifyFigures};
 
 use crate::journal::{Journal, JournalError, now_rfc3339};
 use crate::model::ResourceId;
 use crate::step::{
-    Action, Decision, DiskView, Observation, Outcome, Step, VmRecord, VmView, decide, needs,
+    Action, Decision, DiskView, Observation, Outcome, Step, VmEntry, VmRecord, VmView, decide,
+    needs,
 };
 
 /// Engine tuning.
@@ -134,31 +136,66 @@ impl Engine {
         }
     }
 
-    /// Drives every active record to verified or parked (or until cancelled),
-    /// `max_parallel` at a time, and returns the final records.
-    pub async fn run(&self, records: Vec<VmRecord>) -> Result<Vec<VmRecord>, JournalError> {
+    /// Drives every active VM of `entries` to verified or parked (or until
+    /// cancelled), `max_parallel` at a time, and returns the index updated.
+    ///
+    /// Only the index is held for every VM: a VM's full record is loaded
+    /// from the journal when it gets a slot and dropped when it ends, so at
+    /// most `max_parallel` full records (and VM tasks) exist at once. VMs are
+    /// started in order; once the run is cancelled no further VM starts.
+    /// A journal error stops new starts, lets the VMs in flight end, and is
+    /// returned.
+    pub async fn run(&self, mut entries: Vec<VmEntry>) -> Result<Vec<VmEntry>, JournalError> {
         let sem = Arc::new(Semaphore::new(self.opts.max_parallel.max(1)));
-        let mut tasks = Vec::new();
-        for rec in records {
-            if !rec.is_active() {
-                tasks.push(tokio::spawn(async move { Ok(rec) }));
+        let mut tasks: JoinSet<(usize, Result<VmEntry, JournalError>)> = JoinSet::new();
+        let mut first_err: Option<JournalError> = None;
+        type Joined = Result<(usize, Result<VmEntry, JournalError>), JoinError>;
+        fn settle(joined: Joined, entries: &mut [VmEntry], first_err: &mut Option<JournalError>) {
+            match joined {
+                Ok((k, Ok(mut e))) => {
+                    e.wave = entries[k].wave;
+                    entries[k] = e;
+                }
+                Ok((_, Err(e))) => {
+                    first_err.get_or_insert(e);
+                }
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(e) => panic!("VM task failed: {e}"),
+            }
+        }
+        for k in 0..entries.len() {
+            if !entries[k].is_active() {
                 continue;
             }
-            let me = self.clone();
-            let sem = sem.clone();
-            tasks.push(tokio::spawn(async move {
-                let _permit = sem.acquire_owned().await.expect("semaphore never closed");
-                me.drive(rec).await
-            }));
-        }
-        let mut out = Vec::new();
-        for t in tasks {
-            match t.await {
-                Ok(r) => out.push(r?),
-                Err(e) => panic!("VM task panicked: {e}"),
+            let permit = sem
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("semaphore never closed");
+            while let Some(joined) = tasks.try_join_next() {
+                settle(joined, &mut entries, &mut first_err);
             }
+            if self.cancelled() || first_err.is_some() {
+                break;
+            }
+            let me = self.clone();
+            let id = entries[k].id.clone();
+            tasks.spawn(async move {
+                let _permit = permit;
+                let done = match me.journal.get(&id) {
+                    Ok(rec) => me.drive(rec).await.map(|r| VmEntry::of(&r)),
+                    Err(e) => Err(e),
+                };
+                (k, done)
+            });
         }
-        Ok(out)
+        while let Some(joined) = tasks.join_next().await {
+            settle(joined, &mut entries, &mut first_err);
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(entries),
+        }
     }
 
     fn cancelled(&self) -> bool {

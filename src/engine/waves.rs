@@ -29,7 +29,7 @@ use super::{Cloud, Engine, EngineOptions, Progress};
 use crate::journal::{Journal, JournalError, now_rfc3339};
 use crate::model::ResourceId;
 use crate::plan::{Budget, BudgetScope};
-use crate::step::{Outcome, Step, VmRecord};
+use crate::step::{Outcome, Step, VmEntry};
 
 /// File of the frozen plan in the state dir.
 pub const PLAN_FILE: &str = "fleet-plan.json";
@@ -213,21 +213,25 @@ pub struct WaveRun {
 }
 
 impl WaveRun {
-    /// Runs every unfinished wave in order. Returns the final records and why it stopped.
+    /// Runs every unfinished wave in order. Returns the final index (each
+    /// entry's `wave` set from the plan) and why it stopped.
+    ///
+    /// Holds only the index of the run's VMs; the engine loads a VM's full
+    /// record when it starts it and drops it when the VM ends.
     pub async fn execute(
         &self,
         plan: &FrozenPlan,
-        mut records: Vec<VmRecord>,
-    ) -> Result<(Vec<VmRecord>, WaveStop), JournalError> {
+        mut records: Vec<VmEntry>,
+    ) -> Result<(Vec<VmEntry>, WaveStop), JournalError> {
         let mut progress: ProgressFile = read_json(&self.dir.join(PROGRESS_FILE));
-        let eligible_total = records
-            .iter()
-            .filter(|r| plan.wave_of(&r.id).is_some())
-            .count();
+        for r in &mut records {
+            r.wave = plan.wave_of(&r.id);
+        }
+        let eligible_total = records.iter().filter(|r| r.wave.is_some()).count();
         for (i, wave) in plan.waves.iter().enumerate() {
             let n = i + 1;
             let members: Vec<usize> = (0..records.len())
-                .filter(|&k| plan.wave_of(&records[k].id) == Some(n))
+                .filter(|&k| records[k].wave == Some(n))
                 .collect();
             if !members.iter().any(|&k| records[k].is_active()) {
                 if !members.is_empty() && !progress.ended_at.contains_key(&n) {
@@ -264,7 +268,7 @@ impl WaveRun {
                 BudgetScope::Cumulative => (
                     records
                         .iter()
-                        .filter(|r| plan.wave_of(&r.id).is_some_and(|w| w < n))
+                        .filter(|r| r.wave.is_some_and(|w| w < n))
                         .filter(|r| matches!(r.outcome, Outcome::Parked { .. }))
                         .count() as u64,
                     eligible_total as u64,
@@ -306,9 +310,9 @@ impl WaveRun {
             );
             let before: Vec<(usize, usize)> = members
                 .iter()
-                .map(|&k| (k, records[k].history.len()))
+                .map(|&k| (k, records[k].history_len))
                 .collect();
-            let batch: Vec<VmRecord> = members.iter().map(|&k| records[k].clone()).collect();
+            let batch: Vec<VmEntry> = members.iter().map(|&k| records[k].clone()).collect();
             let done = engine.run(batch).await?;
             fwd.abort();
             for (&k, rec) in members.iter().zip(done) {
@@ -325,8 +329,9 @@ impl WaveRun {
                     plan.budget().map(|b| b.allowed(over as usize)).unwrap_or(0)
                 );
                 for (k, hist) in before {
-                    let rec = &mut records[k];
-                    if rec.is_active() && rec.history.len() > hist {
+                    let entry = &records[k];
+                    if entry.is_active() && entry.history_len > hist {
+                        let mut rec = self.journal.get(&entry.id)?;
                         rec.outcome = Outcome::Parked {
                             reason: format!(
                                 "halted by the failure budget at step {} (safe): {reason}",
@@ -337,7 +342,10 @@ impl WaveRun {
                         };
                         let detail = json!({"outcome": rec.outcome, "halt": true});
                         rec.note(now_rfc3339(), "park", detail.to_string());
-                        self.journal.write(rec, "park", detail)?;
+                        self.journal.write(&rec, "park", detail)?;
+                        let wave = records[k].wave;
+                        records[k] = VmEntry::of(&rec);
+                        records[k].wave = wave;
                     }
                 }
                 self.journal.flush()?;

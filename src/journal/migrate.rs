@@ -7,6 +7,12 @@
 //!   `schema_version` becomes 2; both are written in one sled transaction,
 //!   flushed, and an audit line `{"kind":"migrate","from":1,"to":2}` is
 //!   appended to `journal.jsonl`. Records and events are unchanged.
+//! - **v2 → v3** (journal memory): each record is split into a small core
+//!   (tree `vms`) and its bulk (tree `vm_bulk`: original model, history,
+//!   source disk models), both deflated ([`super::layout`]); then the run
+//!   metadata's `schema_version` becomes 3. Records a v3 build reads are
+//!   accepted in either form, so a half-done migration is simply redone.
+//! - One audit line `{"kind":"migrate","from":N,"to":3}` per migration.
 //! - A journal from a *newer* build is refused ([`super::JournalError::NewerSchema`]).
 //! - Migration is idempotent: a crash half-way leaves either v1 (migrated
 //!   again on the next open) or v2.
@@ -16,7 +22,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
 
-use super::{Journal, JournalError, META_KEY, SCHEMA_VERSION};
+use super::{Journal, JournalError, META_KEY, SCHEMA_VERSION, layout};
 
 /// Key of the lease settings in the `meta` tree (schema v2).
 pub(super) const LEASE_KEY: &[u8] = b"lease";
@@ -67,7 +73,8 @@ impl Journal {
         Ok(())
     }
 
-    /// Brings a journal at schema `found` (< current) up to date.
+    /// Brings a journal at schema `found` (< current) up to date, step by
+    /// step; one audit line `{"kind":"migrate","from":found,"to":current}`.
     pub(super) fn migrate(
         &self,
         found: u64,
@@ -91,23 +98,77 @@ impl Journal {
                 })
                 .map_err(|e| self.corrupt(format!("migrating v1 to v2: {e:?}")))?;
             self.flush()?;
-            self.audit_line(
-                serde_json::json!({"kind": "migrate", "from": 1, "to": 2, "at": super::now_rfc3339()})
-                    .to_string()
-                    .as_bytes(),
-            )?;
         }
-        debug_assert_eq!(SCHEMA_VERSION, 2, "add the next migration step here");
-        Ok(())
+        if found <= 2 {
+            self.split_records()?;
+            meta["schema_version"] = serde_json::json!(3);
+            let meta_raw = serde_json::to_vec(&meta).map_err(|e| self.corrupt(e))?;
+            self.meta
+                .insert(META_KEY, meta_raw)
+                .map_err(|e| self.corrupt(e))?;
+            self.flush()?;
+        }
+        debug_assert_eq!(SCHEMA_VERSION, 3, "add the next migration step here");
+        self.audit_line(
+            serde_json::json!({"kind": "migrate", "from": found, "to": SCHEMA_VERSION, "at": super::now_rfc3339()})
+                .to_string()
+                .as_bytes(),
+        )
+    }
+
+    /// v2 → v3: every whole record in `vms` becomes a core in `vms` and a
+    /// bulk in `vm_bulk` ([`super::layout`]). The bulk is written before the
+    /// core, so a crash half-way leaves records either whole (split again on
+    /// the next open) or split with their bulk; flushed every
+    /// [`super::BATCH`] records. A record that cannot be read is left as it
+    /// is (reading it later reports it as corrupt).
+    fn split_records(&self) -> Result<(), JournalError> {
+        let keys: Vec<sled::IVec> = self
+            .vms
+            .iter()
+            .keys()
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.corrupt(e))?;
+        for (i, key) in keys.iter().enumerate() {
+            let Some(raw) = self.vms.get(key).map_err(|e| self.corrupt(e))? else {
+                continue;
+            };
+            let Ok(json) = layout::decode(&raw) else {
+                continue;
+            };
+            let Ok(v) = serde_json::from_slice::<serde_json::Value>(&json) else {
+                continue;
+            };
+            if !layout::is_whole(&v) {
+                continue;
+            }
+            let (core, bulk) = layout::split(v);
+            let enc = |v: &serde_json::Value| {
+                serde_json::to_vec(v)
+                    .map(|b| layout::encode(&b))
+                    .map_err(|e| self.corrupt(e))
+            };
+            self.bulk
+                .insert(key, enc(&bulk)?)
+                .map_err(|e| self.corrupt(e))?;
+            self.vms
+                .insert(key, enc(&core)?)
+                .map_err(|e| self.corrupt(e))?;
+            if (i + 1) % super::BATCH == 0 {
+                self.flush()?;
+            }
+        }
+        self.flush()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::*;
+    use super::layout;
 
     #[test]
-    fn v1_journal_is_migrated_to_v2_once() {
+    fn v1_journal_is_migrated_to_the_current_schema_once() {
         let dir = tempfile::tempdir().unwrap();
         {
             let j = Journal::open(dir.path()).unwrap();
@@ -127,14 +188,68 @@ mod tests {
         }
         let j = Journal::open(dir.path()).unwrap();
         let meta = j.require_meta().unwrap();
-        assert_eq!(meta.schema_version, 2);
+        assert_eq!(meta.schema_version, SCHEMA_VERSION);
         assert_eq!(meta.run_id, "old-run");
         assert_eq!(j.lease_meta().unwrap(), super::LeaseMeta::default());
         assert!(j.meta.get(super::LEASE_KEY).unwrap().is_some());
         drop(j);
         let j = Journal::open(dir.path()).unwrap();
-        assert_eq!(j.require_meta().unwrap().schema_version, 2);
+        assert_eq!(j.require_meta().unwrap().schema_version, SCHEMA_VERSION);
         let audit = std::fs::read_to_string(dir.path().join("journal.jsonl")).unwrap();
         assert_eq!(audit.matches("\"migrate\"").count(), 1, "{audit}");
+    }
+
+    #[test]
+    fn v2_journal_with_whole_records_opens_split_and_reads_the_same() {
+        use crate::model::ResourceId;
+        use crate::step::{Outcome, VmRecord};
+        let dir = tempfile::tempdir().unwrap();
+        let vm = |n: &str| ResourceId::new("s", "rg", "Microsoft.Compute", "virtualMachines", n);
+        let mut a = VmRecord::new(vm("a"));
+        a.original_model = Some(serde_json::json!({"big": "x".repeat(3000)}));
+        a.note("2026-01-01T00:00:00Z".into(), "advance", "to disable-ade");
+        a.outcome = Outcome::Parked {
+            reason: "r".into(),
+            next_action: "n".into(),
+        };
+        let b = VmRecord::new(vm("b"));
+        {
+            // A v2 journal: plain JSON records in `vms`, nothing in `vm_bulk`.
+            let j = Journal::open(dir.path()).unwrap();
+            let m = serde_json::json!({
+                "schema_version": 2, "run_id": "v2-run", "created_at": "2026-01-01T00:00:00Z",
+                "tool_version": "0.1.0", "arm_endpoint": "http://127.0.0.1:1", "cloud": "public",
+                "subscription": "s", "auth": "none", "poll_interval_secs": 1.0,
+                "max_parallel": 4, "vms": [vm("b"), vm("a")]
+            });
+            j.meta
+                .insert(META_KEY, serde_json::to_vec(&m).unwrap())
+                .unwrap();
+            j.put_lease_meta().unwrap();
+            for r in [&a, &b] {
+                j.vms
+                    .insert(r.id.key().as_bytes(), serde_json::to_vec(r).unwrap())
+                    .unwrap();
+            }
+            j.flush().unwrap();
+        }
+        let j = Journal::open(dir.path()).unwrap();
+        assert_eq!(j.require_meta().unwrap().schema_version, SCHEMA_VERSION);
+        assert_eq!(j.records().unwrap(), vec![b.clone(), a.clone()]);
+        let core = j.vms.get(a.id.key().as_bytes()).unwrap().unwrap();
+        assert_eq!(core[0], layout::DEFLATE, "rewritten deflated");
+        assert!(j.bulk.get(a.id.key().as_bytes()).unwrap().is_some());
+        let idx = j.index().unwrap();
+        assert_eq!(idx[1].history_len, 1);
+        assert_eq!(
+            j.summary(&a.id).unwrap().history.last_at.as_deref(),
+            Some("2026-01-01T00:00:00Z")
+        );
+        drop(j);
+        let j = Journal::open(dir.path()).unwrap();
+        assert_eq!(j.records().unwrap(), vec![b, a]);
+        let audit = std::fs::read_to_string(dir.path().join("journal.jsonl")).unwrap();
+        assert_eq!(audit.matches("\"migrate\"").count(), 1, "{audit}");
+        assert!(audit.contains("\"from\":2"), "{audit}");
     }
 }

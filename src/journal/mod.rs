@@ -1,7 +1,9 @@
 //! The durable journal of a run, over sled.
 //!
 //! Layout in `--state DIR`:
-//! - `DIR/db/`: the sled database (trees `meta`, `vms`, `events`);
+//! - `DIR/db/`: the sled database (trees `meta`, `vms` (record cores),
+//!   `vm_bulk` (original models, histories, source disk models; see
+//!   [`layout`]), `events`);
 //! - `DIR/journal.jsonl`: an append-only, fsync'd audit copy of every event,
 //!   human-readable and a recovery source if sled ever refuses to open;
 //! - `DIR/owner`: pid of the process holding the journal (for the lock message).
@@ -18,6 +20,7 @@
 //! - **No secrets.** Only `Serialize` types go in, and secret types are not
 //!   `Serialize`.
 
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -27,13 +30,15 @@ use serde::{Deserialize, Serialize};
 use sled::Transactional;
 
 use crate::model::ResourceId;
-use crate::step::{Step, VmRecord};
+use crate::step::{RecordSummary, Step, VmEntry, VmRecord};
 
+mod layout;
 mod migrate;
 pub use migrate::LeaseMeta;
 
-/// Schema version written by this build (v2: lease settings; see [`migrate`]).
-pub const SCHEMA_VERSION: u32 = 2;
+/// Schema version written by this build (v2: lease settings; v3: records
+/// split into a small core and a bulk, deflated; see [`migrate`], [`layout`]).
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Why a journal could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -115,6 +120,7 @@ pub struct Journal {
     db: sled::Db,
     meta: sled::Tree,
     vms: sled::Tree,
+    bulk: sled::Tree,
     events: sled::Tree,
     audit: Mutex<File>,
 }
@@ -126,6 +132,16 @@ impl std::fmt::Debug for Journal {
 }
 
 const META_KEY: &[u8] = b"run";
+
+/// sled's page cache (its default is 1 GiB). sled 0.34 only starts evicting
+/// after ~16,000 page reads (256 shards that each act on 64 queued reads),
+/// so this bounds long runs; what one pass over the journal keeps resident
+/// is kept small by the layout instead (see [`layout`]).
+const CACHE_BYTES: u64 = 8 << 20;
+
+/// Records written per batch (one sled transaction, one flush, one fsync of
+/// the audit copy) by [`Journal::write_batch`] callers that touch many VMs.
+pub const BATCH: usize = 64;
 
 impl Journal {
     /// Opens (creating if needed) the journal in `dir`, takes the lock and
@@ -145,6 +161,7 @@ impl Journal {
         let db = match sled::Config::new()
             .path(dir.join("db"))
             .mode(sled::Mode::LowSpace)
+            .cache_capacity(CACHE_BYTES)
             .open()
         {
             Ok(db) => db,
@@ -171,6 +188,7 @@ impl Journal {
         };
         let meta = db.open_tree("meta").map_err(corrupt)?;
         let vms = db.open_tree("vms").map_err(corrupt)?;
+        let bulk = db.open_tree("vm_bulk").map_err(corrupt)?;
         let events = db.open_tree("events").map_err(corrupt)?;
         std::fs::write(dir.join("owner"), std::process::id().to_string()).map_err(io)?;
         let audit = OpenOptions::new()
@@ -183,6 +201,7 @@ impl Journal {
             db,
             meta,
             vms,
+            bulk,
             events,
             audit: Mutex::new(audit),
         };
@@ -243,7 +262,12 @@ impl Journal {
 
     /// Starts a run: stores `meta` and the initial records, flushed. Fails if
     /// the journal already holds a run.
-    pub fn init_run(&self, meta: &RunMeta, records: &[VmRecord]) -> Result<(), JournalError> {
+    /// The records are written one at a time, as the iterator yields them.
+    pub fn init_run(
+        &self,
+        meta: &RunMeta,
+        records: impl IntoIterator<Item = impl std::borrow::Borrow<VmRecord>>,
+    ) -> Result<(), JournalError> {
         if let Some(existing) = self.meta()? {
             return Err(JournalError::RunExists {
                 dir: self.dir.clone(),
@@ -251,7 +275,7 @@ impl Journal {
             });
         }
         for r in records {
-            self.put_record(r)?;
+            self.put_record(r.borrow())?;
         }
         self.put_lease_meta()?;
         let raw = serde_json::to_vec(meta).map_err(|e| self.corrupt(e))?;
@@ -262,33 +286,104 @@ impl Journal {
     }
 
     fn put_record(&self, r: &VmRecord) -> Result<(), JournalError> {
-        let raw = serde_json::to_vec(r).map_err(|e| self.corrupt(e))?;
+        let (core, bulk) = layout::store(r).map_err(|e| self.corrupt(e))?;
+        let key = r.id.key();
+        self.bulk
+            .insert(key.as_bytes(), bulk)
+            .map_err(|e| self.corrupt(e))?;
         self.vms
-            .insert(r.id.key().as_bytes(), raw)
+            .insert(key.as_bytes(), core)
             .map_err(|e| self.corrupt(e))?;
         Ok(())
     }
 
-    /// Every VM record, in the order the run listed them.
-    pub fn records(&self) -> Result<Vec<VmRecord>, JournalError> {
-        let order: Vec<String> = self
-            .meta()?
-            .map(|m| m.vms.iter().map(ResourceId::key).collect())
-            .unwrap_or_default();
-        let mut out = Vec::new();
+    /// Position of each VM key in the run's order (`meta.vms`).
+    fn run_order(&self) -> Result<HashMap<String, usize>, JournalError> {
+        let mut order = HashMap::new();
+        if let Some(m) = self.meta()? {
+            for (i, id) in m.vms.iter().enumerate() {
+                order.entry(id.key()).or_insert(i);
+            }
+        }
+        Ok(order)
+    }
+
+    /// Reads every record's core once, one at a time, with `parse`, and
+    /// returns the results in the order the run listed the VMs (records the
+    /// run did not list last, in key order). Only the parsed values are kept.
+    fn scan<T>(
+        &self,
+        mut parse: impl FnMut(&[u8]) -> Result<T, serde_json::Error>,
+        id_of: impl Fn(&T) -> &ResourceId,
+    ) -> Result<Vec<T>, JournalError> {
+        let order = self.run_order()?;
+        let mut out: Vec<(usize, T)> = Vec::new();
         for item in self.vms.iter() {
             let (_, v) = item.map_err(|e| self.corrupt(e))?;
-            let rec: VmRecord =
-                serde_json::from_slice(&v).map_err(|e| self.corrupt(format!("VM record: {e}")))?;
-            out.push(rec);
+            let json = layout::decode(&v).map_err(|e| self.corrupt(format!("VM record: {e}")))?;
+            let t = parse(&json).map_err(|e| self.corrupt(format!("VM record: {e}")))?;
+            let pos = order.get(&id_of(&t).key()).copied().unwrap_or(usize::MAX);
+            out.push((pos, t));
         }
-        out.sort_by_key(|r| {
-            order
-                .iter()
-                .position(|k| *k == r.id.key())
-                .unwrap_or(usize::MAX)
-        });
-        Ok(out)
+        out.sort_by_key(|(pos, _)| *pos);
+        Ok(out.into_iter().map(|(_, t)| t).collect())
+    }
+
+    /// Every VM record, in the order the run listed them. Holds every full
+    /// record: for small runs and tests; large runs use [`Journal::index`]
+    /// and [`Journal::get`].
+    pub fn records(&self) -> Result<Vec<VmRecord>, JournalError> {
+        self.index()?.iter().map(|e| self.get(&e.id)).collect()
+    }
+
+    /// The index line of every VM, in run order. Every record's core is read
+    /// and checked as far as `status` and `report` need it (a record that
+    /// cannot be read is [`JournalError::Corrupt`]); only the index is kept,
+    /// and the large parts of the records (`vm_bulk`) are not read at all.
+    pub fn index(&self) -> Result<Vec<VmEntry>, JournalError> {
+        self.scan(
+            |raw| serde_json::from_slice::<RecordSummary>(raw).map(|s| VmEntry::from(&s)),
+            |e: &VmEntry| &e.id,
+        )
+    }
+
+    fn core_json(&self, id: &ResourceId) -> Result<Vec<u8>, JournalError> {
+        let raw = self
+            .vms
+            .get(id.key().as_bytes())
+            .map_err(|e| self.corrupt(e))?
+            .ok_or_else(|| self.corrupt(format!("VM record of {id} is missing")))?;
+        layout::decode(&raw)
+            .map(|c| c.into_owned())
+            .map_err(|e| self.corrupt(format!("VM record: {e}")))
+    }
+
+    /// The full record of one VM ([`JournalError::Corrupt`] if it has none).
+    pub fn get(&self, id: &ResourceId) -> Result<VmRecord, JournalError> {
+        let bad = |e: &dyn std::fmt::Display| self.corrupt(format!("VM record: {e}"));
+        let core: serde_json::Value =
+            serde_json::from_slice(&self.core_json(id)?).map_err(|e| bad(&e))?;
+        let whole = if layout::is_whole(&core) {
+            core
+        } else {
+            let bulk = match self
+                .bulk
+                .get(id.key().as_bytes())
+                .map_err(|e| self.corrupt(e))?
+            {
+                Some(raw) => serde_json::from_slice(&layout::decode(&raw).map_err(|e| bad(&e))?)
+                    .map_err(|e| bad(&e))?,
+                None => layout::no_bulk(),
+            };
+            layout::join(core, bulk)
+        };
+        serde_json::from_value(whole).map_err(|e| bad(&e))
+    }
+
+    /// What `status` and `report` show of one VM, read from its core alone.
+    pub fn summary(&self, id: &ResourceId) -> Result<RecordSummary, JournalError> {
+        serde_json::from_slice(&self.core_json(id)?)
+            .map_err(|e| self.corrupt(format!("VM record: {e}")))
     }
 
     /// Durably stores `rec` together with one event about it, then flushes.
@@ -299,38 +394,66 @@ impl Journal {
         kind: &str,
         detail: serde_json::Value,
     ) -> Result<Event, JournalError> {
-        let seq = self.db.generate_id().map_err(|e| self.corrupt(e))?;
-        let event = Event {
-            seq,
-            at: now_rfc3339(),
-            vm: rec.id.clone(),
-            step: rec.step,
-            kind: kind.to_string(),
-            detail,
-        };
-        let rec_raw = serde_json::to_vec(rec).map_err(|e| self.corrupt(e))?;
-        let ev_raw = serde_json::to_vec(&event).map_err(|e| self.corrupt(e))?;
-        let key = rec.id.key();
-        (&self.vms, &self.events)
-            .transaction(|(vms, events)| {
-                vms.insert(key.as_bytes(), rec_raw.as_slice())?;
-                events.insert(&seq.to_be_bytes(), ev_raw.as_slice())?;
+        let mut events = self.write_batch(&[(rec, kind, detail)])?;
+        Ok(events.remove(0))
+    }
+
+    /// [`Journal::write`] for several records at once: one sled transaction,
+    /// one flush and one fsync of the audit copy for the whole batch (keep
+    /// batches to about [`BATCH`] records).
+    pub fn write_batch(
+        &self,
+        items: &[(&VmRecord, &str, serde_json::Value)],
+    ) -> Result<Vec<Event>, JournalError> {
+        let mut events = Vec::with_capacity(items.len());
+        let mut raws: Vec<(String, Vec<u8>, Vec<u8>, u64, Vec<u8>)> =
+            Vec::with_capacity(items.len());
+        for (rec, kind, detail) in items {
+            let seq = self.db.generate_id().map_err(|e| self.corrupt(e))?;
+            let event = Event {
+                seq,
+                at: now_rfc3339(),
+                vm: rec.id.clone(),
+                step: rec.step,
+                kind: kind.to_string(),
+                detail: detail.clone(),
+            };
+            let (core, bulk) = layout::store(rec).map_err(|e| self.corrupt(e))?;
+            let ev_raw = serde_json::to_vec(&event).map_err(|e| self.corrupt(e))?;
+            raws.push((rec.id.key(), core, bulk, seq, ev_raw));
+            events.push(event);
+        }
+        (&self.vms, &self.bulk, &self.events)
+            .transaction(|(vms, bulk, evs)| {
+                for (key, core, blk, seq, ev_raw) in &raws {
+                    vms.insert(key.as_bytes(), core.as_slice())?;
+                    bulk.insert(key.as_bytes(), blk.as_slice())?;
+                    evs.insert(&seq.to_be_bytes(), ev_raw.as_slice())?;
+                }
                 Ok::<_, sled::transaction::ConflictableTransactionError<()>>(())
             })
             .map_err(|e| self.corrupt(format!("{e:?}")))?;
         self.flush()?;
-        self.audit_line(&ev_raw)?;
-        Ok(event)
+        self.audit_lines(raws.iter().map(|(_, _, _, _, ev)| ev.as_slice()))?;
+        Ok(events)
     }
 
     fn audit_line(&self, line: &[u8]) -> Result<(), JournalError> {
+        self.audit_lines(std::iter::once(line))
+    }
+
+    fn audit_lines<'a>(&self, lines: impl Iterator<Item = &'a [u8]>) -> Result<(), JournalError> {
         let mut f = self.audit.lock().unwrap_or_else(|p| p.into_inner());
         let io = |source| JournalError::Io {
             dir: self.dir.clone(),
             source,
         };
-        f.write_all(line).map_err(io)?;
-        f.write_all(b"\n").map_err(io)?;
+        let mut buf = Vec::new();
+        for line in lines {
+            buf.extend_from_slice(line);
+            buf.push(b'\n');
+        }
+        f.write_all(&buf).map_err(io)?;
         f.sync_data().map_err(io)
     }
 
@@ -437,10 +560,10 @@ mod tests {
         {
             let j = Journal::open(dir.path()).unwrap();
             let mut m = meta(vec![]);
-            j.init_run(&m, &[]).unwrap();
+            j.init_run(&m, Vec::<VmRecord>::new()).unwrap();
             m.run_id = "run-2".into();
             assert!(matches!(
-                j.init_run(&m, &[]),
+                j.init_run(&m, Vec::<VmRecord>::new()),
                 Err(JournalError::RunExists { .. })
             ));
             m.schema_version = SCHEMA_VERSION + 1;
@@ -451,7 +574,7 @@ mod tests {
         }
         let err = Journal::open(dir.path()).unwrap_err();
         assert!(
-            matches!(err, JournalError::NewerSchema { found: 3, .. }),
+            matches!(err, JournalError::NewerSchema { found, .. } if found == SCHEMA_VERSION + 1),
             "{err}"
         );
     }

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use crate::engine::waves::FrozenPlan;
 use crate::journal::RunMeta;
 use crate::plan::Plan;
-use crate::step::{Outcome, VmRecord};
+use crate::step::{Outcome, RecordSummary, VmEntry, VmRecord};
 
 /// Schema id of `report --output json`.
 pub const REPORT_SCHEMA: &str = "ade2eah.report/v1";
@@ -148,38 +148,16 @@ pub fn plan_markdown(plan: &Plan) -> String {
     o
 }
 
-fn reason_of(r: &VmRecord) -> Option<String> {
-    match &r.outcome {
-        Outcome::Skipped { reason } => Some(reason.clone()),
-        Outcome::Parked { reason, .. } => Some(reason.clone()),
-        _ => None,
-    }
+/// The wave of `id` in `plan`, as the reports show it.
+fn wave_of(plan: Option<&FrozenPlan>, id: &crate::model::ResourceId) -> Option<usize> {
+    plan.and_then(|p| p.wave_of(id))
 }
 
-/// `report --output json` (docs/report-schema.md).
-pub fn run_json(meta: &RunMeta, plan: Option<&FrozenPlan>, records: &[VmRecord]) -> Value {
-    let count = |l: &str| records.iter().filter(|r| r.outcome.label() == l).count();
-    let vms: Vec<Value> = records
-        .iter()
-        .map(|r| {
-            let next = match &r.outcome {
-                Outcome::Parked { next_action, .. } => Some(next_action.clone()),
-                _ => None,
-            };
-            json!({
-                "id": r.id.as_str(),
-                "wave": plan.and_then(|p| p.wave_of(&r.id)),
-                "outcome": r.outcome.label(),
-                "step": r.step.to_string(),
-                "reason": reason_of(r),
-                "next_action": next,
-                "disks": r.disks.len(),
-                "bytes_copied": r.disks.iter().map(|d| d.bytes_copied).sum::<u64>(),
-                "attempts": r.attempts,
-                "updated_at": r.history.last().map(|h| h.at.clone()),
-            })
-        })
-        .collect();
+/// The run-level part of `report --output json` (docs/report-schema.md),
+/// with `"vms": []`: summary and per-wave counts from the index alone.
+pub fn run_head(meta: &RunMeta, plan: Option<&FrozenPlan>, entries: &[VmEntry]) -> Value {
+    let count = |l: &str| entries.iter().filter(|r| r.outcome.label() == l).count();
+    let waves_of: Vec<Option<usize>> = entries.iter().map(|r| wave_of(plan, &r.id)).collect();
     let waves: Vec<Value> = plan
         .map(|p| {
             p.waves
@@ -187,10 +165,17 @@ pub fn run_json(meta: &RunMeta, plan: Option<&FrozenPlan>, records: &[VmRecord])
                 .enumerate()
                 .map(|(i, w)| {
                     let n = i + 1;
-                    let of = |l: &str| records.iter().filter(|r| p.wave_of(&r.id) == Some(n) && r.outcome.label() == l).count();
+                    let members = || {
+                        entries
+                            .iter()
+                            .zip(&waves_of)
+                            .filter(move |(_, w)| **w == Some(n))
+                            .map(|(r, _)| r)
+                    };
+                    let of = |l: &str| members().filter(|r| r.outcome.label() == l).count();
                     json!({"index": n, "name": w.name, "target": w.target, "max_parallel": w.max_parallel,
                            "approval": w.approval, "soak_secs": w.soak_secs,
-                           "vms": records.iter().filter(|r| p.wave_of(&r.id) == Some(n)).count(),
+                           "vms": members().count(),
                            "verified": of("verified"), "parked": of("parked"), "in_progress": of("in-progress")})
                 })
                 .collect()
@@ -203,38 +188,93 @@ pub fn run_json(meta: &RunMeta, plan: Option<&FrozenPlan>, records: &[VmRecord])
         "subscription": meta.subscription,
         "plan_fingerprint": plan.map(|p| p.fingerprint.clone()),
         "failure_budget": plan.and_then(|p| p.failure_budget.clone()),
-        "summary": {"total": records.len(), "verified": count("verified"), "parked": count("parked"),
+        "summary": {"total": entries.len(), "verified": count("verified"), "parked": count("parked"),
                     "skipped": count("skipped"), "in_progress": count("in-progress")},
         "waves": waves,
-        "vms": vms,
+        "vms": [],
     })
 }
 
-/// `report --output table`.
-pub fn run_table(meta: &RunMeta, plan: Option<&FrozenPlan>, records: &[VmRecord]) -> String {
-    let mut t = Table::new();
-    t.load_style(UTF8_FULL_CONDENSED);
-    t.set_header(["VM", "Wave", "Outcome", "Step", "Copied", "Reason"]);
-    for r in records {
-        t.add_row([
+/// One VM of `report --output json`.
+pub fn run_vm_json(plan: Option<&FrozenPlan>, r: &RecordSummary) -> Value {
+    let next = match &r.outcome {
+        Outcome::Parked { next_action, .. } => Some(next_action.clone()),
+        _ => None,
+    };
+    json!({
+        "id": r.id.as_str(),
+        "wave": wave_of(plan, &r.id),
+        "outcome": r.outcome.label(),
+        "step": r.step.to_string(),
+        "reason": r.reason(),
+        "next_action": next,
+        "disks": r.disks.len(),
+        "bytes_copied": r.bytes_copied(),
+        "attempts": r.attempts,
+        "updated_at": r.history.last_at,
+    })
+}
+
+/// `report --output json` of records held in memory (docs/report-schema.md).
+/// The `report` command streams the same bytes from the journal.
+pub fn run_json(meta: &RunMeta, plan: Option<&FrozenPlan>, records: &[VmRecord]) -> Value {
+    let entries: Vec<VmEntry> = records.iter().map(VmEntry::of).collect();
+    let mut j = run_head(meta, plan, &entries);
+    j["vms"] = records
+        .iter()
+        .map(|r| run_vm_json(plan, &RecordSummary::of(r)))
+        .collect::<Vec<_>>()
+        .into();
+    j
+}
+
+/// `report --output table`, built one VM at a time.
+pub struct RunTable(Table);
+
+impl Default for RunTable {
+    fn default() -> Self {
+        let mut t = Table::new();
+        t.load_style(UTF8_FULL_CONDENSED);
+        t.set_header(["VM", "Wave", "Outcome", "Step", "Copied", "Reason"]);
+        RunTable(t)
+    }
+}
+
+impl RunTable {
+    /// Adds one VM's row.
+    pub fn add(&mut self, plan: Option<&FrozenPlan>, r: &RecordSummary) {
+        self.0.add_row([
             r.id.name().to_string(),
-            plan.and_then(|p| p.wave_of(&r.id))
+            wave_of(plan, &r.id)
                 .map(|w| w.to_string())
                 .unwrap_or_else(|| "-".into()),
             r.outcome.label().to_string(),
             r.step.to_string(),
-            gib(r.disks.iter().map(|d| d.bytes_copied).sum()),
-            reason_of(r).unwrap_or_default(),
+            gib(r.bytes_copied()),
+            r.reason().unwrap_or_default().to_string(),
         ]);
     }
-    let j = run_json(meta, plan, records);
-    format!("{t}\nrun {} | {}\n", meta.run_id, j["summary"])
+
+    /// The table and the summary line (`head` from [`run_head`]).
+    pub fn render(&self, meta: &RunMeta, head: &Value) -> String {
+        format!("{}\nrun {} | {}\n", self.0, meta.run_id, head["summary"])
+    }
 }
 
-/// `report --output markdown`.
-pub fn run_markdown(meta: &RunMeta, plan: Option<&FrozenPlan>, records: &[VmRecord]) -> String {
-    let j = run_json(meta, plan, records);
-    let s = &j["summary"];
+/// `report --output table` of records held in memory.
+pub fn run_table(meta: &RunMeta, plan: Option<&FrozenPlan>, records: &[VmRecord]) -> String {
+    let entries: Vec<VmEntry> = records.iter().map(VmEntry::of).collect();
+    let mut t = RunTable::default();
+    for r in records {
+        t.add(plan, &RecordSummary::of(r));
+    }
+    t.render(meta, &run_head(meta, plan, &entries))
+}
+
+/// The part of `report --output markdown` before the VM rows (`head` from
+/// [`run_head`]).
+pub fn markdown_head(meta: &RunMeta, head: &Value) -> String {
+    let s = &head["summary"];
     let mut o = format!(
         "# ADE → encryption at host: run report\n\n- Run: `{}` (started {})\n- Subscription: `{}`\n- VMs: {} total, **{} verified**, {} parked, {} skipped, {} in progress\n\n",
         meta.run_id,
@@ -246,7 +286,7 @@ pub fn run_markdown(meta: &RunMeta, plan: Option<&FrozenPlan>, records: &[VmReco
         s["skipped"],
         s["in_progress"]
     );
-    if let Some(w) = j["waves"].as_array().filter(|w| !w.is_empty()) {
+    if let Some(w) = head["waves"].as_array().filter(|w| !w.is_empty()) {
         o.push_str("## Waves\n\n| Wave | Name | VMs | Verified | Parked | In progress |\n|---|---|---|---|---|---|\n");
         for w in w {
             o.push_str(&format!(
@@ -264,22 +304,34 @@ pub fn run_markdown(meta: &RunMeta, plan: Option<&FrozenPlan>, records: &[VmReco
     o.push_str(
         "## VMs\n\n| VM | Wave | Outcome | Step | Reason / next action |\n|---|---|---|---|---|\n",
     );
+    o
+}
+
+/// One VM row of `report --output markdown`.
+pub fn markdown_row(plan: Option<&FrozenPlan>, r: &RecordSummary) -> String {
+    let next = match &r.outcome {
+        Outcome::Parked { next_action, .. } => format!(" — {next_action}"),
+        _ => String::new(),
+    };
+    format!(
+        "| {} | {} | {} | {} | {}{} |\n",
+        r.id.name(),
+        wave_of(plan, &r.id)
+            .map(|w| w.to_string())
+            .unwrap_or_else(|| "-".into()),
+        r.outcome.label(),
+        r.step,
+        md_escape(r.reason().unwrap_or_default()),
+        md_escape(&next)
+    )
+}
+
+/// `report --output markdown` of records held in memory.
+pub fn run_markdown(meta: &RunMeta, plan: Option<&FrozenPlan>, records: &[VmRecord]) -> String {
+    let entries: Vec<VmEntry> = records.iter().map(VmEntry::of).collect();
+    let mut o = markdown_head(meta, &run_head(meta, plan, &entries));
     for r in records {
-        let next = match &r.outcome {
-            Outcome::Parked { next_action, .. } => format!(" — {next_action}"),
-            _ => String::new(),
-        };
-        o.push_str(&format!(
-            "| {} | {} | {} | {} | {}{} |\n",
-            r.id.name(),
-            plan.and_then(|p| p.wave_of(&r.id))
-                .map(|w| w.to_string())
-                .unwrap_or_else(|| "-".into()),
-            r.outcome.label(),
-            r.step,
-            md_escape(&reason_of(r).unwrap_or_default()),
-            md_escape(&next)
-        ));
+        o.push_str(&markdown_row(plan, &RecordSummary::of(r)));
     }
     o
 }

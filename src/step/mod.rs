@@ -14,6 +14,7 @@ pub mod decide;
 pub mod eligibility;
 pub mod observe;
 pub mod record;
+pub mod summary;
 
 pub use decide::{Needs, decide, needs};
 pub use eligibility::{Eligibility, PlatformFacts, classify};
@@ -22,6 +23,7 @@ pub use record::{
     CopyPolicy, CreatedKind, CreatedResource, DiskPlan, DiskRole, HistoryEntry, Outcome, Round,
     VerifyMode, VmFacts, VmRecord,
 };
+pub use summary::{DiskSummary, HistoryTail, RecordSummary, VmEntry};
 
 use serde::{Deserialize, Serialize};
 
