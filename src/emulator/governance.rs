@@ -13,6 +13,12 @@
 //! (`write operation` for writes). INFERRED: several locked scopes are listed
 //! as `'a','b'`; the lock scope is given as stored.
 //!
+//! INFERRED (not in a source read): a VM create, update or delete is also a
+//! write on the disks and NICs it attaches or detaches (a ReadOnly lock on
+//! one refuses it), and a VM delete is a delete of the disks and NICs whose
+//! `deleteOption` is `Delete` (any lock on one refuses it); VM power actions
+//! are writes on the VM only.
+//!
 //! Listing (`GET {scope}/providers/Microsoft.Authorization/locks`): without a
 //! filter, every lock at the scope or below it; with `$filter=atScope()`,
 //! every lock that applies at the scope (at it or above it, i.e. inherited
