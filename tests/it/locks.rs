@@ -294,3 +294,43 @@ async fn a_lock_refusal_parks_the_vm_and_resume_finishes_after_removal() {
     assert_migrated(&rig.emu, &a, &before_a);
     assert_migrated(&rig.emu, &b, &before_b);
 }
+
+/// A lock that appears mid-run, just before the VM would be deleted: the
+/// delete is refused, the VM parks at delete-vm with the source VM and disks
+/// intact, and `resume` after the lock is removed finishes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_added_mid_run_parks_at_delete_and_resume_finishes() {
+    let rig = Rig::new().await;
+    let vm = rig.emu.add_vm(windows("lk-mid", 1));
+    let before = source_digests(&rig.emu, &vm);
+    let crashed = rig
+        .run(
+            std::slice::from_ref(&vm),
+            &[("ADE2EAH_FAILPOINTS", "before-intent:delete-vm")],
+        )
+        .await;
+    assert_ne!(crashed.status.code(), Some(0), "{}", text(&crashed));
+    rig.emu
+        .add_lock(vm.as_str(), "keep", LockLevel::CanNotDelete);
+    let parked = rig.resume(&[]).await;
+    assert_eq!(parked.status.code(), Some(1), "{}", text(&parked));
+    let st = rig.status().await;
+    let rec = &st["vms"][0];
+    assert_eq!(rec["outcome"], "parked", "{rec}");
+    assert_eq!(rec["step"], "delete-vm", "{rec}");
+    let reason = rec["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("ScopeLocked") && reason.contains(&format!("lock on {vm}")),
+        "{reason}"
+    );
+    let state = serde_json::to_value(rig.emu.state()).unwrap();
+    assert!(find_by_id(&state["vms"], &vm).is_some(), "VM not deleted");
+    for (d, digest) in &before {
+        assert_eq!(rig.emu.disk_digest(d).as_deref(), Some(digest.as_str()));
+    }
+    assert!(rig.emu.remove_lock(vm.as_str(), "keep"));
+    let out = rig.resume(&[]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(rig.status().await["vms"][0]["outcome"], "verified");
+    assert_migrated(&rig.emu, &vm, &before);
+}
