@@ -419,9 +419,7 @@ fn by_code(
         KnownCode::Auth => terminal(
             "the identity lacks a permission (see README, 'Permissions needed on real Azure'); grant it, then run `ade2eah resume`",
         ),
-        KnownCode::Locked => terminal(
-            "a management lock (ReadOnly or CanNotDelete) blocks the change; remove or relax the lock on the VM, its disks, NICs or resource group, then run `ade2eah resume`",
-        ),
+        KnownCode::Locked => terminal(locked_remedy(message)),
         KnownCode::BadRequest | KnownCode::CopySource if lower.contains(EVER_ADE_TEXT) => {
             ever_ade()
         }
@@ -440,6 +438,36 @@ fn by_code(
             ),
         },
     }
+}
+
+/// The remedy of a `ScopeLocked` refusal, naming the locked scope(s) from
+/// Azure's message ("... because following scope(s) are locked: '<scope>'.").
+fn locked_remedy(message: &str) -> String {
+    let scopes = message
+        .split_once("are locked:")
+        .map(|(_, rest)| {
+            rest.split(". Please")
+                .next()
+                .unwrap_or(rest)
+                .split(',')
+                .map(|s| {
+                    s.trim()
+                        .trim_matches('\'')
+                        .trim_end_matches('.')
+                        .to_string()
+                })
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    if scopes.is_empty() {
+        return "a management lock (ReadOnly or CanNotDelete) blocks the change; remove the lock on the VM, its disks, NICs, resource group or subscription for the migration window (`az lock list`), re-add it after, then run `ade2eah resume`".into();
+    }
+    let list = scopes.join(", ");
+    let first = &scopes[0];
+    format!(
+        "a management lock on {list} blocks the change (the refused request changed nothing). Remove that lock for the migration window (`az lock list --scope {first}`, then `az lock delete --ids <lock id>`), re-add it once the VM is verified, then run `ade2eah resume`"
+    )
 }
 
 fn ever_ade() -> ErrorClass {
@@ -481,6 +509,21 @@ mod tests {
             classify(&http(400, "NicReservedForAnotherVm", "reserved")),
             ErrorClass::Held { hold: NIC_HOLD }
         );
+    }
+
+    #[test]
+    fn scope_locked_is_terminal_and_names_the_lock_scope() {
+        let rg = "/subscriptions/s/resourceGroups/rg-a";
+        let m = format!(
+            "The scope '{rg}/providers/Microsoft.Compute/virtualMachines/v' cannot perform delete operation because following scope(s) are locked: '{rg}'. Please remove the lock and try again."
+        );
+        match classify(&http(409, "ScopeLocked", &m)) {
+            ErrorClass::Terminal { remedy } => {
+                assert!(remedy.contains(&format!("lock on {rg} blocks")), "{remedy}");
+                assert!(remedy.contains("ade2eah resume"), "{remedy}");
+            }
+            c => panic!("{c:?}"),
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Read-only inventory calls used by `ade2eah plan`: VM listing (ARM, paged
 //! by `nextLink`), Azure Resource Graph (paged by `$skipToken`), management
-//! locks, and the one opt-in write, feature registration.
+//! locks, Azure Backup status, Compute usages (quotas), and the one opt-in
+//! write, feature registration.
 
 use serde_json::{Value, json};
 
@@ -10,6 +11,9 @@ use super::{AzureError, client::ArmClient};
 pub const RESOURCE_GRAPH_API: &str = "2024-04-01";
 /// API version of `Microsoft.Authorization/locks`.
 pub const LOCKS_API: &str = "2016-09-01";
+/// API version of `Microsoft.RecoveryServices/locations/backupStatus`
+/// (spec `recoveryservicesbackup/.../stable/2023-04-01`, example `AzureIaasVm/GetBackupStatus.json`).
+pub const BACKUP_API: &str = "2023-04-01";
 
 /// Most pages followed in one listing (a guard against a looping `nextLink`).
 const MAX_PAGES: usize = 10_000;
@@ -92,6 +96,78 @@ impl ArmClient {
         ))
     }
 
+    /// Every management lock in `subscription` (at the subscription, its
+    /// resource groups and resources: the unfiltered subscription listing),
+    /// following `nextLink`. `Ok(None)` when the locks API answers 404.
+    pub async fn list_subscription_locks(
+        &self,
+        subscription: &str,
+    ) -> Result<Option<Vec<Value>>, AzureError> {
+        let mut next =
+            format!("/subscriptions/{subscription}/providers/Microsoft.Authorization/locks");
+        let mut out = Vec::new();
+        for _ in 0..MAX_PAGES {
+            let Some(page) = self.get_value(&next, LOCKS_API, &[]).await? else {
+                return Ok(None);
+            };
+            if let Some(v) = page.get("value").and_then(Value::as_array) {
+                out.extend(v.iter().cloned());
+            }
+            match page.get("nextLink").and_then(Value::as_str) {
+                Some(n) if !n.is_empty() => next = n.to_string(),
+                _ => break,
+            }
+        }
+        Ok(Some(out))
+    }
+
+    /// Azure Backup protection of one VM:
+    /// `POST /subscriptions/{s}/providers/Microsoft.RecoveryServices/locations/{loc}/backupStatus`
+    /// with `{"resourceId", "resourceType": "VM"}` → `{"protectionStatus":
+    /// "Protected"|"NotProtected"|"Protecting"|"ProtectionFailed"|"Invalid",
+    /// "vaultId", "policyName", "containerName", "protectedItemName", ...}`.
+    /// A POST that reads only.
+    pub async fn backup_status(
+        &self,
+        subscription: &str,
+        location: &str,
+        vm_id: &str,
+    ) -> Result<Value, AzureError> {
+        let path = format!(
+            "/subscriptions/{subscription}/providers/Microsoft.RecoveryServices/locations/{location}/backupStatus"
+        );
+        let body = json!({"resourceId": vm_id, "resourceType": "VM"});
+        self.post_value(&path, BACKUP_API, Some(&body)).await
+    }
+
+    /// Compute usages of a region (`GET .../Microsoft.Compute/locations/{loc}/usages`):
+    /// `value[]` of `{"name": {"value", "localizedValue"}, "currentValue", "limit", "unit"}`.
+    /// `Ok(None)` on 404.
+    pub async fn compute_usages(
+        &self,
+        subscription: &str,
+        location: &str,
+    ) -> Result<Option<Vec<Value>>, AzureError> {
+        let api = self.config().api.compute.clone();
+        let mut next = format!(
+            "/subscriptions/{subscription}/providers/Microsoft.Compute/locations/{location}/usages"
+        );
+        let mut out = Vec::new();
+        for _ in 0..MAX_PAGES {
+            let Some(page) = self.get_value(&next, &api, &[]).await? else {
+                return Ok(None);
+            };
+            if let Some(v) = page.get("value").and_then(Value::as_array) {
+                out.extend(v.iter().cloned());
+            }
+            match page.get("nextLink").and_then(Value::as_str) {
+                Some(n) if !n.is_empty() => next = n.to_string(),
+                _ => break,
+            }
+        }
+        Ok(Some(out))
+    }
+
     /// Registers `Microsoft.Compute/EncryptionAtHost` on `subscription`
     /// (mutating; only with `plan --register-feature`). Returns the state.
     pub async fn register_eah_feature(&self, subscription: &str) -> Result<String, AzureError> {
@@ -104,5 +180,56 @@ impl ArmClient {
             .and_then(Value::as_str)
             .unwrap_or("Unknown")
             .to_string())
+    }
+}
+
+/// The Compute usage that counts managed disks of `sku`, when Azure has one.
+/// Names from public usage listings (`az vm list-usage`): `StandardDiskCount`,
+/// `StandardSSDDiskCount`, `PremiumDiskCount`, `UltraSSDDiskCount`. No
+/// disk-count usage is known for Premium SSD v2: `None`.
+pub fn disk_usage_name(sku: &str) -> Option<&'static str> {
+    let s = sku.to_ascii_lowercase();
+    if s.starts_with("premiumv2") {
+        None
+    } else if s.starts_with("premium") {
+        Some("PremiumDiskCount")
+    } else if s.starts_with("standardssd") {
+        Some("StandardSSDDiskCount")
+    } else if s.starts_with("ultrassd") {
+        Some("UltraSSDDiskCount")
+    } else {
+        Some("StandardDiskCount")
+    }
+}
+
+/// The Compute usage that counts snapshots of `sku` (`StandardSnapshotCount`,
+/// `PremiumSnapshotCount`, `ZRSSnapshotCount`; names as for disks).
+/// Incremental snapshots without a `sku` are `Standard_LRS` [INFERRED].
+pub fn snapshot_usage_name(sku: &str) -> &'static str {
+    let s = sku.to_ascii_lowercase();
+    if s.starts_with("premium") {
+        "PremiumSnapshotCount"
+    } else if s.ends_with("_zrs") {
+        "ZRSSnapshotCount"
+    } else {
+        "StandardSnapshotCount"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_names() {
+        assert_eq!(disk_usage_name("Premium_LRS"), Some("PremiumDiskCount"));
+        assert_eq!(
+            disk_usage_name("StandardSSD_ZRS"),
+            Some("StandardSSDDiskCount")
+        );
+        assert_eq!(disk_usage_name("Standard_LRS"), Some("StandardDiskCount"));
+        assert_eq!(disk_usage_name("PremiumV2_LRS"), None);
+        assert_eq!(snapshot_usage_name("Standard_ZRS"), "ZRSSnapshotCount");
+        assert_eq!(snapshot_usage_name("Standard_LRS"), "StandardSnapshotCount");
     }
 }

@@ -159,6 +159,7 @@ async fn build_plan(
                 "Microsoft.Compute/EncryptionAtHost is not registered on the subscription; pass --register-feature (or `az feature register`) and plan again"));
         }
     }
+    findings.extend(crate::plan::preflight::run(&client, &sel.subscription, &mut vms).await);
     suggest_sizes(&client, &sel.subscription, &mut vms).await;
     let plan = Plan::build(
         sel.subscription.clone(),
@@ -239,6 +240,8 @@ pub async fn run_plan(a: RunArgs) -> Result<Exit, CliError> {
     } else {
         let ids: Vec<_> = file.vms.iter().map(|v| v.id.clone()).collect();
         let (mut vms, missing) = classify_all(&cloud, &ids, true).await.map_err(plan_err)?;
+        // Locks, backup and quota as at planning (blockers change fingerprints).
+        crate::plan::preflight::run(cloud.client(), &file.subscription, &mut vms).await;
         let mut changed: Vec<String> = missing
             .iter()
             .map(|m| format!("{m}: no longer exists"))

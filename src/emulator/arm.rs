@@ -35,6 +35,12 @@ enum Route {
     Feature(String, bool),
     Skus,
     ProviderRegister,
+    /// `{scope}/providers/Microsoft.Authorization/locks[/{name}]`.
+    Lock(String, Option<String>),
+    /// `GET .../Microsoft.Compute/locations/{loc}/usages`.
+    Usages(String),
+    /// `POST .../Microsoft.RecoveryServices/locations/{loc}/backupStatus` (a read).
+    BackupStatus,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -89,8 +95,21 @@ fn parse_route(path: &str, subscription: &str) -> Result<Route, ArmError> {
             format!("The subscription '{}' could not be found.", segs[1]),
         ));
     }
+    if let Some(i) = (2..segs.len()).find(|&i| {
+        l(i) == "providers" && l(i + 1) == "microsoft.authorization" && l(i + 2) == "locks"
+    }) && (segs.len() == i + 3 || segs.len() == i + 4)
+    {
+        let scope = format!("/{}", segs[..i].join("/"));
+        return Ok(Route::Lock(scope, segs.get(i + 3).map(|s| s.to_string())));
+    }
     if l(2) == "providers" {
         return match (l(3), segs.len()) {
+            ("microsoft.compute", 7) if l(4) == "locations" && l(6) == "usages" => {
+                Ok(Route::Usages(segs[5].to_string()))
+            }
+            ("microsoft.recoveryservices", 7) if l(4) == "locations" && l(6) == "backupstatus" => {
+                Ok(Route::BackupStatus)
+            }
             ("microsoft.compute", 8)
                 if l(4) == "locations" && (l(6) == "operations" || l(6) == "diskoperations") =>
             {
@@ -153,11 +172,8 @@ fn parse_route(path: &str, subscription: &str) -> Result<Route, ArmError> {
 }
 
 fn query_has(query: &str, key: &str, value: &str) -> bool {
-    query.split('&').any(|kv| {
-        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-        let k = k.replace("%24", "$");
-        let v = v.replace("%20", " ").replace('+', " ");
-        k.eq_ignore_ascii_case(key) && (value.is_empty() || v.eq_ignore_ascii_case(value))
+    url::form_urlencoded::parse(query.as_bytes()).any(|(k, v)| {
+        k.eq_ignore_ascii_case(key) && (value.is_empty() || v.trim().eq_ignore_ascii_case(value))
     })
 }
 
@@ -224,6 +240,8 @@ pub(crate) async fn handle(State(inner): State<Arc<Inner>>, req: Request) -> Res
             return error_response(&e, &method, "");
         }
     };
+    // backupStatus is a POST that only reads.
+    let mutating = mutating && !matches!(route, Route::BackupStatus);
     let class = match (&route, mutating) {
         (Route::Operation(_), _) => RequestClass::Poll,
         (_, true) => RequestClass::Mutating,
@@ -332,7 +350,10 @@ pub(crate) async fn handle(State(inner): State<Arc<Inner>>, req: Request) -> Res
         if let Some(f) = fault {
             arm_hooks(&mut w, &f, &route);
         }
-        let o = dispatch(&mut w, &route, &method, &query, body, inject, now);
+        let o = match lock_refusal(&w, &route, &method, &body) {
+            Some(e) => Err(e),
+            None => dispatch(&mut w, &route, &method, &query, body, inject, now),
+        };
         w.hooks.lro_error = None;
         o
     };
@@ -439,11 +460,63 @@ fn dispatch(
         (Route::ProviderRegister, "POST") => {
             reply(json!({"namespace": "Microsoft.Compute", "registrationState": "Registered"}))
         }
+        (Route::Lock(scope, None), "GET") => reply(
+            w.gov
+                .lock_list(scope, query_has(query, "$filter", "atScope()")),
+        ),
+        (Route::Lock(scope, Some(n)), "GET") => reply(w.gov.lock_get(scope, n)?),
+        (Route::Lock(scope, Some(n)), "PUT") => {
+            let (status, v) = w.gov.lock_put(scope, n, &body)?;
+            Ok(Outcome::Reply(Reply {
+                status,
+                body: Some(v),
+                lro: None,
+            }))
+        }
+        (Route::Lock(scope, Some(n)), "DELETE") => Ok(Outcome::Reply(Reply {
+            status: w.gov.lock_delete(scope, n),
+            body: None,
+            lro: None,
+        })),
+        (Route::Usages(loc), "GET") => {
+            let current = w.usage_counts(loc);
+            reply(w.gov.usages(&current))
+        }
+        (Route::BackupStatus, "POST") => reply(w.gov.backup_status(&body)?),
         _ => Err(ArmError::new(
             405,
             "MethodNotAllowed",
             format!("The requested resource does not support http method '{m}'."),
         )),
+    }
+}
+
+/// The `ScopeLocked` refusal of a mutating request, if a management lock
+/// forbids it (see `governance`). Lock routes themselves, feature and
+/// provider registration and read-only POSTs are not checked.
+fn lock_refusal(
+    w: &super::world::World,
+    route: &Route,
+    method: &Method,
+    body: &Value,
+) -> Option<ArmError> {
+    use super::governance::LockOp;
+    let op = match method.as_str() {
+        "DELETE" => LockOp::Delete,
+        "PUT" | "PATCH" | "POST" => LockOp::Write,
+        _ => return None,
+    };
+    match route {
+        Route::Vm(t, VmSub::Model) => {
+            let b = (op == LockOp::Write).then_some(body);
+            w.lock_check(&t.id, op, b, true)
+        }
+        Route::Vm(t, VmSub::Action(_)) => w.lock_check(&t.id, op, None, false),
+        Route::Vm(t, VmSub::Ext(n)) => {
+            w.lock_check(&format!("{}/extensions/{n}", t.id), op, None, false)
+        }
+        Route::Disk(t, _, _) => w.lock_check(&t.id, op, None, false),
+        _ => None,
     }
 }
 

@@ -1,6 +1,7 @@
 //! A built-in Azure over HTTP on loopback: the ARM control plane (VMs,
 //! extensions, disks, snapshots, NICs, features, SKUs, long-running
-//! operations, seeded faults) and the managed-disk page-blob data plane.
+//! operations, seeded faults, management locks, Azure Backup status,
+//! Compute usages) and the managed-disk page-blob data plane.
 //!
 //! Contract (see docs/contracts.md): the wire is Azure's own; time is
 //! simulated ([`clock::SimClock`]); `/_emulator/state|requests|vms` expose the
@@ -8,7 +9,8 @@
 //!
 //! Layout: [`config`] (knobs), [`fleet`] (VM descriptions, demo fleet),
 //! `world` (state and platform rules, synchronous), `lro` (operations),
-//! `faults` (seeded fault choice), `arm` (HTTP handler), [`blob`] and
+//! `faults` (seeded fault choice), `governance` (locks, backup, usages),
+//! `arm` (HTTP handler), [`blob`] and
 //! [`storage`] (data plane).
 
 #![deny(missing_docs)]
@@ -23,6 +25,7 @@ pub mod throttle;
 
 mod arm;
 mod faults;
+mod governance;
 mod graph;
 mod lro;
 mod world;
@@ -41,6 +44,7 @@ pub use config::{
     DEFAULT_SUBSCRIPTION, Durations, EmulatorConfig, FaultConfig, FaultKind, SimRange,
 };
 pub use fleet::{AdeSpec, DeleteOption, DiskSpec, OsKind, VmSpec, demo_fleet};
+pub use governance::LockLevel;
 
 use crate::model::ResourceId;
 use world::World;
@@ -268,6 +272,36 @@ impl Emulator {
     /// Changes the guest write rate of a VM (simulated bytes per second; 0 stops it).
     pub fn set_churn(&self, id: &ResourceId, bytes_per_sec: f64) {
         self.world_now(|w| w.set_churn(id.as_str(), bytes_per_sec))
+    }
+
+    /// Adds (or replaces) management lock `name` at `scope` (a subscription,
+    /// resource-group or resource id), as `PUT .../Microsoft.Authorization/locks/{name}` would.
+    pub fn add_lock(&self, scope: &str, name: &str, level: LockLevel) {
+        self.world_now(|w| {
+            w.gov.add_lock(scope, name, level, None);
+        })
+    }
+
+    /// Removes management lock `name` at `scope`; false if there was none.
+    pub fn remove_lock(&self, scope: &str, name: &str) -> bool {
+        self.world_now(|w| w.gov.remove_lock(scope, name))
+    }
+
+    /// Marks VM `vm` protected by Azure Backup (vault id, policy name), as the
+    /// `backupStatus` API then reports it.
+    pub fn protect_vm(&self, vm: &ResourceId, vault_id: &str, policy: &str) {
+        self.world_now(|w| w.gov.protect(vm.as_str(), vault_id, policy))
+    }
+
+    /// Stops backup protection of `vm`; false if it was not protected.
+    pub fn unprotect_vm(&self, vm: &ResourceId) -> bool {
+        self.world_now(|w| w.gov.unprotect(vm.as_str()))
+    }
+
+    /// Sets the regional limit of a Compute usage (`PremiumDiskCount`,
+    /// `StandardSnapshotCount`, ...) served by `.../locations/{loc}/usages`.
+    pub fn set_usage_limit(&self, name: &str, limit: u64) {
+        self.world_now(|w| w.gov.set_limit(name, limit))
     }
 
     /// Runs `f` on the world brought up to the current simulated time.

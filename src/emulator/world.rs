@@ -572,6 +572,8 @@ pub(crate) struct World {
     offline: BTreeMap<String, f64>,
     /// State of the delayed and one-time injected faults (`faults.rs`).
     pub(crate) hooks: super::faults::Hooks,
+    /// Management locks, backup protection, usage limits.
+    pub(crate) gov: super::governance::Governance,
 }
 
 impl World {
@@ -605,6 +607,7 @@ impl World {
             churn: BTreeMap::new(),
             offline: BTreeMap::new(),
             hooks: Default::default(),
+            gov: Default::default(),
         }
     }
 
@@ -3505,6 +3508,74 @@ impl World {
             .get(&k)
             .or_else(|| self.snapshots.get(&k))
             .and_then(|d| d.blob.clone())
+    }
+
+    /// The `ScopeLocked` refusal of `op` on `target` (a VM, extension, disk
+    /// or snapshot id), if a management lock forbids it. For VM writes
+    /// (`vm_model`: the request body of a PUT/PATCH, or `None`), the disks and
+    /// NICs of the current model and of the body count as written too (a
+    /// create/update/delete attaches or detaches them); with `delete`, those
+    /// whose deleteOption is `Delete` count as deleted.
+    pub(crate) fn lock_check(
+        &self,
+        target: &str,
+        op: super::governance::LockOp,
+        vm_body: Option<&Value>,
+        vm_linked: bool,
+    ) -> Option<ArmError> {
+        let mut linked: Vec<(String, bool)> = Vec::new();
+        if vm_linked {
+            let deleting = op == super::governance::LockOp::Delete;
+            let current = self.vms.get(&key_of(target)).map(|v| &v.model);
+            for m in current.into_iter().chain(vm_body) {
+                let os = m.pointer("/properties/storageProfile/osDisk");
+                let data = m
+                    .pointer("/properties/storageProfile/dataDisks")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten();
+                for d in os.into_iter().chain(data) {
+                    if let Some(id) = d.pointer("/managedDisk/id").and_then(Value::as_str) {
+                        let del = d
+                            .get("deleteOption")
+                            .and_then(Value::as_str)
+                            .is_some_and(|x| x.eq_ignore_ascii_case("Delete"));
+                        linked.push((id.to_string(), deleting && del));
+                    }
+                }
+                for n in m
+                    .pointer("/properties/networkProfile/networkInterfaces")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    if let Some(id) = n.get("id").and_then(Value::as_str) {
+                        let del = n
+                            .pointer("/properties/deleteOption")
+                            .and_then(Value::as_str)
+                            .is_some_and(|x| x.eq_ignore_ascii_case("Delete"));
+                        linked.push((id.to_string(), deleting && del));
+                    }
+                }
+            }
+        }
+        self.gov.check(target, op, &linked)
+    }
+
+    /// Managed disks and snapshots in use per Compute usage name.
+    pub(crate) fn usage_counts(&self, location: &str) -> BTreeMap<String, u64> {
+        let mut out: BTreeMap<String, u64> = BTreeMap::new();
+        let here = |d: &&Disk| d.location.eq_ignore_ascii_case(location);
+        for d in self.disks.values().filter(here) {
+            if let Some(n) = crate::azure::inventory::disk_usage_name(&d.sku) {
+                *out.entry(n.to_string()).or_default() += 1;
+            }
+        }
+        for d in self.snapshots.values().filter(here) {
+            let n = crate::azure::inventory::snapshot_usage_name(&d.sku);
+            *out.entry(n.to_string()).or_default() += 1;
+        }
+        out
     }
 
     /// (vms, disks, snapshots, nics, operations, running operations) for the state view.

@@ -1,7 +1,7 @@
 //! Fleet planning: discovery ([`discover`]), classification and preflight
 //! findings ([`findings`]), estimates ([`estimate`]), the inventory
 //! fingerprint ([`fingerprint`]), wave targets ([`waves`]) and plan files
-//! ([`file`]). Sends no mutating request (except the opt-in
+//! ([`file`]); locks, backup and quota checks ([`preflight`]). Sends no mutating request (except the opt-in
 //! `--register-feature`).
 
 pub mod discover;
@@ -9,6 +9,7 @@ pub mod estimate;
 pub mod file;
 pub mod findings;
 pub mod fingerprint;
+pub mod preflight;
 pub mod waves;
 
 use serde::Serialize;

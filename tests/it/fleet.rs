@@ -4,7 +4,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use ade2eah::emulator::fleetgen::{FleetGen, GeneratedVm, generate, rg_name};
+use ade2eah::emulator::fleetgen::{
+    FleetGen, GeneratedVm, LOCKED_RG, LockOn, generate, rg_name, seed,
+};
 use ade2eah::emulator::{EmulatorConfig, FaultConfig, FaultKind};
 use ade2eah::model::ResourceId;
 use serde_json::Value;
@@ -27,8 +29,67 @@ fn seed_fleet(rig: &Rig, n: usize, rgs: usize) -> Vec<(ResourceId, GeneratedVm)>
         os_disk_gib: 1,
     })
     .into_iter()
-    .map(|g| (rig.emu.add_vm(g.spec.clone()), g))
+    .map(|g| (seed(&rig.emu, &g), g))
     .collect()
+}
+
+fn codes(v: &Value, sev: Option<&str>) -> Vec<String> {
+    v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| sev.is_none_or(|s| f["severity"] == s))
+        .map(|f| f["code"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The lock and backup findings of a planned VM match the generated truth.
+fn check_governance(id: &ResourceId, g: &GeneratedVm, got: &Value) {
+    let relevant = g.path != "not-ade" && g.path != "already-eah";
+    let blockers = codes(got, Some("blocker"));
+    let infos = codes(got, Some("info"));
+    let warnings = codes(got, Some("warning"));
+    let lock_block = blockers.iter().any(|c| c == "management-lock");
+    let lock_info = infos.iter().any(|c| c == "management-lock-info");
+    match g.lock {
+        Some(l) if relevant => {
+            assert_eq!(lock_block, l.blocks(), "{id} {l:?}: {got}");
+            assert_eq!(lock_info, !l.blocks(), "{id} {l:?}: {got}");
+            let f = got["findings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|f| f["code"].as_str().unwrap().starts_with("management-lock"))
+                .unwrap();
+            let msg = f["message"].as_str().unwrap();
+            assert!(msg.contains(&l.name()), "{id}: {msg}");
+            if l.blocks() {
+                assert!(
+                    msg.contains("for the migration window, re-add it after"),
+                    "{msg}"
+                );
+                if got["eligible"] == false && g.eligible == false && l.on == LockOn::ResourceGroup
+                {
+                    assert!(msg.contains(LOCKED_RG), "{msg}");
+                }
+            }
+        }
+        _ => assert!(!lock_block && !lock_info, "{id} has no lock: {got}"),
+    }
+    let backup = warnings.iter().any(|c| c == "backup-protected");
+    assert_eq!(backup, g.backup && relevant, "{id} backup: {got}");
+    if backup {
+        let msg = got["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["code"] == "backup-protected")
+            .unwrap()["message"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(msg.contains("new vmId") && msg.contains("ADE-era"), "{msg}");
+    }
 }
 
 fn conn(rig: &Rig) -> Vec<String> {
@@ -104,7 +165,8 @@ async fn dry_run_of_300_vms_matches_the_generated_truth_and_changes_nothing() {
             .get(&id.key())
             .unwrap_or_else(|| panic!("{id} in plan"));
         assert_eq!(got["path"], g.path, "{id}: {got}");
-        assert_eq!(got["eligible"], g.eligible, "{id}");
+        assert_eq!(got["eligible"], g.eligible, "{id}: {got}");
+        check_governance(id, g, got);
         if !g.eligible {
             assert!(
                 !got["findings"].as_array().unwrap().is_empty(),
@@ -112,8 +174,30 @@ async fn dry_run_of_300_vms_matches_the_generated_truth_and_changes_nothing() {
             );
             let f = &got["findings"][0];
             assert!(f["code"].is_string() && f["severity"].is_string() && f["message"].is_string());
+            if g.path != "not-ade" {
+                assert_eq!(
+                    f["severity"], "blocker",
+                    "{id}: the first finding is the reason"
+                );
+            }
         }
     }
+    // The generated fleet has every kind of lock and some backups.
+    let kinds: BTreeSet<String> = fleet
+        .iter()
+        .filter_map(|(_, g)| g.lock.map(|l| l.name()))
+        .collect();
+    assert_eq!(kinds.len(), 7, "lock kinds: {kinds:?}");
+    assert!(fleet.iter().filter(|(_, g)| g.backup).count() >= 10);
+    assert!(
+        !v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["severity"] == "blocker"),
+        "no plan-level blocker with default quotas: {}",
+        v["findings"]
+    );
     let size = vms
         .iter()
         .find(|x| x["path"] == "size-unsupported")
@@ -524,4 +608,154 @@ async fn plan_file_errors_point_at_file_line_and_column() {
         text(&out)
     );
     assert_eq!(rig.mutating_requests(), 0);
+}
+
+/// `-g` selection keeps the lock and backup findings of exactly the VMs
+/// selected (a resource-group lock is found through the unfiltered listing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scoped_plans_keep_lock_and_backup_findings() {
+    let rig = rig().await;
+    let fleet = seed_fleet(&rig, 300, 10);
+    let before = rig.emu.requests().len();
+    let out = plan(
+        &rig,
+        &["-g", LOCKED_RG, "-g", &rg_name(2), "--output", "json"],
+    )
+    .await;
+    let v = json_of(&out);
+    let by_id: BTreeMap<String, &Value> = v["vms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| (x["id"].as_str().unwrap().to_ascii_lowercase(), x))
+        .collect();
+    let want: Vec<&(ResourceId, GeneratedVm)> = fleet
+        .iter()
+        .filter(|(_, g)| g.spec.resource_group == LOCKED_RG || g.spec.resource_group == rg_name(2))
+        .collect();
+    assert_eq!(by_id.len(), want.len());
+    assert!(want.iter().any(|(_, g)| g.spec.resource_group == LOCKED_RG));
+    assert!(
+        want.iter()
+            .any(|(_, g)| g.lock.is_some() && g.spec.resource_group != LOCKED_RG)
+    );
+    for (id, g) in want {
+        let got = by_id[&id.key()];
+        assert_eq!(got["eligible"], g.eligible, "{id}: {got}");
+        check_governance(id, g, got);
+    }
+    let log = &rig.emu.requests()[before..];
+    assert!(log.iter().all(|r| !r.mutating), "plan sent writes");
+    assert!(log.iter().any(|r| r.path.ends_with("backupStatus")));
+}
+
+/// The quota preflight: VMs whose temporary disks and snapshots do not fit
+/// in the region's remaining quota leave the plan (`disk-quota` blocker, on
+/// them and on the plan); above 80% of a limit the plan warns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disk_quota_takes_vms_out_beyond_the_limit_and_warns_above_80_percent() {
+    let rig = rig().await;
+    let ids: Vec<ResourceId> = (0..3)
+        .map(|i| {
+            rig.emu
+                .add_vm(crate::support::windows(&format!("q-{i}"), 0))
+        })
+        .collect();
+    // Each VM: 1 Premium Upload disk, 1 backup + 5 round snapshots (default policy).
+    let quota_of = |v: &Value, sev: &str| -> Vec<String> {
+        v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["code"] == "disk-quota" && f["severity"] == sev)
+            .map(|f| f["message"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let eligible = |v: &Value| -> Vec<bool> {
+        v["vms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["eligible"].as_bool().unwrap())
+            .collect()
+    };
+    rig.emu.set_usage_limit("StandardSnapshotCount", 13);
+    let v = json_of(&plan(&rig, &["--output", "json"]).await);
+    assert_eq!(eligible(&v), [true, true, false], "{}", v["vms"]);
+    let plan_level = quota_of(&v, "blocker");
+    assert_eq!(plan_level.len(), 1, "{}", v["findings"]);
+    assert!(
+        plan_level[0].contains("StandardSnapshotCount")
+            && plan_level[0].contains("18")
+            && plan_level[0].contains("1 VM(s)"),
+        "{plan_level:?}"
+    );
+    let last = &v["vms"][2];
+    assert_eq!(last["findings"][0]["code"], "disk-quota", "{last}");
+    assert_eq!(last["findings"][0]["severity"], "blocker");
+    assert_eq!(
+        v["waves"][0]["vms"].as_array().unwrap().len()
+            + v["waves"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .skip(1)
+                .map(|w| w["vms"].as_array().unwrap().len())
+                .sum::<usize>(),
+        2
+    );
+
+    rig.emu.set_usage_limit("StandardSnapshotCount", 20);
+    let v = json_of(&plan(&rig, &["--output", "json"]).await);
+    assert_eq!(eligible(&v), [true, true, true]);
+    let warn = quota_of(&v, "warning");
+    assert!(
+        warn.len() == 1 && warn[0].contains("18 of 20"),
+        "{}",
+        v["findings"]
+    );
+    assert!(quota_of(&v, "blocker").is_empty());
+
+    // The disks themselves: 3 Premium disks in use, 2 left.
+    rig.emu.set_usage_limit("PremiumDiskCount", 5);
+    let v = json_of(&plan(&rig, &["--output", "json"]).await);
+    assert_eq!(eligible(&v), [true, true, false]);
+    assert!(
+        quota_of(&v, "blocker")[0].contains("PremiumDiskCount"),
+        "{}",
+        v["findings"]
+    );
+    assert_eq!(ids.len(), 3);
+    assert_eq!(rig.mutating_requests(), 0);
+}
+
+/// A lock added after planning changes the VM's fingerprint (it leaves the
+/// plan): `run --plan` refuses the stale plan and sends nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_added_after_planning_makes_the_plan_stale() {
+    let rig = rig().await;
+    let vm = rig.emu.add_vm(crate::support::windows("late-lock", 0));
+    let file = rig
+        .state
+        .path()
+        .parent()
+        .unwrap()
+        .join(format!("plan-lock-{}.toml", std::process::id()));
+    let out = plan(&rig, &["--out", file.to_str().unwrap()]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    rig.emu.add_lock(
+        vm.as_str(),
+        "late",
+        ade2eah::emulator::LockLevel::CanNotDelete,
+    );
+    let out = run_plan(&rig, &file, &[]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("stale") && err.contains("eligible true → false"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(rig.mutating_requests(), 0);
+    let _ = std::fs::remove_file(&file);
 }

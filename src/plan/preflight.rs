@@ -1,0 +1,385 @@
+//! Preflight checks beyond a VM's own model, all reads: management locks on
+//! the VM, its disks, NICs, resource group and subscription; Azure Backup
+//! protection; regional managed-disk and snapshot quotas for what the plan
+//! creates. Blockers take the VM out of the plan (and change its
+//! fingerprint, so a plan made before a lock was added or removed is stale).
+//!
+//! Requests: one unfiltered lock listing of the subscription (every lock at
+//! and below it, paged), one `backupStatus` read per VM (a POST that only
+//! reads; per-VM rather than a Resource Graph `RecoveryServicesResources`
+//! query because it is authoritative for the VM id and not near-real-time),
+//! one usages listing per region.
+
+use std::collections::BTreeMap;
+
+use futures::StreamExt;
+use serde_json::Value;
+
+use super::findings::{Finding, Severity};
+use super::{Estimate, PlannedVm, fingerprint};
+use crate::azure::ArmClient;
+use crate::azure::inventory::{disk_usage_name, snapshot_usage_name};
+use crate::step::observe::{jget, jstr};
+use crate::step::{CopyPolicy, Outcome};
+
+/// A lock that blocks the migration (on the VM, its resource group or
+/// subscription; or ReadOnly on a disk or NIC).
+pub const LOCK: &str = "management-lock";
+/// A lock that does not block it (CanNotDelete on a disk or NIC).
+pub const LOCK_INFO: &str = "management-lock-info";
+/// The VM is protected by Azure Backup.
+pub const BACKUP: &str = "backup-protected";
+/// Regional managed-disk / snapshot quota.
+pub const QUOTA: &str = "disk-quota";
+/// A preflight read failed: the check was not made.
+pub const UNREAD: &str = "preflight-unread";
+
+/// Usage share above which the plan warns.
+const QUOTA_WARN: f64 = 0.8;
+
+fn relevant(v: &PlannedVm) -> bool {
+    v.path != "not-ade" && v.path != "already-eah"
+}
+
+fn norm(s: &str) -> String {
+    s.trim().trim_end_matches('/').to_ascii_lowercase()
+}
+
+fn covers(scope: &str, id: &str) -> bool {
+    let (s, i) = (norm(scope), norm(id));
+    i == s || i.starts_with(&format!("{s}/"))
+}
+
+/// Adds a blocker: the VM leaves the plan (skipped with the finding's message).
+fn block(v: &mut PlannedVm, f: Finding) {
+    if v.eligible {
+        v.eligible = false;
+        v.estimate = Estimate::default();
+        v.record.outcome = Outcome::Skipped {
+            reason: format!("{}: {}", f.code, f.message),
+        };
+    }
+    v.findings.push(f);
+}
+
+/// Runs every preflight check on `vms` (adding VM findings, taking blocked
+/// VMs out) and returns the plan-level findings.
+pub async fn run(client: &ArmClient, subscription: &str, vms: &mut [PlannedVm]) -> Vec<Finding> {
+    let mut out = Vec::new();
+    locks(client, subscription, vms, &mut out).await;
+    backup(client, subscription, vms, &mut out).await;
+    quota(client, subscription, vms, &CopyPolicy::default(), &mut out).await;
+    for v in vms.iter_mut() {
+        v.findings
+            .sort_by(|a, b| b.severity.cmp(&a.severity).then(a.code.cmp(&b.code)));
+        v.fingerprint = fingerprint::of_vm(&v.record, &v.path, v.eligible);
+    }
+    out
+}
+
+struct LockInfo {
+    id: String,
+    name: String,
+    scope: String,
+    level: String,
+}
+
+impl LockInfo {
+    fn parse(v: &Value) -> Option<LockInfo> {
+        let id = jstr(v, "id")?.to_string();
+        let at = id
+            .to_ascii_lowercase()
+            .find("/providers/microsoft.authorization/locks/")?;
+        Some(LockInfo {
+            scope: id[..at].to_string(),
+            name: jstr(v, "name")
+                .map(str::to_string)
+                .unwrap_or_else(|| id.rsplit('/').next().unwrap_or_default().to_string()),
+            level: jstr(v, "properties.level")
+                .unwrap_or("NotSpecified")
+                .to_string(),
+            id,
+        })
+    }
+
+    fn read_only(&self) -> bool {
+        self.level.eq_ignore_ascii_case("ReadOnly")
+    }
+
+    fn remedy(&self) -> String {
+        format!(
+            "remove lock {} on {} for the migration window, re-add it after (`az lock delete --ids {}`; re-create it with `az lock create --name {} --lock-type {} --scope {}` once the VM is verified), then plan again",
+            self.name, self.scope, self.id, self.name, self.level, self.scope
+        )
+    }
+}
+
+fn scope_label(scope: &str, vm_id: &str) -> String {
+    let segs: Vec<&str> = scope.trim_matches('/').split('/').collect();
+    if norm(scope) == norm(vm_id) {
+        "the VM".into()
+    } else if segs.len() == 2 {
+        format!("subscription {}", segs[1])
+    } else if segs.len() == 4 {
+        format!("resource group {}", segs[3])
+    } else {
+        format!("resource {}", segs.last().unwrap_or(&""))
+    }
+}
+
+fn linked(vm: &Value) -> (Vec<String>, Vec<String>) {
+    let os = jstr(vm, "properties.storageProfile.osDisk.managedDisk.id");
+    let data = jget(vm, "properties.storageProfile.dataDisks")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|d| jstr(d, "managedDisk.id"));
+    let disks = os.into_iter().chain(data).map(str::to_string).collect();
+    let nics = jget(vm, "properties.networkProfile.networkInterfaces")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|n| jstr(n, "id"))
+        .map(str::to_string)
+        .collect();
+    (disks, nics)
+}
+
+async fn locks(client: &ArmClient, sub: &str, vms: &mut [PlannedVm], out: &mut Vec<Finding>) {
+    let all = match client.list_subscription_locks(sub).await {
+        Ok(Some(v)) => v,
+        Ok(None) => {
+            out.push(Finding::new(UNREAD, Severity::Warning,
+                "management locks could not be listed (the locks API answered 404); check `az lock list` for locks on the VMs, disks, NICs, resource groups and subscription before running"));
+            return;
+        }
+        Err(e) => {
+            out.push(Finding::new(UNREAD, Severity::Warning, format!(
+                "management locks could not be listed ({e}); check `az lock list` for locks on the VMs, disks, NICs, resource groups and subscription before running (reading locks needs Microsoft.Authorization/locks/read)")));
+            return;
+        }
+    };
+    let locks: Vec<LockInfo> = all.iter().filter_map(LockInfo::parse).collect();
+    if locks.is_empty() {
+        return;
+    }
+    for v in vms.iter_mut().filter(|v| relevant(v)) {
+        let vm_id = v.id.as_str().to_string();
+        let model = v.record.original_model.clone().unwrap_or(Value::Null);
+        let (disks, nics) = linked(&model);
+        for l in &locks {
+            if covers(&l.scope, &vm_id) {
+                let ro = if l.read_only() {
+                    " (ReadOnly also refuses deallocate, start, the extension changes and every update)"
+                } else {
+                    ""
+                };
+                let msg = format!(
+                    "{} lock '{}' on {} ({}) blocks the migration: the VM must be deleted and re-created{ro}; {}",
+                    l.level,
+                    l.name,
+                    scope_label(&l.scope, &vm_id),
+                    l.scope,
+                    l.remedy()
+                );
+                block(v, Finding::new(LOCK, Severity::Blocker, msg));
+                continue;
+            }
+            let hit = |ids: &[String]| ids.iter().find(|d| covers(&l.scope, d)).cloned();
+            let (what, id) = match (hit(&disks), hit(&nics)) {
+                (Some(d), _) => ("disk", d),
+                (None, Some(n)) => ("NIC", n),
+                (None, None) => continue,
+            };
+            let rname = id.rsplit('/').next().unwrap_or_default().to_string();
+            if l.read_only() {
+                let why = if what == "disk" {
+                    "the run snapshots it, opens read access (beginGetAccess, a write) and the VM update and re-creation write it"
+                } else {
+                    "the VM update, delete and re-creation detach and attach it (writes)"
+                };
+                let msg = format!(
+                    "ReadOnly lock '{}' on {what} {rname} ({}) blocks the migration: {why}; {}",
+                    l.name,
+                    l.scope,
+                    l.remedy()
+                );
+                block(v, Finding::new(LOCK, Severity::Blocker, msg));
+            } else {
+                let msg = format!(
+                    "{} lock '{}' on {what} {rname} ({}): no effect on the migration, which never deletes source {what}s (deleteOption is set to Detach before the VM is deleted)",
+                    l.level, l.name, l.scope
+                );
+                v.findings
+                    .push(Finding::new(LOCK_INFO, Severity::Info, msg));
+            }
+        }
+    }
+}
+
+async fn backup(client: &ArmClient, sub: &str, vms: &mut [PlannedVm], out: &mut Vec<Finding>) {
+    let targets: Vec<(usize, String, String)> = vms
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| relevant(v) && !v.location.is_empty())
+        .map(|(i, v)| (i, v.location.clone(), v.id.as_str().to_string()))
+        .collect();
+    let answers: Vec<(usize, Result<Value, crate::azure::AzureError>)> = futures::stream::iter(
+        targets
+            .into_iter()
+            .map(|(i, loc, id)| async move { (i, client.backup_status(sub, &loc, &id).await) }),
+    )
+    .buffer_unordered(8)
+    .collect()
+    .await;
+    let mut failed = 0usize;
+    let mut first_err = None;
+    for (i, a) in answers {
+        let s = match a {
+            Ok(s) => s,
+            Err(e) => {
+                failed += 1;
+                first_err.get_or_insert(e.to_string());
+                continue;
+            }
+        };
+        let status = jstr(&s, "protectionStatus").unwrap_or_default();
+        if matches!(
+            status.to_ascii_lowercase().as_str(),
+            "" | "notprotected" | "invalid"
+        ) {
+            continue;
+        }
+        let vault = jstr(&s, "vaultId").unwrap_or("?");
+        let policy = jstr(&s, "policyName").unwrap_or("?");
+        let vault_name = vault.rsplit('/').next().unwrap_or(vault);
+        let vault_rg = vault.split('/').nth(4).unwrap_or("<vault resource group>");
+        let v = &mut vms[i];
+        let msg = format!(
+            "protected by Azure Backup (vault {vault}, policy {policy}, status {status}): the VM is re-created with a new vmId, so after migration check its backup item in vault {vault_name} and run an on-demand backup (`az backup protection backup-now`); if the item reports errors, re-protect it (`az backup protection enable-for-vm --vault-name {vault_name} -g {vault_rg} --vm {} --policy-name {policy}`). Restore points taken before the migration are of the ADE-era disks: restoring one brings back ADE-encrypted disks, not an encryption-at-host VM",
+            v.id
+        );
+        v.findings
+            .push(Finding::new(BACKUP, Severity::Warning, msg));
+    }
+    if failed > 0 {
+        out.push(Finding::new(UNREAD, Severity::Warning, format!(
+            "Azure Backup status could not be read for {failed} VM(s) (first error: {}); check their protection in the Recovery Services vaults before running",
+            first_err.unwrap_or_default()
+        )));
+    }
+}
+
+/// Managed disks and snapshots one eligible VM's migration creates, per
+/// Compute usage name: one Upload disk per source disk (same SKU), and per
+/// source disk a backup snapshot plus one per copy round (at most
+/// `max_online_rounds` online rounds and the offline one), incremental
+/// `Standard_LRS` snapshots. None are deleted by the run.
+fn needs(v: &PlannedVm, policy: &CopyPolicy) -> BTreeMap<&'static str, u64> {
+    let mut n: BTreeMap<&'static str, u64> = BTreeMap::new();
+    for d in &v.record.disks {
+        let sku = jstr(&d.source_model, "sku.name").unwrap_or("Standard_LRS");
+        if let Some(u) = disk_usage_name(sku) {
+            *n.entry(u).or_default() += 1;
+        }
+        *n.entry(snapshot_usage_name("Standard_LRS")).or_default() +=
+            2 + u64::from(policy.max_online_rounds);
+    }
+    n
+}
+
+fn num(v: &Value, key: &str) -> Option<u64> {
+    let x = v.get(key)?;
+    x.as_u64().or_else(|| x.as_f64().map(|f| f.max(0.0) as u64))
+}
+
+async fn quota(
+    client: &ArmClient,
+    sub: &str,
+    vms: &mut [PlannedVm],
+    policy: &CopyPolicy,
+    out: &mut Vec<Finding>,
+) {
+    let mut regions: BTreeMap<String, String> = BTreeMap::new();
+    for v in vms.iter().filter(|v| v.eligible) {
+        regions
+            .entry(v.location.to_ascii_lowercase())
+            .or_insert_with(|| v.location.clone());
+    }
+    for (key, loc) in regions {
+        let usages = match client.compute_usages(sub, &loc).await {
+            Ok(Some(u)) => u,
+            Ok(None) | Err(_) => {
+                out.push(Finding::new(UNREAD, Severity::Warning, format!(
+                    "the Compute usages of {loc} could not be read; check the managed-disk and snapshot quotas (`az vm list-usage -l {loc}`) before running")));
+                continue;
+            }
+        };
+        // (limit, current) per usage name.
+        let mut quota: BTreeMap<&'static str, Option<(u64, u64)>> = BTreeMap::new();
+        let idx: Vec<usize> = (0..vms.len())
+            .filter(|&i| vms[i].eligible && vms[i].location.eq_ignore_ascii_case(&key))
+            .collect();
+        let mut total: BTreeMap<&'static str, u64> = BTreeMap::new();
+        for &i in &idx {
+            for (u, c) in needs(&vms[i], policy) {
+                *total.entry(u).or_default() += c;
+                quota.entry(u).or_insert_with(|| {
+                    usages
+                        .iter()
+                        .find(|x| jstr(x, "name.value").is_some_and(|n| n.eq_ignore_ascii_case(u)))
+                        .and_then(|x| Some((num(x, "limit")?, num(x, "currentValue")?)))
+                });
+            }
+        }
+        let mut used: BTreeMap<&'static str, u64> = BTreeMap::new();
+        let mut left_out = 0usize;
+        for &i in &idx {
+            let need = needs(&vms[i], policy);
+            let short: Vec<String> = need
+                .iter()
+                .filter_map(|(u, c)| {
+                    let (limit, cur) = quota.get(u).copied().flatten()?;
+                    let remaining = limit.saturating_sub(cur);
+                    (used.get(u).copied().unwrap_or(0) + c > remaining).then(|| {
+                        format!("{u} ({cur} of {limit} in use, the plan's earlier VMs take {}, this VM needs {c})", used.get(u).copied().unwrap_or(0))
+                    })
+                })
+                .collect();
+            if short.is_empty() {
+                for (u, c) in need {
+                    *used.entry(u).or_default() += c;
+                }
+            } else {
+                left_out += 1;
+                let msg = format!(
+                    "not enough regional quota in {loc} for this VM's temporary disks and snapshots: {}; request a quota increase (portal: Quotas, or `az quota update`), or migrate in smaller plans, then plan again",
+                    short.join("; ")
+                );
+                block(&mut vms[i], Finding::new(QUOTA, Severity::Blocker, msg));
+            }
+        }
+        for (u, need) in total {
+            let Some(q) = quota.get(u).copied() else {
+                continue;
+            };
+            let Some((limit, cur)) = q else {
+                out.push(Finding::new(QUOTA, Severity::Info, format!(
+                    "{loc} reports no usage {u}; the {need} disks/snapshots of that kind the plan creates were not checked against a quota")));
+                continue;
+            };
+            let remaining = limit.saturating_sub(cur);
+            if need > remaining {
+                out.push(Finding::new(QUOTA, Severity::Blocker, format!(
+                    "the plan needs {need} new {u} in {loc} but only {remaining} are left ({cur} of {limit} in use): {left_out} VM(s) were taken out of the plan (finding {QUOTA} on each); request a quota increase (portal: Quotas, or `az quota update`) or migrate in smaller plans, then plan again")));
+            } else if (cur + need) as f64 > QUOTA_WARN * limit as f64 {
+                out.push(Finding::new(QUOTA, Severity::Warning, format!(
+                    "the plan brings {u} in {loc} to {} of {limit} ({:.0}%, above {:.0}%): other deployments may hit the quota during the migration; consider a quota increase, and delete the run's snapshots and the old disks once migrated VMs are verified",
+                    cur + need,
+                    100.0 * (cur + need) as f64 / limit.max(1) as f64,
+                    100.0 * QUOTA_WARN
+                )));
+            }
+        }
+    }
+}
