@@ -33,8 +33,11 @@ mod fleet_bench;
 mod fuzz_parsers;
 /// Journal lock, Azure-side lease, schema migration (issue 4).
 mod guards;
+/// Management locks, backup status and usages (issue 6).
 mod locks;
 /// Azure's own refusals reproduced by the emulator (the naive path).
 mod platform_rules;
+/// Discovery by tag, name glob, and feature registration (issue 6).
+mod selectors;
 /// One page-blob suite against our emulator and Azurite (differential).
 mod storage_conformance;
