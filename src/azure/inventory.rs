@@ -34,11 +34,18 @@ impl ArmClient {
             }
         };
         let api = self.config().api.compute.clone();
-        let mut next = path;
+        // A resource group that is gone has nothing to list.
+        Ok(self.get_pages(path, &api).await?.unwrap_or_default())
+    }
+
+    /// Every `value[]` item of a listing, following `nextLink` (at most
+    /// `MAX_PAGES` pages). `Ok(None)` when the first page is 404.
+    async fn get_pages(&self, first: String, api: &str) -> Result<Option<Vec<Value>>, AzureError> {
+        let mut next = first;
         let mut out = Vec::new();
-        for _ in 0..MAX_PAGES {
-            let Some(page) = self.get_value(&next, &api, &[]).await? else {
-                break; // resource group gone: nothing to list
+        for page_no in 0..MAX_PAGES {
+            let Some(page) = self.get_value(&next, api, &[]).await? else {
+                return Ok((page_no > 0).then_some(out));
             };
             if let Some(v) = page.get("value").and_then(Value::as_array) {
                 out.extend(v.iter().cloned());
@@ -48,7 +55,7 @@ impl ArmClient {
                 _ => break,
             }
         }
-        Ok(out)
+        Ok(Some(out))
     }
 
     /// VM ids from Azure Resource Graph for `query` (KQL) over `subscriptions`,
@@ -103,22 +110,11 @@ impl ArmClient {
         &self,
         subscription: &str,
     ) -> Result<Option<Vec<Value>>, AzureError> {
-        let mut next =
-            format!("/subscriptions/{subscription}/providers/Microsoft.Authorization/locks");
-        let mut out = Vec::new();
-        for _ in 0..MAX_PAGES {
-            let Some(page) = self.get_value(&next, LOCKS_API, &[]).await? else {
-                return Ok(None);
-            };
-            if let Some(v) = page.get("value").and_then(Value::as_array) {
-                out.extend(v.iter().cloned());
-            }
-            match page.get("nextLink").and_then(Value::as_str) {
-                Some(n) if !n.is_empty() => next = n.to_string(),
-                _ => break,
-            }
-        }
-        Ok(Some(out))
+        self.get_pages(
+            format!("/subscriptions/{subscription}/providers/Microsoft.Authorization/locks"),
+            LOCKS_API,
+        )
+        .await
     }
 
     /// Azure Backup protection of one VM:
@@ -149,23 +145,13 @@ impl ArmClient {
         location: &str,
     ) -> Result<Option<Vec<Value>>, AzureError> {
         let api = self.config().api.compute.clone();
-        let mut next = format!(
-            "/subscriptions/{subscription}/providers/Microsoft.Compute/locations/{location}/usages"
-        );
-        let mut out = Vec::new();
-        for _ in 0..MAX_PAGES {
-            let Some(page) = self.get_value(&next, &api, &[]).await? else {
-                return Ok(None);
-            };
-            if let Some(v) = page.get("value").and_then(Value::as_array) {
-                out.extend(v.iter().cloned());
-            }
-            match page.get("nextLink").and_then(Value::as_str) {
-                Some(n) if !n.is_empty() => next = n.to_string(),
-                _ => break,
-            }
-        }
-        Ok(Some(out))
+        self.get_pages(
+            format!(
+                "/subscriptions/{subscription}/providers/Microsoft.Compute/locations/{location}/usages"
+            ),
+            &api,
+        )
+        .await
     }
 
     /// Registers `Microsoft.Compute/EncryptionAtHost` on `subscription`

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::cloud::{Cloud, CloudError};
 use crate::model::ResourceId;
-use crate::step::observe::{jget, jstr};
+use crate::step::observe::{attached_disk_ids, jstr};
 use crate::step::{Eligibility, Outcome, PlatformFacts, VmRecord, classify};
 
 /// Why discovery could not produce a plan.
@@ -144,14 +144,8 @@ pub async fn discover(
 }
 
 fn disk_ids(vm: &Value) -> Vec<ResourceId> {
-    let os = jstr(vm, "properties.storageProfile.osDisk.managedDisk.id");
-    let data = jget(vm, "properties.storageProfile.dataDisks")
-        .and_then(Value::as_array)
+    attached_disk_ids(vm)
         .into_iter()
-        .flatten()
-        .filter_map(|d| jstr(d, "managedDisk.id"));
-    os.into_iter()
-        .chain(data)
         .filter_map(|s| ResourceId::parse(s).ok())
         .collect()
 }

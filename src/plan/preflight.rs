@@ -19,7 +19,7 @@ use super::findings::{Finding, Severity};
 use super::{Estimate, PlannedVm, fingerprint};
 use crate::azure::ArmClient;
 use crate::azure::inventory::{disk_usage_name, snapshot_usage_name};
-use crate::step::observe::{jget, jstr};
+use crate::step::observe::{attached_disk_ids, jget, jstr};
 use crate::step::{CopyPolicy, Outcome};
 
 /// A lock that blocks the migration (on the VM, its resource group or
@@ -128,13 +128,10 @@ fn scope_label(scope: &str, vm_id: &str) -> String {
 }
 
 fn linked(vm: &Value) -> (Vec<String>, Vec<String>) {
-    let os = jstr(vm, "properties.storageProfile.osDisk.managedDisk.id");
-    let data = jget(vm, "properties.storageProfile.dataDisks")
-        .and_then(Value::as_array)
+    let disks = attached_disk_ids(vm)
         .into_iter()
-        .flatten()
-        .filter_map(|d| jstr(d, "managedDisk.id"));
-    let disks = os.into_iter().chain(data).map(str::to_string).collect();
+        .map(str::to_string)
+        .collect();
     let nics = jget(vm, "properties.networkProfile.networkInterfaces")
         .and_then(Value::as_array)
         .into_iter()

@@ -24,6 +24,18 @@ pub fn jstr<'a>(v: &'a Value, path: &str) -> Option<&'a str> {
     jget(v, path).and_then(Value::as_str)
 }
 
+/// The managed-disk ids a VM model attaches: the OS disk first, then the
+/// data disks in model order (ids as written, not parsed).
+pub fn attached_disk_ids(vm: &Value) -> Vec<&str> {
+    let os = jstr(vm, "properties.storageProfile.osDisk.managedDisk.id");
+    let data = jget(vm, "properties.storageProfile.dataDisks")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|d| jstr(d, "managedDisk.id"));
+    os.into_iter().chain(data).collect()
+}
+
 /// Decryption progress as the guest reports it through the instance view.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DecryptionState {
