@@ -78,7 +78,11 @@ fn storage_error(a: &Answer) -> AzureError {
         .map(str::to_string)
         .or_else(|| tag("Code"))
         .unwrap_or_else(|| format!("Http{}", a.status));
-    let message = tag("Message").unwrap_or_default();
+    // HEAD answers carry no body: say what the status means instead of
+    // leaving the operator an empty message.
+    let message = tag("Message")
+        .filter(|m| !m.trim().is_empty())
+        .unwrap_or_else(|| bodiless_message(a.status, &code).to_string());
     let copy_source = header(&a.headers, "x-ms-copy-source-status-code")
         .and_then(|s| s.parse().ok())
         .map(|s| {
@@ -95,6 +99,20 @@ fn storage_error(a: &Answer) -> AzureError {
         message: redact(message.lines().next().unwrap_or_default()),
         retry_after: retry_after(&a.headers),
         copy_source,
+    }
+}
+
+/// What a storage status means when the answer has no `<Message>`.
+fn bodiless_message(status: u16, code: &str) -> &'static str {
+    match (status, code) {
+        (403, "AuthenticationFailed") | (403, _) => {
+            "the SAS was refused (expired, revoked or not granted for this operation)"
+        }
+        (404, _) => "the blob or snapshot does not exist (or its access was revoked)",
+        (409, _) => "the blob is in a state that forbids this operation",
+        (412, _) => "a condition of the request did not hold",
+        (503, _) | (500, _) => "storage is busy or failing; retry later",
+        _ => "storage answered without a message",
     }
 }
 
