@@ -4,7 +4,8 @@
 
 use super::fleet::{AdeSpec, DeleteOption, DiskSpec, VmSpec};
 
-/// One generated VM and what `plan` must say about it.
+/// One generated VM and what `plan` must say about it (its subscription is
+/// `spec.subscription`: `None` = the emulator's primary one).
 #[derive(Debug, Clone)]
 pub struct GeneratedVm {
     /// The VM to add.
@@ -26,6 +27,9 @@ pub struct FleetGen {
     pub seed: u64,
     /// OS disk size, GiB (data disks are 1 GiB).
     pub os_disk_gib: u64,
+    /// Subscriptions to spread the fleet over (VM `i` goes to
+    /// `subscriptions[i % len]`); empty = the emulator's primary one.
+    pub subscriptions: Vec<String>,
 }
 
 impl Default for FleetGen {
@@ -35,6 +39,7 @@ impl Default for FleetGen {
             resource_groups: 10,
             seed: 1,
             os_disk_gib: 2,
+            subscriptions: Vec::new(),
         }
     }
 }
@@ -92,6 +97,9 @@ pub fn generate(g: &FleetGen) -> Vec<GeneratedVm> {
             }
         };
         spec.os_disk = disk(g.os_disk_gib);
+        if !g.subscriptions.is_empty() {
+            spec.subscription = Some(g.subscriptions[i % g.subscriptions.len()].clone());
+        }
         let needs_data = matches!(
             spec.ade,
             AdeSpec::WindowsAll | AdeSpec::LinuxData | AdeSpec::LinuxOsAndData

@@ -33,6 +33,8 @@ mod fleet_bench;
 mod fuzz_parsers;
 /// Journal lock, Azure-side lease, schema migration (issue 4).
 mod guards;
+/// Fleets across several subscriptions (issue 6).
+mod multi_sub;
 /// Azure's own refusals reproduced by the emulator (the naive path).
 mod platform_rules;
 /// One page-blob suite against our emulator and Azurite (differential).
