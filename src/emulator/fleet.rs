@@ -122,7 +122,8 @@ pub struct VmSpec {
     /// delta is caught by the byte comparison. 0 = an idle guest.
     pub churn_bytes_per_sec: f64,
     /// Subscription the VM lives in (`None`: the emulator's primary one;
-    /// else one of its [`super::EmulatorConfig::extra_subscriptions`]).
+    /// else one of its [`super::EmulatorConfig::extra_subscriptions`]; an id
+    /// not configured is served from then on, with the feature registered).
     pub subscription: Option<String>,
 }
 
