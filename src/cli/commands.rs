@@ -200,7 +200,10 @@ async fn run(a: RunArgs) -> Result<Exit, CliError> {
         tool_version: env!("CARGO_PKG_VERSION").into(),
         arm_endpoint: cloud.client().arm_endpoint().to_string(),
         cloud: cloud_name(a.conn.cloud).into(),
-        subscription,
+        subscriptions: vec![subscription]
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .collect(),
         auth: format!("{:?}", a.conn.auth).to_ascii_lowercase(),
         poll_interval_secs: poll.as_secs_f64(),
         max_parallel: a.max_parallel,
@@ -549,7 +552,7 @@ pub(super) fn emulator_run_meta(
         tool_version: env!("CARGO_PKG_VERSION").into(),
         arm_endpoint: emu.base_url(),
         cloud: "public".into(),
-        subscription: emu.subscription().to_string(),
+        subscriptions: vec![emu.subscription().to_string()],
         auth: "none".into(),
         poll_interval_secs: poll.as_secs_f64(),
         max_parallel,

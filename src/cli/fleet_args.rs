@@ -24,10 +24,16 @@ pub struct PlanArgs {
     /// Connection.
     #[command(flatten)]
     pub conn: ConnArgs,
-    /// Subscription to plan in.
-    #[arg(long, env = "AZURE_SUBSCRIPTION_ID")]
-    pub subscription: String,
-    /// Resource group to select (repeatable; default: the whole subscription).
+    /// Subscription to plan in (repeatable: a fleet across subscriptions).
+    #[arg(
+        long = "subscription",
+        value_name = "SUB",
+        env = "AZURE_SUBSCRIPTION_ID",
+        required = true
+    )]
+    pub subscriptions: Vec<String>,
+    /// Resource group to select (repeatable; default: the whole subscriptions).
+    /// `RG` is looked up in every `--subscription`, `SUB/RG` only in `SUB`.
     #[arg(short = 'g', long = "resource-group", value_name = "RG")]
     pub resource_groups: Vec<String>,
     /// Explicit VM id to select (repeatable; filters do not apply to these).

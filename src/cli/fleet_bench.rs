@@ -200,7 +200,7 @@ fn journal_memory(dir: &Path, done: &[VmRecord], n: usize, sub: &str) -> Result<
             tool_version: env!("CARGO_PKG_VERSION").into(),
             arm_endpoint: "http://127.0.0.1:1".into(),
             cloud: "public".into(),
-            subscription: sub.into(),
+            subscriptions: vec![sub.into()],
             auth: "none".into(),
             poll_interval_secs: 15.0,
             max_parallel: 50,
@@ -268,6 +268,7 @@ pub async fn run(a: BenchFleetArgs) -> Result<Exit, CliError> {
         resource_groups: 10,
         seed: a.seed,
         os_disk_gib: 1,
+        ..Default::default()
     });
     // Small disks: 1 GiB each with ~2 MiB of data (the copy moves real
     // bytes through the in-process blob store).
@@ -346,7 +347,7 @@ pub async fn run(a: BenchFleetArgs) -> Result<Exit, CliError> {
         tool_version: env!("CARGO_PKG_VERSION").into(),
         arm_endpoint: emu.base_url(),
         cloud: "public".into(),
-        subscription: sub.clone(),
+        subscriptions: vec![sub.clone()],
         auth: "none".into(),
         poll_interval_secs: poll.as_secs_f64(),
         max_parallel: a.max_parallel,

@@ -40,17 +40,40 @@ fn selector_of(a: &PlanArgs) -> Result<Selector, CliError> {
             .ok_or_else(|| CliError::BadInput(format!("--tag {t:?} must be KEY=VALUE")))?;
         tags.insert(k.to_string(), v.to_string());
     }
-    for vm in &a.vms {
-        if !vm.subscription().eq_ignore_ascii_case(&a.subscription) {
+    let mut subs: Vec<String> = Vec::new();
+    for s in &a.subscriptions {
+        let s = s.trim();
+        if s.is_empty() || s.contains('/') {
             return Err(CliError::BadInput(format!(
-                "VM {vm} is in subscription {}, not --subscription {}",
+                "--subscription {s:?} is not a subscription id"
+            )));
+        }
+        if !subs.iter().any(|o| o.eq_ignore_ascii_case(s)) {
+            subs.push(s.to_string());
+        }
+    }
+    let listed = |sub: &str| subs.iter().any(|s| s.eq_ignore_ascii_case(sub));
+    for vm in &a.vms {
+        if !listed(vm.subscription()) {
+            return Err(CliError::BadInput(format!(
+                "VM {vm} is in subscription {}, not in --subscription {}",
                 vm.subscription(),
-                a.subscription
+                subs.join(", ")
+            )));
+        }
+    }
+    for g in &a.resource_groups {
+        if let Some((sub, rg)) = g.split_once('/')
+            && (!listed(sub) || rg.is_empty() || rg.contains('/'))
+        {
+            return Err(CliError::BadInput(format!(
+                "-g {g:?}: expected RG or SUB/RG with SUB one of --subscription {}",
+                subs.join(", ")
             )));
         }
     }
     Ok(Selector {
-        subscription: a.subscription.clone(),
+        subscriptions: subs.clone(),
         resource_groups: a.resource_groups.clone(),
         vms: a.vms.clone(),
         tags,
@@ -143,26 +166,41 @@ async fn build_plan(
     let ids = select(&client, sel, &mut stats).await.map_err(plan_err)?;
     let (mut vms, _) = classify_all(cloud, &ids, false).await.map_err(plan_err)?;
     let mut findings = Vec::new();
-    if vms.iter().any(|v| v.path == "feature-not-registered") {
-        if register_feature {
-            let state = client
-                .register_eah_feature(&sel.subscription)
-                .await
-                .map_err(|e| {
-                    CliError::Failed(format!("registering EncryptionAtHost failed: {e}"))
-                })?;
-            findings.push(Finding::new("feature-registration-requested", Severity::Warning, format!(
-                "Microsoft.Compute/EncryptionAtHost registration requested (state {state}); when it shows Registered run `az provider register -n Microsoft.Compute` and plan again"
-            )));
-        } else {
-            findings.push(Finding::new("feature-not-registered", Severity::Blocker,
-                "Microsoft.Compute/EncryptionAtHost is not registered on the subscription; pass --register-feature (or `az feature register`) and plan again"));
+    // The feature is per subscription: one finding (or registration) for
+    // each subscription with a VM that needs it.
+    let mut unregistered: Vec<String> = Vec::new();
+    for v in vms.iter().filter(|v| v.path == "feature-not-registered") {
+        let sub = v.id.subscription();
+        if !unregistered.iter().any(|s| s.eq_ignore_ascii_case(sub)) {
+            unregistered.push(sub.to_string());
         }
     }
-    findings.extend(crate::plan::preflight::run(&client, &sel.subscription, &mut vms).await);
-    suggest_sizes(&client, &sel.subscription, &mut vms).await;
+    let on = |sub: &str| {
+        if sel.subscriptions.len() > 1 {
+            format!("subscription {sub}")
+        } else {
+            "the subscription".to_string()
+        }
+    };
+    for sub in &unregistered {
+        if register_feature {
+            let state = client.register_eah_feature(sub).await.map_err(|e| {
+                CliError::Failed(format!("registering EncryptionAtHost in {sub} failed: {e}"))
+            })?;
+            findings.push(Finding::new("feature-registration-requested", Severity::Warning, format!(
+                "Microsoft.Compute/EncryptionAtHost registration requested on {} (state {state}); when it shows Registered run `az provider register -n Microsoft.Compute` and plan again", on(sub)
+            )));
+        } else {
+            findings.push(Finding::new("feature-not-registered", Severity::Blocker, format!(
+                "Microsoft.Compute/EncryptionAtHost is not registered on {}; pass --register-feature (or `az feature register`) and plan again", on(sub))));
+        }
+    }
+    findings.extend(
+        crate::plan::preflight::run_per_subscription(&client, &sel.subscriptions, &mut vms).await,
+    );
+    suggest_sizes(&client, &mut vms).await;
     let plan = Plan::build(
-        sel.subscription.clone(),
+        sel.subscriptions.clone(),
         vms,
         waves,
         options.max_parallel,
@@ -212,11 +250,11 @@ pub async fn run_plan(a: RunArgs) -> Result<Exit, CliError> {
     let poll = poll_interval(a.conn.poll_interval, DEFAULT_POLL_SECS)?;
     let file = crate::plan::file::read(&path).map_err(CliError::BadInput)?;
     if let Some(s) = &a.subscription
-        && !s.eq_ignore_ascii_case(&file.subscription)
+        && !file.subscriptions.iter().any(|f| f.eq_ignore_ascii_case(s))
     {
         return Err(CliError::BadInput(format!(
             "--subscription {s} differs from the plan's subscription {}",
-            file.subscription
+            file.subscriptions.join(", ")
         )));
     }
     let cloud = connect(&a.conn, None, poll)
@@ -233,7 +271,7 @@ pub async fn run_plan(a: RunArgs) -> Result<Exit, CliError> {
     // Re-read the inventory (GETs only) and bind to the plan.
     let plan = if file.vms.is_empty() {
         let mut sel = file.selector.clone();
-        sel.subscription = file.subscription.clone();
+        sel.subscriptions = file.subscriptions.clone();
         build_plan(&cloud, &sel, &file.options, &file.waves, false)
             .await?
             .0
@@ -241,7 +279,8 @@ pub async fn run_plan(a: RunArgs) -> Result<Exit, CliError> {
         let ids: Vec<_> = file.vms.iter().map(|v| v.id.clone()).collect();
         let (mut vms, missing) = classify_all(&cloud, &ids, true).await.map_err(plan_err)?;
         // Locks, backup and quota as at planning (blockers change fingerprints).
-        crate::plan::preflight::run(cloud.client(), &file.subscription, &mut vms).await;
+        crate::plan::preflight::run_per_subscription(cloud.client(), &file.subscriptions, &mut vms)
+            .await;
         let mut changed: Vec<String> = missing
             .iter()
             .map(|m| format!("{m}: no longer exists"))
@@ -282,7 +321,7 @@ pub async fn run_plan(a: RunArgs) -> Result<Exit, CliError> {
         // Waves from the file's assignment; VMs without one get waves by targets.
         let unassigned = vms.iter().any(|v| v.eligible && v.wave.is_none());
         let mut p = Plan::build(
-            file.subscription.clone(),
+            file.subscriptions.clone(),
             vms.clone(),
             &file.waves,
             file.options.max_parallel,
@@ -329,7 +368,7 @@ pub async fn run_plan(a: RunArgs) -> Result<Exit, CliError> {
         tool_version: env!("CARGO_PKG_VERSION").into(),
         arm_endpoint: cloud.client().arm_endpoint().to_string(),
         cloud: cloud_name(a.conn.cloud).into(),
-        subscription: file.subscription.clone(),
+        subscriptions: file.subscriptions.clone(),
         auth: format!("{:?}", a.conn.auth).to_ascii_lowercase(),
         poll_interval_secs: poll.as_secs_f64(),
         max_parallel: file.options.max_parallel,

@@ -232,7 +232,18 @@ pub(crate) async fn handle(State(inner): State<Arc<Inner>>, req: Request) -> Res
         }
     };
 
-    let (sub, loc) = (inner.subscription.clone(), inner.location.clone());
+    // The request's subscription when the world serves it (each has its own
+    // features and throttle buckets), else the primary one (answered 404).
+    let sub = {
+        let seg = path.trim_matches('/').split('/').nth(1).unwrap_or("");
+        let w = inner.world.lock().unwrap_or_else(|p| p.into_inner());
+        if w.serves(seg) {
+            seg.to_string()
+        } else {
+            inner.subscription.clone()
+        }
+    };
+    let loc = inner.location.clone();
     let route = match parse_route(&path, &sub) {
         Ok(r) => r,
         Err(e) => {
@@ -295,6 +306,7 @@ pub(crate) async fn handle(State(inner): State<Arc<Inner>>, req: Request) -> Res
         _ => None,
     };
     let admitted = match inner.throttle.admit(
+        &sub,
         inner.clock.now(),
         method.as_str(),
         &policy,
@@ -352,7 +364,7 @@ pub(crate) async fn handle(State(inner): State<Arc<Inner>>, req: Request) -> Res
         }
         let o = match lock_refusal(&w, &route, &method, &body) {
             Some(e) => Err(e),
-            None => dispatch(&mut w, &route, &method, &query, body, inject, now),
+            None => dispatch(&mut w, &sub, &route, &method, &query, body, inject, now),
         };
         w.hooks.lro_error = None;
         o
@@ -390,8 +402,10 @@ pub(crate) async fn handle(State(inner): State<Arc<Inner>>, req: Request) -> Res
     resp
 }
 
+#[allow(clippy::too_many_arguments)]
 fn dispatch(
     w: &mut super::world::World,
+    sub: &str,
     route: &Route,
     method: &Method,
     query: &str,
@@ -427,7 +441,7 @@ fn dispatch(
         (Route::Vm(t, VmSub::Ext(n)), "DELETE") => {
             Ok(Outcome::Reply(w.ext_delete(t, n, inject, now)?))
         }
-        (Route::VmList(rg), "GET") => reply(w.vm_list(rg.as_deref())),
+        (Route::VmList(rg), "GET") => reply(w.vm_list(Some(sub), rg.as_deref())),
         (Route::Disk(t, s, DiskSub::Model), "GET") => reply(w.disk_get(t, *s)?),
         (Route::Disk(t, s, DiskSub::Model), "PUT") => {
             Ok(Outcome::Reply(w.disk_put(t, body, *s, inject, now)?))
@@ -444,7 +458,7 @@ fn dispatch(
         (Route::Disk(t, s, DiskSub::Revoke), "POST") => {
             Ok(Outcome::Reply(w.revoke(t, *s, inject, now)?))
         }
-        (Route::DiskList(rg, s), "GET") => reply(w.disk_list(rg.as_deref(), *s)),
+        (Route::DiskList(rg, s), "GET") => reply(w.disk_list(sub, rg.as_deref(), *s)),
         (Route::Nic(t), "GET") => reply(w.nic_get(t)?),
         (Route::Operation(id), "GET") => {
             if query_has(query, "monitor", "true") {
@@ -454,8 +468,8 @@ fn dispatch(
                 Ok(Outcome::Status(v, retry))
             }
         }
-        (Route::Feature(name, false), "GET") => reply(w.feature_get(name)?),
-        (Route::Feature(name, true), "POST") => reply(w.feature_register(name, now)?),
+        (Route::Feature(name, false), "GET") => reply(w.feature_get(sub, name)?),
+        (Route::Feature(name, true), "POST") => reply(w.feature_register(sub, name, now)?),
         (Route::Skus, "GET") => reply(w.skus()),
         (Route::ProviderRegister, "POST") => {
             reply(json!({"namespace": "Microsoft.Compute", "registrationState": "Registered"}))

@@ -18,8 +18,12 @@ pub struct EmulatorConfig {
     pub faults: FaultConfig,
     /// Page-blob data-plane knobs.
     pub storage: StorageConfig,
-    /// The one subscription this emulator serves.
+    /// The primary subscription this emulator serves (VMs without
+    /// [`super::VmSpec::subscription`] live here).
     pub subscription: String,
+    /// Further subscriptions served by the same world, each with its own
+    /// feature registration state and throttle buckets.
+    pub extra_subscriptions: Vec<SubscriptionConfig>,
     /// The one region (default `westeurope`).
     pub location: String,
     /// Whether `Microsoft.Compute/EncryptionAtHost` starts registered (default true).
@@ -50,6 +54,7 @@ impl Default for EmulatorConfig {
             faults: FaultConfig::default(),
             storage: StorageConfig::default(),
             subscription: DEFAULT_SUBSCRIPTION.to_string(),
+            extra_subscriptions: Vec::new(),
             location: "westeurope".to_string(),
             eah_feature_registered: true,
             eah_refusal_status: 400,
@@ -59,6 +64,25 @@ impl Default for EmulatorConfig {
             linux_decrypt_delay_secs: 120.0,
             feature_registration_secs: 180.0,
             throttle: Default::default(),
+        }
+    }
+}
+
+/// A further subscription of an emulator ([`EmulatorConfig::extra_subscriptions`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubscriptionConfig {
+    /// Subscription id.
+    pub id: String,
+    /// Whether `Microsoft.Compute/EncryptionAtHost` starts registered here.
+    pub eah_feature_registered: bool,
+}
+
+impl SubscriptionConfig {
+    /// Subscription `id` with the feature registered.
+    pub fn new(id: &str) -> Self {
+        SubscriptionConfig {
+            id: id.to_string(),
+            eah_feature_registered: true,
         }
     }
 }

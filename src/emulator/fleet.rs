@@ -121,6 +121,10 @@ pub struct VmSpec {
     /// over its disks (about a tenth of it as TRIMs), so a copy that misses a
     /// delta is caught by the byte comparison. 0 = an idle guest.
     pub churn_bytes_per_sec: f64,
+    /// Subscription the VM lives in (`None`: the emulator's primary one;
+    /// else one of its [`super::EmulatorConfig::extra_subscriptions`]; an id
+    /// not configured is served from then on, with the feature registered).
+    pub subscription: Option<String>,
 }
 
 impl VmSpec {
@@ -142,6 +146,7 @@ impl VmSpec {
             hyper_v_generation: "V2".into(),
             system_identity: false,
             churn_bytes_per_sec: 0.0,
+            subscription: None,
         }
     }
 
@@ -153,6 +158,12 @@ impl VmSpec {
     /// A Linux VM: 128 GiB Premium OS disk, ADE on data volumes.
     pub fn linux(name: &str, resource_group: &str) -> Self {
         Self::base(name, resource_group, OsKind::Linux, AdeSpec::LinuxData)
+    }
+
+    /// The same VM in subscription `sub` (see [`VmSpec::subscription`]).
+    pub fn in_subscription(mut self, sub: &str) -> Self {
+        self.subscription = Some(sub.to_string());
+        self
     }
 
     /// Adds a data disk at the next LUN.

@@ -55,7 +55,8 @@ pub const LOCKED_RG: &str = "rg-fleet-locked";
 /// Policy name of generated backup protection.
 pub const BACKUP_POLICY: &str = "DefaultPolicy";
 
-/// One generated VM and what `plan` must say about it.
+/// One generated VM and what `plan` must say about it (its subscription is
+/// `spec.subscription`: `None` = the emulator's primary one).
 #[derive(Debug, Clone)]
 pub struct GeneratedVm {
     /// The VM to add.
@@ -128,6 +129,9 @@ pub struct FleetGen {
     pub seed: u64,
     /// OS disk size, GiB (data disks are 1 GiB).
     pub os_disk_gib: u64,
+    /// Subscriptions to spread the fleet over (VM `i` goes to
+    /// `subscriptions[i % len]`); empty = the emulator's primary one.
+    pub subscriptions: Vec<String>,
 }
 
 impl Default for FleetGen {
@@ -137,6 +141,7 @@ impl Default for FleetGen {
             resource_groups: 10,
             seed: 1,
             os_disk_gib: 2,
+            subscriptions: Vec::new(),
         }
     }
 }
@@ -196,6 +201,9 @@ pub fn generate(g: &FleetGen) -> Vec<GeneratedVm> {
             }
         };
         spec.os_disk = disk(g.os_disk_gib);
+        if !g.subscriptions.is_empty() {
+            spec.subscription = Some(g.subscriptions[i % g.subscriptions.len()].clone());
+        }
         let needs_data = matches!(
             spec.ade,
             AdeSpec::WindowsAll | AdeSpec::LinuxData | AdeSpec::LinuxOsAndData
@@ -274,6 +282,7 @@ mod tests {
             resource_groups: 10,
             seed: 7,
             os_disk_gib: 1,
+            ..Default::default()
         });
         let kinds: std::collections::BTreeSet<String> =
             f.iter().filter_map(|g| g.lock.map(|l| l.name())).collect();

@@ -90,23 +90,31 @@ pub(crate) async fn handle(inner: Arc<Inner>, req: Request) -> Response {
         .and_then(|t| t.strip_prefix("emu-skip-"))
         .and_then(|t| t.parse().ok())
         .unwrap_or(0);
-    let rows: Vec<Value> = if wants_vms
-        && (subs.is_empty() || subs.contains(&inner.subscription.to_ascii_lowercase()))
-    {
+    // Only VMs of the requested subscriptions (all served when none is named).
+    let rows: Vec<Value> = if wants_vms {
         let list = {
             let mut w = inner.world.lock().unwrap_or_else(|p| p.into_inner());
             w.advance(inner.clock.now());
-            w.vm_list(None)
+            w.vm_list(None, None)
         };
         list.get("value")
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
+            .filter(|v| {
+                let sub = v
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .map(super::world::sub_of)
+                    .unwrap_or("")
+                    .to_ascii_lowercase();
+                subs.is_empty() || subs.contains(&sub)
+            })
             .map(|v| {
                 json!({
                     "id": v.get("id"), "name": v.get("name"), "type": "microsoft.compute/virtualmachines",
                     "resourceGroup": v.get("id").and_then(Value::as_str).and_then(|s| s.split('/').nth(4)).map(str::to_ascii_lowercase),
-                    "subscriptionId": inner.subscription, "location": v.get("location"), "tags": v.get("tags"),
+                    "subscriptionId": v.get("id").and_then(Value::as_str).map(super::world::sub_of), "location": v.get("location"), "tags": v.get("tags"),
                 })
             })
             .collect()

@@ -42,6 +42,7 @@ pub use blob::{BlobStore, GrantInfo, StorageConfig, StorageStats};
 pub use clock::SimClock;
 pub use config::{
     DEFAULT_SUBSCRIPTION, Durations, EmulatorConfig, FaultConfig, FaultKind, SimRange,
+    SubscriptionConfig,
 };
 pub use fleet::{AdeSpec, DeleteOption, DiskSpec, OsKind, VmSpec, demo_fleet};
 pub use governance::LockLevel;

@@ -817,3 +817,66 @@ async fn dropped_connections_surface_as_client_errors() {
     let _ = SasAccess::Read;
     emu.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_extra_subscriptions_have_their_own_vms_features_and_throttle_buckets() {
+    const OTHER: &str = "00000000-0000-0000-0000-0000000000bb";
+    let emu = start(EmulatorConfig {
+        time_scale: 1.0,
+        extra_subscriptions: vec![SubscriptionConfig {
+            id: OTHER.into(),
+            eah_feature_registered: false,
+        }],
+        throttle: throttle::ThrottleConfig::azure(),
+        ..fast()
+    })
+    .await
+    .unwrap();
+    let a = emu.add_vm(small_windows("same", 0));
+    let b = emu.add_vm(small_windows("same", 0).in_subscription(OTHER));
+    assert_eq!(b.subscription(), OTHER);
+    assert_ne!(a.key(), b.key());
+    let http = reqwest::Client::new();
+    let base = emu.base_url();
+    let get = |path: String| {
+        let http = http.clone();
+        let base = base.clone();
+        async move {
+            http.get(format!("{base}{path}?api-version=2024-11-01"))
+                .bearer_auth("t")
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let list =
+        |sub: &str| format!("/subscriptions/{sub}/providers/Microsoft.Compute/virtualMachines");
+    let v: Value = get(list(OTHER)).await.json().await.unwrap();
+    let ids: Vec<&str> = v["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec![b.as_str()]);
+    let feature = |sub: &str| {
+        format!(
+            "/subscriptions/{sub}/providers/Microsoft.Features/providers/Microsoft.Compute/features/EncryptionAtHost"
+        )
+    };
+    let f: Value = get(feature(SUB)).await.json().await.unwrap();
+    assert_eq!(f["properties"]["state"], "Registered");
+    let f: Value = get(feature(OTHER)).await.json().await.unwrap();
+    assert_eq!(f["properties"]["state"], "NotRegistered");
+    assert_eq!(get(list("unknown")).await.status(), 404);
+    // Exhaust the primary subscription's ARM read bucket; the other still answers.
+    let mut throttled = false;
+    for _ in 0..300 {
+        if get(list(SUB)).await.status() == 429 {
+            throttled = true;
+            break;
+        }
+    }
+    assert!(throttled, "the primary subscription's reads are throttled");
+    assert_eq!(get(list(OTHER)).await.status(), 200);
+}

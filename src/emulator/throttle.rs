@@ -182,9 +182,11 @@ impl Throttler {
     /// Admits (taking one token from every applicable bucket) or refuses
     /// (taking none) a request. `policy` is the `x-ms-ratelimit-remaining-resource`
     /// text of the route (`Microsoft.Compute/UpdateVM3Min;...`), `vm` the
-    /// VM's lower-case id for per-VM buckets. `Ok(None)` when disabled.
+    /// VM's lower-case id for per-VM buckets; every bucket but the per-VM
+    /// ones is per subscription `sub`. `Ok(None)` when disabled.
     pub(crate) fn admit(
         &self,
+        sub: &str,
         now: f64,
         method: &str,
         policy: &str,
@@ -223,13 +225,23 @@ impl Throttler {
             _ => (None, None),
         };
         // (bucket key, limit, group name for a 429, is ARM)
-        let mut wanted: Vec<(String, Limit, String, bool)> =
-            vec![(arm_name.to_string(), arm_limit, arm_name.to_string(), true)];
+        let sub = sub.to_ascii_lowercase();
+        let mut wanted: Vec<(String, Limit, String, bool)> = vec![(
+            format!("{arm_name}/{sub}"),
+            arm_limit,
+            arm_name.to_string(),
+            true,
+        )];
         if let (Some(l), Some(vm)) = (vm_limit, vm) {
             wanted.push((format!("{name}/{vm}"), l, format!("{name}3Min"), false));
         }
         if let Some(l) = sub_limit {
-            wanted.push((format!("{name}/sub"), l, format!("{name}30Min"), false));
+            wanted.push((
+                format!("{name}/sub/{sub}"),
+                l,
+                format!("{name}30Min"),
+                false,
+            ));
         }
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         let mut refused: Option<Refused> = None;
@@ -333,19 +345,19 @@ mod tests {
         let t = Throttler::new(ThrottleConfig::azure());
         let p = "Microsoft.Compute/UpdateVM3Min;239";
         for i in 0..12 {
-            let a = t.admit(0.0, "POST", p, Some("vm1")).unwrap().unwrap();
+            let a = t.admit("s", 0.0, "POST", p, Some("vm1")).unwrap().unwrap();
             assert_eq!(
                 a.resource.as_deref().unwrap().split(',').next().unwrap(),
                 format!("Microsoft.Compute/UpdateVM3Min;{}", 11 - i)
             );
         }
-        let r = t.admit(0.0, "POST", p, Some("vm1")).unwrap_err();
+        let r = t.admit("s", 0.0, "POST", p, Some("vm1")).unwrap_err();
         assert_eq!(r.group, "UpdateVM3Min");
         assert!((r.retry_after - 15.0).abs() < 1e-6, "{r:?}");
         // Another VM is unaffected; after 15 s one more token.
-        assert!(t.admit(0.0, "POST", p, Some("vm2")).is_ok());
-        assert!(t.admit(15.0, "POST", p, Some("vm1")).is_ok());
-        assert!(t.admit(15.0, "POST", p, Some("vm1")).is_err());
+        assert!(t.admit("s", 0.0, "POST", p, Some("vm2")).is_ok());
+        assert!(t.admit("s", 15.0, "POST", p, Some("vm1")).is_ok());
+        assert!(t.admit("s", 15.0, "POST", p, Some("vm1")).is_err());
         assert_eq!(t.refused(), 2);
     }
 
@@ -353,17 +365,19 @@ mod tests {
     fn arm_reads_burst_250_then_25_per_second_and_off_by_default() {
         let t = Throttler::new(ThrottleConfig::azure());
         for _ in 0..250 {
-            t.admit(0.0, "GET", "", None).unwrap();
+            t.admit("s", 0.0, "GET", "", None).unwrap();
         }
-        let r = t.admit(0.0, "GET", "", None).unwrap_err();
+        let r = t.admit("s", 0.0, "GET", "", None).unwrap_err();
         assert!(r.arm && (r.retry_after - 0.04).abs() < 1e-9);
         for _ in 0..25 {
-            t.admit(1.0, "GET", "", None).unwrap();
+            t.admit("s", 1.0, "GET", "", None).unwrap();
         }
-        assert!(t.admit(1.0, "GET", "", None).is_err());
+        assert!(t.admit("s", 1.0, "GET", "", None).is_err());
+        // Another subscription has its own buckets.
+        assert!(t.admit("other", 1.0, "GET", "", None).is_ok());
         let off = Throttler::new(ThrottleConfig::default());
         for _ in 0..1000 {
-            assert!(off.admit(0.0, "GET", "", None).unwrap().is_none());
+            assert!(off.admit("s", 0.0, "GET", "", None).unwrap().is_none());
         }
     }
 }

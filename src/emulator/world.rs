@@ -190,6 +190,11 @@ fn key_of(id: &str) -> String {
     id.trim().trim_end_matches('/').to_ascii_lowercase()
 }
 
+/// The subscription segment of an ARM id (`/subscriptions/{sub}/...`).
+pub(crate) fn sub_of(id: &str) -> &str {
+    id.trim_start_matches('/').split('/').nth(1).unwrap_or("")
+}
+
 // ---------------------------------------------------------------- resources
 
 /// VM power state.
@@ -562,7 +567,9 @@ pub(crate) struct World {
     /// NIC key → (reserving VM's vmId-bearing id, until).
     nic_reserved: BTreeMap<String, (String, f64)>,
     ops: BTreeMap<String, Operation>,
-    feature: Feature,
+    /// Lower-case subscription id → its EncryptionAtHost feature state
+    /// (every subscription served has an entry).
+    features: BTreeMap<String, Feature>,
     /// VM key → guest write rate (simulated bytes/s) and the bytes owed.
     /// (and the `vmId` of the VM resource it applies to: a re-created VM
     /// under the same name starts idle, so tests can compare its disks)
@@ -599,11 +606,21 @@ impl World {
             nics: BTreeMap::new(),
             nic_reserved: BTreeMap::new(),
             ops: BTreeMap::new(),
-            feature: if cfg.eah_feature_registered {
-                Feature::Registered
-            } else {
-                Feature::NotRegistered
-            },
+            features: std::iter::once((&cfg.subscription, cfg.eah_feature_registered))
+                .chain(
+                    cfg.extra_subscriptions
+                        .iter()
+                        .map(|s| (&s.id, s.eah_feature_registered)),
+                )
+                .map(|(id, on)| {
+                    let state = if on {
+                        Feature::Registered
+                    } else {
+                        Feature::NotRegistered
+                    };
+                    (id.to_ascii_lowercase(), state)
+                })
+                .collect(),
             churn: BTreeMap::new(),
             offline: BTreeMap::new(),
             hooks: Default::default(),
@@ -700,6 +717,11 @@ impl World {
         &self.subscription
     }
 
+    /// Whether subscription `sub` is served (case-insensitive).
+    pub(crate) fn serves(&self, sub: &str) -> bool {
+        self.features.contains_key(&sub.to_ascii_lowercase())
+    }
+
     /// The region served.
     pub(crate) fn location(&self) -> &str {
         &self.location
@@ -740,10 +762,12 @@ impl World {
             self.complete(&id, at);
         }
         self.tick(now);
-        if let Feature::Registering(at) = self.feature
-            && at <= now
-        {
-            self.feature = Feature::Registered;
+        for f in self.features.values_mut() {
+            if let Feature::Registering(at) = *f
+                && at <= now
+            {
+                *f = Feature::Registered;
+            }
         }
         self.nic_reserved.retain(|_, (_, until)| *until > now);
     }
@@ -1305,7 +1329,13 @@ impl World {
     /// Creates a running VM with NIC, disks (synthetic content), ADE
     /// extension and encryption state from `spec`; returns its id.
     pub(crate) fn add_vm(&mut self, spec: &VmSpec, now: f64) -> ResourceId {
-        let sub = self.subscription.clone();
+        let sub = spec
+            .subscription
+            .clone()
+            .unwrap_or_else(|| self.subscription.clone());
+        self.features
+            .entry(sub.to_ascii_lowercase())
+            .or_insert(Feature::Registered);
         let rg = spec.resource_group.clone();
         let loc = self.location.clone();
         let vm_id = ResourceId::new(
@@ -1558,11 +1588,12 @@ impl World {
         Ok(self.instance_view(self.vm(t)?))
     }
 
-    /// VMs of a resource group (or all).
-    pub(crate) fn vm_list(&self, rg: Option<&str>) -> Value {
+    /// VMs of a subscription (or all) and resource group (or all).
+    pub(crate) fn vm_list(&self, sub: Option<&str>, rg: Option<&str>) -> Value {
         let value: Vec<Value> = self
             .vms
             .values()
+            .filter(|v| sub.is_none_or(|s| sub_of(&v.id).eq_ignore_ascii_case(s)))
             .filter(|v| rg.is_none_or(|rg| v.rg.eq_ignore_ascii_case(rg)))
             .map(|v| self.vm_body(v, false))
             .collect();
@@ -1934,7 +1965,7 @@ impl World {
             .disks
             .iter()
             .any(|k| self.disks.get(k).is_some_and(|d| d.ever_ade));
-        self.check_eah(&model, None, ever_ade)?;
+        self.check_eah(&key, &model, None, ever_ade)?;
         for d in &checked.disks {
             if let Some(disk) = self.disks.get_mut(d) {
                 disk.managed_by = Some(key.clone());
@@ -2020,7 +2051,7 @@ impl World {
                 .disks
                 .iter()
                 .any(|k| self.disks.get(k).is_some_and(|d| d.ever_ade));
-        self.check_eah(&model, Some(vm), ever_ade)?;
+        self.check_eah(&key, &model, Some(vm), ever_ade)?;
         let added_disks: Vec<String> = checked
             .disks
             .iter()
@@ -2076,6 +2107,7 @@ impl World {
 
     fn check_eah(
         &self,
+        key: &str,
         model: &Value,
         existing: Option<&Vm>,
         ever_ade: bool,
@@ -2093,7 +2125,7 @@ impl World {
             }
             return Ok(());
         }
-        if !matches!(self.feature, Feature::Registered) {
+        if !matches!(self.features.get(sub_of(key)), Some(Feature::Registered)) {
             return Err(ArmError::bad_request(
                 "InvalidParameter",
                 "The property 'securityProfile.encryptionAtHost' is not valid because the 'Microsoft.Compute/EncryptionAtHost' feature is not enabled for this subscription.",
@@ -2808,11 +2840,12 @@ impl World {
             .ok_or_else(|| Self::disk_not_found(t, snapshot))
     }
 
-    /// Disks or snapshots of a resource group.
-    pub(crate) fn disk_list(&self, rg: Option<&str>, snapshot: bool) -> Value {
+    /// Disks or snapshots of a subscription and resource group.
+    pub(crate) fn disk_list(&self, sub: &str, rg: Option<&str>, snapshot: bool) -> Value {
         let value: Vec<Value> = self
             .disk_map(snapshot)
             .values()
+            .filter(|d| sub_of(&d.id).eq_ignore_ascii_case(sub))
             .filter(|d| rg.is_none_or(|rg| d.rg.eq_ignore_ascii_case(rg)))
             .map(|d| self.disk_body(d))
             .collect();
@@ -3375,22 +3408,27 @@ impl World {
             .ok_or_else(|| not_found("Microsoft.Network/networkInterfaces", &t.name, &t.rg))
     }
 
-    fn feature_body(&self) -> Value {
-        let state = match self.feature {
+    fn feature_body(&self, sub: &str) -> Value {
+        let state = match self
+            .features
+            .get(&sub.to_ascii_lowercase())
+            .copied()
+            .unwrap_or(Feature::NotRegistered)
+        {
             Feature::NotRegistered => "NotRegistered",
             Feature::Registering(_) => "Registering",
             Feature::Registered => "Registered",
         };
         json!({
             "name": "Microsoft.Compute/EncryptionAtHost",
-            "id": format!("/subscriptions/{}/providers/Microsoft.Features/providers/Microsoft.Compute/features/EncryptionAtHost", self.subscription),
+            "id": format!("/subscriptions/{}/providers/Microsoft.Features/providers/Microsoft.Compute/features/EncryptionAtHost", sub),
             "type": "Microsoft.Features/providers/features",
             "properties": {"state": state},
         })
     }
 
     /// `GET` a feature (only `EncryptionAtHost` exists).
-    pub(crate) fn feature_get(&self, name: &str) -> Result<Value, ArmError> {
+    pub(crate) fn feature_get(&self, sub: &str, name: &str) -> Result<Value, ArmError> {
         if !name.eq_ignore_ascii_case("EncryptionAtHost") {
             return Err(ArmError::new(
                 404,
@@ -3398,16 +3436,25 @@ impl World {
                 format!("The feature '{name}' could not be found."),
             ));
         }
-        Ok(self.feature_body())
+        Ok(self.feature_body(sub))
     }
 
     /// `POST .../register` of a feature.
-    pub(crate) fn feature_register(&mut self, name: &str, now: f64) -> Result<Value, ArmError> {
-        self.feature_get(name)?;
-        if matches!(self.feature, Feature::NotRegistered) {
-            self.feature = Feature::Registering(now + self.feature_secs);
+    pub(crate) fn feature_register(
+        &mut self,
+        sub: &str,
+        name: &str,
+        now: f64,
+    ) -> Result<Value, ArmError> {
+        self.feature_get(sub, name)?;
+        let f = self
+            .features
+            .entry(sub.to_ascii_lowercase())
+            .or_insert(Feature::NotRegistered);
+        if matches!(f, Feature::NotRegistered) {
+            *f = Feature::Registering(now + self.feature_secs);
         }
-        Ok(self.feature_body())
+        Ok(self.feature_body(sub))
     }
 
     /// `GET .../providers/Microsoft.Compute/skus`.

@@ -85,8 +85,11 @@ pub struct RunMeta {
     pub arm_endpoint: String,
     /// Cloud name (`public`, `china`, `usgov`).
     pub cloud: String,
-    /// Subscription given on the command line.
-    pub subscription: String,
+    /// Subscriptions of the run (`--subscription`, or every subscription of
+    /// the plan). Journals written before multi-subscription plans store one
+    /// string under `subscription`; it reads as a one-element list.
+    #[serde(alias = "subscription", deserialize_with = "one_or_many")]
+    pub subscriptions: Vec<String>,
     /// Authentication mode name (never a secret).
     pub auth: String,
     /// Poll interval in seconds.
@@ -95,6 +98,21 @@ pub struct RunMeta {
     pub max_parallel: usize,
     /// VMs selected, in order.
     pub vms: Vec<ResourceId>,
+}
+
+/// A string or a list of strings, as a list.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) if s.is_empty() => Vec::new(),
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
 }
 
 /// One append-only journal event.
@@ -491,6 +509,22 @@ pub fn now_rfc3339() -> String {
 mod tests {
     use super::*;
 
+    #[test]
+    fn run_meta_reads_one_subscription_of_old_journals_as_a_list() {
+        let mut v = serde_json::to_value(meta(vec![])).unwrap();
+        assert_eq!(v["subscriptions"], serde_json::json!(["s"]));
+        let o = v.as_object_mut().unwrap();
+        o.remove("subscriptions");
+        o.insert("subscription".into(), "old".into());
+        let m: RunMeta = serde_json::from_value(v.clone()).unwrap();
+        assert_eq!(m.subscriptions, vec!["old"]);
+        let o = v.as_object_mut().unwrap();
+        o.remove("subscription");
+        o.insert("subscriptions".into(), serde_json::json!(["a", "b"]));
+        let m: RunMeta = serde_json::from_value(v).unwrap();
+        assert_eq!(m.subscriptions, vec!["a", "b"]);
+    }
+
     fn meta(vms: Vec<ResourceId>) -> RunMeta {
         RunMeta {
             schema_version: SCHEMA_VERSION,
@@ -499,7 +533,7 @@ mod tests {
             tool_version: "test".into(),
             arm_endpoint: "http://127.0.0.1:1".into(),
             cloud: "public".into(),
-            subscription: "s".into(),
+            subscriptions: vec!["s".into()],
             auth: "none".into(),
             poll_interval_secs: 1.0,
             max_parallel: 4,

@@ -21,9 +21,11 @@ use crate::step::observe::jstr;
 /// What to select.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Selector {
-    /// Subscription.
-    pub subscription: String,
-    /// Resource groups (case-insensitive); empty = whole subscription unless `vms` is set.
+    /// Subscriptions (one or more).
+    pub subscriptions: Vec<String>,
+    /// Resource groups (case-insensitive): `RG` is looked up in every
+    /// subscription, `SUB/RG` only in `SUB`; empty = the whole subscriptions
+    /// unless `vms` is set.
     pub resource_groups: Vec<String>,
     /// Explicit VM ids (always selected, filters do not apply).
     pub vms: Vec<ResourceId>,
@@ -119,27 +121,27 @@ pub async fn select(
     let fail = |e: crate::azure::AzureError| PlanError::Failed(format!("listing VMs failed: {e}"));
     if !sel.resource_groups.is_empty() {
         stats.source = "arm".into();
-        let uniq: BTreeSet<String> = sel
+        let uniq: BTreeSet<(String, String)> = sel
             .resource_groups
             .iter()
-            .map(|g| g.to_ascii_lowercase())
+            .flat_map(|g| match g.split_once('/') {
+                Some((sub, rg)) => vec![(sub.to_string(), rg.to_string())],
+                None => sel
+                    .subscriptions
+                    .iter()
+                    .map(|sub| (sub.clone(), g.clone()))
+                    .collect(),
+            })
+            .map(|(s, g)| (s.to_ascii_lowercase(), g.to_ascii_lowercase()))
             .collect();
-        for rg in uniq {
-            listed.extend(
-                client
-                    .list_vms(&sel.subscription, Some(&rg))
-                    .await
-                    .map_err(fail)?,
-            );
+        for (sub, rg) in uniq {
+            listed.extend(client.list_vms(&sub, Some(&rg)).await.map_err(fail)?);
         }
     } else if sel.vms.is_empty() {
         // Whole subscription: Resource Graph first (one paged query), ARM listing
         // as the fallback. Either way every VM is re-read below.
         let q = "Resources | where type =~ 'microsoft.compute/virtualmachines' | project id, name, resourceGroup, tags";
-        match client
-            .resource_graph(std::slice::from_ref(&sel.subscription), q)
-            .await
-        {
+        match client.resource_graph(&sel.subscriptions, q).await {
             Ok(rows) => {
                 stats.source = "resource-graph".into();
                 listed = rows;
@@ -147,10 +149,10 @@ pub async fn select(
             Err(e) => {
                 tracing::info!(error = %e, "Resource Graph unavailable; listing VMs through ARM");
                 stats.source = "arm".into();
-                listed = client
-                    .list_vms(&sel.subscription, None)
-                    .await
-                    .map_err(fail)?;
+                listed.clear();
+                for sub in &sel.subscriptions {
+                    listed.extend(client.list_vms(sub, None).await.map_err(fail)?);
+                }
             }
         }
     }
@@ -245,17 +247,22 @@ fn planned(rec: crate::step::VmRecord, path: String) -> PlannedVm {
 
 /// Adds `suggest a size` to size findings, from the region's resource SKUs:
 /// the nearest size of the same family (by vCPUs) that supports EAH and is
-/// not restricted, else any such size with the same vCPU count.
-pub async fn suggest_sizes(client: &ArmClient, subscription: &str, vms: &mut [PlannedVm]) {
-    let mut by_loc: BTreeMap<String, Vec<crate::azure::wire::ResourceSku>> = BTreeMap::new();
+/// not restricted, else any such size with the same vCPU count. SKUs are
+/// read per subscription and region of the VM.
+pub async fn suggest_sizes(client: &ArmClient, vms: &mut [PlannedVm]) {
+    let mut by_loc: BTreeMap<(String, String), Vec<crate::azure::wire::ResourceSku>> =
+        BTreeMap::new();
     for v in vms
         .iter_mut()
         .filter(|v| v.path == "size-unsupported" || v.path == "size-unavailable")
     {
-        let loc = v.location.to_ascii_lowercase();
+        let loc = (
+            v.id.subscription().to_ascii_lowercase(),
+            v.location.to_ascii_lowercase(),
+        );
         if !by_loc.contains_key(&loc) {
             let skus = client
-                .list_vm_skus(subscription, &v.location)
+                .list_vm_skus(v.id.subscription(), &v.location)
                 .await
                 .unwrap_or_default();
             by_loc.insert(loc.clone(), skus);

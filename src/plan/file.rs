@@ -20,7 +20,10 @@ pub const VERSION: u32 = 1;
 #[serde(deny_unknown_fields)]
 struct Raw {
     version: Spanned<u32>,
-    subscription: Spanned<String>,
+    #[serde(default)]
+    subscription: Option<Spanned<String>>,
+    #[serde(default)]
+    subscriptions: Option<Spanned<Vec<Spanned<String>>>>,
     #[serde(default)]
     created_at: Option<String>,
     #[serde(default)]
@@ -39,7 +42,7 @@ struct Raw {
 #[serde(deny_unknown_fields)]
 struct RawSelector {
     #[serde(default)]
-    resource_groups: Vec<String>,
+    resource_groups: Vec<Spanned<String>>,
     #[serde(default)]
     vms: Vec<Spanned<String>>,
     #[serde(default)]
@@ -157,8 +160,8 @@ pub struct VmEntry {
 /// A parsed, validated plan file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlanFile {
-    /// Subscription.
-    pub subscription: String,
+    /// Subscriptions (one or more; `subscription = "…"` or `subscriptions = [...]`).
+    pub subscriptions: Vec<String>,
     /// Whole-inventory fingerprint when planned.
     pub fingerprint: Option<String>,
     /// Selector (used when there are no `[[vm]]` entries).
@@ -222,12 +225,38 @@ pub fn parse(file: &str, text: &str) -> Result<PlanFile, PlanFileError> {
             ),
         ));
     }
-    let subscription = raw.subscription.get_ref().trim().to_string();
-    if subscription.is_empty() || subscription.contains('/') {
-        return Err(err(
-            raw.subscription.span(),
-            format!("subscription {subscription:?} is not a subscription id"),
-        ));
+    let given: Vec<&Spanned<String>> = match (&raw.subscription, &raw.subscriptions) {
+        (Some(_), Some(list)) => {
+            return Err(err(
+                list.span(),
+                "give either `subscription` or `subscriptions`, not both".into(),
+            ));
+        }
+        (None, None) => {
+            return Err(err(
+                0..0,
+                "missing `subscriptions = [\"…\"]` (or `subscription = \"…\"`)".into(),
+            ));
+        }
+        (Some(one), None) => vec![one],
+        (None, Some(list)) if list.get_ref().is_empty() => {
+            return Err(err(list.span(), "`subscriptions` is empty".into()));
+        }
+        (None, Some(list)) => list.get_ref().iter().collect(),
+    };
+    let mut subscriptions: Vec<String> = Vec::new();
+    for s in given {
+        let sub = s.get_ref().trim().to_string();
+        if sub.is_empty() || sub.contains('/') {
+            return Err(err(
+                s.span(),
+                format!("subscription {sub:?} is not a subscription id"),
+            ));
+        }
+        if subscriptions.iter().any(|o| o.eq_ignore_ascii_case(&sub)) {
+            return Err(err(s.span(), format!("subscription {sub} is listed twice")));
+        }
+        subscriptions.push(sub);
     }
     let parse_id = |s: &Spanned<String>| -> Result<ResourceId, PlanFileError> {
         let id = ResourceId::parse(s.get_ref())
@@ -238,10 +267,16 @@ pub fn parse(file: &str, text: &str) -> Result<PlanFile, PlanFileError> {
                 format!("{:?} is not a virtual machine id", s.get_ref()),
             ));
         }
-        if !id.subscription().eq_ignore_ascii_case(&subscription) {
+        if !subscriptions
+            .iter()
+            .any(|sub| id.subscription().eq_ignore_ascii_case(sub))
+        {
             return Err(err(
                 s.span(),
-                format!("VM {id} is not in subscription {subscription}"),
+                format!(
+                    "VM {id} is not in subscription {}",
+                    subscriptions.join(", ")
+                ),
             ));
         }
         Ok(id)
@@ -328,12 +363,29 @@ pub fn parse(file: &str, text: &str) -> Result<PlanFile, PlanFileError> {
     }
 
     let mut selector = super::discover::Selector {
-        subscription: subscription.clone(),
-        resource_groups: raw.selector.resource_groups.clone(),
+        subscriptions: subscriptions.clone(),
+        resource_groups: Vec::new(),
         tags: raw.selector.tags.clone(),
         name: raw.selector.name.clone(),
         ..Default::default()
     };
+    for g in &raw.selector.resource_groups {
+        if let Some((sub, rg)) = g.get_ref().split_once('/')
+            && (rg.is_empty()
+                || rg.contains('/')
+                || !subscriptions.iter().any(|s| s.eq_ignore_ascii_case(sub)))
+        {
+            return Err(err(
+                g.span(),
+                format!(
+                    "resource group {:?}: expected \"RG\" or \"SUB/RG\" with SUB one of {}",
+                    g.get_ref(),
+                    subscriptions.join(", ")
+                ),
+            ));
+        }
+        selector.resource_groups.push(g.get_ref().clone());
+    }
     for v in &raw.selector.vms {
         selector.vms.push(parse_id(v)?);
     }
@@ -373,7 +425,7 @@ pub fn parse(file: &str, text: &str) -> Result<PlanFile, PlanFileError> {
         });
     }
     Ok(PlanFile {
-        subscription,
+        subscriptions,
         fingerprint: raw.fingerprint.clone(),
         selector,
         options,
@@ -411,7 +463,13 @@ pub fn render(
     o.push_str("# The [[vm]] fingerprints bind the plan to the inventory it saw: `run --plan`\n");
     o.push_str("# refuses to start (exit 2) if any listed VM changed since. See migrations/example.toml.\n\n");
     o.push_str(&format!("version = {VERSION}\n"));
-    o.push_str(&format!("subscription = {}\n", q(&plan.subscription)));
+    match plan.subscriptions.as_slice() {
+        [one] => o.push_str(&format!("subscription = {}\n", q(one))),
+        many => o.push_str(&format!(
+            "subscriptions = [{}]\n",
+            many.iter().map(|s| q(s)).collect::<Vec<_>>().join(", ")
+        )),
+    }
     o.push_str(&format!("created_at = {}\n", q(&plan.created_at)));
     o.push_str(&format!("fingerprint = {}\n\n", q(&plan.fingerprint)));
     o.push_str("[selector]\n");
@@ -538,6 +596,52 @@ mod tests {
         let t = format!("{}[[waves]]\ntarget = \"150%\"\n", base());
         let e = parse("p.toml", &t).unwrap_err();
         assert_eq!((e.line, e.column), (4, 10), "{e}");
+    }
+
+    #[test]
+    fn subscriptions_lists_several_and_exactly_one_form_is_required() {
+        const OTHER: &str = "00000000-0000-0000-0000-0000000000bb";
+        let vm = |sub: &str| {
+            format!(
+                "\n[[vm]]\nid = \"/subscriptions/{sub}/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/v\"\n"
+            )
+        };
+        let t = format!(
+            "version = 1\nsubscriptions = [\"{SUB}\", \"{OTHER}\"]\n{}",
+            vm(OTHER)
+        );
+        let p = parse("p.toml", &t).unwrap();
+        assert_eq!(p.subscriptions, vec![SUB.to_string(), OTHER.to_string()]);
+        assert_eq!(p.selector.subscriptions, p.subscriptions);
+        assert_eq!(p.vms.len(), 1);
+        // Old single-subscription files still parse.
+        assert_eq!(parse("p.toml", &base()).unwrap().subscriptions, vec![SUB]);
+        // A VM outside every listed subscription.
+        let t = format!("{}{}", base(), vm(OTHER));
+        let e = parse("p.toml", &t).unwrap_err();
+        assert_eq!((e.line, e.column), (5, 6), "{e}");
+        // Both, or neither.
+        let t = format!("{}subscriptions = [\"{OTHER}\"]\n", base());
+        let e = parse("p.toml", &t).unwrap_err();
+        assert_eq!((e.line, e.column), (3, 17), "{e}");
+        assert!(e.message.contains("not both"), "{e}");
+        let e = parse("p.toml", "version = 1\n").unwrap_err();
+        assert_eq!((e.line, e.column), (1, 1), "{e}");
+        assert!(e.message.contains("subscriptions"), "{e}");
+        let e = parse("p.toml", "version = 1\nsubscriptions = []\n").unwrap_err();
+        assert_eq!((e.line, e.column), (2, 17), "{e}");
+        let t = format!("{}[selector]\nresource_groups = [\"{OTHER}/rg\"]\n", base());
+        let e = parse("p.toml", &t).unwrap_err();
+        assert_eq!((e.line, e.column), (4, 20), "{e}");
+        let t = format!(
+            "{}[selector]\nresource_groups = [\"{SUB}/rg\", \"rg2\"]\n",
+            base()
+        );
+        let p = parse("p.toml", &t).unwrap();
+        assert_eq!(
+            p.selector.resource_groups,
+            vec![format!("{SUB}/rg"), "rg2".into()]
+        );
     }
 
     #[test]

@@ -84,8 +84,10 @@ pub struct PlannedWave {
 pub struct Plan {
     /// [`PLAN_SCHEMA`].
     pub schema: &'static str,
-    /// Subscription.
+    /// The first subscription planned in (kept for single-subscription readers).
     pub subscription: String,
+    /// Every subscription planned in, in the order given.
+    pub subscriptions: Vec<String>,
     /// Fingerprint of the whole inventory (changes iff any VM's does).
     pub fingerprint: String,
     /// When planned (RFC 3339).
@@ -118,7 +120,7 @@ pub struct Summary {
 impl Plan {
     /// Builds the plan: sorts VMs, assigns waves, sums estimates.
     pub fn build(
-        subscription: String,
+        subscriptions: Vec<String>,
         mut vms: Vec<PlannedVm>,
         waves: &[waves::WaveSpec],
         global_cap: usize,
@@ -173,7 +175,8 @@ impl Plan {
         let fingerprint = fingerprint::of_plan(vms.iter().map(|v| (&v.id, v.fingerprint.as_str())));
         Ok(Plan {
             schema: PLAN_SCHEMA,
-            subscription,
+            subscription: subscriptions.first().cloned().unwrap_or_default(),
+            subscriptions,
             fingerprint,
             created_at: crate::journal::now_rfc3339(),
             summary,

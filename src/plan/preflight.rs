@@ -62,8 +62,31 @@ fn block(v: &mut PlannedVm, f: Finding) {
     v.findings.push(f);
 }
 
+/// [`run`] once per subscription over that subscription's VMs (locks,
+/// backup status and usages are per subscription); `vms` keeps every VM,
+/// in an order [`crate::plan::Plan::build`] sorts again.
+pub async fn run_per_subscription(
+    client: &ArmClient,
+    subscriptions: &[String],
+    vms: &mut Vec<PlannedVm>,
+) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let mut rest = std::mem::take(vms);
+    for sub in subscriptions {
+        let (mut mine, others): (Vec<_>, Vec<_>) = rest
+            .into_iter()
+            .partition(|v| v.id.subscription().eq_ignore_ascii_case(sub));
+        out.extend(run(client, sub, &mut mine).await);
+        vms.extend(mine);
+        rest = others;
+    }
+    vms.extend(rest);
+    out
+}
+
 /// Runs every preflight check on `vms` (adding VM findings, taking blocked
-/// VMs out) and returns the plan-level findings.
+/// VMs out) and returns the plan-level findings. All `vms` must be in
+/// `subscription`.
 pub async fn run(client: &ArmClient, subscription: &str, vms: &mut [PlannedVm]) -> Vec<Finding> {
     let mut out = Vec::new();
     locks(client, subscription, vms, &mut out).await;

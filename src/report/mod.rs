@@ -102,7 +102,7 @@ pub fn plan_markdown(plan: &Plan) -> String {
     o.push_str("# ADE → encryption at host: migration plan\n\n");
     o.push_str(&format!(
         "- Subscription: `{}`\n- Planned: {}\n- Inventory fingerprint: `{}`\n- VMs: {} selected, **{} to migrate**, {} skipped\n- Bytes to copy (upper bound): {}; extra storage during the run: {} GiB; ARM writes: {}\n\n",
-        plan.subscription, plan.created_at, plan.fingerprint, plan.summary.selected, plan.summary.eligible,
+        plan.subscriptions.join("`, `"), plan.created_at, plan.fingerprint, plan.summary.selected, plan.summary.eligible,
         plan.summary.skipped, gib(plan.summary.estimate.bytes_to_copy), plan.summary.estimate.extra_storage_gib,
         plan.summary.estimate.arm_writes
     ));
@@ -185,7 +185,8 @@ pub fn run_head(meta: &RunMeta, plan: Option<&FrozenPlan>, entries: &[VmEntry]) 
         "schema": REPORT_SCHEMA,
         "run_id": meta.run_id,
         "created_at": meta.created_at,
-        "subscription": meta.subscription,
+        "subscription": meta.subscriptions.first(),
+        "subscriptions": meta.subscriptions,
         "plan_fingerprint": plan.map(|p| p.fingerprint.clone()),
         "failure_budget": plan.and_then(|p| p.failure_budget.clone()),
         "summary": {"total": entries.len(), "verified": count("verified"), "parked": count("parked"),
@@ -279,7 +280,7 @@ pub fn markdown_head(meta: &RunMeta, head: &Value) -> String {
         "# ADE → encryption at host: run report\n\n- Run: `{}` (started {})\n- Subscription: `{}`\n- VMs: {} total, **{} verified**, {} parked, {} skipped, {} in progress\n\n",
         meta.run_id,
         meta.created_at,
-        meta.subscription,
+        meta.subscriptions.join("`, `"),
         s["total"],
         s["verified"],
         s["parked"],

@@ -27,6 +27,7 @@ fn seed_fleet(rig: &Rig, n: usize, rgs: usize) -> Vec<(ResourceId, GeneratedVm)>
         resource_groups: rgs,
         seed: 7,
         os_disk_gib: 1,
+        ..Default::default()
     })
     .into_iter()
     .map(|g| (seed(&rig.emu, &g), g))

@@ -35,6 +35,8 @@ mod fuzz_parsers;
 mod guards;
 /// Management locks, backup status and usages (issue 6).
 mod locks;
+/// Fleets across several subscriptions (issue 6).
+mod multi_sub;
 /// Azure's own refusals reproduced by the emulator (the naive path).
 mod platform_rules;
 /// Discovery by tag, name glob, and feature registration (issue 6).

@@ -68,6 +68,7 @@ async fn tag_and_name_selectors_pick_exactly_the_matching_vms() {
         resource_groups: 4,
         seed: 11,
         os_disk_gib: 1,
+        ..Default::default()
     });
     for g in &fleet {
         seed(&rig.emu, g);
