@@ -510,10 +510,11 @@ fn symmetric_difference(a: &[(u64, u64)], b: &[(u64, u64)]) -> Vec<(u64, u64)> {
             ib += events[k].2;
             k += 1;
         }
-        if let Some(&(next, _, _)) = events.get(k) {
-            if (ia > 0) != (ib > 0) && next > pos {
-                out.push((pos, next));
-            }
+        if let Some(&(next, _, _)) = events.get(k)
+            && (ia > 0) != (ib > 0)
+            && next > pos
+        {
+            out.push((pos, next));
         }
     }
     merge(out)

@@ -208,7 +208,7 @@ pub fn generate(g: &FleetGen) -> Vec<GeneratedVm> {
             spec.ade,
             AdeSpec::WindowsAll | AdeSpec::LinuxData | AdeSpec::LinuxOsAndData
         );
-        if needs_data || (r >> 16) % 4 == 0 {
+        if needs_data || (r >> 16).is_multiple_of(4) {
             let mut d = disk(1);
             d.lun = Some(0);
             spec.data_disks.push(d);
@@ -228,16 +228,21 @@ pub fn generate(g: &FleetGen) -> Vec<GeneratedVm> {
             ][((r >> 20) % 4) as usize]
                 .into();
         }
-        if (r >> 24) % 3 == 0 {
+        if (r >> 24).is_multiple_of(3) {
             spec.zone = Some((((r >> 26) % 3) + 1).to_string());
         }
-        if (r >> 28) % 5 == 0 {
+        if (r >> 28).is_multiple_of(5) {
             spec.delete_option = DeleteOption::Delete;
         }
-        spec.system_identity = (r >> 30) % 7 == 0;
+        spec.system_identity = (r >> 30).is_multiple_of(7);
         spec.tags.insert(
             "env".into(),
-            if (r >> 32) % 2 == 0 { "prod" } else { "test" }.into(),
+            if (r >> 32).is_multiple_of(2) {
+                "prod"
+            } else {
+                "test"
+            }
+            .into(),
         );
         spec.tags
             .insert("app".into(), format!("app-{}", (r >> 34) % 8));

@@ -698,7 +698,7 @@ impl World {
                 let span = size.saturating_sub(len) / 512;
                 let off = (self.rng.next_u64() % span.max(1)) * 512;
                 let seed = self.rng.next_u64();
-                if seed % 10 == 0 {
+                if seed.is_multiple_of(10) {
                     self.blobs.guest_trim(blob, off, len);
                 } else {
                     self.blobs.guest_write(blob, off, len, seed);

@@ -308,7 +308,7 @@ fn family_of(size: &str) -> String {
     let s = size.to_ascii_lowercase();
     let s = s.strip_prefix("standard_").unwrap_or(&s);
     s.chars()
-        .filter(|c| !c.is_ascii_digit() || false)
+        .filter(|c| !c.is_ascii_digit())
         .collect::<String>()
         + &s.split_once('_')
             .map(|(_, v)| format!("#{v}"))

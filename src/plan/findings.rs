@@ -179,7 +179,7 @@ pub fn advisories(rec: &VmRecord) -> Vec<Finding> {
         }
     }
     if let Some(iv) = jget(vm, "properties.instanceView")
-        && !crate::step::observe::jget(iv, "statuses").is_none()
+        && crate::step::observe::jget(iv, "statuses").is_some()
     {
         let power = power_state(vm);
         if power == "deallocated" || power == "stopped" {

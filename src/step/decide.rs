@@ -522,12 +522,12 @@ fn verify_copy(rec: &VmRecord, obs: &Observation, vm: &VmView) -> Decision {
         return Decision::Act(Action::VerifyCopies);
     }
     for d in &rec.disks {
-        if let Some(Some(t)) = obs.disk(&d.target) {
-            if t.has_open_sas() {
-                return Decision::Act(Action::RevokeAccess {
-                    disk: d.target.clone(),
-                });
-            }
+        if let Some(Some(t)) = obs.disk(&d.target)
+            && t.has_open_sas()
+        {
+            return Decision::Act(Action::RevokeAccess {
+                disk: d.target.clone(),
+            });
         }
     }
     Decision::Advance

@@ -225,11 +225,11 @@ async fn run_case(case: Case) -> Result<(), String> {
         .env
         .iter()
         .find(|(k, v)| k == "AZURE_CLIENT_SECRET" && !v.is_empty());
-    if let Some((_, v)) = secret {
-        if String::from_utf8_lossy(&out.stdout).contains(v.as_str()) || stderr.contains(v.as_str())
-        {
-            return Err(format!("{at}: the client secret was printed"));
-        }
+    if let Some((_, v)) = secret
+        && (String::from_utf8_lossy(&out.stdout).contains(v.as_str())
+            || stderr.contains(v.as_str()))
+    {
+        return Err(format!("{at}: the client secret was printed"));
     }
     Ok(())
 }

@@ -198,10 +198,10 @@ async fn a_locked_journal_is_refused_clearly() {
 async fn a_second_run_on_the_same_journal_is_refused_and_status_lists_every_vm() {
     let rig = Rig::new().await;
     let vm = rig.emu.add_vm(windows("twice", 0));
-    let first = rig.run(&[vm.clone()], &[]).await;
+    let first = rig.run(std::slice::from_ref(&vm), &[]).await;
     assert_eq!(first.status.code(), Some(0), "{}", text(&first));
     let writes = rig.mutating_requests();
-    let again = rig.run(&[vm.clone()], &[]).await;
+    let again = rig.run(std::slice::from_ref(&vm), &[]).await;
     assert_eq!(again.status.code(), Some(2), "{}", text(&again));
     assert!(
         String::from_utf8_lossy(&again.stderr).contains("resume"),

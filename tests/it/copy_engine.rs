@@ -75,7 +75,7 @@ async fn delta_rounds_under_guest_churn_end_byte_exact() {
     let vm = rig.emu.add_vm(spec);
     let before = source_digests(&rig.emu, &vm);
 
-    let out = rig.run(&[vm.clone()], &[]).await;
+    let out = rig.run(std::slice::from_ref(&vm), &[]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     for (orig, new) in final_pairs(&rig.emu, &vm, &before) {
         let o = rig.emu.disk_digest(&orig).unwrap();
@@ -116,7 +116,10 @@ async fn a_crash_mid_round_resumes_from_the_last_checkpoint() {
     let before = source_digests(&rig.emu, &vm);
     // ~1,840 calls in the first round: crash at the 1,000th.
     let crashed = rig
-        .run(&[vm.clone()], &[("ADE2EAH_FAILPOINTS", "copy:chunk@1000")])
+        .run(
+            std::slice::from_ref(&vm),
+            &[("ADE2EAH_FAILPOINTS", "copy:chunk@1000")],
+        )
         .await;
     assert_ne!(crashed.status.code(), Some(0), "{}", text(&crashed));
     let puts_before_resume = storage_puts(&rig);
@@ -157,7 +160,7 @@ async fn a_corrupted_target_is_caught_before_the_source_vm_is_deleted() {
     // Stop right after the offline round was journaled, before the seal.
     let crashed = run_with(
         &rig,
-        &[vm.clone()],
+        std::slice::from_ref(&vm),
         &["--verify", "full"],
         &[(
             "ADE2EAH_FAILPOINTS",
@@ -225,7 +228,7 @@ async fn paged_range_lists_and_server_busy_storms_still_copy_exactly() {
     spec.data_disks[0].size_gib = 1;
     let a = rig.emu.add_vm(spec);
     let before = source_digests(&rig.emu, &a);
-    let out = rig.run(&[a.clone()], &[]).await;
+    let out = rig.run(std::slice::from_ref(&a), &[]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_migrated(&rig.emu, &a, &before);
     let stats = rig.emu.blobs().stats();
@@ -241,7 +244,13 @@ async fn precopy_rounds_zero_is_the_baseline_full_offline_copy() {
     let rig = Rig::new().await;
     let vm = rig.emu.add_vm(windows("baseline", 0));
     let before = source_digests(&rig.emu, &vm);
-    let out = run_with(&rig, &[vm.clone()], &["--precopy-rounds", "0"], &[]).await;
+    let out = run_with(
+        &rig,
+        std::slice::from_ref(&vm),
+        &["--precopy-rounds", "0"],
+        &[],
+    )
+    .await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_migrated(&rig.emu, &vm, &before);
     let rounds = &rounds_of(&rig.status().await)[0];
@@ -265,7 +274,13 @@ async fn relay_mode_moves_every_byte_through_the_tool_exactly() {
     spec.churn_bytes_per_sec = 256.0 * 1024.0;
     let vm = rig.emu.add_vm(spec);
     let before = source_digests(&rig.emu, &vm);
-    let out = run_with(&rig, &[vm.clone()], &["--transfer", "relay"], &[]).await;
+    let out = run_with(
+        &rig,
+        std::slice::from_ref(&vm),
+        &["--transfer", "relay"],
+        &[],
+    )
+    .await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     for (orig, new) in final_pairs(&rig.emu, &vm, &before) {
         let o = rig.emu.disk_digest(&orig).unwrap();

@@ -11,7 +11,7 @@ async fn crash_then_resume(point: &str) {
     let before = source_digests(&rig.emu, &vm);
 
     let crashed = rig
-        .run(&[vm.clone()], &[("ADE2EAH_FAILPOINTS", point)])
+        .run(std::slice::from_ref(&vm), &[("ADE2EAH_FAILPOINTS", point)])
         .await;
     assert!(
         crashed.status.code().is_none() || crashed.status.code() != Some(0),

@@ -84,7 +84,10 @@ async fn crash_case(point: String) -> Result<bool, String> {
     };
 
     let crashed = rig
-        .run(&[vm.clone()], &[("ADE2EAH_FAILPOINTS", point.as_str())])
+        .run(
+            std::slice::from_ref(&vm),
+            &[("ADE2EAH_FAILPOINTS", point.as_str())],
+        )
         .await;
     let fired = crashed.status.code() != Some(0)
         && String::from_utf8_lossy(&crashed.stderr).contains("failpoint");

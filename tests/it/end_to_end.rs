@@ -50,7 +50,7 @@ async fn delete_option_delete_loses_nothing() {
     let before = source_digests(&rig.emu, &vm);
     let nics_before = serde_json::to_value(rig.emu.state()).unwrap()["nics"].clone();
 
-    let out = rig.run(&[vm.clone()], &[]).await;
+    let out = rig.run(std::slice::from_ref(&vm), &[]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_migrated(&rig.emu, &vm, &before);
     let nics_after = serde_json::to_value(rig.emu.state()).unwrap()["nics"].clone();

@@ -69,8 +69,7 @@ fn check_governance(id: &ResourceId, g: &GeneratedVm, got: &Value) {
                     msg.contains("for the migration window, re-add it after"),
                     "{msg}"
                 );
-                if got["eligible"] == false && g.eligible == false && l.on == LockOn::ResourceGroup
-                {
+                if got["eligible"] == false && !g.eligible && l.on == LockOn::ResourceGroup {
                     assert!(msg.contains(LOCKED_RG), "{msg}");
                 }
             }

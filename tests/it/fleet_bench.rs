@@ -97,7 +97,7 @@ async fn bench_fleet_migrates_every_eligible_vm_without_429s_near_the_bound() {
     assert_eq!(v["throttling"], true);
     assert_eq!(v["throttled_429_received"], 0, "{v}");
     let ratio = v["makespan_over_bound"].as_f64().unwrap();
-    assert!(ratio >= 0.99 && ratio < 2.0, "makespan/bound {ratio}");
+    assert!((0.99..2.0).contains(&ratio), "makespan/bound {ratio}");
     assert!(v["arm_requests_per_vm"].as_f64().unwrap() > 10.0);
     assert!(v["cpu_secs"].as_f64().unwrap() > 0.0);
     assert!(v["peak_rss_bytes"].as_u64().unwrap() > 1 << 20);

@@ -45,7 +45,7 @@ async fn a_vm_leased_by_another_run_parks_until_break_lease() {
     let vm = rig.emu.add_vm(spec);
     let before = source_digests(&rig.emu, &vm);
 
-    let b = rig.run(&[vm.clone()], &[]).await;
+    let b = rig.run(std::slice::from_ref(&vm), &[]).await;
     assert_eq!(b.status.code(), Some(1), "{}", text(&b));
     let st = rig.status().await;
     let rec = &st["vms"][0];
@@ -119,7 +119,7 @@ async fn two_journals_on_one_vm_never_migrate_it_twice() {
     let before = source_digests(&rig.emu, &vm);
     let a = rig
         .run(
-            &[vm.clone()],
+            std::slice::from_ref(&vm),
             &[("ADE2EAH_FAILPOINTS", "after-act:deallocate")],
         )
         .await;
@@ -179,7 +179,7 @@ async fn a_v1_journal_is_migrated_and_resumes() {
     // (v1 had no lease entry).
     let out = rig
         .run(
-            &[vm.clone()],
+            std::slice::from_ref(&vm),
             &[("ADE2EAH_FAILPOINTS", "after-journal:advance:disable-ade")],
         )
         .await;
