@@ -363,17 +363,7 @@ async fn status_during_a_run_shows_each_disk_with_bytes_rate_and_eta() {
         let mut seen = Vec::new();
         for _ in 0..600 {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            let out = bin(
-                &[
-                    "status".into(),
-                    "--state".into(),
-                    rig.state_dir().display().to_string(),
-                    "--output".into(),
-                    "json".into(),
-                ],
-                &[],
-            )
-            .await;
+            let out = rig.state_json("status").await;
             let Ok(v) = serde_json::from_slice::<Value>(&out.stdout) else {
                 continue;
             };

@@ -125,17 +125,7 @@ async fn run_plan(rig: &Rig, file: &Path, env: &[(&str, &str)]) -> std::process:
 }
 
 async fn report(rig: &Rig) -> Value {
-    let out = bin(
-        &[
-            "report".into(),
-            "--state".into(),
-            rig.state_dir().display().to_string(),
-            "--output".into(),
-            "json".into(),
-        ],
-        &[],
-    )
-    .await;
+    let out = rig.state_json("report").await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     serde_json::from_slice(&out.stdout).unwrap()
 }

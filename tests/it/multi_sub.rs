@@ -233,18 +233,7 @@ async fn a_plan_file_over_two_subscriptions_migrates_every_eligible_vm() {
         "run over two subscriptions: {:.2} s",
         started.elapsed().as_secs_f64()
     );
-    let out = bin(
-        &[
-            "report".into(),
-            "--state".into(),
-            rig.state_dir().display().to_string(),
-            "--output".into(),
-            "json".into(),
-        ],
-        &[],
-    )
-    .await;
-    let r = json_of(&out);
+    let r = json_of(&rig.state_json("report").await);
     assert_eq!(r["subscriptions"], serde_json::json!([A, C]));
     let planned = in_subs(&fleet, &[A, C]);
     let eligible = fleet

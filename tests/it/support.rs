@@ -100,10 +100,11 @@ impl Rig {
     }
 
     /// `ade2eah status --state DIR --output json`, parsed.
-    pub async fn status(&self) -> Value {
-        let out = bin(
+    /// `ade2eah <command> --state DIR --output json` (`status`, `report`).
+    pub async fn state_json(&self, command: &str) -> Output {
+        bin(
             &[
-                "status".into(),
+                command.into(),
                 "--state".into(),
                 self.state_dir().display().to_string(),
                 "--output".into(),
@@ -111,7 +112,11 @@ impl Rig {
             ],
             &[],
         )
-        .await;
+        .await
+    }
+
+    pub async fn status(&self) -> Value {
+        let out = self.state_json("status").await;
         assert_eq!(out.status.code(), Some(0), "status failed: {}", text(&out));
         serde_json::from_slice(&out.stdout).expect("status prints JSON")
     }
