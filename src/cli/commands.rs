@@ -313,7 +313,19 @@ pub(super) fn print_summary(
         .map_err(|e| CliError::Failed(format!("cannot write the output: {e}")))
 }
 
-async fn resume(a: ResumeArgs) -> Result<Exit, CliError> {
+/// What every resume (plain or planned) starts from.
+pub(super) struct Reopened {
+    pub journal: Arc<Journal>,
+    pub meta: RunMeta,
+    pub poll: Duration,
+    pub cloud: ArmCloud,
+    /// The index after [`unpark_all`].
+    pub entries: Vec<VmEntry>,
+}
+
+/// Opens the journal of `a.state`, connects (endpoint defaults to the
+/// journaled run's; transfer options are this process's) and unparks.
+pub(super) async fn reopen(a: &ResumeArgs) -> Result<Reopened, CliError> {
     let journal = Arc::new(Journal::open(&a.state)?);
     let meta = journal.require_meta()?;
     let poll = poll_interval(a.conn.poll_interval, meta.poll_interval_secs)?;
@@ -328,6 +340,23 @@ async fn resume(a: ResumeArgs) -> Result<Exit, CliError> {
     .await?
     .with_copy(copy_options(&a.transfer));
     let entries = unpark_all(&journal)?;
+    Ok(Reopened {
+        journal,
+        meta,
+        poll,
+        cloud,
+        entries,
+    })
+}
+
+async fn resume(a: ResumeArgs) -> Result<Exit, CliError> {
+    let Reopened {
+        journal,
+        meta,
+        poll,
+        cloud,
+        entries,
+    } = reopen(&a).await?;
     let max_parallel = a.max_parallel.unwrap_or(meta.max_parallel).max(1);
     execute(
         cloud,

@@ -457,20 +457,13 @@ pub async fn resume_plan(a: ResumeArgs) -> Result<Exit, CliError> {
             a.state.display()
         ))
     })?;
-    let journal = Arc::new(Journal::open(&a.state)?);
-    let meta = journal.require_meta()?;
-    let poll = poll_interval(a.conn.poll_interval, meta.poll_interval_secs)?;
-    let cloud = connect(
-        &a.conn,
-        a.conn
-            .arm_endpoint
-            .is_none()
-            .then_some(meta.arm_endpoint.as_str()),
+    let super::commands::Reopened {
+        journal,
+        meta,
         poll,
-    )
-    .await?
-    .with_copy(super::commands::copy_options(&a.transfer));
-    let entries = super::commands::unpark_all(&journal)?;
+        cloud,
+        entries,
+    } = super::commands::reopen(&a).await?;
     let mut plan = plan;
     if let Some(m) = a.max_parallel {
         plan.max_parallel = m.max(1);
