@@ -3,27 +3,44 @@
 //! with a reason and a next action; a resume after the faults stop finishes.
 
 use ade2eah::emulator::{EmulatorConfig, FaultConfig, FaultKind, StorageConfig};
+use ade2eah::model::ResourceId;
 use std::process::Output;
 
 use crate::support::*;
 
-async fn scenario(label: &str, faults: FaultConfig, server_busy: f64, seed: u64) -> usize {
+type Digests = Vec<(ResourceId, String)>;
+
+/// A rig under `faults` with a Windows VM (OS + data) and a Linux VM (ADE on
+/// data), named `{prefix}-win-{seed}` / `{prefix}-lin-{seed}`, and their
+/// source digests.
+async fn two_vm_rig(
+    prefix: &str,
+    faults: FaultConfig,
+    storage: StorageConfig,
+    seed: u64,
+) -> (Rig, ResourceId, ResourceId, Digests, Digests) {
     let rig = Rig::with_config(EmulatorConfig {
         time_scale: TIME_SCALE,
         seed,
         faults,
-        storage: StorageConfig {
-            server_busy_rate: server_busy,
-            seed,
-            ..Default::default()
-        },
+        storage,
         ..Default::default()
     })
     .await;
-    let a = rig.emu.add_vm(windows(&format!("fm-win-{seed}"), 1));
-    let b = rig.emu.add_vm(linux_data(&format!("fm-lin-{seed}")));
+    let a = rig.emu.add_vm(windows(&format!("{prefix}-win-{seed}"), 1));
+    let b = rig.emu.add_vm(linux_data(&format!("{prefix}-lin-{seed}")));
     let before_a = source_digests(&rig.emu, &a);
     let before_b = source_digests(&rig.emu, &b);
+    (rig, a, b, before_a, before_b)
+}
+
+async fn scenario(label: &str, faults: FaultConfig, server_busy: f64, seed: u64) -> usize {
+    let storage = StorageConfig {
+        server_busy_rate: server_busy,
+        seed,
+        ..Default::default()
+    };
+    let (rig, a, b, before_a, before_b) = two_vm_rig("fm", faults, storage, seed).await;
 
     let first = rig.run(&[a.clone(), b.clone()], &[]).await;
     let code = first.status.code();
@@ -155,17 +172,8 @@ async fn check_status(rig: &Rig, label: &str) -> Vec<(String, String, String)> {
 /// stop the faults and `resume` once more: both VMs migrated, no SAS left.
 async fn scenario_extra(label: &str, faults: FaultConfig, seed: u64) -> Seen {
     let started = std::time::Instant::now();
-    let rig = Rig::with_config(EmulatorConfig {
-        time_scale: TIME_SCALE,
-        seed,
-        faults,
-        ..Default::default()
-    })
-    .await;
-    let a = rig.emu.add_vm(windows(&format!("fx-win-{seed}"), 1));
-    let b = rig.emu.add_vm(linux_data(&format!("fx-lin-{seed}")));
-    let before_a = source_digests(&rig.emu, &a);
-    let before_b = source_digests(&rig.emu, &b);
+    let (rig, a, b, before_a, before_b) =
+        two_vm_rig("fx", faults, StorageConfig::default(), seed).await;
 
     let first = rig.run(&[a.clone(), b.clone()], &[]).await;
     let code = first.status.code();

@@ -2,7 +2,7 @@
 //! files, waves, failure budgets, approval gates, stale plans, resume.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use ade2eah::emulator::fleetgen::{
     FleetGen, GeneratedVm, LOCKED_RG, LockOn, generate, rg_name, seed,
@@ -107,6 +107,24 @@ async fn plan(rig: &Rig, extra: &[&str]) -> std::process::Output {
     a.extend(["--subscription".into(), rig.emu.subscription().to_string()]);
     a.extend(extra.iter().map(|s| s.to_string()));
     bin(&a, &[]).await
+}
+
+/// A plan file beside the rig's journal, unique per test and process.
+fn plan_path(rig: &Rig, tag: &str) -> PathBuf {
+    rig.state
+        .path()
+        .parent()
+        .unwrap()
+        .join(format!("plan-{tag}-{}.toml", std::process::id()))
+}
+
+/// `plan EXTRA... --out FILE`, which must succeed.
+async fn plan_out(rig: &Rig, file: &Path, extra: &[&str]) -> std::process::Output {
+    let mut a = extra.to_vec();
+    a.extend(["--out", file.to_str().unwrap()]);
+    let out = plan(rig, &a).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    out
 }
 
 async fn run_plan(rig: &Rig, file: &Path, env: &[(&str, &str)]) -> std::process::Output {
@@ -301,21 +319,15 @@ fn spans(rig: &Rig, names: &[String]) -> BTreeMap<String, (u64, u64)> {
 async fn waves_migrate_every_eligible_vm_in_order_and_skip_the_rest() {
     let rig = rig().await;
     let fleet = seed_fleet(&rig, 30, 3);
-    let file = rig
-        .state
-        .path()
-        .parent()
-        .unwrap()
-        .join(format!("plan-{}.toml", std::process::id()));
-    let out = plan(
+    let file = plan_path(&rig, "waves");
+    let out = plan_out(
         &rig,
+        &file,
         &[
             "--waves",
             "1,10,50%,100%",
             "--max-parallel",
             "6",
-            "--out",
-            file.to_str().unwrap(),
             "--output",
             "json",
         ],
@@ -381,14 +393,10 @@ async fn waves_migrate_every_eligible_vm_in_order_and_skip_the_rest() {
 async fn a_failure_budget_halts_the_run_when_exceeded() {
     let rig = rig().await;
     let fleet = seed_fleet(&rig, 20, 2);
-    let file = rig
-        .state
-        .path()
-        .parent()
-        .unwrap()
-        .join(format!("plan-budget-{}.toml", std::process::id()));
-    let out = plan(
+    let file = plan_path(&rig, "budget");
+    plan_out(
         &rig,
+        &file,
         &[
             "--waves",
             "1,100%",
@@ -396,12 +404,9 @@ async fn a_failure_budget_halts_the_run_when_exceeded() {
             "2",
             "--failure-budget",
             "1",
-            "--out",
-            file.to_str().unwrap(),
         ],
     )
     .await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     // Every mutating operation now fails (the VMs park after their retries).
     rig.emu.set_faults(FaultConfig {
         rate: 1.0,
@@ -431,14 +436,8 @@ async fn a_failure_budget_halts_the_run_when_exceeded() {
 async fn a_stale_plan_is_refused_naming_the_vm_and_sends_nothing() {
     let rig = rig().await;
     let fleet = seed_fleet(&rig, 12, 2);
-    let file = rig
-        .state
-        .path()
-        .parent()
-        .unwrap()
-        .join(format!("plan-stale-{}.toml", std::process::id()));
-    let out = plan(&rig, &["--out", file.to_str().unwrap()]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let file = plan_path(&rig, "stale");
+    plan_out(&rig, &file, &[]).await;
     let (victim, _) = fleet.iter().find(|(_, g)| g.eligible).unwrap();
     // Delete it behind the plan's back.
     let http = reqwest::Client::new();
@@ -480,25 +479,8 @@ async fn a_stale_plan_is_refused_naming_the_vm_and_sends_nothing() {
 async fn an_approval_gate_pauses_until_approved_then_resume_finishes() {
     let rig = rig().await;
     let fleet = seed_fleet(&rig, 10, 1);
-    let file = rig
-        .state
-        .path()
-        .parent()
-        .unwrap()
-        .join(format!("plan-gate-{}.toml", std::process::id()));
-    let out = plan(
-        &rig,
-        &[
-            "--waves",
-            "1,100%",
-            "--approval-gates",
-            "2",
-            "--out",
-            file.to_str().unwrap(),
-        ],
-    )
-    .await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let file = plan_path(&rig, "gate");
+    plan_out(&rig, &file, &["--waves", "1,100%", "--approval-gates", "2"]).await;
     let out = run_plan(&rig, &file, &[]).await;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
@@ -539,25 +521,8 @@ async fn an_approval_gate_pauses_until_approved_then_resume_finishes() {
 async fn a_killed_run_resumes_mid_wave() {
     let rig = rig().await;
     let fleet = seed_fleet(&rig, 16, 2);
-    let file = rig
-        .state
-        .path()
-        .parent()
-        .unwrap()
-        .join(format!("plan-kill-{}.toml", std::process::id()));
-    let out = plan(
-        &rig,
-        &[
-            "--waves",
-            "1,100%",
-            "--max-parallel",
-            "3",
-            "--out",
-            file.to_str().unwrap(),
-        ],
-    )
-    .await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let file = plan_path(&rig, "kill");
+    plan_out(&rig, &file, &["--waves", "1,100%", "--max-parallel", "3"]).await;
     // Crash (abort) at the 3rd VM re-creation: the canary is done, wave 2 is mid-flight.
     let out = run_plan(
         &rig,
@@ -725,14 +690,8 @@ async fn disk_quota_takes_vms_out_beyond_the_limit_and_warns_above_80_percent() 
 async fn a_lock_added_after_planning_makes_the_plan_stale() {
     let rig = rig().await;
     let vm = rig.emu.add_vm(crate::support::windows("late-lock", 0));
-    let file = rig
-        .state
-        .path()
-        .parent()
-        .unwrap()
-        .join(format!("plan-lock-{}.toml", std::process::id()));
-    let out = plan(&rig, &["--out", file.to_str().unwrap()]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let file = plan_path(&rig, "lock");
+    plan_out(&rig, &file, &[]).await;
     rig.emu.add_lock(
         vm.as_str(),
         "late",
