@@ -97,6 +97,9 @@ impl Progress for NoProgress {
     fn finished(&self, _: &crate::model::ResourceId, _: &Outcome) {}
 }
 
+/// See [`Engine::held_delay`].
+type HeldSince = std::collections::HashMap<(ResourceId, Step), (tokio::time::Instant, u32)>;
+
 /// The engine for one run.
 #[derive(Clone)]
 pub struct Engine {
@@ -107,10 +110,9 @@ pub struct Engine {
     progress: Arc<dyn Progress>,
     cancel: watch::Receiver<bool>,
     lease: lease::LeaseKeeper,
-    /// Per VM: when Azure first answered "held" (NIC reservation) for the
-    /// current step, and how many held answers since.
-    holds:
-        Arc<std::sync::Mutex<std::collections::HashMap<ResourceId, (tokio::time::Instant, u32)>>>,
+    /// Per VM and step: when Azure first answered "held" (NIC reservation)
+    /// in this process, and how many held answers since.
+    holds: Arc<std::sync::Mutex<HeldSince>>,
 }
 
 impl Engine {
@@ -342,7 +344,7 @@ impl Engine {
         e: CloudError,
     ) -> Result<bool, JournalError> {
         if let Retry::Held(hold) = e.retry
-            && let Some(delay) = self.held_delay(&rec.id, hold)
+            && let Some(delay) = self.held_delay(&rec.id, rec.step, hold)
         {
             // A hold Azure states (the NIC reservation) is waited out at a
             // steady pace and spends no step attempt until it has clearly
@@ -389,12 +391,13 @@ impl Engine {
     /// 2 polls for the first four retries, then 4, then 8: with the 15 s
     /// default poll a 180 s hold costs 5 refused calls and ends at most one
     /// minute late; exponential backoff could end it up to 180 s late.
-    fn held_delay(&self, vm: &ResourceId, hold: Duration) -> Option<Duration> {
+    /// The window is kept once it has run out, so every later held answer
+    /// at this step spends an attempt and the VM parks as for any transient.
+    fn held_delay(&self, vm: &ResourceId, step: Step, hold: Duration) -> Option<Duration> {
         let mut holds = self.holds.lock().unwrap_or_else(|p| p.into_inner());
         let now = tokio::time::Instant::now();
-        let (since, n) = holds.entry(vm.clone()).or_insert((now, 0));
+        let (since, n) = holds.entry((vm.clone(), step)).or_insert((now, 0));
         if now.duration_since(*since) > hold.saturating_mul(3) {
-            holds.remove(vm);
             return None;
         }
         let factor = 2u32 << (*n / 4).min(2);
