@@ -49,6 +49,8 @@ enum VmSub {
     InstanceView,
     Action(String),
     Ext(String),
+    /// `GET .../extensions` (VirtualMachineExtensions_List).
+    ExtList,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -150,6 +152,7 @@ fn parse_route(path: &str, subscription: &str) -> Result<Route, ArmError> {
         ("microsoft.compute", "virtualmachines", 8) => Ok(Route::Vm(target(), VmSub::Model)),
         ("microsoft.compute", "virtualmachines", 9) => match l(8) {
             "instanceview" => Ok(Route::Vm(target(), VmSub::InstanceView)),
+            "extensions" => Ok(Route::Vm(target(), VmSub::ExtList)),
             a @ ("deallocate" | "start" | "poweroff") => {
                 Ok(Route::Vm(target(), VmSub::Action(a.to_string())))
             }
@@ -435,6 +438,9 @@ fn dispatch(
             Ok(Outcome::Reply(w.vm_action(t, a, inject, now)?))
         }
         (Route::Vm(t, VmSub::Ext(n)), "GET") => reply(w.ext_get(t, n)?),
+        (Route::Vm(t, VmSub::ExtList), "GET") => {
+            reply(w.ext_list(t, query_has(query, "$expand", "instanceView"))?)
+        }
         (Route::Vm(t, VmSub::Ext(n)), "PUT") => {
             Ok(Outcome::Reply(w.ext_put(t, n, body, inject, now)?))
         }
