@@ -619,8 +619,10 @@ fn outcome_response(
             common_headers(h, method, policy);
             if let Some(lro) = &r.lro {
                 let (a, l) = op_urls(sub, loc, &inner.base_url, lro);
-                set(h, "azure-asyncoperation", &a);
-                if lro.location {
+                if !inner.lro_location_only {
+                    set(h, "azure-asyncoperation", &a);
+                }
+                if lro.location || inner.lro_location_only {
                     set(h, "location", &l);
                 }
                 retry_headers(inner, h, lro.retry_after);

@@ -109,6 +109,8 @@ pub(crate) struct Inner {
     base_url: String,
     subscription: String,
     location: String,
+    /// [`EmulatorConfig::lro_location_only`].
+    lro_location_only: bool,
 }
 
 impl Inner {
@@ -215,6 +217,7 @@ pub async fn start_on(addr: SocketAddr, cfg: EmulatorConfig) -> std::io::Result<
         arm_seq: AtomicU64::new(0),
         throttle: throttle::Throttler::new(cfg.throttle.clone()),
         base_url,
+        lro_location_only: cfg.lro_location_only,
     });
     let app = axum::Router::new()
         .fallback(arm::handle)
