@@ -49,6 +49,9 @@ pub struct EmulatorConfig {
     /// allows either style (azure-core's `LROBasePolling` follows either);
     /// this exercises clients' Location-only polling.
     pub lro_location_only: bool,
+    /// Items per page of VM, disk and snapshot listings, followed by a
+    /// `nextLink` with `$skiptoken` (default `None`: one page).
+    pub list_page_size: Option<usize>,
 }
 
 impl Default for EmulatorConfig {
@@ -70,6 +73,7 @@ impl Default for EmulatorConfig {
             feature_registration_secs: 180.0,
             throttle: Default::default(),
             lro_location_only: false,
+            list_page_size: None,
         }
     }
 }

@@ -111,6 +111,8 @@ pub(crate) struct Inner {
     location: String,
     /// [`EmulatorConfig::lro_location_only`].
     lro_location_only: bool,
+    /// [`EmulatorConfig::list_page_size`].
+    list_page_size: Option<usize>,
 }
 
 impl Inner {
@@ -218,6 +220,7 @@ pub async fn start_on(addr: SocketAddr, cfg: EmulatorConfig) -> std::io::Result<
         throttle: throttle::Throttler::new(cfg.throttle.clone()),
         base_url,
         lro_location_only: cfg.lro_location_only,
+        list_page_size: cfg.list_page_size,
     });
     let app = axum::Router::new()
         .fallback(arm::handle)
