@@ -49,6 +49,8 @@ enum VmSub {
     InstanceView,
     Action(String),
     Ext(String),
+    /// `GET .../extensions` (VirtualMachineExtensions_List).
+    ExtList,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -150,6 +152,7 @@ fn parse_route(path: &str, subscription: &str) -> Result<Route, ArmError> {
         ("microsoft.compute", "virtualmachines", 8) => Ok(Route::Vm(target(), VmSub::Model)),
         ("microsoft.compute", "virtualmachines", 9) => match l(8) {
             "instanceview" => Ok(Route::Vm(target(), VmSub::InstanceView)),
+            "extensions" => Ok(Route::Vm(target(), VmSub::ExtList)),
             a @ ("deallocate" | "start" | "poweroff") => {
                 Ok(Route::Vm(target(), VmSub::Action(a.to_string())))
             }
@@ -376,6 +379,12 @@ pub(crate) async fn handle(State(inner): State<Arc<Inner>>, req: Request) -> Res
             .map(|v| malformed_response(f, v, &method, &policy)),
         _ => None,
     };
+    let outcome = match (&route, inner.list_page_size) {
+        (Route::VmList(_) | Route::DiskList(..), Some(n)) => {
+            outcome.map(|o| page_of(&inner.base_url, &path, &query, n, o))
+        }
+        _ => outcome,
+    };
     let mut resp = match outcome {
         Ok(o) => outcome_response(&inner, o, &sub, &loc, &policy, &method),
         Err(e) => error_response(&e, &method, &policy),
@@ -435,6 +444,9 @@ fn dispatch(
             Ok(Outcome::Reply(w.vm_action(t, a, inject, now)?))
         }
         (Route::Vm(t, VmSub::Ext(n)), "GET") => reply(w.ext_get(t, n)?),
+        (Route::Vm(t, VmSub::ExtList), "GET") => {
+            reply(w.ext_list(t, query_has(query, "$expand", "instanceView"))?)
+        }
         (Route::Vm(t, VmSub::Ext(n)), "PUT") => {
             Ok(Outcome::Reply(w.ext_put(t, n, body, inject, now)?))
         }
@@ -503,6 +515,42 @@ fn dispatch(
             format!("The requested resource does not support http method '{m}'."),
         )),
     }
+}
+
+/// One page of `n` items of a listing reply, from `$skiptoken` (an item
+/// offset here; opaque to clients), with a `nextLink` (same path and query,
+/// next `$skiptoken`) while items remain ([`super::EmulatorConfig::list_page_size`]).
+fn page_of(base: &str, path: &str, query: &str, n: usize, o: Outcome) -> Outcome {
+    let Outcome::Reply(mut r) = o else { return o };
+    let Some(Value::Array(all)) = r
+        .body
+        .as_mut()
+        .and_then(|b| b.get_mut("value"))
+        .map(Value::take)
+    else {
+        return Outcome::Reply(r);
+    };
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+        .filter(|(k, _)| !k.eq_ignore_ascii_case("$skiptoken"))
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let skip: usize = url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k.eq_ignore_ascii_case("$skiptoken"))
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    let n = n.max(1);
+    let total = all.len();
+    let page: Vec<Value> = all.into_iter().skip(skip).take(n).collect();
+    let mut body = json!({ "value": page });
+    if skip + n < total {
+        let q = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs)
+            .append_pair("$skiptoken", &(skip + n).to_string())
+            .finish();
+        body["nextLink"] = json!(format!("{base}{path}?{q}"));
+    }
+    r.body = Some(body);
+    Outcome::Reply(r)
 }
 
 /// The `ScopeLocked` refusal of a mutating request, if a management lock
@@ -613,8 +661,10 @@ fn outcome_response(
             common_headers(h, method, policy);
             if let Some(lro) = &r.lro {
                 let (a, l) = op_urls(sub, loc, &inner.base_url, lro);
-                set(h, "azure-asyncoperation", &a);
-                if lro.location {
+                if !inner.lro_location_only {
+                    set(h, "azure-asyncoperation", &a);
+                }
+                if lro.location || inner.lro_location_only {
                     set(h, "location", &l);
                 }
                 retry_headers(inner, h, lro.retry_after);

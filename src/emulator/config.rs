@@ -44,6 +44,14 @@ pub struct EmulatorConfig {
     pub feature_registration_secs: f64,
     /// Throttling token buckets (default: Azure's limits, off).
     pub throttle: super::throttle::ThrottleConfig,
+    /// Long-running operations answer with a `Location` header only, no
+    /// `Azure-AsyncOperation` (default false: both, as Compute does). ARM
+    /// allows either style (azure-core's `LROBasePolling` follows either);
+    /// this exercises clients' Location-only polling.
+    pub lro_location_only: bool,
+    /// Items per page of VM, disk and snapshot listings, followed by a
+    /// `nextLink` with `$skiptoken` (default `None`: one page).
+    pub list_page_size: Option<usize>,
 }
 
 impl Default for EmulatorConfig {
@@ -64,6 +72,8 @@ impl Default for EmulatorConfig {
             linux_decrypt_delay_secs: 120.0,
             feature_registration_secs: 180.0,
             throttle: Default::default(),
+            lro_location_only: false,
+            list_page_size: None,
         }
     }
 }

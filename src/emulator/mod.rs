@@ -109,6 +109,10 @@ pub(crate) struct Inner {
     base_url: String,
     subscription: String,
     location: String,
+    /// [`EmulatorConfig::lro_location_only`].
+    lro_location_only: bool,
+    /// [`EmulatorConfig::list_page_size`].
+    list_page_size: Option<usize>,
 }
 
 impl Inner {
@@ -215,6 +219,8 @@ pub async fn start_on(addr: SocketAddr, cfg: EmulatorConfig) -> std::io::Result<
         arm_seq: AtomicU64::new(0),
         throttle: throttle::Throttler::new(cfg.throttle.clone()),
         base_url,
+        lro_location_only: cfg.lro_location_only,
+        list_page_size: cfg.list_page_size,
     });
     let app = axum::Router::new()
         .fallback(arm::handle)

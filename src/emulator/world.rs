@@ -2550,6 +2550,42 @@ impl World {
             })
     }
 
+    /// `GET .../extensions` (VirtualMachineExtensions_List): `{"value": [...]}`
+    /// (VirtualMachineExtensionsListResult, one page, no `nextLink`), each item
+    /// as [`World::ext_get`] answers it; with `$expand=instanceView` each item
+    /// carries `properties.instanceView` (name, type, typeHandlerVersion,
+    /// statuses), the VM instance view's entry for that extension. A missing
+    /// VM is 404 `ResourceNotFound` for the VM, as for a single extension.
+    /// Source: Azure/azure-rest-api-specs
+    /// `specification/compute/resource-manager/Microsoft.Compute/ComputeRP/stable/2024-11-01/virtualMachine.json`
+    /// (operationId `VirtualMachineExtensions_List`, optional `$expand`) and
+    /// its example `VirtualMachineExtension_List_MaximumSet_Gen.json`
+    /// [CONFIRMED]; the 404 code for an absent VM is [INFERRED] from the
+    /// single-extension GET.
+    pub(crate) fn ext_list(&self, vm: &Target, expand: bool) -> Result<Value, ArmError> {
+        let v = self.vm(vm)?;
+        let views: Vec<Value> = if expand {
+            self.instance_view(v)["extensions"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let value: Vec<Value> = v
+            .extensions
+            .values()
+            .map(|x| {
+                let mut body = x.body();
+                if let Some(iv) = views.iter().find(|iv| iv["name"] == json!(x.name)) {
+                    body["properties"]["instanceView"] = iv.clone();
+                }
+                body
+            })
+            .collect();
+        Ok(json!({ "value": value }))
+    }
+
     /// `PUT .../extensions/{name}`.
     pub(crate) fn ext_put(
         &mut self,
