@@ -10,8 +10,8 @@
 //! Layout: [`config`] (knobs), [`fleet`] (VM descriptions, demo fleet),
 //! `world` (state and platform rules, synchronous), `lro` (operations),
 //! `faults` (seeded fault choice), `governance` (locks, backup, usages),
-//! `arm` (HTTP handler), [`blob`] and
-//! [`storage`] (data plane).
+//! `arm_routes` (ARM HTTP handler), [`blob`] and
+//! [`storage_routes`] (data-plane HTTP handler).
 
 #![deny(missing_docs)]
 
@@ -20,10 +20,10 @@ pub mod clock;
 pub mod config;
 pub mod fleet;
 pub mod fleetgen;
-pub mod storage;
+pub mod storage_routes;
 pub mod throttle;
 
-mod arm;
+mod arm_routes;
 mod faults;
 mod governance;
 mod graph;
@@ -217,7 +217,7 @@ pub async fn start_on(addr: SocketAddr, cfg: EmulatorConfig) -> std::io::Result<
         base_url,
     });
     let app = axum::Router::new()
-        .fallback(arm::handle)
+        .fallback(arm_routes::handle)
         .with_state(inner.clone());
     let (stop, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
