@@ -8,8 +8,9 @@
 //! test view. Start one with [`start`] (127.0.0.1, port 0) or [`start_on`].
 //!
 //! Layout: [`config`] (knobs), [`fleet`] (VM descriptions, demo fleet),
-//! `world` (state and platform rules, synchronous), `lro` (operations),
-//! `faults` (seeded fault choice), `governance` (locks, backup, usages),
+//! `world/` (state and platform rules by resource, synchronous), `lro`
+//! (operations), `faults` (seeded fault choice), `rng` (the one seeded
+//! random source), `governance` (locks, backup, usages),
 //! `arm_routes` (ARM HTTP handler), [`blob`] and
 //! [`storage_routes`] (data-plane HTTP handler).
 
@@ -28,6 +29,7 @@ mod faults;
 mod governance;
 mod graph;
 mod lro;
+mod rng;
 mod world;
 
 use std::net::SocketAddr;

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use super::blob::{BlobId, BlobStore, SasAccess};
 use super::config::{Durations, EmulatorConfig, SimRange};
-use super::faults::Rng;
+use super::rng::Rng;
 use super::fleet::{AdeSpec, DeleteOption, OsKind, VmSpec};
 use super::lro::{Final, OpFamily, OpState, Operation, ResourceKind};
 use crate::model::ResourceId;
