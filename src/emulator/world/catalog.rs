@@ -3,6 +3,7 @@
 
 use super::*;
 
+/// A VM size and the capabilities the platform rules read.
 pub(super) struct Sku {
     pub(super) name: &'static str,
     pub(super) family: &'static str,

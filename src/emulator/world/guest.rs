@@ -24,6 +24,8 @@ impl World {
         }
     }
 
+    /// Advances the guests to simulated time `to`: downtime, churn, and
+    /// decryption (which finishes, or fails as injected, on running VMs).
     pub(super) fn tick(&mut self, to: f64) {
         let dt = to - self.last_tick;
         if dt <= 0.0 {
