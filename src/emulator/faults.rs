@@ -1,4 +1,4 @@
-//! Seeded randomness (splitmix64) and the per-request fault decision.
+//! The per-request fault decision (seeded by [`super::rng`]).
 //!
 //! Contract: [`decide`] is a pure function of (seed, request number, request
 //! class, fault config), so a run with the same seed and request order gets
@@ -7,54 +7,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::config::{FaultConfig, FaultKind};
+use super::rng::splitmix64;
 use super::world::ArmError;
-
-/// One splitmix64 step: a well-mixed 64-bit hash of `x`.
-pub(crate) fn splitmix64(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-/// A tiny deterministic generator.
-#[derive(Debug, Clone)]
-pub(crate) struct Rng(u64);
-
-impl Rng {
-    /// A generator seeded with `seed`.
-    pub(crate) fn new(seed: u64) -> Self {
-        Rng(splitmix64(seed ^ 0xA0DE_A0DE))
-    }
-
-    /// Next 64 random bits.
-    pub(crate) fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        splitmix64(self.0)
-    }
-
-    /// Uniform in `[0, 1)`.
-    pub(crate) fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// Uniform in `[min, max]`.
-    pub(crate) fn range(&mut self, min: f64, max: f64) -> f64 {
-        if max <= min {
-            min
-        } else {
-            min + (max - min) * self.next_f64()
-        }
-    }
-
-    /// A random (version 4) UUID string.
-    pub(crate) fn uuid(&mut self) -> String {
-        let mut b = [0u8; 16];
-        b[..8].copy_from_slice(&self.next_u64().to_le_bytes());
-        b[8..].copy_from_slice(&self.next_u64().to_le_bytes());
-        uuid::Builder::from_random_bytes(b).into_uuid().to_string()
-    }
-}
 
 /// What kind of ARM request is being considered for a fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

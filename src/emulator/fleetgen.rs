@@ -3,6 +3,7 @@
 //! must find (the generated truth).
 
 use super::fleet::{AdeSpec, DeleteOption, DiskSpec, VmSpec};
+use super::rng::splitmix64;
 use super::{Emulator, LockLevel};
 use crate::model::ResourceId;
 
@@ -146,13 +147,6 @@ impl Default for FleetGen {
     }
 }
 
-fn mix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
-}
-
 /// Resource group name `i`.
 pub fn rg_name(i: usize) -> String {
     format!("rg-fleet-{i:02}")
@@ -167,7 +161,7 @@ pub fn rg_name(i: usize) -> String {
 pub fn generate(g: &FleetGen) -> Vec<GeneratedVm> {
     let mut out = Vec::with_capacity(g.vms);
     for i in 0..g.vms {
-        let r = mix(g.seed.wrapping_mul(1_000_003).wrapping_add(i as u64));
+        let r = splitmix64(g.seed.wrapping_mul(1_000_003).wrapping_add(i as u64));
         let rg = rg_name(i % g.resource_groups.max(1));
         let kind = r % 100;
         let name = format!("vm-{i:05}");

@@ -8,10 +8,11 @@
 //! test view. Start one with [`start`] (127.0.0.1, port 0) or [`start_on`].
 //!
 //! Layout: [`config`] (knobs), [`fleet`] (VM descriptions, demo fleet),
-//! `world` (state and platform rules, synchronous), `lro` (operations),
-//! `faults` (seeded fault choice), `governance` (locks, backup, usages),
-//! `arm` (HTTP handler), [`blob`] and
-//! [`storage`] (data plane).
+//! `world/` (state and platform rules by resource, synchronous), `lro`
+//! (operations), `faults` (seeded fault choice), `rng` (the one seeded
+//! random source), `governance` (locks, backup, usages),
+//! `arm_routes` (ARM HTTP handler), [`blob`] and
+//! [`storage_routes`] (data-plane HTTP handler).
 
 #![deny(missing_docs)]
 
@@ -20,14 +21,15 @@ pub mod clock;
 pub mod config;
 pub mod fleet;
 pub mod fleetgen;
-pub mod storage;
+pub mod storage_routes;
 pub mod throttle;
 
-mod arm;
+mod arm_routes;
 mod faults;
 mod governance;
 mod graph;
 mod lro;
+mod rng;
 mod world;
 
 use std::net::SocketAddr;
@@ -223,7 +225,7 @@ pub async fn start_on(addr: SocketAddr, cfg: EmulatorConfig) -> std::io::Result<
         list_page_size: cfg.list_page_size,
     });
     let app = axum::Router::new()
-        .fallback(arm::handle)
+        .fallback(arm_routes::handle)
         .with_state(inner.clone());
     let (stop, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {

@@ -1,5 +1,5 @@
 //! Storage conformance: one suite, written once, run against two page-blob
-//! backends — our emulator (`src/emulator/storage.rs`) and Azurite 3.37.0,
+//! backends — our emulator (`src/emulator/storage_routes/`) and Azurite 3.37.0,
 //! Microsoft's own emulator (`../shared/azure/crates.md` §6). Every
 //! operation goes through our real [`StorageClient`] (the one the copy
 //! engine uses, built by [`ArmClient`]); only the setup (container, page

@@ -2,7 +2,7 @@
 //! case-insensitively, checks auth, injects seeded faults, calls the world
 //! (lock, compute, unlock; never across an `.await`), adds Azure's headers
 //! and records the request log. Storage paths (`/md-...`) go to
-//! `storage::handle`; `/_emulator/*` routes serve the test view.
+//! `storage_routes::handle`; `/_emulator/*` routes serve the test view.
 
 use std::sync::Arc;
 
@@ -204,7 +204,7 @@ pub(crate) async fn handle(State(inner): State<Arc<Inner>>, req: Request) -> Res
     let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
     if first.to_ascii_lowercase().starts_with("md-") {
         let mutating = method == Method::PUT;
-        let resp = super::storage::handle(inner.blobs.clone(), req).await;
+        let resp = super::storage_routes::handle(inner.blobs.clone(), req).await;
         inner.record(&method, &path, mutating, resp.status().as_u16(), None);
         return resp;
     }
