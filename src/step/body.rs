@@ -427,4 +427,127 @@ mod tests {
         );
         assert_eq!(nics[1]["properties"]["primary"], true);
     }
+
+    /// A VM model with every carried property, unknown properties at every
+    /// level, explicit `null`s and odd shapes (the before/after input of the
+    /// golden body test).
+    fn rich_vm() -> Value {
+        let storage_profile = json!({
+            "imageReference": {"publisher": "MicrosoftWindowsServer"},
+            "diskControllerType": "NVMe",
+            "osDisk": {"osType": "Windows", "name": "os", "caching": "ReadWrite", "deleteOption": "Delete",
+                       "writeAcceleratorEnabled": null, "diskSizeGB": 128, "futureOsDiskField": "keep",
+                       "managedDisk": {"id": format!("{RG}/disks/os"), "storageAccountType": "Premium_LRS"},
+                       "encryptionSettings": {"enabled": true}},
+            "dataDisks": [
+                {"lun": 3, "name": "d3", "caching": "ReadOnly", "writeAcceleratorEnabled": true, "deleteOption": "Detach",
+                 "toBeDetached": false, "futureDataDiskField": [1, 2],
+                 "managedDisk": {"id": format!("{RG}/disks/d3")}},
+                {"lun": 0, "name": "d0", "caching": null,
+                 "managedDisk": {"id": format!("{RG}/disks/d0")}},
+                {"lun": "7", "name": "odd"}
+            ]
+        });
+        let network_profile = json!({"networkInterfaces": [
+                    {"id": "/nic/a", "properties": {"primary": false, "deleteOption": "Delete", "futureNicField": 1}},
+                    {"id": "/nic/b", "properties": {"primary": true}},
+                    {"properties": null},
+                    {"id": "/nic/d"}]});
+        json!({
+            "id": format!("{RG}/virtualMachines/rich"), "name": "rich", "type": "Microsoft.Compute/virtualMachines",
+            "location": "westeurope", "zones": ["2"], "tags": {"app": "erp", "cost": "42"},
+            "plan": {"name": "p", "publisher": "pub", "product": "prod"},
+            "extendedLocation": {"type": "EdgeZone", "name": "ez"},
+            "etag": "\"7\"", "futureTopLevel": {"x": 1},
+            "identity": {"type": "SystemAssigned, UserAssigned", "principalId": "p", "tenantId": "t",
+                         "userAssignedIdentities": {"/x/uami": {"principalId": "q", "clientId": "c"}, "/x/uami2": {}}},
+            "properties": {
+                "vmId": "old", "provisioningState": "Succeeded", "timeCreated": "2025-01-01T00:00:00Z",
+                "futureProperty": {"enabled": true},
+                "hardwareProfile": {"vmSize": "Standard_D4s_v5", "vmSizeProperties": {"vCPUsAvailable": 2}},
+                "licenseType": "Windows_Server",
+                "diagnosticsProfile": {"bootDiagnostics": {"enabled": true}},
+                "availabilitySet": {"id": "/as/1"},
+                "proximityPlacementGroup": {"id": "/ppg/1"},
+                "priority": "Spot", "evictionPolicy": "Deallocate", "billingProfile": {"maxPrice": -1},
+                "additionalCapabilities": {"ultraSSDEnabled": false, "hibernationEnabled": true},
+                "host": null, "hostGroup": {"id": "/hg/1"},
+                "capacityReservation": {"capacityReservationGroup": {"id": "/crg/1"}},
+                "scheduledEventsProfile": {"terminateNotificationProfile": {"enable": true}},
+                "userData": "dXNlcg==",
+                "applicationProfile": {"galleryApplications": []},
+                "securityProfile": {"securityType": "TrustedLaunch", "uefiSettings": {"secureBootEnabled": true, "vTpmEnabled": true},
+                                    "futureSecurity": 1},
+                "osProfile": {"computerName": "x", "adminUsername": "a"},
+                "instanceView": {"statuses": [{"code": "PowerState/running"}]},
+                "storageProfile": storage_profile,
+                "networkProfile": network_profile
+            },
+            "resources": [{"id": format!("{RG}/virtualMachines/rich/extensions/ade"), "name": "ade",
+                           "properties": {"publisher": "Microsoft.Azure.Security", "type": "AzureDiskEncryption"}}]
+        })
+    }
+
+    /// A disk model with every carried property, unknown ones and a `null`.
+    fn rich_disk(name: &str, zones: Value, location: Option<&str>) -> Value {
+        let mut d = json!({
+            "id": format!("{RG}/disks/{name}"), "name": name, "zones": zones,
+            "sku": {"name": "Premium_LRS", "tier": "Premium"}, "tags": {"owner": "x"},
+            "managedBy": format!("{RG}/virtualMachines/rich"), "futureDiskTop": true,
+            "properties": {"osType": "Windows", "hyperVGeneration": "V2", "diskSizeBytes": 1u64 << 30,
+                "purchasePlan": {"name": "p", "publisher": "pub", "product": "prod"},
+                "supportedCapabilities": {"architecture": "x64", "diskControllerTypes": "SCSI, NVMe"},
+                "networkAccessPolicy": "AllowAll", "diskAccessId": null, "publicNetworkAccess": "Enabled",
+                "securityProfile": {"securityType": "TrustedLaunch"},
+                "tier": "P10", "burstingEnabled": true, "maxShares": 1, "dataAccessAuthMode": "None",
+                "encryption": {"type": "EncryptionAtRestWithPlatformKey"},
+                "encryptionSettingsCollection": {"enabled": true},
+                "futureDiskField": {"a": 1}}
+        });
+        if let Some(l) = location {
+            d["location"] = json!(l);
+        }
+        d
+    }
+
+    fn rich_bodies() -> Value {
+        let vm = rich_vm();
+        let mut os = plan(DiskRole::Os, "os");
+        os.source_model = rich_disk("os", json!(["2"]), Some("westeurope"));
+        let mut d3 = plan(DiskRole::Data { lun: 3 }, "d3");
+        d3.source_model = rich_disk("d3", json!([]), None);
+        let mut d9 = plan(DiskRole::Data { lun: 9 }, "d9");
+        d9.source_model = json!({"sku": null, "properties": {"osType": null}});
+        let facts = VmFacts {
+            os: super::super::record::OsType::Windows,
+            location: "northeurope".into(),
+            zone: Some("1".into()),
+            size: "Standard_D4s_v5".into(),
+            ade_extension: None,
+            dual_pass: true,
+            volume_type: "All".into(),
+        };
+        json!({
+            "detach_patch": detach_patch(&vm),
+            "recreate_vm": recreate_vm(&vm, &[os.clone(), d3.clone(), d9.clone()]),
+            "recreate_vm_bare": recreate_vm(&json!({}), &[os.clone()]),
+            "detach_patch_bare": detach_patch(&json!({"properties": {"storageProfile": null}})),
+            "target_disk_os": target_disk(&os, &facts, "run1"),
+            "target_disk_d3": target_disk(&d3, &facts, "run1"),
+            "target_disk_d9": target_disk(&d9, &facts, "run1"),
+        })
+    }
+
+    /// The bodies for a rich model are exactly those the code sent before the
+    /// typed views (golden recorded from the dotted-path implementation).
+    #[test]
+    fn bodies_for_a_rich_model_are_unchanged() {
+        let golden: Value =
+            serde_json::from_str(include_str!("testdata/rich_bodies.json")).unwrap();
+        let now = rich_bodies();
+        for key in golden.as_object().unwrap().keys() {
+            assert_eq!(now[key], golden[key], "{key} changed");
+        }
+        assert_eq!(now, golden);
+    }
 }
