@@ -31,7 +31,7 @@ pub use error::{AzureError, ErrorClass, classify};
 pub use storage::{BlobProperties, PageList, StorageClient};
 
 /// An Azure cloud (public, China, US Government): its ARM endpoint and token
-/// scope. Not the engine's [`crate::engine::Cloud`] trait (the port the engine
+/// scope. Not the engine's `Cloud` trait (the port the engine
 /// drives), hence the name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AzureCloud {
