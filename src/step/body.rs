@@ -564,4 +564,21 @@ mod tests {
         }
         assert_eq!(now, golden);
     }
+
+    /// The detach PATCH sends the data disk entries and NIC references whole,
+    /// so properties the tool does not know about survive into that body
+    /// verbatim; the re-create and target-disk bodies carry exactly what they
+    /// carried before (see `bodies_for_a_rich_model_are_unchanged`).
+    #[test]
+    fn detach_patch_keeps_unknown_properties_verbatim() {
+        let p = detach_patch(&rich_vm());
+        let d = &p["properties"]["storageProfile"]["dataDisks"];
+        assert_eq!(d[0]["futureDataDiskField"], json!([1, 2]));
+        assert_eq!(d[0]["toBeDetached"], false);
+        assert_eq!(d[1]["caching"], Value::Null, "explicit null kept");
+        assert_eq!(d[2]["lun"], "7", "odd shapes sent as read");
+        let n = &p["properties"]["networkProfile"]["networkInterfaces"];
+        assert_eq!(n[0]["properties"]["futureNicField"], 1);
+        assert_eq!(n[0]["properties"]["deleteOption"], "Detach");
+    }
 }

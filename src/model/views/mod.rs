@@ -90,3 +90,6 @@ macro_rules! str_fields {
 
 pub(crate) use raw_fields;
 pub(crate) use str_fields;
+
+#[cfg(test)]
+mod tests;
