@@ -7,7 +7,8 @@
 //! resumable, journaled state machine.
 //!
 //! ## Layout (the folder list is the architecture)
-//! - [`model`]: ids and secret types shared by every layer (pure).
+//! - [`model`]: ids, secret types and typed views of the ARM models
+//!   (`model::views`) shared by every layer (pure).
 //! - [`step`]: the per-VM state machine: eligibility, the ordered steps and the
 //!   pure `decide(record, observation) -> decision` functions (pure, no I/O).
 //! - [`engine`]: runs VMs through the steps: observe, journal intent, act,

@@ -276,14 +276,14 @@ mod tests {
 
     #[tokio::test]
     async fn none_is_loopback_only_and_sp_needs_its_variables() {
-        let real = AzureConfig::for_cloud(super::super::Cloud::Public);
+        let real = AzureConfig::for_cloud(super::super::AzureCloud::Public);
         assert!(matches!(
             token_source(AuthMode::None, &real).await,
             Err(AuthError::NoneNotLoopback(_))
         ));
         let local = AzureConfig::new(
             url::Url::parse("http://127.0.0.1:9").unwrap(),
-            super::super::Cloud::Public,
+            super::super::AzureCloud::Public,
         );
         assert!(token_source(AuthMode::None, &local).await.is_ok());
         if std::env::var_os("AZURE_TENANT_ID").is_none() {

@@ -833,7 +833,8 @@ mod tests {
             }
         });
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        let mut cfg = AzureConfig::new(Url::parse(&base).unwrap(), super::super::Cloud::Public);
+        let mut cfg =
+            AzureConfig::new(Url::parse(&base).unwrap(), super::super::AzureCloud::Public);
         cfg.poll_interval = Duration::from_millis(5);
         cfg.retry.base_delay = Duration::from_millis(5);
         let client =

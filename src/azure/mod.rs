@@ -30,9 +30,11 @@ pub use client::{ArmClient, ClientStats, Fetched, SasAccess};
 pub use error::{AzureError, ErrorClass, classify};
 pub use storage::{BlobProperties, PageList, StorageClient};
 
-/// An Azure cloud: its ARM endpoint and token scope.
+/// An Azure cloud (public, China, US Government): its ARM endpoint and token
+/// scope. Not the engine's `Cloud` trait (the port the engine
+/// drives), hence the name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cloud {
+pub enum AzureCloud {
     /// Azure public cloud.
     Public,
     /// Azure operated by 21Vianet (China).
@@ -41,22 +43,22 @@ pub enum Cloud {
     UsGov,
 }
 
-impl Cloud {
+impl AzureCloud {
     /// The cloud's ARM endpoint.
     pub fn arm_endpoint(self) -> &'static str {
         match self {
-            Cloud::Public => "https://management.azure.com",
-            Cloud::China => "https://management.chinacloudapi.cn",
-            Cloud::UsGov => "https://management.usgovcloudapi.net",
+            AzureCloud::Public => "https://management.azure.com",
+            AzureCloud::China => "https://management.chinacloudapi.cn",
+            AzureCloud::UsGov => "https://management.usgovcloudapi.net",
         }
     }
 
     /// The OAuth scope for ARM tokens in this cloud.
     pub fn arm_scope(self) -> &'static str {
         match self {
-            Cloud::Public => "https://management.azure.com/.default",
-            Cloud::China => "https://management.chinacloudapi.cn/.default",
-            Cloud::UsGov => "https://management.usgovcloudapi.net/.default",
+            AzureCloud::Public => "https://management.azure.com/.default",
+            AzureCloud::China => "https://management.chinacloudapi.cn/.default",
+            AzureCloud::UsGov => "https://management.usgovcloudapi.net/.default",
         }
     }
 
@@ -64,9 +66,9 @@ impl Cloud {
     pub fn configuration(self) -> azure_core::cloud::CloudConfiguration {
         use azure_core::cloud::CloudConfiguration as C;
         match self {
-            Cloud::Public => C::AzurePublic,
-            Cloud::China => C::AzureChina,
-            Cloud::UsGov => C::AzureGovernment,
+            AzureCloud::Public => C::AzurePublic,
+            AzureCloud::China => C::AzureChina,
+            AzureCloud::UsGov => C::AzureGovernment,
         }
     }
 }
@@ -129,7 +131,7 @@ pub struct AzureConfig {
     /// ARM base URL (no trailing slash needed).
     pub arm_endpoint: url::Url,
     /// Which cloud (token scope, authority host).
-    pub cloud: Cloud,
+    pub cloud: AzureCloud,
     /// Wait between LRO polls when Azure sends no `Retry-After`.
     pub poll_interval: Duration,
     /// Per-request retries.
@@ -147,7 +149,7 @@ pub struct AzureConfig {
 
 impl AzureConfig {
     /// A configuration for `endpoint` (for example the emulator's URL).
-    pub fn new(endpoint: url::Url, cloud: Cloud) -> Self {
+    pub fn new(endpoint: url::Url, cloud: AzureCloud) -> Self {
         AzureConfig {
             cloud,
             poll_interval: Duration::from_secs(15),
@@ -164,7 +166,7 @@ impl AzureConfig {
     }
 
     /// The configuration for a cloud's own ARM endpoint.
-    pub fn for_cloud(cloud: Cloud) -> Self {
+    pub fn for_cloud(cloud: AzureCloud) -> Self {
         let url = url::Url::parse(cloud.arm_endpoint()).expect("built-in endpoints are URLs");
         Self::new(url, cloud)
     }

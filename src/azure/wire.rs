@@ -3,6 +3,13 @@
 //! strings (Azure marks them `modelAsString`), so a new Azure field or value
 //! never breaks parsing. The same types parse Microsoft's example payloads
 //! (`../shared/azure/fixtures`) and the emulator's answers (a test checks).
+//!
+//! For VM, disk, snapshot and extension GETs these types are the shape check
+//! at the client boundary (a body that does not parse is `Malformed`); the
+//! answer itself is kept verbatim (`Fetched::raw`, journaled as is) and the
+//! core reads it through the typed views of [`crate::model::views`], which
+//! keep every property these structs drop. A test checks that both read
+//! Microsoft's examples alike.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

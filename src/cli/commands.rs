@@ -50,11 +50,11 @@ pub async fn dispatch(cmd: Command) -> Result<Exit, CliError> {
     }
 }
 
-fn cloud_of(c: CloudArg) -> azure::Cloud {
+fn cloud_of(c: CloudArg) -> azure::AzureCloud {
     match c {
-        CloudArg::Public => azure::Cloud::Public,
-        CloudArg::China => azure::Cloud::China,
-        CloudArg::Usgov => azure::Cloud::UsGov,
+        CloudArg::Public => azure::AzureCloud::Public,
+        CloudArg::China => azure::AzureCloud::China,
+        CloudArg::Usgov => azure::AzureCloud::UsGov,
     }
 }
 

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use super::fleet_args::BenchFleetArgs;
 use super::{CliError, Exit};
-use crate::azure::{ArmClient, AuthMode, AzureConfig, Cloud};
+use crate::azure::{ArmClient, AuthMode, AzureCloud, AzureConfig};
 use crate::emulator::fleetgen::{FleetGen, generate};
 use crate::emulator::{EmulatorConfig, SimClock};
 use crate::engine::arm::ArmCloud;
@@ -287,7 +287,7 @@ pub async fn run(a: BenchFleetArgs) -> Result<Exit, CliError> {
 
     // The client: real Azure settings, times scaled to the emulator.
     let url = url::Url::parse(&emu.base_url()).map_err(|e| fail(e.to_string()))?;
-    let mut acfg = AzureConfig::new(url, Cloud::Public);
+    let mut acfg = AzureConfig::new(url, AzureCloud::Public);
     let poll = Duration::from_secs_f64(15.0 / a.time_scale);
     acfg.poll_interval = poll;
     acfg.retry.base_delay = acfg.retry.base_delay.min(poll);

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::cloud::{Cloud, CloudError};
 use crate::model::ResourceId;
-use crate::step::observe::{attached_disk_ids, jstr};
+use crate::model::views::VmModel;
 use crate::step::{Eligibility, Outcome, PlatformFacts, VmRecord, classify};
 
 /// Why discovery could not produce a plan.
@@ -84,10 +84,9 @@ pub async fn discover(
                 r
             }
         };
-        let location = jstr(&vm, "location").unwrap_or_default().to_string();
-        let size = jstr(&vm, "properties.hardwareProfile.vmSize")
-            .unwrap_or_default()
-            .to_string();
+        let model = VmModel::new(&vm);
+        let location = model.location().unwrap_or_default().to_string();
+        let size = model.properties().vm_size().unwrap_or_default().to_string();
         let key = (
             sub.clone(),
             location.to_ascii_lowercase(),
@@ -144,7 +143,8 @@ pub async fn discover(
 }
 
 fn disk_ids(vm: &Value) -> Vec<ResourceId> {
-    attached_disk_ids(vm)
+    VmModel::new(vm)
+        .attached_disk_ids()
         .into_iter()
         .filter_map(|s| ResourceId::parse(s).ok())
         .collect()

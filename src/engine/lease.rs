@@ -39,6 +39,7 @@ use time::format_description::well_known::Rfc3339;
 
 use super::cloud::{Cloud, CloudError, CloudResult, Retry};
 use crate::model::ResourceId;
+use crate::model::views::VmModel;
 
 /// The tag carrying the lease.
 pub const LEASE_TAG: &str = "ade2eah-lease";
@@ -175,10 +176,7 @@ impl LeaseKeeper {
         let Some(model) = cloud.get_vm(vm, false).await? else {
             return Ok(());
         };
-        let tag = model
-            .get("tags")
-            .and_then(|t| t.get(LEASE_TAG))
-            .and_then(Value::as_str);
+        let tag = VmModel::new(&model).tag(LEASE_TAG);
         match judge(
             tag,
             &self.run_id,
@@ -194,11 +192,10 @@ impl LeaseKeeper {
                 retry_after: None,
             }),
             Verdict::Take => {
-                let mut tags = model
-                    .get("tags")
-                    .filter(|t| t.is_object())
+                let mut tags = VmModel::new(&model)
+                    .tag_map()
                     .cloned()
-                    .unwrap_or_else(|| json!({}));
+                    .map_or_else(|| json!({}), Value::Object);
                 tags[LEASE_TAG] = Value::String(self.fresh().value());
                 cloud.patch_vm(vm, &json!({ "tags": tags })).await
             }
@@ -235,16 +232,12 @@ impl LeaseKeeper {
             let Ok(Some(model)) = cloud.get_vm(vm, false).await else {
                 continue;
             };
-            let tag = model
-                .get("tags")
-                .and_then(|t| t.get(LEASE_TAG))
-                .and_then(Value::as_str)
-                .and_then(Lease::parse);
+            let tag = VmModel::new(&model).tag(LEASE_TAG).and_then(Lease::parse);
             let now = OffsetDateTime::now_utc();
             if tag.is_none_or(|l| l.run_id != self.run_id || l.expiry <= now) {
                 continue;
             }
-            let mut tags = model["tags"].clone();
+            let mut tags = VmModel::new(&model).tags().cloned().unwrap_or(Value::Null);
             tags[LEASE_TAG] = Value::String(
                 Lease {
                     run_id: self.run_id.clone(),

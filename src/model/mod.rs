@@ -1,7 +1,9 @@
-//! Plain domain types shared by every layer: parsed ids and secret wrappers.
+//! Plain domain types shared by every layer: parsed ids, secret wrappers and
+//! typed views of the ARM models the core reads.
 
 pub mod ids;
 pub mod secret;
+pub mod views;
 
 pub use ids::{ResourceId, ResourceIdError};
 pub use secret::{BearerToken, SasUrl, redact};

@@ -15,8 +15,8 @@ use crate::azure::ArmClient;
 use crate::engine::arm::ArmCloud;
 use crate::engine::discover::{DiscoverError, discover};
 use crate::model::ResourceId;
+use crate::model::views::VmModel;
 use crate::step::Outcome;
-use crate::step::observe::jstr;
 
 /// What to select.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -92,15 +92,15 @@ pub fn glob(pattern: &str, s: &str) -> bool {
 }
 
 fn matches_filters(sel: &Selector, vm: &Value) -> bool {
-    let name = jstr(vm, "name").unwrap_or_default();
+    let name = VmModel::new(vm).name().unwrap_or_default();
     if let Some(p) = &sel.name
         && !glob(p, name)
     {
         return false;
     }
     sel.tags.iter().all(|(k, v)| {
-        vm.get("tags")
-            .and_then(Value::as_object)
+        VmModel::new(vm)
+            .tag_map()
             .and_then(|t| t.iter().find(|(tk, _)| tk.eq_ignore_ascii_case(k)))
             .and_then(|(_, tv)| tv.as_str())
             .is_some_and(|tv| tv == v)
@@ -161,7 +161,10 @@ pub async fn select(
         if !matches_filters(sel, &vm) {
             continue;
         }
-        if let Some(id) = jstr(&vm, "id").and_then(|s| ResourceId::parse(s).ok()) {
+        if let Some(id) = VmModel::new(&vm)
+            .id()
+            .and_then(|s| ResourceId::parse(s).ok())
+        {
             ids.insert(id.key(), id);
         }
     }
@@ -212,7 +215,8 @@ pub async fn classify_all(
 }
 
 fn planned(rec: crate::step::VmRecord, path: String) -> PlannedVm {
-    let vm = rec.original_model.clone().unwrap_or(Value::Null);
+    let raw = rec.original_model.clone().unwrap_or(Value::Null);
+    let vm = VmModel::new(&raw);
     let eligible = rec.is_active();
     let mut f: Vec<Finding> = Vec::new();
     if let Outcome::Skipped { reason } = &rec.outcome {
@@ -229,14 +233,15 @@ fn planned(rec: crate::step::VmRecord, path: String) -> PlannedVm {
         eligible,
         path,
         wave: None,
-        size: jstr(&vm, "properties.hardwareProfile.vmSize")
+        size: vm.properties().vm_size().unwrap_or_default().to_string(),
+        os: vm
+            .storage_profile()
+            .os_disk()
+            .and_then(|d| d.os_type())
             .unwrap_or_default()
             .to_string(),
-        os: jstr(&vm, "properties.storageProfile.osDisk.osType")
-            .unwrap_or_default()
-            .to_string(),
-        location: jstr(&vm, "location").unwrap_or_default().to_string(),
-        power_state: findings::power_state(&vm),
+        location: vm.location().unwrap_or_default().to_string(),
+        power_state: findings::power_state(&raw),
         findings: f,
         fingerprint: fp,
         estimate: Estimate::of(&rec),

@@ -5,8 +5,9 @@
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::model::views::{DiskModel, VmModel};
 use crate::step::VmRecord;
-use crate::step::observe::{jget, jstr};
+use crate::step::observe::is_ade_extension;
 
 /// How much a finding matters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -71,32 +72,24 @@ pub fn advisories(rec: &VmRecord) -> Vec<Finding> {
     let mut out = Vec::new();
     let w = Severity::Warning;
     let i = Severity::Info;
-    let sp = jget(vm, "properties.storageProfile");
+    let vm = VmModel::new(vm);
+    let props = vm.properties();
+    let sp = props.storage_profile();
+    let is_delete = |d: Option<&str>| d.is_some_and(|x| x.eq_ignore_ascii_case("Delete"));
     let mut deletes = Vec::new();
-    if let Some(sp) = sp {
-        if jstr(sp, "osDisk.deleteOption").is_some_and(|d| d.eq_ignore_ascii_case("Delete")) {
-            deletes.push("OS disk".to_string());
-        }
-        for d in sp
-            .get("dataDisks")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            if jstr(d, "deleteOption").is_some_and(|x| x.eq_ignore_ascii_case("Delete")) {
-                deletes.push(format!(
-                    "data disk LUN {}",
-                    d.get("lun").unwrap_or(&Value::Null)
-                ));
-            }
+    if sp.os_disk().is_some_and(|d| is_delete(d.delete_option())) {
+        deletes.push("OS disk".to_string());
+    }
+    for d in sp.data_disks() {
+        if is_delete(d.delete_option()) {
+            deletes.push(format!(
+                "data disk LUN {}",
+                d.lun_value().unwrap_or(&Value::Null)
+            ));
         }
     }
-    for n in jget(vm, "properties.networkProfile.networkInterfaces")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        if jstr(n, "properties.deleteOption").is_some_and(|x| x.eq_ignore_ascii_case("Delete")) {
+    for n in props.network_interfaces() {
+        if is_delete(n.delete_option()) {
             deletes.push("NIC".into());
         }
     }
@@ -106,33 +99,32 @@ pub fn advisories(rec: &VmRecord) -> Vec<Finding> {
             deletes.join(", ")
         )));
     }
-    match jstr(vm, "properties.securityProfile.securityType").map(str::to_ascii_lowercase).as_deref() {
+    match props.security_type().map(str::to_ascii_lowercase).as_deref() {
         Some("trustedlaunch") => out.push(Finding::new("trusted-launch", i,
             "Trusted Launch VM: the new disks keep securityType and the VM is re-created with the same secure boot / vTPM settings; vTPM state is not carried over")),
         Some("confidentialvm") => out.push(Finding::new("confidential-vm", Severity::Warning,
             "confidential VM: check that encryption at host is wanted alongside confidential disk encryption before migrating")),
         _ => {}
     }
-    if vm.get("plan").is_some_and(|p| !p.is_null()) {
+    if vm.plan().is_some() {
         out.push(Finding::new("marketplace-plan", i,
             "marketplace plan on the VM: it is re-created with the same plan; the plan's terms must still be accepted on the subscription"));
     }
-    if let Some(t) = jstr(vm, "identity.type")
+    if let Some(identity) = vm.identity()
+        && let Some(t) = identity.kind()
         && t.to_ascii_lowercase().contains("systemassigned")
     {
-        let principal = jstr(vm, "identity.principalId").unwrap_or("?");
+        let principal = identity.principal_id().unwrap_or("?");
         out.push(Finding::new("system-identity", w, format!(
             "system-assigned identity (principal {principal}): the re-created VM gets a NEW principal; list its role assignments now with `az role assignment list --assignee {principal} --all` and re-grant them after migration"
         )));
     }
     let others: Vec<String> = vm
-        .get("resources")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter(|r| !crate::step::observe::is_ade_extension(r))
+        .extensions()
+        .filter(|r| !is_ade_extension(r))
         .filter_map(|r| {
-            jstr(r, "name").or_else(|| jstr(r, "id").and_then(|s| s.rsplit('/').next()))
+            r.name()
+                .or_else(|| r.id().and_then(|s| s.rsplit('/').next()))
         })
         .map(str::to_string)
         .collect();
@@ -142,29 +134,25 @@ pub fn advisories(rec: &VmRecord) -> Vec<Finding> {
             others.join(", ")
         )));
     }
-    if let Some(z) = jget(vm, "zones")
-        .and_then(Value::as_array)
-        .and_then(|z| z.first())
-        .and_then(Value::as_str)
-    {
+    if let Some(z) = vm.zone() {
         out.push(Finding::new(
             "zone",
             i,
             format!("zonal VM (zone {z}): new disks are created in the same zone"),
         ));
     }
-    if jget(vm, "properties.availabilitySet").is_some_and(|v| !v.is_null()) {
+    if props.availability_set().is_some() {
         out.push(Finding::new("availability-set", i,
             "in an availability set: the VM is re-created in the same set (the set's fault/update domains may change)"));
     }
-    if jget(vm, "properties.proximityPlacementGroup").is_some_and(|v| !v.is_null()) {
+    if props.proximity_placement_group().is_some() {
         out.push(Finding::new("proximity-placement-group", w,
             "in a proximity placement group: re-creation can fail with allocation errors if the group is full; plan a maintenance window"));
     }
     for d in &rec.disks {
-        if d.source_model
-            .pointer("/properties/maxShares")
-            .and_then(Value::as_u64)
+        if DiskModel::new(&d.source_model)
+            .properties()
+            .max_shares()
             .unwrap_or(1)
             > 1
         {
@@ -178,10 +166,8 @@ pub fn advisories(rec: &VmRecord) -> Vec<Finding> {
             ));
         }
     }
-    if let Some(iv) = jget(vm, "properties.instanceView")
-        && crate::step::observe::jget(iv, "statuses").is_some()
-    {
-        let power = power_state(vm);
+    if props.instance_view().is_some_and(|iv| iv.has_statuses()) {
+        let power = power_state(vm.raw());
         if power == "deallocated" || power == "stopped" {
             out.push(Finding::new("not-running", i, format!(
                 "the VM is {power}; it is included in the plan (the ADE disable step needs the guest agent, so expect the run to start it)")));
@@ -192,12 +178,10 @@ pub fn advisories(rec: &VmRecord) -> Vec<Finding> {
 
 /// `running`, `deallocated`, ... from the instance view (`""` if unknown).
 pub fn power_state(vm: &Value) -> String {
-    jget(vm, "properties.instanceView.statuses")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|s| jstr(s, "code"))
-        .find_map(|c| c.strip_prefix("PowerState/"))
+    VmModel::new(vm)
+        .properties()
+        .instance_view()
+        .and_then(|iv| iv.power_state())
         .unwrap_or("")
         .to_string()
 }

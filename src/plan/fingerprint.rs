@@ -8,54 +8,57 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::model::ResourceId;
+use crate::model::views::{DiskModel, VmModel};
 use crate::step::VmRecord;
-use crate::step::observe::{jget, jstr};
+use crate::step::observe::is_ade_extension;
 
 /// The inputs of a VM's fingerprint, readable (shown when a plan is stale).
 pub fn inputs(rec: &VmRecord, path: &str, eligible: bool) -> Value {
-    let vm = rec.original_model.as_ref().cloned().unwrap_or(Value::Null);
-    let mut disks: Vec<Value> = Vec::new();
-    let os = jget(&vm, "properties.storageProfile.osDisk");
-    let data = jget(&vm, "properties.storageProfile.dataDisks")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    for d in os.into_iter().chain(data.iter()) {
-        let id = jstr(d, "managedDisk.id")
-            .unwrap_or_default()
-            .to_ascii_lowercase();
+    let vm = VmModel::new(rec.original_model.as_ref().unwrap_or(&Value::Null));
+    let props = vm.properties();
+    let sp = props.storage_profile();
+    let disk = |id: Option<&str>, lun: Option<&Value>, size_gb: Option<&Value>| {
+        let id = id.unwrap_or_default().to_ascii_lowercase();
         let planned = rec.disks.iter().find(|p| p.source.key() == id);
-        disks.push(json!({
+        json!({
             "id": id,
-            "lun": d.get("lun"),
-            "size_gb": d.get("diskSizeGB"),
+            "lun": lun,
+            "size_gb": size_gb,
             "size_bytes": planned.map(|p| p.source_size_bytes),
-            "sku": planned.and_then(|p| jstr(&p.source_model, "sku.name")).map(str::to_ascii_lowercase),
-        }));
-    }
-    let ade: Vec<Value> = vm
-        .get("resources")
-        .and_then(Value::as_array)
+            "sku": planned.and_then(|p| DiskModel::new(&p.source_model).sku_name()).map(str::to_ascii_lowercase),
+        })
+    };
+    // The OS disk entry has no `lun` (ComputeRP's OSDisk schema).
+    let disks: Vec<Value> = sp
+        .os_disk()
+        .map(|d| disk(d.managed_disk_id(), None, d.disk_size_gb()))
         .into_iter()
-        .flatten()
-        .filter(|r| crate::step::observe::is_ade_extension(r))
+        .chain(
+            sp.data_disks()
+                .map(|d| disk(d.managed_disk_id(), d.lun_value(), d.disk_size_gb())),
+        )
+        .collect();
+    let ade: Vec<Value> = vm
+        .extensions()
+        .filter(is_ade_extension)
         .map(|r| {
             json!({
-                "name": jstr(r, "name").or_else(|| jstr(r, "id")).map(str::to_ascii_lowercase),
-                "type": jstr(r, "properties.type"),
-                "operation": jstr(r, "properties.settings.EncryptionOperation"),
-                "volume_type": jstr(r, "properties.settings.VolumeType"),
+                "name": r.name().or_else(|| r.id()).map(str::to_ascii_lowercase),
+                "type": r.handler_type(),
+                "operation": r.encryption_operation(),
+                "volume_type": r.volume_type(),
             })
         })
         .collect();
+    let os_disk = sp.os_disk();
     json!({
         "id": rec.id.key(),
-        "vm_id": jstr(&vm, "properties.vmId"),
-        "size": jstr(&vm, "properties.hardwareProfile.vmSize").map(str::to_ascii_lowercase),
+        "vm_id": props.vm_id(),
+        "size": props.vm_size().map(str::to_ascii_lowercase),
         "disks": disks,
         "ade_extensions": ade,
-        "dual_pass": jget(&vm, "properties.storageProfile.osDisk.encryptionSettings").is_some_and(|v| !v.is_null()),
-        "encryption_at_host": jget(&vm, "properties.securityProfile.encryptionAtHost").and_then(Value::as_bool).unwrap_or(false),
+        "dual_pass": os_disk.is_some_and(|d| d.encryption_settings().is_some()),
+        "encryption_at_host": props.encryption_at_host().unwrap_or(false),
         "path": path,
         "eligible": eligible,
     })

@@ -12,6 +12,9 @@ pub mod fingerprint;
 pub mod preflight;
 pub mod waves;
 
+#[cfg(test)]
+mod golden;
+
 use serde::Serialize;
 
 use crate::model::ResourceId;

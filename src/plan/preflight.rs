@@ -19,7 +19,7 @@ use super::findings::{Finding, Severity};
 use super::{Estimate, PlannedVm, fingerprint};
 use crate::azure::ArmClient;
 use crate::azure::inventory::{disk_usage_name, snapshot_usage_name};
-use crate::step::observe::{attached_disk_ids, jget, jstr};
+use crate::model::views::{BackupStatus, DiskModel, LockModel, UsageModel, VmModel};
 use crate::step::{CopyPolicy, Outcome};
 
 /// A lock that blocks the migration (on the VM, its resource group or
@@ -109,18 +109,18 @@ struct LockInfo {
 
 impl LockInfo {
     fn parse(v: &Value) -> Option<LockInfo> {
-        let id = jstr(v, "id")?.to_string();
+        let lock = LockModel::new(v);
+        let id = lock.id()?.to_string();
         let at = id
             .to_ascii_lowercase()
             .find("/providers/microsoft.authorization/locks/")?;
         Some(LockInfo {
             scope: id[..at].to_string(),
-            name: jstr(v, "name")
+            name: lock
+                .name()
                 .map(str::to_string)
                 .unwrap_or_else(|| id.rsplit('/').next().unwrap_or_default().to_string()),
-            level: jstr(v, "properties.level")
-                .unwrap_or("NotSpecified")
-                .to_string(),
+            level: lock.level().unwrap_or("NotSpecified").to_string(),
             id,
         })
     }
@@ -151,15 +151,16 @@ fn scope_label(scope: &str, vm_id: &str) -> String {
 }
 
 fn linked(vm: &Value) -> (Vec<String>, Vec<String>) {
-    let disks = attached_disk_ids(vm)
+    let vm = VmModel::new(vm);
+    let disks = vm
+        .attached_disk_ids()
         .into_iter()
         .map(str::to_string)
         .collect();
-    let nics = jget(vm, "properties.networkProfile.networkInterfaces")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|n| jstr(n, "id"))
+    let nics = vm
+        .properties()
+        .network_interfaces()
+        .filter_map(|n| n.id())
         .map(str::to_string)
         .collect();
     (disks, nics)
@@ -263,15 +264,16 @@ async fn backup(client: &ArmClient, sub: &str, vms: &mut [PlannedVm], out: &mut 
                 continue;
             }
         };
-        let status = jstr(&s, "protectionStatus").unwrap_or_default();
+        let backup = BackupStatus::new(&s);
+        let status = backup.protection_status().unwrap_or_default();
         if matches!(
             status.to_ascii_lowercase().as_str(),
             "" | "notprotected" | "invalid"
         ) {
             continue;
         }
-        let vault = jstr(&s, "vaultId").unwrap_or("?");
-        let policy = jstr(&s, "policyName").unwrap_or("?");
+        let vault = backup.vault_id().unwrap_or("?");
+        let policy = backup.policy_name().unwrap_or("?");
         let vault_name = vault.rsplit('/').next().unwrap_or(vault);
         let vault_rg = vault.split('/').nth(4).unwrap_or("<vault resource group>");
         let v = &mut vms[i];
@@ -298,7 +300,9 @@ async fn backup(client: &ArmClient, sub: &str, vms: &mut [PlannedVm], out: &mut 
 fn needs(v: &PlannedVm, policy: &CopyPolicy) -> BTreeMap<&'static str, u64> {
     let mut n: BTreeMap<&'static str, u64> = BTreeMap::new();
     for d in &v.record.disks {
-        let sku = jstr(&d.source_model, "sku.name").unwrap_or("Standard_LRS");
+        let sku = DiskModel::new(&d.source_model)
+            .sku_name()
+            .unwrap_or("Standard_LRS");
         if let Some(u) = disk_usage_name(sku) {
             *n.entry(u).or_default() += 1;
         }
@@ -306,11 +310,6 @@ fn needs(v: &PlannedVm, policy: &CopyPolicy) -> BTreeMap<&'static str, u64> {
             2 + u64::from(policy.max_online_rounds);
     }
     n
-}
-
-fn num(v: &Value, key: &str) -> Option<u64> {
-    let x = v.get(key)?;
-    x.as_u64().or_else(|| x.as_f64().map(|f| f.max(0.0) as u64))
 }
 
 async fn quota(
@@ -347,8 +346,9 @@ async fn quota(
                 quota.entry(u).or_insert_with(|| {
                     usages
                         .iter()
-                        .find(|x| jstr(x, "name.value").is_some_and(|n| n.eq_ignore_ascii_case(u)))
-                        .and_then(|x| Some((num(x, "limit")?, num(x, "currentValue")?)))
+                        .map(UsageModel::new)
+                        .find(|x| x.name().is_some_and(|n| n.eq_ignore_ascii_case(u)))
+                        .and_then(|x| Some((x.limit()?, x.current_value()?)))
                 });
             }
         }

@@ -1,11 +1,14 @@
 //! Request bodies for every mutating call, built purely from the journaled
-//! models. Keeping them here makes "what exactly do we send to Azure" one
-//! reviewable, unit-tested place.
+//! models (read through the typed views of [`crate::model::views`]; what is
+//! copied verbatim comes from the views' raw JSON, so nothing the model holds
+//! is altered on the way). Keeping them here makes "what exactly do we send to
+//! Azure" one reviewable, unit-tested place.
 
 use serde_json::{Map, Value, json};
 
-use super::observe::{RUN_TAG, jget, jstr};
+use super::observe::RUN_TAG;
 use super::record::{DiskPlan, DiskRole, VmFacts};
+use crate::model::views::{DiskModel, VmModel};
 
 /// Tag naming the source disk on every target disk and snapshot.
 pub const SOURCE_TAG: &str = "ade2eah-source";
@@ -50,24 +53,23 @@ pub fn disable_ade(facts: &VmFacts, sequence_version: &str) -> Option<Value> {
 /// and every NIC of the *current* VM model. Arrays are sent whole because ARM
 /// PATCH replaces arrays.
 pub fn detach_patch(current_vm: &Value) -> Value {
-    let data_disks: Vec<Value> = jget(current_vm, "properties.storageProfile.dataDisks")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
+    let vm = VmModel::new(current_vm);
+    let data_disks: Vec<Value> = vm
+        .storage_profile()
+        .data_disks()
         .map(|d| {
-            let mut d = d.clone();
+            let mut d = d.raw().clone();
             d["deleteOption"] = json!("Detach");
             d
         })
         .collect();
-    let nics: Vec<Value> = jget(current_vm, "properties.networkProfile.networkInterfaces")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
+    let nics: Vec<Value> = vm
+        .properties()
+        .network_interfaces()
         .map(|n| {
-            let mut props = n.get("properties").cloned().unwrap_or_else(|| json!({}));
+            let mut props = n.properties().cloned().unwrap_or_else(|| json!({}));
             props["deleteOption"] = json!("Detach");
-            json!({ "id": n.get("id").cloned().unwrap_or(Value::Null), "properties": props })
+            json!({ "id": n.id_value(), "properties": props })
         })
         .collect();
     json!({
@@ -81,36 +83,38 @@ pub fn detach_patch(current_vm: &Value) -> Value {
 /// The new `Upload` disk for one source disk (facts §3.3): same SKU, zone,
 /// OS type, Hyper-V generation, security type and purchase plan; size + 512.
 pub fn target_disk(plan: &DiskPlan, facts: &VmFacts, run_id: &str) -> Value {
-    let src = &plan.source_model;
+    let src = DiskModel::new(&plan.source_model);
+    let sp = src.properties();
     let mut props = Map::new();
     props.insert(
         "creationData".into(),
         json!({ "createOption": "Upload", "uploadSizeBytes": plan.source_size_bytes + 512 }),
     );
-    for key in [
-        "osType",
-        "hyperVGeneration",
-        "purchasePlan",
-        "supportedCapabilities",
-        "networkAccessPolicy",
-        "diskAccessId",
-        "publicNetworkAccess",
-    ] {
-        if let Some(v) = jget(src, &format!("properties.{key}")).filter(|v| !v.is_null()) {
+    let carried = [
+        ("osType", sp.os_type()),
+        ("hyperVGeneration", sp.hyper_v_generation()),
+        ("purchasePlan", sp.purchase_plan()),
+        ("supportedCapabilities", sp.supported_capabilities()),
+        ("networkAccessPolicy", sp.network_access_policy()),
+        ("diskAccessId", sp.disk_access_id()),
+        ("publicNetworkAccess", sp.public_network_access()),
+    ];
+    for (key, v) in carried {
+        if let Some(v) = v {
             props.insert(key.into(), v.clone());
         }
     }
-    if let Some(st) = jstr(src, "properties.securityProfile.securityType") {
+    if let Some(st) = sp.security_type() {
         props.insert("securityProfile".into(), json!({ "securityType": st }));
     }
     let mut body = json!({
-        "location": jstr(src, "location").unwrap_or(&facts.location),
-        "sku": src.get("sku").cloned().unwrap_or_else(|| json!({"name": "Standard_LRS"})),
+        "location": src.location().unwrap_or(&facts.location),
+        "sku": src.sku_value().cloned().unwrap_or_else(|| json!({"name": "Standard_LRS"})),
         "tags": run_tags(run_id, plan.source.as_str()),
         "properties": Value::Object(props),
     });
     if let Some(z) = src
-        .get("zones")
+        .zones()
         .filter(|z| z.as_array().is_some_and(|a| !a.is_empty()))
     {
         body["zones"] = z.clone();
@@ -119,24 +123,6 @@ pub fn target_disk(plan: &DiskPlan, facts: &VmFacts, run_id: &str) -> Value {
     }
     body
 }
-
-/// Top-level VM properties carried over verbatim when they are present.
-const CARRIED_PROPERTIES: [&str; 14] = [
-    "hardwareProfile",
-    "diagnosticsProfile",
-    "licenseType",
-    "availabilitySet",
-    "proximityPlacementGroup",
-    "priority",
-    "evictionPolicy",
-    "billingProfile",
-    "additionalCapabilities",
-    "host",
-    "hostGroup",
-    "capacityReservation",
-    "scheduledEventsProfile",
-    "userData",
-];
 
 /// The PUT body that re-creates the VM on the target disks with EAH on.
 ///
@@ -149,46 +135,59 @@ const CARRIED_PROPERTIES: [&str; 14] = [
 /// disk's original `deleteOption`. Drops what `Attach` forbids (`osProfile`,
 /// `imageReference`) and ADE leftovers (`osDisk.encryptionSettings`).
 pub fn recreate_vm(original: &Value, disks: &[DiskPlan]) -> Value {
-    let props = original
-        .get("properties")
-        .cloned()
-        .unwrap_or_else(|| json!({}));
+    let vm = VmModel::new(original);
+    let props = vm.properties();
+    // Top-level VM properties carried over verbatim when they are present.
+    let carried = [
+        ("hardwareProfile", props.hardware_profile()),
+        ("diagnosticsProfile", props.diagnostics_profile()),
+        ("licenseType", props.license_type()),
+        ("availabilitySet", props.availability_set()),
+        ("proximityPlacementGroup", props.proximity_placement_group()),
+        ("priority", props.priority()),
+        ("evictionPolicy", props.eviction_policy()),
+        ("billingProfile", props.billing_profile()),
+        ("additionalCapabilities", props.additional_capabilities()),
+        ("host", props.host()),
+        ("hostGroup", props.host_group()),
+        ("capacityReservation", props.capacity_reservation()),
+        ("scheduledEventsProfile", props.scheduled_events_profile()),
+        ("userData", props.user_data()),
+    ];
     let mut new_props = Map::new();
-    for key in CARRIED_PROPERTIES {
-        if let Some(v) = props.get(key).filter(|v| !v.is_null()) {
+    for (key, v) in carried {
+        if let Some(v) = v {
             new_props.insert(key.into(), v.clone());
         }
     }
     let mut security = props
-        .get("securityProfile")
+        .security_profile()
         .cloned()
-        .filter(Value::is_object)
         .unwrap_or_else(|| json!({}));
     security["encryptionAtHost"] = json!(true);
     new_props.insert("securityProfile".into(), security);
 
-    let orig_os = jget(original, "properties.storageProfile.osDisk")
-        .cloned()
-        .unwrap_or_else(|| json!({}));
+    let sp = props.storage_profile();
+    let orig_os = sp.os_disk();
     let os_plan = disks.iter().find(|d| d.role == DiskRole::Os);
     let mut os_disk = json!({
-        "osType": orig_os.get("osType").cloned().unwrap_or(Value::Null),
+        "osType": orig_os.map_or(&Value::Null, |d| d.os_type_value()),
         "createOption": "Attach",
         "managedDisk": { "id": os_plan.map(|d| d.target.as_str()) },
-        "deleteOption": orig_os.get("deleteOption").cloned().unwrap_or_else(|| json!("Detach")),
+        "deleteOption": orig_os.and_then(|d| d.delete_option_value()).cloned().unwrap_or_else(|| json!("Detach")),
     });
-    copy_keys(
-        &orig_os,
-        &mut os_disk,
-        &["caching", "writeAcceleratorEnabled"],
-    );
+    if let Some(orig) = orig_os {
+        copy_present(
+            &mut os_disk,
+            [
+                ("caching", orig.caching()),
+                ("writeAcceleratorEnabled", orig.write_accelerator_enabled()),
+            ],
+        );
+    }
     if let Some(p) = os_plan {
         os_disk["name"] = json!(p.target.name());
     }
-    let orig_data = jget(original, "properties.storageProfile.dataDisks")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
     let data_disks: Vec<Value> = disks
         .iter()
         .filter_map(|p| match p.role {
@@ -196,15 +195,23 @@ pub fn recreate_vm(original: &Value, disks: &[DiskPlan]) -> Value {
             DiskRole::Os => None,
         })
         .map(|(lun, p)| {
-            let orig = orig_data.iter().find(|d| d.get("lun").and_then(Value::as_i64) == Some(lun)).cloned().unwrap_or_else(|| json!({}));
+            let orig = sp.data_disk(lun);
             let mut d = json!({
                 "lun": lun,
                 "name": p.target.name(),
                 "createOption": "Attach",
                 "managedDisk": { "id": p.target.as_str() },
-                "deleteOption": orig.get("deleteOption").cloned().unwrap_or_else(|| json!("Detach")),
+                "deleteOption": orig.and_then(|o| o.delete_option_value()).cloned().unwrap_or_else(|| json!("Detach")),
             });
-            copy_keys(&orig, &mut d, &["caching", "writeAcceleratorEnabled"]);
+            if let Some(orig) = orig {
+                copy_present(
+                    &mut d,
+                    [
+                        ("caching", orig.caching()),
+                        ("writeAcceleratorEnabled", orig.write_accelerator_enabled()),
+                    ],
+                );
+            }
             d
         })
         .collect();
@@ -213,16 +220,18 @@ pub fn recreate_vm(original: &Value, disks: &[DiskPlan]) -> Value {
         json!({ "osDisk": os_disk, "dataDisks": data_disks }),
     );
 
-    let nics: Vec<Value> = jget(original, "properties.networkProfile.networkInterfaces")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
+    let nics: Vec<Value> = props
+        .network_interfaces()
         .map(|n| {
             let mut p = json!({});
-            if let Some(orig) = n.get("properties") {
-                copy_keys(orig, &mut p, &["primary", "deleteOption"]);
-            }
-            json!({ "id": n.get("id").cloned().unwrap_or(Value::Null), "properties": p })
+            copy_present(
+                &mut p,
+                [
+                    ("primary", n.primary()),
+                    ("deleteOption", n.delete_option_value()),
+                ],
+            );
+            json!({ "id": n.id_value(), "properties": p })
         })
         .collect();
     new_props.insert(
@@ -230,18 +239,22 @@ pub fn recreate_vm(original: &Value, disks: &[DiskPlan]) -> Value {
         json!({ "networkInterfaces": nics }),
     );
 
-    let mut body = json!({ "location": original.get("location").cloned().unwrap_or(Value::Null), "properties": Value::Object(new_props) });
-    for key in ["zones", "tags", "plan", "extendedLocation"] {
-        if let Some(v) = original.get(key).filter(|v| !v.is_null()) {
-            body[key] = v.clone();
-        }
-    }
-    if let Some(identity) = original.get("identity").filter(|v| v.is_object()) {
-        let mut id = json!({ "type": identity.get("type").cloned().unwrap_or(Value::Null) });
-        if let Some(uai) = identity
-            .get("userAssignedIdentities")
-            .and_then(Value::as_object)
-        {
+    let mut body = json!({
+        "location": vm.location_value(),
+        "properties": Value::Object(new_props),
+    });
+    copy_present(
+        &mut body,
+        [
+            ("zones", vm.zones()),
+            ("tags", vm.tags()),
+            ("plan", vm.plan()),
+            ("extendedLocation", vm.extended_location()),
+        ],
+    );
+    if let Some(identity) = vm.identity() {
+        let mut id = json!({ "type": identity.kind_value() });
+        if let Some(uai) = identity.user_assigned() {
             id["userAssignedIdentities"] =
                 Value::Object(uai.keys().map(|k| (k.clone(), json!({}))).collect());
         }
@@ -250,10 +263,11 @@ pub fn recreate_vm(original: &Value, disks: &[DiskPlan]) -> Value {
     body
 }
 
-fn copy_keys(from: &Value, to: &mut Value, keys: &[&str]) {
-    for k in keys {
-        if let Some(v) = from.get(*k).filter(|v| !v.is_null()) {
-            to[*k] = v.clone();
+/// Sets each `(key, value)` whose value is present on `to`.
+fn copy_present<const N: usize>(to: &mut Value, fields: [(&str, Option<&Value>); N]) {
+    for (k, v) in fields {
+        if let Some(v) = v {
+            to[k] = v.clone();
         }
     }
 }
@@ -426,5 +440,145 @@ mod tests {
                 .all(|n| n["properties"]["deleteOption"] == "Detach")
         );
         assert_eq!(nics[1]["properties"]["primary"], true);
+    }
+
+    /// A VM model with every carried property, unknown properties at every
+    /// level, explicit `null`s and odd shapes (the before/after input of the
+    /// golden body test).
+    fn rich_vm() -> Value {
+        let storage_profile = json!({
+            "imageReference": {"publisher": "MicrosoftWindowsServer"},
+            "diskControllerType": "NVMe",
+            "osDisk": {"osType": "Windows", "name": "os", "caching": "ReadWrite", "deleteOption": "Delete",
+                       "writeAcceleratorEnabled": null, "diskSizeGB": 128, "futureOsDiskField": "keep",
+                       "managedDisk": {"id": format!("{RG}/disks/os"), "storageAccountType": "Premium_LRS"},
+                       "encryptionSettings": {"enabled": true}},
+            "dataDisks": [
+                {"lun": 3, "name": "d3", "caching": "ReadOnly", "writeAcceleratorEnabled": true, "deleteOption": "Detach",
+                 "toBeDetached": false, "futureDataDiskField": [1, 2],
+                 "managedDisk": {"id": format!("{RG}/disks/d3")}},
+                {"lun": 0, "name": "d0", "caching": null,
+                 "managedDisk": {"id": format!("{RG}/disks/d0")}},
+                {"lun": "7", "name": "odd"}
+            ]
+        });
+        let network_profile = json!({"networkInterfaces": [
+                    {"id": "/nic/a", "properties": {"primary": false, "deleteOption": "Delete", "futureNicField": 1}},
+                    {"id": "/nic/b", "properties": {"primary": true}},
+                    {"properties": null},
+                    {"id": "/nic/d"}]});
+        json!({
+            "id": format!("{RG}/virtualMachines/rich"), "name": "rich", "type": "Microsoft.Compute/virtualMachines",
+            "location": "westeurope", "zones": ["2"], "tags": {"app": "erp", "cost": "42"},
+            "plan": {"name": "p", "publisher": "pub", "product": "prod"},
+            "extendedLocation": {"type": "EdgeZone", "name": "ez"},
+            "etag": "\"7\"", "futureTopLevel": {"x": 1},
+            "identity": {"type": "SystemAssigned, UserAssigned", "principalId": "p", "tenantId": "t",
+                         "userAssignedIdentities": {"/x/uami": {"principalId": "q", "clientId": "c"}, "/x/uami2": {}}},
+            "properties": {
+                "vmId": "old", "provisioningState": "Succeeded", "timeCreated": "2025-01-01T00:00:00Z",
+                "futureProperty": {"enabled": true},
+                "hardwareProfile": {"vmSize": "Standard_D4s_v5", "vmSizeProperties": {"vCPUsAvailable": 2}},
+                "licenseType": "Windows_Server",
+                "diagnosticsProfile": {"bootDiagnostics": {"enabled": true}},
+                "availabilitySet": {"id": "/as/1"},
+                "proximityPlacementGroup": {"id": "/ppg/1"},
+                "priority": "Spot", "evictionPolicy": "Deallocate", "billingProfile": {"maxPrice": -1},
+                "additionalCapabilities": {"ultraSSDEnabled": false, "hibernationEnabled": true},
+                "host": null, "hostGroup": {"id": "/hg/1"},
+                "capacityReservation": {"capacityReservationGroup": {"id": "/crg/1"}},
+                "scheduledEventsProfile": {"terminateNotificationProfile": {"enable": true}},
+                "userData": "dXNlcg==",
+                "applicationProfile": {"galleryApplications": []},
+                "securityProfile": {"securityType": "TrustedLaunch", "uefiSettings": {"secureBootEnabled": true, "vTpmEnabled": true},
+                                    "futureSecurity": 1},
+                "osProfile": {"computerName": "x", "adminUsername": "a"},
+                "instanceView": {"statuses": [{"code": "PowerState/running"}]},
+                "storageProfile": storage_profile,
+                "networkProfile": network_profile
+            },
+            "resources": [{"id": format!("{RG}/virtualMachines/rich/extensions/ade"), "name": "ade",
+                           "properties": {"publisher": "Microsoft.Azure.Security", "type": "AzureDiskEncryption"}}]
+        })
+    }
+
+    /// A disk model with every carried property, unknown ones and a `null`.
+    fn rich_disk(name: &str, zones: Value, location: Option<&str>) -> Value {
+        let mut d = json!({
+            "id": format!("{RG}/disks/{name}"), "name": name, "zones": zones,
+            "sku": {"name": "Premium_LRS", "tier": "Premium"}, "tags": {"owner": "x"},
+            "managedBy": format!("{RG}/virtualMachines/rich"), "futureDiskTop": true,
+            "properties": {"osType": "Windows", "hyperVGeneration": "V2", "diskSizeBytes": 1u64 << 30,
+                "purchasePlan": {"name": "p", "publisher": "pub", "product": "prod"},
+                "supportedCapabilities": {"architecture": "x64", "diskControllerTypes": "SCSI, NVMe"},
+                "networkAccessPolicy": "AllowAll", "diskAccessId": null, "publicNetworkAccess": "Enabled",
+                "securityProfile": {"securityType": "TrustedLaunch"},
+                "tier": "P10", "burstingEnabled": true, "maxShares": 1, "dataAccessAuthMode": "None",
+                "encryption": {"type": "EncryptionAtRestWithPlatformKey"},
+                "encryptionSettingsCollection": {"enabled": true},
+                "futureDiskField": {"a": 1}}
+        });
+        if let Some(l) = location {
+            d["location"] = json!(l);
+        }
+        d
+    }
+
+    fn rich_bodies() -> Value {
+        let vm = rich_vm();
+        let mut os = plan(DiskRole::Os, "os");
+        os.source_model = rich_disk("os", json!(["2"]), Some("westeurope"));
+        let mut d3 = plan(DiskRole::Data { lun: 3 }, "d3");
+        d3.source_model = rich_disk("d3", json!([]), None);
+        let mut d9 = plan(DiskRole::Data { lun: 9 }, "d9");
+        d9.source_model = json!({"sku": null, "properties": {"osType": null}});
+        let facts = VmFacts {
+            os: super::super::record::OsType::Windows,
+            location: "northeurope".into(),
+            zone: Some("1".into()),
+            size: "Standard_D4s_v5".into(),
+            ade_extension: None,
+            dual_pass: true,
+            volume_type: "All".into(),
+        };
+        json!({
+            "detach_patch": detach_patch(&vm),
+            "recreate_vm": recreate_vm(&vm, &[os.clone(), d3.clone(), d9.clone()]),
+            "recreate_vm_bare": recreate_vm(&json!({}), &[os.clone()]),
+            "detach_patch_bare": detach_patch(&json!({"properties": {"storageProfile": null}})),
+            "target_disk_os": target_disk(&os, &facts, "run1"),
+            "target_disk_d3": target_disk(&d3, &facts, "run1"),
+            "target_disk_d9": target_disk(&d9, &facts, "run1"),
+        })
+    }
+
+    /// The bodies for a rich model are exactly those the code sent before the
+    /// typed views (golden recorded from the dotted-path implementation).
+    #[test]
+    fn bodies_for_a_rich_model_are_unchanged() {
+        let golden: Value =
+            serde_json::from_str(include_str!("testdata/rich_bodies.json")).unwrap();
+        let now = rich_bodies();
+        for key in golden.as_object().unwrap().keys() {
+            assert_eq!(now[key], golden[key], "{key} changed");
+        }
+        assert_eq!(now, golden);
+    }
+
+    /// The detach PATCH sends the data disk entries and NIC references whole,
+    /// so properties the tool does not know about survive into that body
+    /// verbatim; the re-create and target-disk bodies carry exactly what they
+    /// carried before (see `bodies_for_a_rich_model_are_unchanged`).
+    #[test]
+    fn detach_patch_keeps_unknown_properties_verbatim() {
+        let p = detach_patch(&rich_vm());
+        let d = &p["properties"]["storageProfile"]["dataDisks"];
+        assert_eq!(d[0]["futureDataDiskField"], json!([1, 2]));
+        assert_eq!(d[0]["toBeDetached"], false);
+        assert_eq!(d[1]["caching"], Value::Null, "explicit null kept");
+        assert_eq!(d[2]["lun"], "7", "odd shapes sent as read");
+        let n = &p["properties"]["networkProfile"]["networkInterfaces"];
+        assert_eq!(n[0]["properties"]["futureNicField"], 1);
+        assert_eq!(n[0]["properties"]["deleteOption"], "Detach");
     }
 }

@@ -536,7 +536,7 @@ fn verify_copy(rec: &VmRecord, obs: &Observation, vm: &VmView) -> Decision {
 fn original_vm_id(rec: &VmRecord) -> Option<&str> {
     rec.original_model
         .as_ref()
-        .and_then(|m| super::observe::jstr(m, "properties.vmId"))
+        .and_then(|m| crate::model::views::VmModel::new(m).properties().vm_id())
 }
 
 fn delete_vm(rec: &VmRecord, obs: &Observation) -> Decision {

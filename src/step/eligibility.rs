@@ -7,10 +7,11 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::observe::{
-    DecryptionState, ade_extensions, decryption_state, is_ade_extension, jget, jstr,
+    DecryptionState, ade_extensions, instance_decryption_state, is_ade_extension,
 };
 use super::record::{AdeExtension, DiskPlan, DiskRole, OsType, VmFacts};
 use crate::model::ResourceId;
+use crate::model::views::{DiskModel, VmModel};
 
 /// Longest managed disk / snapshot name Azure accepts.
 pub const MAX_DISK_NAME: usize = 80;
@@ -50,7 +51,11 @@ pub fn classify(
     platform: &PlatformFacts,
 ) -> Eligibility {
     let skip = |path, reason: String| Eligibility::Skip { path, reason };
-    let os = match jstr(vm, "properties.storageProfile.osDisk.osType")
+    let model = VmModel::new(vm);
+    let props = model.properties();
+    let os_entry = props.storage_profile().os_disk();
+    let os = match os_entry
+        .and_then(|d| d.os_type())
         .map(str::to_ascii_lowercase)
         .as_deref()
     {
@@ -63,46 +68,37 @@ pub fn classify(
             );
         }
     };
-    let size = jstr(vm, "properties.hardwareProfile.vmSize")
-        .unwrap_or_default()
-        .to_string();
-    let location = jstr(vm, "location").unwrap_or_default().to_string();
-    let zone = jget(vm, "zones")
-        .and_then(Value::as_array)
-        .and_then(|z| z.first())
-        .and_then(Value::as_str)
-        .map(str::to_string);
+    let size = props.vm_size().unwrap_or_default().to_string();
+    let location = model.location().unwrap_or_default().to_string();
+    let zone = model.zone().map(str::to_string);
 
-    if jget(vm, "properties.securityProfile.encryptionAtHost").and_then(Value::as_bool)
-        == Some(true)
-    {
+    if props.encryption_at_host() == Some(true) {
         return skip(
             "already-eah",
             "encryption at host is already on; nothing to migrate".into(),
         );
     }
     let ext = ade_extension(vm);
-    let dual_pass = jget(vm, "properties.storageProfile.osDisk.encryptionSettings")
-        .is_some_and(|v| !v.is_null());
+    let dual_pass = os_entry.is_some_and(|d| d.encryption_settings().is_some());
     let stamped: Vec<&str> = disks
         .values()
-        .filter(|d| {
-            jget(d, "properties.encryptionSettingsCollection").is_some_and(|v| !v.is_null())
-        })
-        .filter_map(|d| jstr(d, "name"))
+        .map(DiskModel::new)
+        .filter(|d| d.properties().encryption_settings_collection().is_some())
+        .filter_map(|d| d.name())
         .collect();
     if ext.is_none() && !dual_pass && stamped.is_empty() {
         return skip("not-ade", "no Azure Disk Encryption found (no ADE extension, no encryption settings on the VM or its disks)".into());
     }
 
     // Disk inventory: managed disks only, ephemeral OS disks cannot be copied.
-    if jget(vm, "properties.storageProfile.osDisk.diffDiskSettings").is_some_and(|v| !v.is_null()) {
+    if os_entry.is_some_and(|d| d.diff_disk_settings().is_some()) {
         return skip(
             "unsupported",
             "the OS disk is ephemeral; it cannot be copied to a new managed disk".into(),
         );
     }
-    let Some(os_disk_id) = jstr(vm, "properties.storageProfile.osDisk.managedDisk.id")
+    let Some(os_disk_id) = os_entry
+        .and_then(|d| d.managed_disk_id())
         .and_then(|s| ResourceId::parse(s).ok())
     else {
         return skip(
@@ -112,13 +108,9 @@ pub fn classify(
         );
     };
     let mut roles = vec![(DiskRole::Os, os_disk_id)];
-    for d in jget(vm, "properties.storageProfile.dataDisks")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let lun = d.get("lun").and_then(Value::as_i64).unwrap_or(-1);
-        match jstr(d, "managedDisk.id").and_then(|s| ResourceId::parse(s).ok()) {
+    for d in props.storage_profile().data_disks() {
+        let lun = d.lun().unwrap_or(-1);
+        match d.managed_disk_id().and_then(|s| ResourceId::parse(s).ok()) {
             Some(id) => roles.push((DiskRole::Data { lun }, id)),
             None => {
                 return skip(
@@ -146,8 +138,8 @@ pub fn classify(
     if ext.is_none() {
         // Ever-ADE VM whose extension is gone: only safe if the guest says every
         // volume is decrypted; otherwise copying would carry encrypted volumes.
-        let iv = jget(vm, "properties.instanceView");
-        if iv.map(decryption_state) != Some(DecryptionState::Complete) {
+        let iv = props.instance_view();
+        if iv.map(instance_decryption_state) != Some(DecryptionState::Complete) {
             return skip(
                 "ade-extension-missing",
                 "the disks carry ADE settings but the ADE extension is gone and the guest does not report its volumes decrypted; \
@@ -198,7 +190,8 @@ pub fn classify(
         let Some(model) = disks.get(&id.key()) else {
             return skip("unsupported", format!("disk {id} could not be read"));
         };
-        let sku = jstr(model, "sku.name").unwrap_or_default();
+        let disk = DiskModel::new(model);
+        let sku = disk.sku_name().unwrap_or_default();
         if sku.eq_ignore_ascii_case("UltraSSD_LRS") || sku.eq_ignore_ascii_case("PremiumV2_LRS") {
             return skip(
                 "unsupported",
@@ -208,8 +201,7 @@ pub fn classify(
                 ),
             );
         }
-        let Some(size_bytes) = jget(model, "properties.diskSizeBytes").and_then(Value::as_u64)
-        else {
+        let Some(size_bytes) = disk.properties().disk_size_bytes() else {
             return skip(
                 "unsupported",
                 format!("disk {} has no diskSizeBytes", id.name()),
@@ -263,17 +255,13 @@ pub fn path_label(facts: &VmFacts, disks: &[DiskPlan]) -> &'static str {
 fn ade_extension(vm: &Value) -> Option<AdeExtension> {
     let found = ade_extensions(vm);
     let (id, _) = found.first()?;
-    let raw = vm
-        .get("resources")?
-        .as_array()?
-        .iter()
-        .find(|r| is_ade_extension(r) && jstr(r, "id") == Some(id.as_str()))?;
+    let ext = VmModel::new(vm)
+        .extensions()
+        .find(|r| is_ade_extension(r) && r.id() == Some(id.as_str()))?;
     Some(AdeExtension {
         id: id.clone(),
-        handler_type: jstr(raw, "properties.type").unwrap_or_default().to_string(),
-        handler_version: jstr(raw, "properties.typeHandlerVersion")
-            .unwrap_or_default()
-            .to_string(),
+        handler_type: ext.handler_type().unwrap_or_default().to_string(),
+        handler_version: ext.type_handler_version().unwrap_or_default().to_string(),
     })
 }
 
@@ -285,34 +273,28 @@ fn linux_os_volume_encrypted(
     disks: &BTreeMap<String, Value>,
     os_disk: &ResourceId,
 ) -> bool {
-    let by_settings = vm
-        .get("resources")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter(|r| is_ade_extension(r))
+    let model = VmModel::new(vm);
+    let by_settings = model
+        .extensions()
+        .filter(is_ade_extension)
         .filter(|r| {
-            jstr(r, "properties.settings.EncryptionOperation")
+            r.encryption_operation()
                 .is_some_and(|o| o.to_ascii_lowercase().starts_with("enableencryption"))
         })
-        .filter_map(|r| jstr(r, "properties.settings.VolumeType"))
+        .filter_map(|r| r.volume_type())
         .any(|v| matches!(v.to_ascii_lowercase().as_str(), "all" | "os"));
     let by_disk = disks
         .get(&os_disk.key())
-        .and_then(|d| jget(d, "properties.encryptionSettingsCollection.enabled"))
-        .and_then(Value::as_bool)
+        .and_then(|d| DiskModel::new(d).properties().ade_enabled())
         .unwrap_or(false);
-    let by_guest = jget(vm, "properties.instanceView.extensions")
-        .and_then(Value::as_array)
+    // The guest's per-volume report is a JSON document inside a substatus message.
+    let by_guest = model
+        .properties()
+        .instance_view()
         .into_iter()
-        .flatten()
-        .flat_map(|e| {
-            e.get("substatuses")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-        })
-        .filter_map(|s| s.get("message").and_then(Value::as_str))
+        .flat_map(|iv| iv.extensions())
+        .flat_map(|e| e.substatuses())
+        .filter_map(|s| s.message())
         .filter_map(|m| serde_json::from_str::<Value>(m).ok())
         .any(|m| {
             m.get("os")

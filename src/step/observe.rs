@@ -8,33 +8,12 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use crate::model::ResourceId;
+use crate::model::views::{DiskModel, ExtensionModel, InstanceView, VmModel};
 
 /// ADE publisher, compared case-insensitively.
 pub const ADE_PUBLISHER: &str = "Microsoft.Azure.Security";
 /// ADE extension types (Windows, Linux), compared case-insensitively.
 pub const ADE_TYPES: [&str; 2] = ["AzureDiskEncryption", "AzureDiskEncryptionForLinux"];
-
-/// Reads a dotted path (`"properties.storageProfile.osDisk"`) from JSON.
-pub fn jget<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
-    path.split('.').try_fold(v, |cur, key| cur.get(key))
-}
-
-/// Reads a dotted path as a string.
-pub fn jstr<'a>(v: &'a Value, path: &str) -> Option<&'a str> {
-    jget(v, path).and_then(Value::as_str)
-}
-
-/// The managed-disk ids a VM model attaches: the OS disk first, then the
-/// data disks in model order (ids as written, not parsed).
-pub fn attached_disk_ids(vm: &Value) -> Vec<&str> {
-    let os = jstr(vm, "properties.storageProfile.osDisk.managedDisk.id");
-    let data = jget(vm, "properties.storageProfile.dataDisks")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|d| jstr(d, "managedDisk.id"));
-    os.into_iter().chain(data).collect()
-}
 
 /// Decryption progress as the guest reports it through the instance view.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,37 +57,39 @@ impl VmView {
     /// Builds a view from a VM GET body (with or without `$expand=instanceView`)
     /// and, optionally, a separately fetched instance view.
     pub fn from_raw(vm: &Value, instance_view: Option<&Value>) -> VmView {
-        let iv = instance_view.or_else(|| jget(vm, "properties.instanceView"));
-        let power = iv.and_then(power_state);
-        let ade_extensions = ade_extensions(vm);
-        let os_disk = jstr(vm, "properties.storageProfile.osDisk.managedDisk.id")
+        let model = VmModel::new(vm);
+        let props = model.properties();
+        let iv = instance_view
+            .map(InstanceView::new)
+            .or_else(|| props.instance_view());
+        let sp = model.storage_profile();
+        let os_disk = sp
+            .os_disk()
+            .and_then(|d| d.managed_disk_id())
             .and_then(|s| ResourceId::parse(s).ok());
-        let data_disks = jget(vm, "properties.storageProfile.dataDisks")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|d| {
-                        let lun = d.get("lun")?.as_i64()?;
-                        let id = ResourceId::parse(jstr(d, "managedDisk.id")?).ok()?;
-                        Some((lun, id))
-                    })
-                    .collect()
+        let data_disks = sp
+            .data_disks()
+            .filter_map(|d| {
+                let lun = d.lun()?;
+                let id = ResourceId::parse(d.managed_disk_id()?).ok()?;
+                Some((lun, id))
             })
-            .unwrap_or_default();
+            .collect();
         VmView {
-            provisioning_state: jstr(vm, "properties.provisioningState")
+            provisioning_state: props
+                .provisioning_state()
                 .unwrap_or("Succeeded")
                 .to_string(),
-            power,
-            ade_extensions,
-            encryption_at_host: jget(vm, "properties.securityProfile.encryptionAtHost")
-                .and_then(Value::as_bool)
-                .unwrap_or(false),
+            power: iv.and_then(power_state),
+            ade_extensions: ade_extensions(vm),
+            encryption_at_host: props.encryption_at_host().unwrap_or(false),
             os_disk,
             data_disks,
             all_detach: all_detach(vm),
-            decryption: iv.map(decryption_state).unwrap_or(DecryptionState::Unknown),
-            vm_id: jstr(vm, "properties.vmId").map(str::to_string),
+            decryption: iv
+                .map(instance_decryption_state)
+                .unwrap_or(DecryptionState::Unknown),
+            vm_id: props.vm_id().map(str::to_string),
         }
     }
 
@@ -124,59 +105,41 @@ impl VmView {
     }
 }
 
-/// The `PowerState/x` suffix of an instance view, if present.
-pub fn power_state(iv: &Value) -> Option<String> {
-    statuses(iv)
-        .iter()
-        .filter_map(|s| s.get("code").and_then(Value::as_str))
-        .find_map(|c| c.strip_prefix("PowerState/"))
-        .map(str::to_ascii_lowercase)
-}
-
-fn statuses(v: &Value) -> Vec<Value> {
-    v.get("statuses")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default()
+/// The `PowerState/x` suffix of an instance view, lowercased, if present.
+pub fn power_state(iv: InstanceView<'_>) -> Option<String> {
+    iv.power_state().map(str::to_ascii_lowercase)
 }
 
 /// ADE extensions of a VM model (`resources[]`), matched on publisher + type.
 pub fn ade_extensions(vm: &Value) -> Vec<(ResourceId, Option<String>)> {
-    let Some(resources) = vm.get("resources").and_then(Value::as_array) else {
-        return Vec::new();
-    };
-    resources
-        .iter()
-        .filter(|r| is_ade_extension(r))
+    VmModel::new(vm)
+        .extensions()
+        .filter(is_ade_extension)
         .filter_map(|r| {
-            let id = ResourceId::parse(r.get("id")?.as_str()?).ok()?;
-            let op = jstr(r, "properties.settings.EncryptionOperation").map(str::to_string);
-            Some((id, op))
+            let id = ResourceId::parse(r.id()?).ok()?;
+            Some((id, r.encryption_operation().map(str::to_string)))
         })
         .collect()
 }
 
 /// True when an extension resource is ADE, whatever its name.
-pub fn is_ade_extension(ext: &Value) -> bool {
-    let publisher = jstr(ext, "properties.publisher").unwrap_or_default();
-    let etype = jstr(ext, "properties.type").unwrap_or_default();
+pub fn is_ade_extension(ext: &ExtensionModel<'_>) -> bool {
+    let publisher = ext.publisher().unwrap_or_default();
+    let etype = ext.handler_type().unwrap_or_default();
     publisher.eq_ignore_ascii_case(ADE_PUBLISHER)
         && ADE_TYPES.iter().any(|t| t.eq_ignore_ascii_case(etype))
 }
 
 fn all_detach(vm: &Value) -> bool {
-    let detach = |v: Option<&Value>| {
-        v.and_then(Value::as_str)
-            .is_some_and(|s| s.eq_ignore_ascii_case("Detach"))
-    };
-    let os_ok =
-        jget(vm, "properties.storageProfile.osDisk").is_none_or(|d| detach(d.get("deleteOption")));
-    let data_ok = jget(vm, "properties.storageProfile.dataDisks")
-        .and_then(Value::as_array)
-        .is_none_or(|a| a.iter().all(|d| detach(d.get("deleteOption"))));
-    let nic_ok = jget(vm, "properties.networkProfile.networkInterfaces")
-        .and_then(Value::as_array)
-        .is_none_or(|a| a.iter().all(|n| detach(jget(n, "properties.deleteOption"))));
+    let detach = |v: Option<&str>| v.is_some_and(|s| s.eq_ignore_ascii_case("Detach"));
+    let model = VmModel::new(vm);
+    let sp = model.storage_profile();
+    let os_ok = sp.os_disk().is_none_or(|d| detach(d.delete_option()));
+    let data_ok = sp.data_disks().all(|d| detach(d.delete_option()));
+    let nic_ok = model
+        .properties()
+        .network_interfaces()
+        .all(|n| detach(n.delete_option()));
     os_ok && data_ok && nic_ok
 }
 
@@ -189,29 +152,26 @@ fn all_detach(vm: &Value) -> bool {
 /// evidence of completion (either such disk statuses or the extension's
 /// "Disable Encryption completed successfully" / "Decryption succeeded").
 pub fn decryption_state(iv: &Value) -> DecryptionState {
-    let ext = iv
-        .get("extensions")
-        .and_then(Value::as_array)
-        .and_then(|a| a.iter().find(|e| is_ade_instance_extension(e)).cloned());
+    instance_decryption_state(InstanceView::new(iv))
+}
+
+/// [`decryption_state`] of a typed instance view.
+pub fn instance_decryption_state(iv: InstanceView<'_>) -> DecryptionState {
+    let ext = iv.extensions().find(|e| {
+        let etype = e.handler_type().unwrap_or_default();
+        ADE_TYPES
+            .iter()
+            .any(|t| etype.eq_ignore_ascii_case(&format!("{ADE_PUBLISHER}.{t}")))
+            || ADE_TYPES
+                .iter()
+                .any(|t| e.name().is_some_and(|n| n.eq_ignore_ascii_case(t)))
+    });
     let mut ext_text = String::new();
-    if let Some(ext) = &ext {
-        for s in statuses(ext).iter().chain(
-            ext.get("substatuses")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten(),
-        ) {
-            let code = s
-                .get("code")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_ascii_lowercase();
-            let level = s
-                .get("level")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_ascii_lowercase();
-            let message = s.get("message").and_then(Value::as_str).unwrap_or_default();
+    if let Some(ext) = ext {
+        for s in ext.statuses().chain(ext.substatuses()) {
+            let code = s.code().unwrap_or_default().to_ascii_lowercase();
+            let level = s.level().unwrap_or_default().to_ascii_lowercase();
+            let message = s.message().unwrap_or_default();
             if level == "error" || code.ends_with("/failed") || code.ends_with("/error") {
                 return DecryptionState::Failed(if message.is_empty() {
                     code
@@ -230,22 +190,16 @@ pub fn decryption_state(iv: &Value) -> DecryptionState {
     let ext_done = ext_text.contains("disable encryption completed successfully")
         || ext_text.contains("decryption succeeded");
 
-    let mut disk_states = Vec::new();
-    for d in iv
-        .get("disks")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let last = statuses(d)
-            .iter()
-            .filter_map(|s| s.get("code").and_then(Value::as_str))
-            .rfind(|c| c.starts_with("EncryptionState/"))
-            .map(|c| c.to_ascii_lowercase());
-        if let Some(last) = last {
-            disk_states.push(last);
-        }
-    }
+    let disk_states: Vec<String> = iv
+        .disks()
+        .filter_map(|d| {
+            d.statuses()
+                .filter_map(|s| s.code())
+                .filter(|c| c.starts_with("EncryptionState/"))
+                .last()
+                .map(|c| c.to_ascii_lowercase())
+        })
+        .collect();
     let any_encrypted = disk_states
         .iter()
         .any(|s| s != "encryptionstate/notencrypted");
@@ -259,18 +213,6 @@ pub fn decryption_state(iv: &Value) -> DecryptionState {
         return DecryptionState::Complete;
     }
     DecryptionState::Unknown
-}
-
-fn is_ade_instance_extension(e: &Value) -> bool {
-    let etype = e.get("type").and_then(Value::as_str).unwrap_or_default();
-    ADE_TYPES
-        .iter()
-        .any(|t| etype.eq_ignore_ascii_case(&format!("{ADE_PUBLISHER}.{t}")))
-        || ADE_TYPES.iter().any(|t| {
-            e.get("name")
-                .and_then(Value::as_str)
-                .is_some_and(|n| n.eq_ignore_ascii_case(t))
-        })
 }
 
 /// A disk (or snapshot) as observed.
@@ -296,24 +238,18 @@ pub const RUN_TAG: &str = "ade2eah-run";
 impl DiskView {
     /// Builds a view from a disk or snapshot GET body.
     pub fn from_raw(d: &Value) -> DiskView {
+        let model = DiskModel::new(d);
+        let props = model.properties();
         DiskView {
-            state: jstr(d, "properties.diskState")
-                .unwrap_or_default()
-                .to_string(),
-            provisioning_state: jstr(d, "properties.provisioningState")
+            state: props.disk_state().unwrap_or_default().to_string(),
+            provisioning_state: props
+                .provisioning_state()
                 .unwrap_or("Succeeded")
                 .to_string(),
-            create_option: jstr(d, "properties.creationData.createOption")
-                .unwrap_or_default()
-                .to_string(),
-            size_bytes: jget(d, "properties.diskSizeBytes").and_then(Value::as_u64),
-            upload_size_bytes: jget(d, "properties.creationData.uploadSizeBytes")
-                .and_then(Value::as_u64),
-            run_tag: d
-                .get("tags")
-                .and_then(|t| t.get(RUN_TAG))
-                .and_then(Value::as_str)
-                .map(str::to_string),
+            create_option: props.create_option().unwrap_or_default().to_string(),
+            size_bytes: props.disk_size_bytes(),
+            upload_size_bytes: props.upload_size_bytes(),
+            run_tag: model.tag(RUN_TAG).map(str::to_string),
         }
     }
 

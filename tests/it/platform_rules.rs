@@ -12,7 +12,7 @@ use crate::support::*;
 async fn client(rig: &Rig) -> ArmClient {
     let mut cfg = AzureConfig::new(
         url::Url::parse(&rig.emu.base_url()).unwrap(),
-        azure::Cloud::Public,
+        azure::AzureCloud::Public,
     );
     cfg.poll_interval = Duration::from_millis(20);
     cfg.retry.base_delay = Duration::from_millis(20);

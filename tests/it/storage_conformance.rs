@@ -40,7 +40,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use ade2eah::azure::client::ArmClient;
-use ade2eah::azure::{AzureConfig, AzureError, Cloud, RetryConfig, StorageClient, TokenSource};
+use ade2eah::azure::{
+    AzureCloud, AzureConfig, AzureError, RetryConfig, StorageClient, TokenSource,
+};
 use ade2eah::copy::{CopyOptions, TransferMode, copy_round, verify_calls, verify_plan};
 use ade2eah::emulator::blob::{BlobId, SasAccess};
 use ade2eah::emulator::{self, Emulator, EmulatorConfig, StorageConfig};
@@ -198,7 +200,7 @@ struct Backend {
 /// Our production client: `ArmClient`'s data-plane client, with the default
 /// `x-ms-version` and short retries.
 fn storage_client(base: &str) -> StorageClient {
-    let mut cfg = AzureConfig::new(url::Url::parse(base).expect("base URL"), Cloud::Public);
+    let mut cfg = AzureConfig::new(url::Url::parse(base).expect("base URL"), AzureCloud::Public);
     cfg.retry = RetryConfig {
         max_attempts: 2,
         base_delay: Duration::from_millis(20),

@@ -1,0 +1,67 @@
+//! A VM extension (`Microsoft.Compute/virtualMachines/extensions`), as a
+//! child resource in a VM GET (`resources[]`) or from its own GET.
+
+use serde_json::Value;
+
+use super::{object, str_fields, string};
+
+/// A VM extension model.
+#[derive(Debug, Clone, Copy)]
+pub struct ExtensionModel<'a>(&'a Value);
+
+impl<'a> ExtensionModel<'a> {
+    /// A view of `raw`.
+    pub fn new(raw: &'a Value) -> Self {
+        ExtensionModel(raw)
+    }
+
+    /// The model exactly as read.
+    pub fn raw(&self) -> &'a Value {
+        self.0
+    }
+
+    str_fields! {
+        /// Resource id (as written, not parsed).
+        id => "id";
+        /// Resource name (any: Terraform and templates choose names).
+        name => "name";
+    }
+
+    fn properties(&self) -> &'a Value {
+        object(self.0, "properties")
+    }
+
+    fn settings(&self) -> &'a Value {
+        object(self.properties(), "settings")
+    }
+
+    /// `properties.publisher`.
+    pub fn publisher(&self) -> Option<&'a str> {
+        string(self.properties(), "publisher")
+    }
+
+    /// `properties.type` (the handler type, e.g. `AzureDiskEncryption`).
+    pub fn handler_type(&self) -> Option<&'a str> {
+        string(self.properties(), "type")
+    }
+
+    /// `properties.typeHandlerVersion`.
+    pub fn type_handler_version(&self) -> Option<&'a str> {
+        string(self.properties(), "typeHandlerVersion")
+    }
+
+    /// `properties.provisioningState`.
+    pub fn provisioning_state(&self) -> Option<&'a str> {
+        string(self.properties(), "provisioningState")
+    }
+
+    /// ADE public setting `properties.settings.EncryptionOperation`.
+    pub fn encryption_operation(&self) -> Option<&'a str> {
+        string(self.settings(), "EncryptionOperation")
+    }
+
+    /// ADE public setting `properties.settings.VolumeType`.
+    pub fn volume_type(&self) -> Option<&'a str> {
+        string(self.settings(), "VolumeType")
+    }
+}
