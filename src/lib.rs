@@ -32,6 +32,7 @@ pub mod cli;
 pub mod copy;
 pub mod emulator;
 pub mod engine;
+pub mod failpoint;
 pub mod journal;
 pub mod model;
 pub mod plan;

@@ -42,8 +42,9 @@ use crate::model::ResourceId;
 
 /// The tag carrying the lease.
 pub const LEASE_TAG: &str = "ade2eah-lease";
-/// Lease lifetime (renewed at every destructive step past half of it).
-pub const DEFAULT_TTL: Duration = Duration::from_secs(12 * 3600);
+/// Lease lifetime (renewed at every destructive step past half of it); the
+/// journal owns the value because it stores the run's lease settings.
+pub const DEFAULT_TTL: Duration = crate::journal::DEFAULT_LEASE_TTL;
 
 /// A parsed lease tag.
 #[derive(Debug, Clone, PartialEq, Eq)]

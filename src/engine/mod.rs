@@ -21,7 +21,6 @@ pub mod act;
 pub mod arm;
 pub mod cloud;
 pub mod discover;
-pub mod failpoint;
 pub mod lease;
 pub mod waves;
 
@@ -34,6 +33,7 @@ use tokio::task::{JoinError, JoinSet};
 
 pub use cloud::{Access, Cloud, CloudError, CloudResult, CopyFigures, Retry, VerifyFigures};
 
+use crate::failpoint;
 use crate::journal::{Journal, JournalError, now_rfc3339};
 use crate::model::ResourceId;
 use crate::step::{

@@ -34,7 +34,7 @@ use crate::step::{RecordSummary, Step, VmEntry, VmRecord};
 
 mod layout;
 mod migrate;
-pub use migrate::LeaseMeta;
+pub use migrate::{DEFAULT_LEASE_TTL, LeaseMeta};
 
 /// Schema version written by this build (v2: lease settings; v3: records
 /// split into a small core and a bulk, deflated; see [`migrate`], [`layout`]).
