@@ -372,7 +372,7 @@ async fn resume(a: ResumeArgs) -> Result<Exit, CliError> {
 }
 
 fn status(a: StatusArgs) -> Result<Exit, CliError> {
-    if !a.state.join("db").exists() {
+    if !crate::journal::state_dir::has_journal(&a.state) {
         return Err(CliError::BadInput(format!(
             "no journal in {}; pass --state DIR of a run",
             a.state.display()

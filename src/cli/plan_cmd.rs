@@ -13,14 +13,14 @@ use super::fleet_args::{ApproveArgs, BenchFleetArgs, PlanArgs, ReportArgs, Repor
 use super::{CliError, Exit};
 use crate::engine::EngineOptions;
 use crate::engine::arm::ArmCloud;
-use crate::engine::waves::{FrozenPlan, FrozenWave, WaveRun, WaveStop};
+use crate::engine::waves::{WaveRun, WaveStop};
 use crate::journal::{Journal, RunMeta, SCHEMA_VERSION, now_rfc3339};
 use crate::plan::discover::{
     DiscoveryStats, PlanError, Selector, classify_all, select, suggest_sizes,
 };
 use crate::plan::file::{PlanFile, PlanOptions};
 use crate::plan::waves::{Budget, BudgetScope, WaveSpec, parse_duration, parse_waves};
-use crate::plan::{Finding, Plan, Severity};
+use crate::plan::{Finding, FrozenPlan, FrozenWave, Plan, Severity};
 use crate::step::{Outcome, VmEntry, VmRecord};
 
 const DEFAULT_POLL_SECS: f64 = 15.0;
@@ -212,7 +212,7 @@ async fn build_plan(
 
 /// True when `dir` holds a run started with `run --plan`.
 pub fn is_plan_run(dir: &Path) -> bool {
-    dir.join(crate::engine::waves::PLAN_FILE).exists()
+    crate::journal::state_dir::has_plan(dir)
 }
 
 fn freeze(source: &str, plan: &Plan, file: &PlanFile) -> FrozenPlan {
@@ -375,7 +375,7 @@ pub async fn run_plan(a: RunArgs) -> Result<Exit, CliError> {
         vms: records.iter().map(|r| r.id.clone()).collect(),
     };
     let frozen = freeze(&path.display().to_string(), &plan, &file);
-    frozen.save(&a.state).map_err(|e| {
+    crate::journal::state_dir::save_plan(&a.state, &frozen).map_err(|e| {
         CliError::Failed(format!(
             "cannot save the plan in {}: {e}",
             a.state.display()
@@ -451,7 +451,7 @@ async fn execute_waves(
 
 /// `ade2eah resume` of a planned run: continues mid-wave.
 pub async fn resume_plan(a: ResumeArgs) -> Result<Exit, CliError> {
-    let plan = FrozenPlan::load(&a.state).ok_or_else(|| {
+    let plan = crate::journal::state_dir::load_plan(&a.state).ok_or_else(|| {
         CliError::BadInput(format!(
             "{} has an unreadable fleet plan",
             a.state.display()
@@ -484,7 +484,7 @@ pub async fn resume_plan(a: ResumeArgs) -> Result<Exit, CliError> {
 
 /// `ade2eah approve --state DIR --wave N`.
 pub fn approve(a: ApproveArgs) -> Result<Exit, CliError> {
-    let plan = FrozenPlan::load(&a.state).ok_or_else(|| {
+    let plan = crate::journal::state_dir::load_plan(&a.state).ok_or_else(|| {
         CliError::BadInput(format!(
             "{} holds no run started with `run --plan`",
             a.state.display()
@@ -497,7 +497,7 @@ pub fn approve(a: ApproveArgs) -> Result<Exit, CliError> {
             plan.waves.len()
         )));
     }
-    crate::engine::waves::approve(&a.state, a.wave)
+    crate::journal::state_dir::approve(&a.state, a.wave)
         .map_err(|e| CliError::Failed(format!("cannot record the approval: {e}")))?;
     eprintln!(
         "wave {} ({}) approved; run `ade2eah resume --state {}`",
@@ -511,7 +511,7 @@ pub fn approve(a: ApproveArgs) -> Result<Exit, CliError> {
 /// `ade2eah report`: streamed from the journal one record summary at a
 /// time (see [`crate::report`]).
 pub fn report(a: ReportArgs) -> Result<Exit, CliError> {
-    if !a.state.join("db").exists() {
+    if !crate::journal::state_dir::has_journal(&a.state) {
         return Err(CliError::BadInput(format!(
             "no journal in {}; pass --state DIR of a run",
             a.state.display()
@@ -519,7 +519,7 @@ pub fn report(a: ReportArgs) -> Result<Exit, CliError> {
     }
     let journal = Journal::open(&a.state)?;
     let meta = journal.require_meta()?;
-    let plan = FrozenPlan::load(&a.state);
+    let plan = crate::journal::state_dir::load_plan(&a.state);
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(64 << 10, stdout.lock());
     write_run(&mut out, a.output, &meta, plan.as_ref(), &journal)?;

@@ -9,6 +9,7 @@ pub mod estimate;
 pub mod file;
 pub mod findings;
 pub mod fingerprint;
+pub mod frozen;
 pub mod preflight;
 pub mod waves;
 
@@ -19,6 +20,7 @@ use crate::step::VmRecord;
 
 pub use estimate::Estimate;
 pub use findings::{Finding, Severity};
+pub use frozen::{FrozenPlan, FrozenWave};
 pub use waves::{Budget, BudgetScope, WaveTarget};
 
 /// Schema id of `plan --output json` (see docs/plan-schema.md).
