@@ -29,7 +29,9 @@
 
 pub mod azure;
 pub mod cli;
+pub mod cloud;
 pub mod copy;
+pub mod discovery;
 pub mod emulator;
 pub mod engine;
 pub mod failpoint;

@@ -14,8 +14,8 @@ use super::args::{
 use super::output::{Bars, status_table, status_table_of, write_status_json};
 use super::{CliError, Exit};
 use crate::azure::{self, ArmClient, AuthMode, AzureConfig};
+use crate::discovery::{DiscoverError, discover};
 use crate::engine::arm::ArmCloud;
-use crate::engine::discover::{DiscoverError, discover};
 use crate::engine::{Engine, EngineOptions, NoProgress, Progress};
 use crate::journal::{Journal, RunMeta, SCHEMA_VERSION, now_rfc3339};
 use crate::model::ResourceId;

@@ -11,14 +11,13 @@ use super::commands::{
 };
 use super::fleet_args::{ApproveArgs, BenchFleetArgs, PlanArgs, ReportArgs, ReportFormat};
 use super::{CliError, Exit};
+use crate::discovery::{classify_all, select, suggest_sizes};
 use crate::engine::EngineOptions;
 use crate::engine::arm::ArmCloud;
 use crate::engine::waves::{WaveRun, WaveStop};
 use crate::journal::{Journal, RunMeta, SCHEMA_VERSION, now_rfc3339};
-use crate::plan::discover::{
-    DiscoveryStats, PlanError, Selector, classify_all, select, suggest_sizes,
-};
 use crate::plan::file::{PlanFile, PlanOptions};
+use crate::plan::select::{DiscoveryStats, PlanError, Selector};
 use crate::plan::waves::{Budget, BudgetScope, WaveSpec, parse_duration, parse_waves};
 use crate::plan::{Finding, FrozenPlan, FrozenWave, Plan, Severity};
 use crate::step::{Outcome, VmEntry, VmRecord};
@@ -196,10 +195,12 @@ async fn build_plan(
         }
     }
     findings.extend(
-        crate::plan::preflight::run_per_subscription(&client, &sel.subscriptions, &mut vms).await,
+        crate::discovery::preflight::run_per_subscription(&client, &sel.subscriptions, &mut vms)
+            .await,
     );
     suggest_sizes(&client, &mut vms).await;
     let plan = Plan::build(
+        now_rfc3339(),
         sel.subscriptions.clone(),
         vms,
         waves,
@@ -248,7 +249,11 @@ fn freeze(source: &str, plan: &Plan, file: &PlanFile) -> FrozenPlan {
 pub async fn run_plan(a: RunArgs) -> Result<Exit, CliError> {
     let path = a.plan.clone().expect("dispatched only with --plan");
     let poll = poll_interval(a.conn.poll_interval, DEFAULT_POLL_SECS)?;
-    let file = crate::plan::file::read(&path).map_err(CliError::BadInput)?;
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        CliError::BadInput(format!("cannot read plan file {}: {e}", path.display()))
+    })?;
+    let file = crate::plan::file::parse(&path.display().to_string(), &text)
+        .map_err(|e| CliError::BadInput(e.to_string()))?;
     if let Some(s) = &a.subscription
         && !file.subscriptions.iter().any(|f| f.eq_ignore_ascii_case(s))
     {
@@ -279,8 +284,12 @@ pub async fn run_plan(a: RunArgs) -> Result<Exit, CliError> {
         let ids: Vec<_> = file.vms.iter().map(|v| v.id.clone()).collect();
         let (mut vms, missing) = classify_all(&cloud, &ids, true).await.map_err(plan_err)?;
         // Locks, backup and quota as at planning (blockers change fingerprints).
-        crate::plan::preflight::run_per_subscription(cloud.client(), &file.subscriptions, &mut vms)
-            .await;
+        crate::discovery::preflight::run_per_subscription(
+            cloud.client(),
+            &file.subscriptions,
+            &mut vms,
+        )
+        .await;
         let mut changed: Vec<String> = missing
             .iter()
             .map(|m| format!("{m}: no longer exists"))
@@ -321,6 +330,7 @@ pub async fn run_plan(a: RunArgs) -> Result<Exit, CliError> {
         // Waves from the file's assignment; VMs without one get waves by targets.
         let unassigned = vms.iter().any(|v| v.eligible && v.wave.is_none());
         let mut p = Plan::build(
+            now_rfc3339(),
             file.subscriptions.clone(),
             vms.clone(),
             &file.waves,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::Engine;
-use super::cloud::{Access, CloudError, CloudResult, Retry};
+use crate::cloud::{Access, CloudError, CloudResult, Retry};
 use crate::failpoint;
 use crate::model::ResourceId;
 use crate::step::{Action, CreatedKind, Round, Step, VerifyMode, VmRecord, body};

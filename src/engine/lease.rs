@@ -37,7 +37,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::cloud::{Cloud, CloudError, CloudResult, Retry};
+use crate::cloud::{Cloud, CloudError, CloudResult, Retry};
 use crate::model::ResourceId;
 
 /// The tag carrying the lease.

@@ -1,7 +1,9 @@
-//! Plain domain types shared by every layer: parsed ids and secret wrappers.
+//! Plain domain types shared by every layer: parsed ids, secret wrappers and
+//! Compute usage names.
 
 pub mod ids;
 pub mod secret;
+pub mod usage;
 
 pub use ids::{ResourceId, ResourceIdError};
 pub use secret::{BearerToken, SasUrl, redact};
