@@ -2,6 +2,7 @@
 //! plan's size suggestions ([`crate::plan::select::suggest_sizes`]).
 
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 
 use crate::azure::ArmClient;
 use crate::plan::PlannedVm;
@@ -13,13 +14,12 @@ use crate::plan::select::{self, sku_region, wants_size};
 pub async fn suggest_sizes(client: &ArmClient, vms: &mut [PlannedVm]) {
     let mut by_loc = BTreeMap::new();
     for v in vms.iter().filter(|v| wants_size(v)) {
-        let loc = sku_region(v);
-        if !by_loc.contains_key(&loc) {
+        if let Entry::Vacant(e) = by_loc.entry(sku_region(v)) {
             let skus = client
                 .list_vm_skus(v.id.subscription(), &v.location)
                 .await
                 .unwrap_or_default();
-            by_loc.insert(loc, skus);
+            e.insert(skus);
         }
     }
     select::suggest_sizes(vms, &by_loc);
