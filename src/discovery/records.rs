@@ -6,7 +6,6 @@
 use std::collections::{BTreeMap, HashMap};
 
 use futures::StreamExt;
-
 use serde_json::{Value, json};
 
 use crate::cloud::{Cloud, CloudError};
