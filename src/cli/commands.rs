@@ -14,8 +14,8 @@ use super::args::{
 use super::output::{Bars, status_table, status_table_of, write_status_json};
 use super::{CliError, Exit};
 use crate::azure::{self, ArmClient, AuthMode, AzureConfig};
+use crate::discovery::{DiscoverError, discover};
 use crate::engine::arm::ArmCloud;
-use crate::engine::discover::{DiscoverError, discover};
 use crate::engine::{Engine, EngineOptions, NoProgress, Progress};
 use crate::journal::{Journal, RunMeta, SCHEMA_VERSION, now_rfc3339};
 use crate::model::ResourceId;
@@ -372,7 +372,7 @@ async fn resume(a: ResumeArgs) -> Result<Exit, CliError> {
 }
 
 fn status(a: StatusArgs) -> Result<Exit, CliError> {
-    if !a.state.join("db").exists() {
+    if !crate::journal::state_dir::has_journal(&a.state) {
         return Err(CliError::BadInput(format!(
             "no journal in {}; pass --state DIR of a run",
             a.state.display()

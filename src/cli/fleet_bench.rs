@@ -19,10 +19,11 @@ use crate::azure::{ArmClient, AuthMode, AzureCloud, AzureConfig};
 use crate::emulator::fleetgen::{FleetGen, generate};
 use crate::emulator::{EmulatorConfig, SimClock};
 use crate::engine::arm::ArmCloud;
-use crate::engine::waves::{FrozenPlan, FrozenWave, WaveRun};
+use crate::engine::waves::WaveRun;
 use crate::engine::{EngineOptions, Progress};
 use crate::journal::{Journal, RunMeta, SCHEMA_VERSION, now_rfc3339};
 use crate::model::ResourceId;
+use crate::plan::{FrozenPlan, FrozenWave};
 use crate::step::{Outcome, Step, VmEntry, VmRecord};
 
 /// Simulated start and end of each VM's migration.
@@ -302,7 +303,7 @@ pub async fn run(a: BenchFleetArgs) -> Result<Exit, CliError> {
     // Plan (GETs only), then one wave of every eligible VM.
     let plan_started = emu.sim_now_secs();
     let plan_wall = Instant::now();
-    let (vms, _) = crate::plan::discover::classify_all(&cloud, &ids, false)
+    let (vms, _) = crate::discovery::classify_all(&cloud, &ids, false)
         .await
         .map_err(|e| fail(format!("{e:?}")))?;
     let plan_sim = emu.sim_now_secs() - plan_started;
@@ -356,7 +357,7 @@ pub async fn run(a: BenchFleetArgs) -> Result<Exit, CliError> {
     journal.init_run(&meta, &records)?;
     let entries: Vec<VmEntry> = records.iter().map(VmEntry::of).collect();
     drop(records);
-    frozen.save(&state).map_err(|e| fail(e.to_string()))?;
+    crate::journal::state_dir::save_plan(&state, &frozen).map_err(|e| fail(e.to_string()))?;
     let timing = Arc::new(Timing {
         clock: emu.clock(),
         spans: Mutex::new(HashMap::new()),

@@ -21,7 +21,7 @@ use crate::model::ResourceId;
 use crate::step::{Outcome, Step};
 
 /// File name of the live view inside the journal directory.
-pub const LIVE_FILE: &str = "live.json";
+pub use crate::journal::state_dir::LIVE_FILE;
 
 /// How often the view is written while something changed.
 const WRITE_EVERY: Duration = Duration::from_millis(500);
@@ -93,7 +93,7 @@ struct State {
 pub struct Live {
     inner: Arc<dyn Progress>,
     state: Mutex<State>,
-    path: PathBuf,
+    dir: PathBuf,
 }
 
 impl Live {
@@ -106,7 +106,7 @@ impl Live {
                 dirty: true,
                 ..Default::default()
             }),
-            path: dir.join(LIVE_FILE),
+            dir: dir.to_path_buf(),
         });
         let weak = Arc::downgrade(&live);
         tokio::spawn(async move {
@@ -175,14 +175,11 @@ impl Live {
             st.dirty = false;
         }
         let view = self.view();
-        let tmp = self.path.with_extension("json.tmp");
         let Ok(body) = serde_json::to_vec_pretty(&view) else {
             return;
         };
         // Best effort: the journal, not this view, is the record.
-        if std::fs::write(&tmp, body).is_ok() {
-            let _ = std::fs::rename(&tmp, &self.path);
-        }
+        let _ = crate::journal::state_dir::write_live(&self.dir, &body);
     }
 
     fn with_vm(&self, vm: &ResourceId, f: impl FnOnce(&mut VmState)) {
@@ -236,7 +233,7 @@ impl Progress for Live {
 
 /// Reads the live view of `dir`, if a run wrote one.
 pub fn read(dir: &Path) -> Option<LiveView> {
-    let body = std::fs::read(dir.join(LIVE_FILE)).ok()?;
+    let body = crate::journal::state_dir::read_live(dir)?;
     serde_json::from_slice(&body).ok()
 }
 

@@ -11,16 +11,15 @@ use super::commands::{
 };
 use super::fleet_args::{ApproveArgs, BenchFleetArgs, PlanArgs, ReportArgs, ReportFormat};
 use super::{CliError, Exit};
+use crate::discovery::{classify_all, select, suggest_sizes};
 use crate::engine::EngineOptions;
 use crate::engine::arm::ArmCloud;
-use crate::engine::waves::{FrozenPlan, FrozenWave, WaveRun, WaveStop};
+use crate::engine::waves::{WaveRun, WaveStop};
 use crate::journal::{Journal, RunMeta, SCHEMA_VERSION, now_rfc3339};
-use crate::plan::discover::{
-    DiscoveryStats, PlanError, Selector, classify_all, select, suggest_sizes,
-};
 use crate::plan::file::{PlanFile, PlanOptions};
+use crate::plan::select::{DiscoveryStats, PlanError, Selector};
 use crate::plan::waves::{Budget, BudgetScope, WaveSpec, parse_duration, parse_waves};
-use crate::plan::{Finding, Plan, Severity};
+use crate::plan::{Finding, FrozenPlan, FrozenWave, Plan, Severity};
 use crate::step::{Outcome, VmEntry, VmRecord};
 
 const DEFAULT_POLL_SECS: f64 = 15.0;
@@ -196,10 +195,12 @@ async fn build_plan(
         }
     }
     findings.extend(
-        crate::plan::preflight::run_per_subscription(&client, &sel.subscriptions, &mut vms).await,
+        crate::discovery::preflight::run_per_subscription(&client, &sel.subscriptions, &mut vms)
+            .await,
     );
     suggest_sizes(&client, &mut vms).await;
     let plan = Plan::build(
+        now_rfc3339(),
         sel.subscriptions.clone(),
         vms,
         waves,
@@ -212,7 +213,7 @@ async fn build_plan(
 
 /// True when `dir` holds a run started with `run --plan`.
 pub fn is_plan_run(dir: &Path) -> bool {
-    dir.join(crate::engine::waves::PLAN_FILE).exists()
+    crate::journal::state_dir::has_plan(dir)
 }
 
 fn freeze(source: &str, plan: &Plan, file: &PlanFile) -> FrozenPlan {
@@ -248,7 +249,11 @@ fn freeze(source: &str, plan: &Plan, file: &PlanFile) -> FrozenPlan {
 pub async fn run_plan(a: RunArgs) -> Result<Exit, CliError> {
     let path = a.plan.clone().expect("dispatched only with --plan");
     let poll = poll_interval(a.conn.poll_interval, DEFAULT_POLL_SECS)?;
-    let file = crate::plan::file::read(&path).map_err(CliError::BadInput)?;
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        CliError::BadInput(format!("cannot read plan file {}: {e}", path.display()))
+    })?;
+    let file = crate::plan::file::parse(&path.display().to_string(), &text)
+        .map_err(|e| CliError::BadInput(e.to_string()))?;
     if let Some(s) = &a.subscription
         && !file.subscriptions.iter().any(|f| f.eq_ignore_ascii_case(s))
     {
@@ -279,8 +284,12 @@ pub async fn run_plan(a: RunArgs) -> Result<Exit, CliError> {
         let ids: Vec<_> = file.vms.iter().map(|v| v.id.clone()).collect();
         let (mut vms, missing) = classify_all(&cloud, &ids, true).await.map_err(plan_err)?;
         // Locks, backup and quota as at planning (blockers change fingerprints).
-        crate::plan::preflight::run_per_subscription(cloud.client(), &file.subscriptions, &mut vms)
-            .await;
+        crate::discovery::preflight::run_per_subscription(
+            cloud.client(),
+            &file.subscriptions,
+            &mut vms,
+        )
+        .await;
         let mut changed: Vec<String> = missing
             .iter()
             .map(|m| format!("{m}: no longer exists"))
@@ -321,6 +330,7 @@ pub async fn run_plan(a: RunArgs) -> Result<Exit, CliError> {
         // Waves from the file's assignment; VMs without one get waves by targets.
         let unassigned = vms.iter().any(|v| v.eligible && v.wave.is_none());
         let mut p = Plan::build(
+            now_rfc3339(),
             file.subscriptions.clone(),
             vms.clone(),
             &file.waves,
@@ -375,7 +385,7 @@ pub async fn run_plan(a: RunArgs) -> Result<Exit, CliError> {
         vms: records.iter().map(|r| r.id.clone()).collect(),
     };
     let frozen = freeze(&path.display().to_string(), &plan, &file);
-    frozen.save(&a.state).map_err(|e| {
+    crate::journal::state_dir::save_plan(&a.state, &frozen).map_err(|e| {
         CliError::Failed(format!(
             "cannot save the plan in {}: {e}",
             a.state.display()
@@ -451,7 +461,7 @@ async fn execute_waves(
 
 /// `ade2eah resume` of a planned run: continues mid-wave.
 pub async fn resume_plan(a: ResumeArgs) -> Result<Exit, CliError> {
-    let plan = FrozenPlan::load(&a.state).ok_or_else(|| {
+    let plan = crate::journal::state_dir::load_plan(&a.state).ok_or_else(|| {
         CliError::BadInput(format!(
             "{} has an unreadable fleet plan",
             a.state.display()
@@ -484,7 +494,7 @@ pub async fn resume_plan(a: ResumeArgs) -> Result<Exit, CliError> {
 
 /// `ade2eah approve --state DIR --wave N`.
 pub fn approve(a: ApproveArgs) -> Result<Exit, CliError> {
-    let plan = FrozenPlan::load(&a.state).ok_or_else(|| {
+    let plan = crate::journal::state_dir::load_plan(&a.state).ok_or_else(|| {
         CliError::BadInput(format!(
             "{} holds no run started with `run --plan`",
             a.state.display()
@@ -497,7 +507,7 @@ pub fn approve(a: ApproveArgs) -> Result<Exit, CliError> {
             plan.waves.len()
         )));
     }
-    crate::engine::waves::approve(&a.state, a.wave)
+    crate::journal::state_dir::approve(&a.state, a.wave)
         .map_err(|e| CliError::Failed(format!("cannot record the approval: {e}")))?;
     eprintln!(
         "wave {} ({}) approved; run `ade2eah resume --state {}`",
@@ -511,7 +521,7 @@ pub fn approve(a: ApproveArgs) -> Result<Exit, CliError> {
 /// `ade2eah report`: streamed from the journal one record summary at a
 /// time (see [`crate::report`]).
 pub fn report(a: ReportArgs) -> Result<Exit, CliError> {
-    if !a.state.join("db").exists() {
+    if !crate::journal::state_dir::has_journal(&a.state) {
         return Err(CliError::BadInput(format!(
             "no journal in {}; pass --state DIR of a run",
             a.state.display()
@@ -519,7 +529,7 @@ pub fn report(a: ReportArgs) -> Result<Exit, CliError> {
     }
     let journal = Journal::open(&a.state)?;
     let meta = journal.require_meta()?;
-    let plan = FrozenPlan::load(&a.state);
+    let plan = crate::journal::state_dir::load_plan(&a.state);
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(64 << 10, stdout.lock());
     write_run(&mut out, a.output, &meta, plan.as_ref(), &journal)?;

@@ -277,7 +277,7 @@ pub async fn copy_round(
             if let Some(w) = marks.done(idx) {
                 checkpoint(w);
             }
-            crate::engine::failpoint::hit("copy:chunk");
+            crate::failpoint::hit("copy:chunk");
             Ok::<_, AzureError>(())
         }
     };

@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::cloud::{Access, CloudError, CloudResult, Retry};
-use super::{Engine, failpoint};
+use super::Engine;
+use crate::cloud::{Access, CloudError, CloudResult, Retry};
+use crate::failpoint;
 use crate::model::ResourceId;
 use crate::step::{Action, CreatedKind, Round, Step, VerifyMode, VmRecord, body};
 

@@ -7,8 +7,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::Value;
 
-use super::cloud::{Access, Cloud, CloudError, CloudResult, CopyFigures, Retry, VerifyFigures};
 use crate::azure::{self, ArmClient, AzureError, ErrorClass, SasAccess};
+use crate::cloud::{Access, Cloud, CloudError, CloudResult, CopyFigures, Retry, VerifyFigures};
 use crate::copy::{self, CopyOptions};
 use crate::model::{ResourceId, SasUrl};
 

@@ -37,14 +37,15 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::cloud::{Cloud, CloudError, CloudResult, Retry};
+use crate::cloud::{Cloud, CloudError, CloudResult, Retry};
 use crate::model::ResourceId;
 use crate::model::views::VmModel;
 
 /// The tag carrying the lease.
 pub const LEASE_TAG: &str = "ade2eah-lease";
-/// Lease lifetime (renewed at every destructive step past half of it).
-pub const DEFAULT_TTL: Duration = Duration::from_secs(12 * 3600);
+/// Lease lifetime (renewed at every destructive step past half of it); the
+/// journal owns the value because it stores the run's lease settings.
+pub const DEFAULT_TTL: Duration = crate::journal::DEFAULT_LEASE_TTL;
 
 /// A parsed lease tag.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -19,9 +19,6 @@
 
 pub mod act;
 pub mod arm;
-pub mod cloud;
-pub mod discover;
-pub mod failpoint;
 pub mod lease;
 pub mod waves;
 
@@ -32,8 +29,9 @@ use serde_json::json;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::{JoinError, JoinSet};
 
-pub use cloud::{Access, Cloud, CloudError, CloudResult, CopyFigures, Retry, VerifyFigures};
+pub use crate::cloud::{Access, Cloud, CloudError, CloudResult, CopyFigures, Retry, VerifyFigures};
 
+use crate::failpoint;
 use crate::journal::{Journal, JournalError, now_rfc3339};
 use crate::model::ResourceId;
 use crate::step::{

@@ -11,139 +11,30 @@
 //! - Ctrl-C stops like the foundation's engine; `resume` continues mid-wave.
 //!
 //! Wave state lives next to the journal, in `fleet-plan.json` (the frozen
-//! plan), `fleet-progress.json` (wave end times) and `approvals.json`
-//! (written by `ade2eah approve`; a separate file so it never contends for
-//! the journal lock).
+//! plan, [`FrozenPlan`]), `fleet-progress.json` (wave end times) and
+//! `approvals.json` (written by `ade2eah approve`; a separate file so it
+//! never contends for the journal lock); [`crate::journal::state_dir`] owns
+//! those files and writes them.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::watch;
 
 use super::{Cloud, Engine, EngineOptions, Progress};
-use crate::journal::{Journal, JournalError, now_rfc3339};
+use crate::journal::{Journal, JournalError, now_rfc3339, state_dir};
 use crate::model::ResourceId;
-use crate::plan::{Budget, BudgetScope};
+use crate::plan::{Budget, BudgetScope, FrozenPlan};
 use crate::step::{Outcome, Step, VmEntry};
-
-/// File of the frozen plan in the state dir.
-pub const PLAN_FILE: &str = "fleet-plan.json";
-const PROGRESS_FILE: &str = "fleet-progress.json";
-const APPROVALS_FILE: &str = "approvals.json";
-
-/// One wave as frozen at `run --plan`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct FrozenWave {
-    /// Name.
-    pub name: String,
-    /// Target text.
-    pub target: String,
-    /// Effective concurrency.
-    pub max_parallel: usize,
-    /// Needs approval.
-    pub approval: bool,
-    /// Soak before this wave, seconds.
-    pub soak_secs: u64,
-}
-
-/// The plan as frozen in the state dir.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct FrozenPlan {
-    /// Plan file it came from.
-    pub source: String,
-    /// Whole-inventory fingerprint.
-    pub fingerprint: String,
-    /// Waves.
-    pub waves: Vec<FrozenWave>,
-    /// VM key → 1-based wave.
-    pub assignment: BTreeMap<String, usize>,
-    /// Global cap.
-    pub max_parallel: usize,
-    /// Failure budget text (`None` = unlimited).
-    pub failure_budget: Option<String>,
-    /// `cumulative` / `per-wave`.
-    pub failure_scope: String,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct ProgressFile {
-    /// wave → unix seconds it ended.
-    #[serde(default)]
-    ended_at: BTreeMap<usize, f64>,
-}
 
 fn unix_now() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
-}
-
-fn read_json<T: for<'de> Deserialize<'de> + Default>(p: &Path) -> T {
-    std::fs::read(p)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default()
-}
-
-fn write_json<T: Serialize>(p: &Path, v: &T) -> std::io::Result<()> {
-    let tmp = p.with_extension("tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(v).unwrap_or_default())?;
-    std::fs::rename(tmp, p)
-}
-
-impl FrozenPlan {
-    /// Saves into `dir`.
-    pub fn save(&self, dir: &Path) -> std::io::Result<()> {
-        write_json(&dir.join(PLAN_FILE), self)
-    }
-
-    /// Loads from `dir` (`None` if this is not a planned run).
-    pub fn load(dir: &Path) -> Option<FrozenPlan> {
-        let b = std::fs::read(dir.join(PLAN_FILE)).ok()?;
-        serde_json::from_slice(&b).ok()
-    }
-
-    fn budget(&self) -> Option<Budget> {
-        self.failure_budget
-            .as_deref()
-            .and_then(|b| Budget::parse(b).ok())
-    }
-
-    fn scope(&self) -> BudgetScope {
-        if self.failure_scope == "per-wave" {
-            BudgetScope::PerWave
-        } else {
-            BudgetScope::Cumulative
-        }
-    }
-
-    /// 1-based wave of `id`, if any.
-    pub fn wave_of(&self, id: &ResourceId) -> Option<usize> {
-        self.assignment.get(&id.key()).copied()
-    }
-}
-
-/// Waves approved so far in `dir`.
-pub fn approvals(dir: &Path) -> BTreeSet<usize> {
-    read_json::<Vec<usize>>(&dir.join(APPROVALS_FILE))
-        .into_iter()
-        .collect()
-}
-
-/// Approves wave `n` in `dir`.
-pub fn approve(dir: &Path, n: usize) -> std::io::Result<()> {
-    let mut a = approvals(dir);
-    a.insert(n);
-    write_json(
-        &dir.join(APPROVALS_FILE),
-        &a.into_iter().collect::<Vec<_>>(),
-    )
 }
 
 /// How a wave run ended.
@@ -223,7 +114,7 @@ impl WaveRun {
         plan: &FrozenPlan,
         mut records: Vec<VmEntry>,
     ) -> Result<(Vec<VmEntry>, WaveStop), JournalError> {
-        let mut progress: ProgressFile = read_json(&self.dir.join(PROGRESS_FILE));
+        let mut ended_at = state_dir::wave_ends(&self.dir);
         for r in &mut records {
             r.wave = plan.wave_of(&r.id);
         }
@@ -234,23 +125,20 @@ impl WaveRun {
                 .filter(|&k| records[k].wave == Some(n))
                 .collect();
             if !members.iter().any(|&k| records[k].is_active()) {
-                if !members.is_empty() && !progress.ended_at.contains_key(&n) {
-                    progress.ended_at.insert(n, unix_now());
-                    let _ = write_json(&self.dir.join(PROGRESS_FILE), &progress);
+                if !members.is_empty() && !ended_at.contains_key(&n) {
+                    ended_at.insert(n, unix_now());
+                    let _ = state_dir::save_wave_ends(&self.dir, &ended_at);
                 }
                 continue;
             }
             if *self.cancel.borrow() {
                 return Ok((records, WaveStop::Cancelled));
             }
-            if wave.approval && !approvals(&self.dir).contains(&n) {
+            if wave.approval && !state_dir::approvals(&self.dir).contains(&n) {
                 return Ok((records, WaveStop::AwaitingApproval(n)));
             }
             // Soak after the last wave (with VMs) that ended before this one.
-            if let Some(prev_end) = (1..n)
-                .rev()
-                .find_map(|p| progress.ended_at.get(&p).copied())
-            {
+            if let Some(prev_end) = (1..n).rev().find_map(|p| ended_at.get(&p).copied()) {
                 let wait = prev_end + wave.soak_secs as f64 - unix_now();
                 if wait > 0.0 {
                     eprintln!(
@@ -354,8 +242,8 @@ impl WaveRun {
             if *self.cancel.borrow() {
                 return Ok((records, WaveStop::Cancelled));
             }
-            progress.ended_at.insert(n, unix_now());
-            let _ = write_json(&self.dir.join(PROGRESS_FILE), &progress);
+            ended_at.insert(n, unix_now());
+            let _ = state_dir::save_wave_ends(&self.dir, &ended_at);
         }
         Ok((records, WaveStop::Completed))
     }

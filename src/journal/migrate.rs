@@ -35,8 +35,13 @@ pub struct LeaseMeta {
     pub ttl_secs: u64,
 }
 
+/// Lifetime of the Azure-side VM lease tag when a run does not set one
+/// (renewed at every destructive step past half of it). Owned here, where
+/// the run's lease settings are stored; the engine's lease module uses it.
+pub const DEFAULT_LEASE_TTL: std::time::Duration = std::time::Duration::from_secs(12 * 3600);
+
 fn default_ttl_secs() -> u64 {
-    crate::engine::lease::DEFAULT_TTL.as_secs()
+    DEFAULT_LEASE_TTL.as_secs()
 }
 
 impl Default for LeaseMeta {

@@ -6,7 +6,9 @@
 //!   [`layout`]), `events`);
 //! - `DIR/journal.jsonl`: an append-only, fsync'd audit copy of every event,
 //!   human-readable and a recovery source if sled ever refuses to open;
-//! - `DIR/owner`: pid of the process holding the journal (for the lock message).
+//! - `DIR/owner`: pid of the process holding the journal (for the lock message);
+//! - the other files of the state folder (frozen plan, wave progress,
+//!   approvals, live view): [`state_dir`], the owner of every path in it.
 //!
 //! Contracts:
 //! - **Write-ahead.** [`Journal::write`] stores the VM record and its event in
@@ -34,7 +36,9 @@ use crate::step::{RecordSummary, Step, VmEntry, VmRecord};
 
 mod layout;
 mod migrate;
-pub use migrate::LeaseMeta;
+pub mod state_dir;
+
+pub use migrate::{DEFAULT_LEASE_TTL, LeaseMeta};
 
 /// Schema version written by this build (v2: lease settings; v3: records
 /// split into a small core and a bulk, deflated; see [`migrate`], [`layout`]).
@@ -177,14 +181,14 @@ impl Journal {
         }
         std::fs::create_dir_all(dir).map_err(io)?;
         let db = match sled::Config::new()
-            .path(dir.join("db"))
+            .path(state_dir::db_path(dir))
             .mode(sled::Mode::LowSpace)
             .cache_capacity(CACHE_BYTES)
             .open()
         {
             Ok(db) => db,
             Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
-                let pid = std::fs::read_to_string(dir.join("owner"))
+                let pid = std::fs::read_to_string(state_dir::owner_path(dir))
                     .ok()
                     .and_then(|s| s.trim().parse().ok());
                 return Err(JournalError::Locked {
@@ -208,11 +212,11 @@ impl Journal {
         let vms = db.open_tree("vms").map_err(corrupt)?;
         let bulk = db.open_tree("vm_bulk").map_err(corrupt)?;
         let events = db.open_tree("events").map_err(corrupt)?;
-        std::fs::write(dir.join("owner"), std::process::id().to_string()).map_err(io)?;
+        std::fs::write(state_dir::owner_path(dir), std::process::id().to_string()).map_err(io)?;
         let audit = OpenOptions::new()
             .create(true)
             .append(true)
-            .open(dir.join("journal.jsonl"))
+            .open(state_dir::audit_path(dir))
             .map_err(io)?;
         let j = Journal {
             dir: dir.to_path_buf(),

@@ -1,8 +1,9 @@
 //! Plain domain types shared by every layer: parsed ids, secret wrappers and
-//! typed views of the ARM models the core reads.
+//! typed views of the ARM models the core reads, Compute usage names.
 
 pub mod ids;
 pub mod secret;
+pub mod usage;
 pub mod views;
 
 pub use ids::{ResourceId, ResourceIdError};

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::ops::Range;
-use std::path::Path;
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -165,7 +164,7 @@ pub struct PlanFile {
     /// Whole-inventory fingerprint when planned.
     pub fingerprint: Option<String>,
     /// Selector (used when there are no `[[vm]]` entries).
-    pub selector: super::discover::Selector,
+    pub selector: super::select::Selector,
     /// Options.
     pub options: PlanOptions,
     /// Waves.
@@ -362,7 +361,7 @@ pub fn parse(file: &str, text: &str) -> Result<PlanFile, PlanFileError> {
         waves.push(WaveSpec::new(WaveTarget::Percent(100.0)));
     }
 
-    let mut selector = super::discover::Selector {
+    let mut selector = super::select::Selector {
         subscriptions: subscriptions.clone(),
         resource_groups: Vec::new(),
         tags: raw.selector.tags.clone(),
@@ -437,13 +436,6 @@ pub fn parse(file: &str, text: &str) -> Result<PlanFile, PlanFileError> {
     })
 }
 
-/// Reads and parses a plan file.
-pub fn read(path: &Path) -> Result<PlanFile, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read plan file {}: {e}", path.display()))?;
-    parse(&path.display().to_string(), &text).map_err(|e| e.to_string())
-}
-
 fn q(s: &str) -> String {
     toml::Value::String(s.to_string()).to_string()
 }
@@ -451,7 +443,7 @@ fn q(s: &str) -> String {
 /// Renders `plan` as a plan file (commented TOML).
 pub fn render(
     plan: &Plan,
-    selector: &super::discover::Selector,
+    selector: &super::select::Selector,
     options: &PlanOptions,
     waves: &[WaveSpec],
 ) -> String {

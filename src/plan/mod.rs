@@ -1,15 +1,19 @@
-//! Fleet planning: discovery ([`discover`]), classification and preflight
-//! findings ([`findings`]), estimates ([`estimate`]), the inventory
-//! fingerprint ([`fingerprint`]), wave targets ([`waves`]) and plan files
-//! ([`file`]); locks, backup and quota checks ([`preflight`]). Sends no mutating request (except the opt-in
-//! `--register-feature`).
+//! Fleet planning, pure (no I/O, no clock: the time comes in as an
+//! argument): selection and the plan's view of each VM ([`select`]),
+//! classification and preflight findings ([`findings`]), estimates
+//! ([`estimate`]), the inventory fingerprint ([`fingerprint`]), wave targets
+//! ([`waves`]), plan files ([`file`]), locks, backup and quota checks
+//! ([`preflight`]) and the plan frozen into a run ([`frozen`]). The reads
+//! are the discovery adapter's ([`crate::discovery`]), which hands their
+//! answers here as plain data.
 
-pub mod discover;
 pub mod estimate;
 pub mod file;
 pub mod findings;
 pub mod fingerprint;
+pub mod frozen;
 pub mod preflight;
+pub mod select;
 pub mod waves;
 
 #[cfg(test)]
@@ -22,6 +26,7 @@ use crate::step::VmRecord;
 
 pub use estimate::Estimate;
 pub use findings::{Finding, Severity};
+pub use frozen::{FrozenPlan, FrozenWave};
 pub use waves::{Budget, BudgetScope, WaveTarget};
 
 /// Schema id of `plan --output json` (see docs/plan-schema.md).
@@ -122,7 +127,9 @@ pub struct Summary {
 
 impl Plan {
     /// Builds the plan: sorts VMs, assigns waves, sums estimates.
+    /// `created_at` is the time of planning (RFC 3339), the caller's clock.
     pub fn build(
+        created_at: String,
         subscriptions: Vec<String>,
         mut vms: Vec<PlannedVm>,
         waves: &[waves::WaveSpec],
@@ -181,7 +188,7 @@ impl Plan {
             subscription: subscriptions.first().cloned().unwrap_or_default(),
             subscriptions,
             fingerprint,
-            created_at: crate::journal::now_rfc3339(),
+            created_at,
             summary,
             waves: planned,
             vms,

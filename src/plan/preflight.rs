@@ -9,16 +9,18 @@
 //! reads; per-VM rather than a Resource Graph `RecoveryServicesResources`
 //! query because it is authoritative for the VM id and not near-real-time),
 //! one usages listing per region.
+//!
+//! This module is pure: it gets those answers as plain data. The reads, and
+//! the order they are made in, are the discovery adapter's
+//! ([`crate::discovery::preflight`]).
 
 use std::collections::BTreeMap;
 
-use futures::StreamExt;
 use serde_json::Value;
 
 use super::findings::{Finding, Severity};
 use super::{Estimate, PlannedVm, fingerprint};
-use crate::azure::ArmClient;
-use crate::azure::inventory::{disk_usage_name, snapshot_usage_name};
+use crate::model::usage::{disk_usage_name, snapshot_usage_name};
 use crate::model::views::{BackupStatus, DiskModel, LockModel, UsageModel, VmModel};
 use crate::step::{CopyPolicy, Outcome};
 
@@ -62,42 +64,14 @@ fn block(v: &mut PlannedVm, f: Finding) {
     v.findings.push(f);
 }
 
-/// [`run`] once per subscription over that subscription's VMs (locks,
-/// backup status and usages are per subscription); `vms` keeps every VM,
-/// in an order [`crate::plan::Plan::build`] sorts again.
-pub async fn run_per_subscription(
-    client: &ArmClient,
-    subscriptions: &[String],
-    vms: &mut Vec<PlannedVm>,
-) -> Vec<Finding> {
-    let mut out = Vec::new();
-    let mut rest = std::mem::take(vms);
-    for sub in subscriptions {
-        let (mut mine, others): (Vec<_>, Vec<_>) = rest
-            .into_iter()
-            .partition(|v| v.id.subscription().eq_ignore_ascii_case(sub));
-        out.extend(run(client, sub, &mut mine).await);
-        vms.extend(mine);
-        rest = others;
-    }
-    vms.extend(rest);
-    out
-}
-
-/// Runs every preflight check on `vms` (adding VM findings, taking blocked
-/// VMs out) and returns the plan-level findings. All `vms` must be in
-/// `subscription`.
-pub async fn run(client: &ArmClient, subscription: &str, vms: &mut [PlannedVm]) -> Vec<Finding> {
-    let mut out = Vec::new();
-    locks(client, subscription, vms, &mut out).await;
-    backup(client, subscription, vms, &mut out).await;
-    quota(client, subscription, vms, &CopyPolicy::default(), &mut out).await;
+/// After the checks: sorts each VM's findings (most severe first) and
+/// refreshes its fingerprint (a blocker changes it).
+pub fn finish(vms: &mut [PlannedVm]) {
     for v in vms.iter_mut() {
         v.findings
             .sort_by(|a, b| b.severity.cmp(&a.severity).then(a.code.cmp(&b.code)));
         v.fingerprint = fingerprint::of_vm(&v.record, &v.path, v.eligible);
     }
-    out
 }
 
 struct LockInfo {
@@ -166,8 +140,14 @@ fn linked(vm: &Value) -> (Vec<String>, Vec<String>) {
     (disks, nics)
 }
 
-async fn locks(client: &ArmClient, sub: &str, vms: &mut [PlannedVm], out: &mut Vec<Finding>) {
-    let all = match client.list_subscription_locks(sub).await {
+/// The lock check over the subscription's unfiltered lock listing
+/// (`Ok(None)`: the locks API answered 404; `Err`: the read failed).
+pub fn locks(
+    listing: Result<Option<Vec<Value>>, String>,
+    vms: &mut [PlannedVm],
+    out: &mut Vec<Finding>,
+) {
+    let all = match listing {
         Ok(Some(v)) => v,
         Ok(None) => {
             out.push(Finding::new(UNREAD, Severity::Warning,
@@ -238,21 +218,22 @@ async fn locks(client: &ArmClient, sub: &str, vms: &mut [PlannedVm], out: &mut V
     }
 }
 
-async fn backup(client: &ArmClient, sub: &str, vms: &mut [PlannedVm], out: &mut Vec<Finding>) {
-    let targets: Vec<(usize, String, String)> = vms
-        .iter()
+/// The VMs whose Azure Backup status is read: (index in `vms`, region, id).
+pub fn backup_targets(vms: &[PlannedVm]) -> Vec<(usize, String, String)> {
+    vms.iter()
         .enumerate()
         .filter(|(_, v)| relevant(v) && !v.location.is_empty())
         .map(|(i, v)| (i, v.location.clone(), v.id.as_str().to_string()))
-        .collect();
-    let answers: Vec<(usize, Result<Value, crate::azure::AzureError>)> = futures::stream::iter(
-        targets
-            .into_iter()
-            .map(|(i, loc, id)| async move { (i, client.backup_status(sub, &loc, &id).await) }),
-    )
-    .buffer_unordered(8)
-    .collect()
-    .await;
+        .collect()
+}
+
+/// The backup check over the status answers of [`backup_targets`] (index in
+/// `vms`, the `backupStatus` body or the read's error).
+pub fn backup(
+    answers: Vec<(usize, Result<Value, String>)>,
+    vms: &mut [PlannedVm],
+    out: &mut Vec<Finding>,
+) {
     let mut failed = 0usize;
     let mut first_err = None;
     for (i, a) in answers {
@@ -260,7 +241,7 @@ async fn backup(client: &ArmClient, sub: &str, vms: &mut [PlannedVm], out: &mut 
             Ok(s) => s,
             Err(e) => {
                 failed += 1;
-                first_err.get_or_insert(e.to_string());
+                first_err.get_or_insert(e);
                 continue;
             }
         };
@@ -312,23 +293,31 @@ fn needs(v: &PlannedVm, policy: &CopyPolicy) -> BTreeMap<&'static str, u64> {
     n
 }
 
-async fn quota(
-    client: &ArmClient,
-    sub: &str,
-    vms: &mut [PlannedVm],
-    policy: &CopyPolicy,
-    out: &mut Vec<Finding>,
-) {
+/// The regions of the eligible VMs (lower-cased key → the spelling of the
+/// first VM): one Compute usages read each.
+pub fn quota_regions(vms: &[PlannedVm]) -> BTreeMap<String, String> {
     let mut regions: BTreeMap<String, String> = BTreeMap::new();
     for v in vms.iter().filter(|v| v.eligible) {
         regions
             .entry(v.location.to_ascii_lowercase())
             .or_insert_with(|| v.location.clone());
     }
-    for (key, loc) in regions {
-        let usages = match client.compute_usages(sub, &loc).await {
-            Ok(Some(u)) => u,
-            Ok(None) | Err(_) => {
+    regions
+}
+
+/// The quota check over the Compute usages of each of [`quota_regions`]
+/// (by lower-cased region; `None` or a missing region: the read failed or
+/// answered 404).
+pub fn quota(
+    usages: &BTreeMap<String, Option<Vec<Value>>>,
+    vms: &mut [PlannedVm],
+    policy: &CopyPolicy,
+    out: &mut Vec<Finding>,
+) {
+    for (key, loc) in quota_regions(vms) {
+        let usages = match usages.get(&key).cloned().flatten() {
+            Some(u) => u,
+            None => {
                 out.push(Finding::new(UNREAD, Severity::Warning, format!(
                     "the Compute usages of {loc} could not be read; check the managed-disk and snapshot quotas (`az vm list-usage -l {loc}`) before running")));
                 continue;

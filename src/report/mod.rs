@@ -6,9 +6,8 @@ use comfy_table::Table;
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use serde_json::{Value, json};
 
-use crate::engine::waves::FrozenPlan;
 use crate::journal::RunMeta;
-use crate::plan::Plan;
+use crate::plan::{FrozenPlan, Plan};
 use crate::step::{Outcome, RecordSummary, VmEntry, VmRecord};
 
 /// Schema id of `report --output json`.

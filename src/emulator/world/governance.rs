@@ -62,12 +62,12 @@ impl World {
         let mut out: BTreeMap<String, u64> = BTreeMap::new();
         let here = |d: &&Disk| d.location.eq_ignore_ascii_case(location);
         for d in self.disks.values().filter(here) {
-            if let Some(n) = crate::azure::inventory::disk_usage_name(&d.sku) {
+            if let Some(n) = crate::model::usage::disk_usage_name(&d.sku) {
                 *out.entry(n.to_string()).or_default() += 1;
             }
         }
         for d in self.snapshots.values().filter(here) {
-            let n = crate::azure::inventory::snapshot_usage_name(&d.sku);
+            let n = crate::model::usage::snapshot_usage_name(&d.sku);
             *out.entry(n.to_string()).or_default() += 1;
         }
         out

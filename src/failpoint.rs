@@ -5,6 +5,9 @@
 //! (abort at the N-th hit, default 1). A hit aborts the process on the spot
 //! (`std::process::abort`): no destructors, no flush, exactly like a kill.
 //!
+//! A crate-root module that imports nothing of the crate, so every layer
+//! (engine, copy) can name its crash points.
+//!
 //! Names used by the engine:
 //! - `before-intent:<action>`, `after-intent:<action>`: around the journal
 //!   write of an action's intent;

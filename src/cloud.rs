@@ -1,6 +1,9 @@
-//! The seam between the engine and Azure.
+//! The seam between the core and Azure (a port: a trait and plain types,
+//! no I/O of its own; it imports only [`crate::model`]).
 //!
-//! The engine only knows this trait. The production implementation
+//! The engine only knows this trait; the read-only discovery adapter
+//! ([`crate::discovery`]) reads VMs, disks, the feature and size support
+//! through it too. The production implementation
 //! ([`crate::engine::arm::ArmCloud`]) wraps the HTTP client, which talks to real
 //! ARM or to the built-in emulator: there is no shortcut around the wire.
 //! Errors arrive already classified (transient vs terminal) by the client's

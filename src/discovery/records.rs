@@ -1,12 +1,17 @@
-//! Discovery: read every selected VM (read-only), classify it, and build the
-//! initial journal records. Sends no mutating request.
+//! Read every selected VM (read-only), classify it, and build the initial
+//! journal records ([`discover`]); [`classify_all`] does it in parallel
+//! chunks for `plan`, turning each record into the plan's view. Sends no
+//! mutating request.
 
 use std::collections::{BTreeMap, HashMap};
 
+use futures::StreamExt;
 use serde_json::{Value, json};
 
-use super::cloud::{Cloud, CloudError};
+use crate::cloud::{Cloud, CloudError};
 use crate::model::ResourceId;
+use crate::plan::PlannedVm;
+use crate::plan::select::{PlanError, planned};
 use crate::model::views::VmModel;
 use crate::step::{Eligibility, Outcome, PlatformFacts, VmRecord, classify};
 
@@ -148,4 +153,56 @@ fn disk_ids(vm: &Value) -> Vec<ResourceId> {
         .into_iter()
         .filter_map(|s| ResourceId::parse(s).ok())
         .collect()
+}
+
+fn map_discover(e: DiscoverError) -> PlanError {
+    match e {
+        DiscoverError::UnknownVm(_) | DiscoverError::NotAVm(_) => {
+            PlanError::BadInput(e.to_string())
+        }
+        DiscoverError::Cloud { .. } => PlanError::Failed(e.to_string()),
+    }
+}
+
+/// Re-reads and classifies `ids` (chunks in parallel). Ids that no longer
+/// exist are returned in the second list when `allow_missing`, else bad input.
+pub async fn classify_all(
+    cloud: &dyn Cloud,
+    ids: &[ResourceId],
+    allow_missing: bool,
+) -> Result<(Vec<PlannedVm>, Vec<ResourceId>), PlanError> {
+    const CHUNK: usize = 16;
+    let chunks: Vec<Vec<ResourceId>> = ids.chunks(CHUNK).map(<[ResourceId]>::to_vec).collect();
+    let results: Vec<Result<(Vec<PlannedVm>, Vec<ResourceId>), PlanError>> =
+        futures::stream::iter(chunks.into_iter().map(|mut chunk| async move {
+            let mut missing = Vec::new();
+            loop {
+                match discover(cloud, &chunk).await {
+                    Ok(found) => {
+                        let vms = found
+                            .into_iter()
+                            .map(|(rec, path)| planned(rec, path))
+                            .collect();
+                        return Ok((vms, missing));
+                    }
+                    Err(DiscoverError::UnknownVm(id)) if allow_missing => {
+                        chunk.retain(|c| c.key() != id.key());
+                        missing.push(id);
+                    }
+                    Err(e) => return Err(map_discover(e)),
+                }
+            }
+        }))
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    let mut vms = Vec::new();
+    let mut missing = Vec::new();
+    for r in results {
+        let (v, m) = r?;
+        vms.extend(v);
+        missing.extend(m);
+    }
+    vms.sort_by_key(|v| v.id.key());
+    Ok((vms, missing))
 }
