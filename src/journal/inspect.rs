@@ -6,7 +6,8 @@
 //! reported as "no run". [`inspect`] reads, and never writes, the few things
 //! that tell a sled database from something else:
 //! - the state path and its `db` are directories;
-//! - `db/conf` ends with the CRC-32 of its text, and the text names a version;
+//! - `db/conf` ends with the CRC-32 of its text, or (as sled accepts after a
+//!   warning) its text reads as sled's settings;
 //! - a non-empty `db/db` has at least one log segment whose 20-byte header
 //!   carries its own valid CRC (sled 0.34's `SegmentHeader`: CRC-32 of bytes
 //!   4..20, xor `0xFFFF_FFFF`, little-endian, in bytes 0..4).
@@ -59,13 +60,20 @@ pub fn inspect(dir: &Path) -> Result<StateDir, JournalError> {
             "its `db` is a file, not sled's database directory".into()
         ));
     }
+    let log = db.join("db");
+    let log_len = match std::fs::metadata(&log) {
+        Ok(m) => m.len(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+        Err(e) => return Err(io(e)),
+    };
     let mut segment = DEFAULT_SEGMENT;
     match std::fs::read(db.join("conf")) {
+        // sled created nothing yet (a crash at its first open): it starts afresh.
+        Ok(conf) if conf.is_empty() && log_len == 0 => {}
         Ok(conf) => segment = check_conf(&conf).map_err(|w| not(format!("its db/conf {w}")))?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(io(e)),
     }
-    let log = db.join("db");
     match std::fs::File::open(&log) {
         Ok(mut f) => {
             if !has_valid_segment(&mut f, segment).map_err(io)? {
@@ -91,13 +99,17 @@ fn check_conf(conf: &[u8]) -> Result<u64, String> {
     }
     let (text, crc) = conf.split_at(conf.len() - 4);
     let stored = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
-    if crc32fast::hash(text) != stored {
-        return Err("fails its checksum: it is not sled's settings file".into());
-    }
-    let text = std::str::from_utf8(text).map_err(|_| "is not text".to_string())?;
-    if !text.lines().any(|l| l.starts_with("version:")) {
-        return Err("names no sled version".into());
-    }
+    let settings = std::str::from_utf8(text).ok().filter(|t| {
+        t.lines().any(|l| l.starts_with("version:"))
+            && t.lines().any(|l| l.starts_with("segment_size:"))
+    });
+    let Some(text) = settings else {
+        return Err(if crc32fast::hash(text) != stored {
+            "fails its checksum and is not sled's settings file".into()
+        } else {
+            "names no sled version or segment size".into()
+        });
+    };
     Ok(text
         .lines()
         .find_map(|l| l.strip_prefix("segment_size:"))

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::setup::{connect, emulator_run_meta, start_run};
+use super::setup::{connect, emulator_run_meta, planned_records, start_run};
 use crate::cli::error::{CliError, Exit};
 use crate::cli::settings::{
     BenchFleetSettings, ClientThrottle, ConnSettings, DEFAULT_POLL_SECS, FleetBench, JournalProbe,
@@ -305,18 +305,7 @@ async fn run(a: FleetBench) -> Result<Exit, CliError> {
     let plan_wall = plan_wall.elapsed().as_secs_f64();
     let plan_requests = client.stats().arm_requests;
     let eligible: Vec<&crate::plan::PlannedVm> = vms.iter().filter(|v| v.eligible).collect();
-    let records: Vec<VmRecord> = vms
-        .iter()
-        .map(|v| {
-            let mut r = v.record.clone();
-            if !v.eligible && r.is_active() {
-                r.outcome = Outcome::Skipped {
-                    reason: "not eligible".into(),
-                };
-            }
-            r
-        })
-        .collect();
+    let records = planned_records(&vms, "not eligible");
     let frozen = FrozenPlan {
         source: "bench".into(),
         fingerprint: String::new(),

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::execute::{Drive, execute, execute_waves};
 use super::plan::{build_plan, plan_err};
-use super::setup::{connect, start_run};
+use super::setup::{connect, planned_records, start_run};
 use crate::cli::error::{CliError, Exit};
 use crate::cli::settings::RunSettings;
 use crate::engine::arm::ArmCloud;
@@ -136,19 +136,7 @@ async fn run_plan(s: RunSettings, path: &Path) -> Result<Exit, CliError> {
             eprintln!("skip {} ({}): {reason}", v.name, v.path);
         }
     }
-    let records: Vec<VmRecord> = plan
-        .vms
-        .iter()
-        .map(|v| {
-            let mut r = v.record.clone();
-            if !v.eligible && r.is_active() {
-                r.outcome = Outcome::Skipped {
-                    reason: "skipped in the plan".into(),
-                };
-            }
-            r
-        })
-        .collect();
+    let records = planned_records(&plan.vms, "skipped in the plan");
     let vms = records.iter().map(|r| r.id.clone()).collect();
     let meta = meta_of(
         &s,

@@ -106,6 +106,22 @@ pub fn emulator_run_meta(
     )
 }
 
+/// The initial records of planned VMs; an ineligible VM not already
+/// skipped is skipped with `reason`.
+pub fn planned_records(vms: &[crate::plan::PlannedVm], reason: &str) -> Vec<VmRecord> {
+    vms.iter()
+        .map(|v| {
+            let mut r = v.record.clone();
+            if !v.eligible && r.is_active() {
+                r.outcome = Outcome::Skipped {
+                    reason: reason.into(),
+                };
+            }
+            r
+        })
+        .collect()
+}
+
 /// What every resume (plain or planned) starts from.
 pub struct Reopened {
     pub journal: Arc<Journal>,
