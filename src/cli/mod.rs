@@ -1,6 +1,11 @@
 //! The command-line interface: parse, resolve settings, run a command, map
 //! the result to an exit code.
 //!
+//! Dependency direction (no module imports one above it):
+//! [`args`] (clap types) → [`settings`] (validated settings from flags and
+//! environment) → [`commands`] (one file per command) → [`output`], [`live`]
+//! (terminal output, progress, the live view) → [`error`].
+//!
 //! Exit codes (documented in README.md):
 //! - `0`: every eligible VM ended migrated and verified (skipped VMs do not count);
 //! - `1`: at least one VM failed, parked, or was left unfinished (Ctrl-C);
@@ -8,51 +13,15 @@
 //!   with nothing sent to Azure that changes anything.
 
 pub mod args;
-pub mod bench_copy;
 pub mod commands;
-pub mod fleet_args;
-pub mod fleet_bench;
+pub mod error;
 pub mod live;
 pub mod output;
-pub mod plan_cmd;
+pub mod settings;
+
+pub use error::{CliError, Exit};
 
 use clap::Parser;
-
-/// What a command concluded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Exit {
-    /// All eligible VMs verified.
-    Done = 0,
-    /// Some VM failed, parked or is unfinished.
-    Incomplete = 1,
-    /// Bad input; nothing was changed.
-    BadInput = 2,
-}
-
-/// A command's failure, sorted by exit code.
-#[derive(Debug, thiserror::Error)]
-pub enum CliError {
-    /// The operator's input is wrong (exit 2).
-    #[error("{0}")]
-    BadInput(String),
-    /// Something failed at run time (exit 1).
-    #[error("{0}")]
-    Failed(String),
-}
-
-impl From<crate::journal::JournalError> for CliError {
-    fn from(e: crate::journal::JournalError) -> Self {
-        use crate::journal::JournalError as J;
-        match e {
-            J::Io { .. } => CliError::Failed(e.to_string()),
-            J::Locked { .. }
-            | J::NewerSchema { .. }
-            | J::Corrupt { .. }
-            | J::NoRun { .. }
-            | J::RunExists { .. } => CliError::BadInput(e.to_string()),
-        }
-    }
-}
 
 /// Entry point used by `main.rs`; returns the process exit code.
 pub fn main() -> i32 {
@@ -63,6 +32,10 @@ pub fn main() -> i32 {
             let _ = e.print();
             return code;
         }
+    };
+    let settings = match settings::Settings::from_command(cli.command) {
+        Ok(s) => s,
+        Err(e) => return report(e),
     };
     init_tracing();
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -75,13 +48,20 @@ pub fn main() -> i32 {
             return 1;
         }
     };
-    match rt.block_on(commands::dispatch(cli.command)) {
+    match rt.block_on(commands::dispatch(settings)) {
         Ok(exit) => exit as i32,
-        Err(CliError::BadInput(msg)) => {
+        Err(e) => report(e),
+    }
+}
+
+/// Prints a command's failure and returns its exit code.
+fn report(e: CliError) -> i32 {
+    match e {
+        CliError::BadInput(msg) => {
             eprintln!("ade2eah: error: {}", crate::model::redact(&msg));
             Exit::BadInput as i32
         }
-        Err(CliError::Failed(msg)) => {
+        CliError::Failed(msg) => {
             eprintln!("ade2eah: failed: {}", crate::model::redact(&msg));
             Exit::Incomplete as i32
         }

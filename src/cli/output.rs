@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use std::io::Write;
 
-use super::CliError;
+use super::error::CliError;
 use crate::engine::Progress;
 use crate::journal::{Journal, RunMeta};
 use crate::model::ResourceId;

@@ -10,9 +10,9 @@ use serde_json::{Value, json};
 
 use crate::cloud::{Cloud, CloudError};
 use crate::model::ResourceId;
+use crate::model::views::VmModel;
 use crate::plan::PlannedVm;
 use crate::plan::select::{PlanError, planned};
-use crate::model::views::VmModel;
 use crate::step::{Eligibility, Outcome, PlatformFacts, VmRecord, classify};
 
 /// Why discovery could not produce a plan.
@@ -164,16 +164,19 @@ fn map_discover(e: DiscoverError) -> PlanError {
     }
 }
 
+/// What [`classify_all`] answers: the planned VMs and the ids not found.
+pub type Classified = Result<(Vec<PlannedVm>, Vec<ResourceId>), PlanError>;
+
 /// Re-reads and classifies `ids` (chunks in parallel). Ids that no longer
 /// exist are returned in the second list when `allow_missing`, else bad input.
 pub async fn classify_all(
     cloud: &dyn Cloud,
     ids: &[ResourceId],
     allow_missing: bool,
-) -> Result<(Vec<PlannedVm>, Vec<ResourceId>), PlanError> {
+) -> Classified {
     const CHUNK: usize = 16;
     let chunks: Vec<Vec<ResourceId>> = ids.chunks(CHUNK).map(<[ResourceId]>::to_vec).collect();
-    let results: Vec<Result<(Vec<PlannedVm>, Vec<ResourceId>), PlanError>> =
+    let results: Vec<Classified> =
         futures::stream::iter(chunks.into_iter().map(|mut chunk| async move {
             let mut missing = Vec::new();
             loop {

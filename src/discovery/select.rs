@@ -9,8 +9,8 @@ use serde_json::Value;
 
 use crate::azure::ArmClient;
 use crate::model::ResourceId;
-use crate::plan::select::{DiscoveryStats, PlanError, Selector, matches_filters};
 use crate::model::views::VmModel;
+use crate::plan::select::{DiscoveryStats, PlanError, Selector, matches_filters};
 
 /// The ids selected, sorted, without duplicates.
 pub async fn select(
@@ -68,7 +68,8 @@ pub async fn select(
         }
         if let Some(id) = VmModel::new(&vm)
             .id()
-            .and_then(|s| ResourceId::parse(s).ok()) {
+            .and_then(|s| ResourceId::parse(s).ok())
+        {
             ids.insert(id.key(), id);
         }
     }

@@ -19,6 +19,11 @@
 //!   [`JournalError::Locked`] at once.
 //! - **Versioned.** `meta.schema_version` is checked on open: newer →
 //!   [`JournalError::NewerSchema`]; unreadable → [`JournalError::Corrupt`].
+//! - **Read-only refusal.** A `--state` path that is not a journal (a file,
+//!   random bytes where sled's files should be) is
+//!   [`JournalError::NotAJournal`] before sled opens it (sled would
+//!   "recover" it by rewriting it); nothing is created or changed (see
+//!   [`inspect`]).
 //! - **No secrets.** Only `Serialize` types go in, and secret types are not
 //!   `Serialize`.
 
@@ -34,6 +39,7 @@ use sled::Transactional;
 use crate::model::ResourceId;
 use crate::step::{RecordSummary, Step, VmEntry, VmRecord};
 
+pub mod inspect;
 mod layout;
 mod migrate;
 pub mod state_dir;
@@ -60,6 +66,11 @@ pub enum JournalError {
         "journal {dir} is corrupt or unreadable: {detail}; the audit copy journal.jsonl in that directory holds every event"
     )]
     Corrupt { dir: PathBuf, detail: String },
+    /// The path is not a journal (checked read-only before sled opens it).
+    #[error(
+        "{dir} is not an ade2eah journal: {what}; nothing was changed; pass --state DIR of a run"
+    )]
+    NotAJournal { dir: PathBuf, what: String },
     /// `resume`/`status` on a directory with no run.
     #[error("no run found in journal {dir}; start one with `ade2eah run`")]
     NoRun { dir: PathBuf },
@@ -102,6 +113,36 @@ pub struct RunMeta {
     pub max_parallel: usize,
     /// VMs selected, in order.
     pub vms: Vec<ResourceId>,
+}
+
+impl RunMeta {
+    /// The metadata of a new run started now by this build: a fresh run id
+    /// (UUID v7), the creation time and this version, with the run's
+    /// endpoint, cloud and auth names, subscriptions, options and VMs.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        arm_endpoint: impl Into<String>,
+        cloud: &str,
+        auth: &str,
+        subscriptions: Vec<String>,
+        poll_interval: std::time::Duration,
+        max_parallel: usize,
+        vms: Vec<ResourceId>,
+    ) -> RunMeta {
+        RunMeta {
+            schema_version: SCHEMA_VERSION,
+            run_id: uuid::Uuid::now_v7().to_string(),
+            created_at: now_rfc3339(),
+            tool_version: env!("CARGO_PKG_VERSION").into(),
+            arm_endpoint: arm_endpoint.into(),
+            cloud: cloud.into(),
+            subscriptions,
+            auth: auth.into(),
+            poll_interval_secs: poll_interval.as_secs_f64(),
+            max_parallel,
+            vms,
+        }
+    }
 }
 
 /// A string or a list of strings, as a list.
@@ -173,12 +214,7 @@ impl Journal {
             dir: dir.to_path_buf(),
             source,
         };
-        if dir.exists() && !dir.is_dir() {
-            return Err(JournalError::Corrupt {
-                dir: dir.to_path_buf(),
-                detail: "it is a file, not a directory; pass --state DIR".into(),
-            });
-        }
+        inspect::inspect(dir)?;
         std::fs::create_dir_all(dir).map_err(io)?;
         let db = match sled::Config::new()
             .path(state_dir::db_path(dir))
@@ -229,6 +265,17 @@ impl Journal {
         };
         j.check_schema()?;
         Ok(j)
+    }
+
+    /// Opens the journal of an existing run in `dir` ([`Journal::open`]);
+    /// creates nothing: a directory without one is [`JournalError::NoRun`].
+    pub fn open_existing(dir: &Path) -> Result<Journal, JournalError> {
+        match inspect::inspect(dir)? {
+            inspect::StateDir::Empty => Err(JournalError::NoRun {
+                dir: dir.to_path_buf(),
+            }),
+            inspect::StateDir::Journal => Journal::open(dir),
+        }
     }
 
     /// The journal directory.
@@ -428,8 +475,9 @@ impl Journal {
         items: &[(&VmRecord, &str, serde_json::Value)],
     ) -> Result<Vec<Event>, JournalError> {
         let mut events = Vec::with_capacity(items.len());
-        let mut raws: Vec<(String, Vec<u8>, Vec<u8>, u64, Vec<u8>)> =
-            Vec::with_capacity(items.len());
+        // (key, core, bulk, seq, event) per record, written in one transaction.
+        type Raw = (String, Vec<u8>, Vec<u8>, u64, Vec<u8>);
+        let mut raws: Vec<Raw> = Vec::with_capacity(items.len());
         for (rec, kind, detail) in items {
             let seq = self.db.generate_id().map_err(|e| self.corrupt(e))?;
             let event = Event {
@@ -531,17 +579,17 @@ mod tests {
 
     fn meta(vms: Vec<ResourceId>) -> RunMeta {
         RunMeta {
-            schema_version: SCHEMA_VERSION,
             run_id: "run-1".into(),
-            created_at: now_rfc3339(),
             tool_version: "test".into(),
-            arm_endpoint: "http://127.0.0.1:1".into(),
-            cloud: "public".into(),
-            subscriptions: vec!["s".into()],
-            auth: "none".into(),
-            poll_interval_secs: 1.0,
-            max_parallel: 4,
-            vms,
+            ..RunMeta::new(
+                "http://127.0.0.1:1",
+                "public",
+                "none",
+                vec!["s".into()],
+                std::time::Duration::from_secs(1),
+                4,
+                vms,
+            )
         }
     }
 

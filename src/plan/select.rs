@@ -13,8 +13,8 @@ use super::findings::{self, Finding, Severity};
 use super::{Estimate, PlannedVm, fingerprint};
 use crate::azure::wire::ResourceSku;
 use crate::model::ResourceId;
-use crate::step::Outcome;
 use crate::model::views::VmModel;
+use crate::step::Outcome;
 
 /// What to select.
 #[derive(Debug, Clone, Default, PartialEq)]

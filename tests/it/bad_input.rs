@@ -116,19 +116,27 @@ fn prepare_journal(kind: &str, root: &Path, sub: &str, base: &str, vm: &Resource
         }
         "garbage-db" => {
             valid(SCHEMA_VERSION);
-            let mut x: u64 = 0x5EED;
-            for f in walk_files(&dir.join("db")) {
+            for (i, f) in walk_files(&dir.join("db")).into_iter().enumerate() {
                 let len = std::fs::metadata(&f).unwrap().len().max(64) as usize;
-                let bytes: Vec<u8> = (0..len)
-                    .map(|_| {
-                        x ^= x << 13;
-                        x ^= x >> 7;
-                        x ^= x << 17;
-                        x as u8
-                    })
-                    .collect();
-                std::fs::write(&f, bytes).unwrap();
+                std::fs::write(&f, noise(len, 0x5EED + i as u64)).unwrap();
             }
+        }
+        "garbage-log" => {
+            // sled's settings file stays valid; its log is random bytes
+            // (sled would "recover" an empty database over it).
+            valid(SCHEMA_VERSION);
+            let log = dir.join("db").join("db");
+            let len = std::fs::metadata(&log).unwrap().len().max(4096) as usize;
+            std::fs::write(&log, noise(len, 0xBAD)).unwrap();
+        }
+        "db-file" => {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("db"), noise(5000, 0xF11E)).unwrap();
+        }
+        "junk-dir" => {
+            std::fs::create_dir_all(dir.join("photos")).unwrap();
+            std::fs::write(dir.join("notes.txt"), b"not a journal").unwrap();
+            std::fs::write(dir.join("photos").join("a.jpg"), noise(3000, 0x1BE6)).unwrap();
         }
         "not-a-dir" => {
             std::fs::write(&dir, b"a file, not a journal directory").unwrap();
@@ -136,6 +144,47 @@ fn prepare_journal(kind: &str, root: &Path, sub: &str, base: &str, vm: &Resource
         other => panic!("unknown journal kind {other}"),
     }
     dir
+}
+
+/// `n` bytes of xorshift noise from `seed`.
+fn noise(n: usize, mut x: u64) -> Vec<u8> {
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Journal kinds that are not journals at all: refused without a change on
+/// disk, with the path named.
+const NOT_JOURNALS: [&str; 5] = [
+    "not-a-dir",
+    "db-file",
+    "garbage-db",
+    "garbage-log",
+    "junk-dir",
+];
+
+/// Every file and directory under `path` (or `path` itself), with its bytes.
+fn snapshot(path: &Path) -> Vec<(PathBuf, Option<Vec<u8>>)> {
+    if path.is_file() {
+        return vec![(path.to_path_buf(), std::fs::read(path).ok())];
+    }
+    let mut out = vec![(path.to_path_buf(), None)];
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    entries.sort();
+    for p in entries {
+        out.extend(snapshot(&p));
+    }
+    out
 }
 
 /// sled releases its lock a moment after the last handle drops.
@@ -170,6 +219,7 @@ async fn run_case(case: Case) -> Result<(), String> {
     let rg = format!("/subscriptions/{sub}/resourceGroups/rg-test");
     let state = rig.state_dir().join("state");
     let long = "n".repeat(300);
+    let mut untouched = Vec::new();
     let mut args = Vec::new();
     for a in &case.args {
         let mut a = a
@@ -184,6 +234,9 @@ async fn run_case(case: Case) -> Result<(), String> {
             let end = a[start..].find('}').unwrap() + start;
             let kind = &a[start + 9..end];
             let dir = prepare_journal(kind, rig.state_dir(), &sub, &base, &vm);
+            if NOT_JOURNALS.contains(&kind) {
+                untouched.push((dir.clone(), snapshot(&dir)));
+            }
             a = format!("{}{}{}", &a[..start], dir.display(), &a[end + 1..]);
         }
         args.push(a);
@@ -211,6 +264,18 @@ async fn run_case(case: Case) -> Result<(), String> {
             case.expect,
             text(&out)
         ));
+    }
+    for (dir, before) in &untouched {
+        if snapshot(dir) != *before {
+            return Err(format!("{at}: {} was changed on disk", dir.display()));
+        }
+        if !stderr.contains(&dir.display().to_string()) {
+            return Err(format!(
+                "{at}: stderr does not name {}: {}",
+                dir.display(),
+                text(&out)
+            ));
+        }
     }
     let mutating: Vec<_> = rig
         .emu

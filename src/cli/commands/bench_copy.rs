@@ -9,43 +9,21 @@
 //! (the emulator runs in it too), so they over-state the orchestrator.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use clap::Args;
 use serde_json::{Value, json};
 
-use super::commands::{connect, ctrl_c_channel, emulator_run_meta, poll_interval};
-use super::{CliError, Exit};
-use crate::cli::args::{AuthArg, CloudArg, ConnArgs};
+use super::setup::{connect, ctrl_c_channel, emulator_run_meta, start_run};
+use crate::cli::error::{CliError, Exit};
+use crate::cli::settings::{BenchCopySettings, ConnSettings};
 use crate::discovery::discover;
 use crate::emulator::{self, AdeSpec, Emulator, EmulatorConfig, VmSpec};
 use crate::engine::arm::ArmCloud;
 use crate::engine::{Engine, EngineOptions, NoProgress};
-use crate::journal::Journal;
-use crate::step::{CopyPolicy, Outcome, VmEntry, VmRecord};
+use crate::step::{CopyPolicy, Outcome, VmRecord};
 
 const GIB: u64 = 1 << 30;
 const MIB: f64 = (1 << 20) as f64;
-
-/// `bench copy` flags.
-#[derive(Debug, Clone, Args)]
-pub struct BenchCopyArgs {
-    /// Size of the VM's disk in GiB.
-    #[arg(long, default_value_t = 1024)]
-    pub disk_gib: u64,
-    /// Allocated share of the disk.
-    #[arg(long, default_value_t = 0.95)]
-    pub allocated: f64,
-    /// GiB the guest writes during the online phase.
-    #[arg(long, default_value_t = 1.0)]
-    pub churn_gib: f64,
-    /// Simulated seconds per real second (low enough that the client keeps
-    /// up with the simulated bandwidth cap; 1 TiB then takes ~90 s per copy).
-    #[arg(long, default_value_t = 200.0)]
-    pub time_scale: f64,
-    /// Print one JSON object instead of a table.
-    #[arg(long)]
-    pub json: bool,
-}
 
 /// Process CPU seconds (user + system) and peak RSS in bytes, from /proc.
 fn cpu_and_peak() -> (f64, u64) {
@@ -75,7 +53,7 @@ fn mean(r: emulator::SimRange) -> f64 {
     (r.min + r.max) / 2.0
 }
 
-fn config(a: &BenchCopyArgs) -> EmulatorConfig {
+fn config(a: &BenchCopySettings) -> EmulatorConfig {
     // Decryption is not what this benchmark measures: make it quick.
     EmulatorConfig {
         time_scale: a.time_scale,
@@ -96,16 +74,11 @@ async fn migrate(
         .await
         .map_err(|e| CliError::Failed(e.to_string()))?;
     let vm = emu.add_vm(spec);
-    let conn = ConnArgs {
-        arm_endpoint: Some(emu.base_url()),
-        cloud: CloudArg::Public,
-        auth: AuthArg::None,
-        poll_interval: Some(0.01),
-    };
-    let poll = poll_interval(conn.poll_interval, 0.01)?;
+    let poll = Duration::from_secs_f64(0.01);
+    let conn = ConnSettings::emulator(&emu.base_url(), poll)?;
     let cloud: ArmCloud = connect(&conn, None, poll).await?;
     let dir = tempfile::tempdir().map_err(|e| CliError::Failed(e.to_string()))?;
-    let journal = Arc::new(Journal::open(dir.path())?);
+    let new = start_run(dir.path())?;
     let mut records: Vec<VmRecord> = discover(&cloud, std::slice::from_ref(&vm))
         .await
         .map_err(|e| CliError::Failed(e.to_string()))?
@@ -116,8 +89,7 @@ async fn migrate(
         r.copy_policy = policy;
     }
     let meta = emulator_run_meta(&emu, poll, 1, vec![vm.clone()]);
-    journal.init_run(&meta, &records)?;
-    let entries: Vec<VmEntry> = records.iter().map(VmEntry::of).collect();
+    let (journal, entries) = new.begin(&meta, &records)?;
     let engine = Engine::new(
         Arc::new(cloud),
         journal.clone(),
@@ -148,12 +120,7 @@ fn spec(name: &str, gib: u64, allocated: f64, churn: f64) -> VmSpec {
 }
 
 /// Runs the benchmark and prints its figures.
-pub async fn bench_copy(a: BenchCopyArgs) -> Result<Exit, CliError> {
-    if !(a.allocated > 0.0 && a.allocated <= 1.0) || a.disk_gib < 1 || !(a.time_scale > 0.0) {
-        return Err(CliError::BadInput(
-            "--allocated must be in (0, 1], --disk-gib at least 1, --time-scale positive".into(),
-        ));
-    }
+pub async fn bench_copy(a: BenchCopySettings) -> Result<Exit, CliError> {
     let cap = 60.0 * MIB; // Standard-HDD class upload cap up to 4 TiB (facts §9)
     let allocated = (a.disk_gib * GIB) as f64 * a.allocated;
     // Spread the requested writes over the first (full) round's duration at the cap.

@@ -13,18 +13,21 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::fleet_args::BenchFleetArgs;
-use super::{CliError, Exit};
-use crate::azure::{ArmClient, AuthMode, AzureCloud, AzureConfig};
+use super::setup::{connect, emulator_run_meta, planned_records, start_run};
+use crate::cli::error::{CliError, Exit};
+use crate::cli::settings::{
+    BenchFleetSettings, ClientThrottle, ConnSettings, DEFAULT_POLL_SECS, FleetBench, JournalProbe,
+    Output, PROBES, ReportFormat, ReportSettings, ResumeSettings, StatusSettings,
+    default_copy_options,
+};
 use crate::emulator::fleetgen::{FleetGen, generate};
 use crate::emulator::{EmulatorConfig, SimClock};
-use crate::engine::arm::ArmCloud;
 use crate::engine::waves::WaveRun;
 use crate::engine::{EngineOptions, Progress};
-use crate::journal::{Journal, RunMeta, SCHEMA_VERSION, now_rfc3339};
+use crate::journal::{Journal, RunMeta};
 use crate::model::ResourceId;
 use crate::plan::{FrozenPlan, FrozenWave};
-use crate::step::{Outcome, Step, VmEntry, VmRecord};
+use crate::step::{Outcome, Step, VmRecord};
 
 /// Simulated start and end of each VM's migration.
 struct Timing {
@@ -76,58 +79,62 @@ fn mib(b: u64) -> f64 {
     b as f64 / (1024.0 * 1024.0)
 }
 
-/// What a journal probe runs (`bench fleet --journal-probe DIR --probe WHAT`).
-pub const PROBES: [&str; 3] = ["status-json", "report-markdown", "resume"];
-
 /// The child side of the journal measurement: runs one real command on the
 /// journal in `dir` in this process (its output on stdout, as the command
 /// prints it), then prints one JSON line of this process's memory and time.
-async fn journal_probe(dir: &Path, probe: &str) -> Result<Exit, CliError> {
+async fn journal_probe(dir: &Path, probe: JournalProbe) -> Result<Exit, CliError> {
     let (_, hwm0, rss0) = self_usage();
-    if probe == "open" || probe == "index" {
+    let name = probe.name();
+    if matches!(probe, JournalProbe::Open | JournalProbe::Index) {
         let started = Instant::now();
         let j = Journal::open(dir)?;
         let (_, hwm_open, _) = self_usage();
         let n = match probe {
-            "index" => j.index()?.len(),
+            JournalProbe::Index => j.index()?.len(),
             _ => 0,
         };
         let (cpu, hwm, rss) = self_usage();
         println!(
             "{}",
-            json!({"probe": probe, "entries": n, "open_hwm_bytes": hwm_open, "baseline_hwm_bytes": hwm0,
+            json!({"probe": name, "entries": n, "open_hwm_bytes": hwm_open, "baseline_hwm_bytes": hwm0,
                 "rss_bytes": rss, "peak_rss_bytes": hwm, "secs": started.elapsed().as_secs_f64(), "cpu_secs": cpu})
         );
         return Ok(Exit::Done);
     }
-    let d = dir.display().to_string();
-    let argv: Vec<&str> = match probe {
-        "status-json" => vec!["status", "--state", &d, "--output", "json"],
-        "report-markdown" => vec!["report", "--state", &d, "--output", "markdown"],
-        "report-json" => vec!["report", "--state", &d, "--output", "json"],
-        "resume" => vec![
-            "resume", "--state", &d, "--auth", "none", "--output", "json",
-        ],
-        other => {
-            return Err(CliError::BadInput(format!(
-                "--probe must be one of {PROBES:?}, got {other:?}"
-            )));
-        }
+    let state = dir.to_path_buf();
+    let report = |format| ReportSettings {
+        state: state.clone(),
+        format,
     };
-    use clap::Parser;
-    let cli = super::args::Cli::try_parse_from(std::iter::once("ade2eah").chain(argv))
-        .map_err(|e| CliError::BadInput(e.to_string()))?;
     let started = Instant::now();
-    let fut: std::pin::Pin<Box<dyn std::future::Future<Output = Result<Exit, CliError>>>> =
-        Box::pin(super::commands::dispatch(cli.command));
-    let exit = fut.await?;
+    let exit = match probe {
+        JournalProbe::StatusJson => super::status::status(StatusSettings {
+            state: state.clone(),
+            output: Output::Json,
+        })?,
+        JournalProbe::ReportMarkdown => super::report::report(report(ReportFormat::Markdown))?,
+        JournalProbe::ReportJson => super::report::report(report(ReportFormat::Json))?,
+        JournalProbe::Resume => {
+            let fut: std::pin::Pin<Box<dyn std::future::Future<Output = _>>> =
+                Box::pin(super::resume::resume(ResumeSettings {
+                    conn: ConnSettings::journaled(),
+                    state: state.clone(),
+                    max_parallel: None,
+                    break_lease: false,
+                    copy: default_copy_options(),
+                    output: Output::Json,
+                }));
+            fut.await?
+        }
+        JournalProbe::Open | JournalProbe::Index => unreachable!("answered above"),
+    };
     let secs = started.elapsed().as_secs_f64();
     let (cpu, hwm, rss) = self_usage();
     use std::io::Write;
     let _ = std::io::stdout().flush();
     println!(
         "{}",
-        json!({"probe": probe, "exit": exit as i32,
+        json!({"probe": name, "exit": exit as i32,
             "baseline_rss_bytes": rss0, "baseline_hwm_bytes": hwm0,
             "rss_bytes": rss, "peak_rss_bytes": hwm, "secs": secs, "cpu_secs": cpu})
     );
@@ -193,20 +200,16 @@ fn journal_memory(dir: &Path, done: &[VmRecord], n: usize, sub: &str) -> Result<
         .collect();
     let fill_started = Instant::now();
     {
-        let journal = Journal::open(dir)?;
-        let meta = RunMeta {
-            schema_version: SCHEMA_VERSION,
-            run_id: uuid::Uuid::now_v7().to_string(),
-            created_at: now_rfc3339(),
-            tool_version: env!("CARGO_PKG_VERSION").into(),
-            arm_endpoint: "http://127.0.0.1:1".into(),
-            cloud: "public".into(),
-            subscriptions: vec![sub.into()],
-            auth: "none".into(),
-            poll_interval_secs: 15.0,
-            max_parallel: 50,
-            vms: ids.clone(),
-        };
+        let journal = start_run(dir)?.journal().clone();
+        let meta = RunMeta::new(
+            "http://127.0.0.1:1",
+            "public",
+            "none",
+            vec![sub.into()],
+            Duration::from_secs_f64(DEFAULT_POLL_SECS),
+            50,
+            ids.clone(),
+        );
         let records = ids.iter().enumerate().map(|(i, id)| {
             let mut r = done[i % done.len()].clone();
             r.id = id.clone();
@@ -240,17 +243,14 @@ fn journal_memory(dir: &Path, done: &[VmRecord], n: usize, sub: &str) -> Result<
 }
 
 /// `ade2eah bench fleet`.
-pub async fn run(a: BenchFleetArgs) -> Result<Exit, CliError> {
-    if let Some(dir) = &a.journal_probe {
-        return journal_probe(dir, &a.probe).await;
+pub async fn bench_fleet(s: BenchFleetSettings) -> Result<Exit, CliError> {
+    match s {
+        BenchFleetSettings::Probe { dir, probe } => journal_probe(&dir, probe).await,
+        BenchFleetSettings::Run(a) => run(a).await,
     }
-    let bad = CliError::BadInput;
-    if a.vms == 0 || a.max_parallel == 0 {
-        return Err(bad("--vms and --max-parallel must be at least 1".into()));
-    }
-    if !(a.time_scale.is_finite() && a.time_scale > 0.0) {
-        return Err(bad("--time-scale must be positive".into()));
-    }
+}
+
+async fn run(a: FleetBench) -> Result<Exit, CliError> {
     let fail = |e: String| CliError::Failed(e);
     let wall = Instant::now();
     let (cpu0, _, _) = self_usage();
@@ -287,18 +287,14 @@ pub async fn run(a: BenchFleetArgs) -> Result<Exit, CliError> {
     let sub = emu.subscription().to_string();
 
     // The client: real Azure settings, times scaled to the emulator.
-    let url = url::Url::parse(&emu.base_url()).map_err(|e| fail(e.to_string()))?;
-    let mut acfg = AzureConfig::new(url, AzureCloud::Public);
-    let poll = Duration::from_secs_f64(15.0 / a.time_scale);
-    acfg.poll_interval = poll;
-    acfg.retry.base_delay = acfg.retry.base_delay.min(poll);
-    acfg.throttle.time_scale = a.time_scale;
-    acfg.throttle.enabled = !a.no_client_throttle;
-    let tokens = crate::azure::token_source(AuthMode::None, &acfg)
-        .await
-        .map_err(|e| fail(e.to_string()))?;
-    let client = ArmClient::new(acfg, tokens).map_err(|e| fail(e.to_string()))?;
-    let cloud = ArmCloud::new(client.clone());
+    let poll = Duration::from_secs_f64(DEFAULT_POLL_SECS / a.time_scale);
+    let mut conn = ConnSettings::emulator(&emu.base_url(), poll)?;
+    conn.throttle = Some(ClientThrottle {
+        time_scale: a.time_scale,
+        enabled: !a.no_client_throttle,
+    });
+    let cloud = connect(&conn, None, poll).await?;
+    let client = cloud.client().clone();
 
     // Plan (GETs only), then one wave of every eligible VM.
     let plan_started = emu.sim_now_secs();
@@ -310,18 +306,7 @@ pub async fn run(a: BenchFleetArgs) -> Result<Exit, CliError> {
     let plan_wall = plan_wall.elapsed().as_secs_f64();
     let plan_requests = client.stats().arm_requests;
     let eligible: Vec<&crate::plan::PlannedVm> = vms.iter().filter(|v| v.eligible).collect();
-    let records: Vec<VmRecord> = vms
-        .iter()
-        .map(|v| {
-            let mut r = v.record.clone();
-            if !v.eligible && r.is_active() {
-                r.outcome = Outcome::Skipped {
-                    reason: "not eligible".into(),
-                };
-            }
-            r
-        })
-        .collect();
+    let records = planned_records(&vms, "not eligible");
     let frozen = FrozenPlan {
         source: "bench".into(),
         fingerprint: String::new(),
@@ -340,22 +325,10 @@ pub async fn run(a: BenchFleetArgs) -> Result<Exit, CliError> {
     let tmp = tempfile::tempdir().map_err(|e| fail(e.to_string()))?;
     let state = tmp.path().join("state");
     std::fs::create_dir_all(&state).map_err(|e| fail(e.to_string()))?;
-    let journal = Arc::new(Journal::open(&state)?);
-    let meta = RunMeta {
-        schema_version: SCHEMA_VERSION,
-        run_id: uuid::Uuid::now_v7().to_string(),
-        created_at: now_rfc3339(),
-        tool_version: env!("CARGO_PKG_VERSION").into(),
-        arm_endpoint: emu.base_url(),
-        cloud: "public".into(),
-        subscriptions: vec![sub.clone()],
-        auth: "none".into(),
-        poll_interval_secs: poll.as_secs_f64(),
-        max_parallel: a.max_parallel,
-        vms: records.iter().map(|r| r.id.clone()).collect(),
-    };
-    journal.init_run(&meta, &records)?;
-    let entries: Vec<VmEntry> = records.iter().map(VmEntry::of).collect();
+    let new = start_run(&state)?;
+    let vm_ids = records.iter().map(|r| r.id.clone()).collect();
+    let meta = emulator_run_meta(&emu, poll, a.max_parallel, vm_ids);
+    let (journal, entries) = new.begin(&meta, &records)?;
     drop(records);
     crate::journal::state_dir::save_plan(&state, &frozen).map_err(|e| fail(e.to_string()))?;
     let timing = Arc::new(Timing {

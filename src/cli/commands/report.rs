@@ -1,0 +1,64 @@
+//! `ade2eah report`: the state of a run (during or after) as a table, JSON
+//! or Markdown, streamed from the journal.
+
+use super::status::no_journal;
+use crate::cli::error::{CliError, Exit};
+use crate::cli::settings::{ReportFormat, ReportSettings};
+use crate::journal::{Journal, JournalError, RunMeta};
+use crate::plan::FrozenPlan;
+
+/// `ade2eah report`: streamed from the journal one record summary at a
+/// time (see [`crate::report`]).
+pub fn report(a: ReportSettings) -> Result<Exit, CliError> {
+    let journal = Journal::open_existing(&a.state).map_err(|e| match e {
+        JournalError::NoRun { dir } => no_journal(&dir),
+        e => e.into(),
+    })?;
+    let meta = journal.require_meta()?;
+    let plan = crate::journal::state_dir::load_plan(&a.state);
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(64 << 10, stdout.lock());
+    write_run(&mut out, a.format, &meta, plan.as_ref(), &journal)?;
+    std::io::Write::flush(&mut out)
+        .map_err(|e| CliError::Failed(format!("cannot write the output: {e}")))?;
+    Ok(Exit::Done)
+}
+
+/// Writes the report of the run in `journal` in `format`: the summary from
+/// the index, then one VM at a time.
+pub fn write_run(
+    out: &mut dyn std::io::Write,
+    format: ReportFormat,
+    meta: &RunMeta,
+    plan: Option<&FrozenPlan>,
+    journal: &Journal,
+) -> Result<(), CliError> {
+    use crate::report;
+    let io = |e: std::io::Error| CliError::Failed(format!("cannot write the output: {e}"));
+    let entries = journal.index()?;
+    let head = report::run_head(meta, plan, &entries);
+    match format {
+        ReportFormat::Json => {
+            crate::cli::output::write_with_vms(out, &head, entries.len(), |i| {
+                Ok(report::run_vm_json(plan, &journal.summary(&entries[i].id)?))
+            })?;
+            out.write_all(b"\n").map_err(io)
+        }
+        ReportFormat::Table => {
+            let mut t = report::RunTable::default();
+            for e in &entries {
+                t.add(plan, &journal.summary(&e.id)?);
+            }
+            out.write_all(t.render(meta, &head).as_bytes()).map_err(io)
+        }
+        ReportFormat::Markdown => {
+            out.write_all(report::markdown_head(meta, &head).as_bytes())
+                .map_err(io)?;
+            for e in &entries {
+                let row = report::markdown_row(plan, &journal.summary(&e.id)?);
+                out.write_all(row.as_bytes()).map_err(io)?;
+            }
+            Ok(())
+        }
+    }
+}
