@@ -186,6 +186,9 @@ pub struct Journal {
     bulk: sled::Tree,
     events: sled::Tree,
     audit: Mutex<File>,
+    /// The writer's lock ([`state_dir::WRITER_LOCK_FILE`]), held while open;
+    /// `None` for a reader.
+    _writer_lock: Option<File>,
 }
 
 impl std::fmt::Debug for Journal {
@@ -195,6 +198,11 @@ impl std::fmt::Debug for Journal {
 }
 
 const META_KEY: &[u8] = b"run";
+
+/// How long a writer waits out a reader's hold on sled's lock, in steps.
+const READER_WAIT_STEP: std::time::Duration = std::time::Duration::from_millis(20);
+/// At most (a reader holds it for one read of the journal).
+const READER_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// sled's page cache (its default is 1 GiB). sled 0.34 only starts evicting
 /// after ~16,000 page reads (256 shards that each act on 64 queued reads),
@@ -207,37 +215,90 @@ const CACHE_BYTES: u64 = 8 << 20;
 pub const BATCH: usize = 64;
 
 impl Journal {
-    /// Opens (creating if needed) the journal in `dir`, takes the lock and
-    /// checks the schema version.
+    /// Opens (creating if needed) the journal in `dir` to write it, takes
+    /// the locks and checks the schema version.
+    ///
+    /// Two locks, so that a reader can never make a writer fail: the writer
+    /// holds [`state_dir::WRITER_LOCK_FILE`] (exclusive) for as long as the
+    /// journal is open, and a second writer is refused at once
+    /// ([`JournalError::Locked`]); sled's own lock may then still be held
+    /// for a moment by a reader (`status`, `report`) that opened the journal
+    /// just before, which the writer waits out.
     pub fn open(dir: &Path) -> Result<Journal, JournalError> {
+        Journal::open_as(dir, true)
+    }
+
+    /// Opens the journal of an existing run in `dir` to read it (`status`,
+    /// `report`): never holds the writer's lock, and answers
+    /// [`JournalError::Locked`] while a writer has it; creates nothing.
+    pub fn open_to_read(dir: &Path) -> Result<Journal, JournalError> {
+        match inspect::inspect(dir)? {
+            inspect::StateDir::Empty => Err(JournalError::NoRun {
+                dir: dir.to_path_buf(),
+            }),
+            inspect::StateDir::Journal => Journal::open_as(dir, false),
+        }
+    }
+
+    fn open_as(dir: &Path, writer: bool) -> Result<Journal, JournalError> {
         let io = |source| JournalError::Io {
             dir: dir.to_path_buf(),
             source,
         };
+        let locked = || JournalError::Locked {
+            dir: dir.to_path_buf(),
+            pid: std::fs::read_to_string(state_dir::owner_path(dir))
+                .ok()
+                .and_then(|s| s.trim().parse().ok()),
+        };
         inspect::inspect(dir)?;
-        std::fs::create_dir_all(dir).map_err(io)?;
-        let db = match sled::Config::new()
-            .path(state_dir::db_path(dir))
-            .mode(sled::Mode::LowSpace)
-            .cache_capacity(CACHE_BYTES)
-            .open()
-        {
-            Ok(db) => db,
-            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
-                let pid = std::fs::read_to_string(state_dir::owner_path(dir))
-                    .ok()
-                    .and_then(|s| s.trim().parse().ok());
-                return Err(JournalError::Locked {
-                    dir: dir.to_path_buf(),
-                    pid,
-                });
+        let writer_lock = if writer {
+            std::fs::create_dir_all(dir).map_err(io)?;
+            let f = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(state_dir::writer_lock_path(dir))
+                .map_err(io)?;
+            match f.try_lock() {
+                Ok(()) => Some(f),
+                Err(std::fs::TryLockError::WouldBlock) => return Err(locked()),
+                Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
             }
-            Err(sled::Error::Io(e)) => return Err(io(e)),
-            Err(e) => {
-                return Err(JournalError::Corrupt {
-                    dir: dir.to_path_buf(),
-                    detail: e.to_string(),
-                });
+        } else {
+            // A writer holds it: the journal is in use (the live view instead).
+            if let Ok(f) = File::open(state_dir::writer_lock_path(dir))
+                && let Err(std::fs::TryLockError::WouldBlock) = f.try_lock_shared()
+            {
+                return Err(locked());
+            }
+            None
+        };
+        // Holding the writer's lock, a held sled lock can only be a reader's:
+        // it lets go within its one read, so wait (bounded, generously).
+        let mut waited = std::time::Duration::ZERO;
+        let db = loop {
+            match sled::Config::new()
+                .path(state_dir::db_path(dir))
+                .mode(sled::Mode::LowSpace)
+                .cache_capacity(CACHE_BYTES)
+                .open()
+            {
+                Ok(db) => break db,
+                Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                    if !writer || waited >= READER_WAIT_MAX {
+                        return Err(locked());
+                    }
+                    std::thread::sleep(READER_WAIT_STEP);
+                    waited += READER_WAIT_STEP;
+                }
+                Err(sled::Error::Io(e)) => return Err(io(e)),
+                Err(e) => {
+                    return Err(JournalError::Corrupt {
+                        dir: dir.to_path_buf(),
+                        detail: e.to_string(),
+                    });
+                }
             }
         };
         let corrupt = |e: sled::Error| JournalError::Corrupt {
@@ -248,7 +309,10 @@ impl Journal {
         let vms = db.open_tree("vms").map_err(corrupt)?;
         let bulk = db.open_tree("vm_bulk").map_err(corrupt)?;
         let events = db.open_tree("events").map_err(corrupt)?;
-        std::fs::write(state_dir::owner_path(dir), std::process::id().to_string()).map_err(io)?;
+        if writer {
+            std::fs::write(state_dir::owner_path(dir), std::process::id().to_string())
+                .map_err(io)?;
+        }
         let audit = OpenOptions::new()
             .create(true)
             .append(true)
@@ -262,6 +326,7 @@ impl Journal {
             bulk,
             events,
             audit: Mutex::new(audit),
+            _writer_lock: writer_lock,
         };
         j.check_schema()?;
         Ok(j)
@@ -626,6 +691,47 @@ mod tests {
         assert_eq!(ev[1].kind, "intent");
         let audit = std::fs::read_to_string(dir.path().join("journal.jsonl")).unwrap();
         assert_eq!(audit.lines().count(), 2);
+    }
+
+    #[test]
+    fn a_reader_never_makes_a_writer_fail_and_sees_a_writer_as_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        Journal::open(dir.path())
+            .unwrap()
+            .init_run(&meta(vec![vm("a")]), &[VmRecord::new(vm("a"))])
+            .unwrap();
+        // A reader holds sled's lock while a writer starts: the writer waits
+        // it out instead of failing as "in use".
+        let reader = Journal::open_to_read(dir.path()).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let path = dir.path().to_path_buf();
+        let writer = std::thread::spawn(move || {
+            let r = Journal::open(&path);
+            tx.send(()).unwrap();
+            r
+        });
+        // The writer is still waiting while the reader has the journal.
+        assert!(
+            rx.recv_timeout(std::time::Duration::from_millis(200))
+                .is_err()
+        );
+        drop(reader);
+        let w = writer
+            .join()
+            .unwrap()
+            .expect("the writer opens once the reader is done");
+        // While the writer has it, a reader is told it is in use (live view),
+        // and a second writer is refused at once.
+        assert!(matches!(
+            Journal::open_to_read(dir.path()).unwrap_err(),
+            JournalError::Locked { .. }
+        ));
+        assert!(matches!(
+            Journal::open(dir.path()).unwrap_err(),
+            JournalError::Locked { .. }
+        ));
+        drop(w);
+        assert!(Journal::open_to_read(dir.path()).is_ok());
     }
 
     #[test]

@@ -29,6 +29,9 @@ pub const DB_DIR: &str = "db";
 pub const AUDIT_FILE: &str = "journal.jsonl";
 /// Pid of the journal's holder.
 pub const OWNER_FILE: &str = "owner";
+/// Held (an exclusive file lock) by the one process that writes the journal,
+/// for as long as it has it open; readers (`status`, `report`) never hold it.
+pub const WRITER_LOCK_FILE: &str = "writer.lock";
 /// The frozen plan of a planned run.
 pub const PLAN_FILE: &str = "fleet-plan.json";
 /// Wave end times.
@@ -51,6 +54,11 @@ pub fn audit_path(dir: &Path) -> PathBuf {
 /// Path of the owner file in `dir`.
 pub fn owner_path(dir: &Path) -> PathBuf {
     dir.join(OWNER_FILE)
+}
+
+/// Path of the writer's lock file in `dir`.
+pub fn writer_lock_path(dir: &Path) -> PathBuf {
+    dir.join(WRITER_LOCK_FILE)
 }
 
 /// True when `dir` holds a journal (a run was started there).

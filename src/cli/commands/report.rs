@@ -10,7 +10,7 @@ use crate::plan::FrozenPlan;
 /// `ade2eah report`: streamed from the journal one record summary at a
 /// time (see [`crate::report`]).
 pub fn report(a: ReportSettings) -> Result<Exit, CliError> {
-    let journal = Journal::open_existing(&a.state).map_err(|e| match e {
+    let journal = Journal::open_to_read(&a.state).map_err(|e| match e {
         JournalError::NoRun { dir } => no_journal(&dir),
         e => e.into(),
     })?;

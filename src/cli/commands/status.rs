@@ -8,7 +8,7 @@ use crate::journal::{Journal, JournalError};
 
 /// `ade2eah status`.
 pub fn status(s: StatusSettings) -> Result<Exit, CliError> {
-    let journal = match Journal::open_existing(&s.state) {
+    let journal = match Journal::open_to_read(&s.state) {
         Ok(j) => j,
         // A live run holds the journal: show its live view instead.
         Err(e @ JournalError::Locked { .. }) => {
