@@ -225,22 +225,20 @@ impl Journal {
     /// for a moment by a reader (`status`, `report`) that opened the journal
     /// just before, which the writer waits out.
     pub fn open(dir: &Path) -> Result<Journal, JournalError> {
-        Journal::open_as(dir, true)
+        Journal::open_as(dir, true, false)
     }
 
     /// Opens the journal of an existing run in `dir` to read it (`status`,
     /// `report`): never holds the writer's lock, and answers
     /// [`JournalError::Locked`] while a writer has it; creates nothing.
     pub fn open_to_read(dir: &Path) -> Result<Journal, JournalError> {
-        match inspect::inspect(dir)? {
-            inspect::StateDir::Empty => Err(JournalError::NoRun {
-                dir: dir.to_path_buf(),
-            }),
-            inspect::StateDir::Journal => Journal::open_as(dir, false),
-        }
+        Journal::open_as(dir, false, true)
     }
 
-    fn open_as(dir: &Path, writer: bool) -> Result<Journal, JournalError> {
+    /// Inspects `dir` once (refusing what is not a journal), then opens it
+    /// as a writer or a reader; `must_exist`: a directory without a journal
+    /// is [`JournalError::NoRun`] and nothing is created.
+    fn open_as(dir: &Path, writer: bool, must_exist: bool) -> Result<Journal, JournalError> {
         let io = |source| JournalError::Io {
             dir: dir.to_path_buf(),
             source,
@@ -251,7 +249,11 @@ impl Journal {
                 .ok()
                 .and_then(|s| s.trim().parse().ok()),
         };
-        inspect::inspect(dir)?;
+        if inspect::inspect(dir)? == inspect::StateDir::Empty && must_exist {
+            return Err(JournalError::NoRun {
+                dir: dir.to_path_buf(),
+            });
+        }
         let writer_lock = if writer {
             std::fs::create_dir_all(dir).map_err(io)?;
             let f = OpenOptions::new()
@@ -335,12 +337,7 @@ impl Journal {
     /// Opens the journal of an existing run in `dir` ([`Journal::open`]);
     /// creates nothing: a directory without one is [`JournalError::NoRun`].
     pub fn open_existing(dir: &Path) -> Result<Journal, JournalError> {
-        match inspect::inspect(dir)? {
-            inspect::StateDir::Empty => Err(JournalError::NoRun {
-                dir: dir.to_path_buf(),
-            }),
-            inspect::StateDir::Journal => Journal::open(dir),
-        }
+        Journal::open_as(dir, true, true)
     }
 
     /// The journal directory.
