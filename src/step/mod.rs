@@ -15,6 +15,7 @@ pub mod eligibility;
 pub mod observe;
 pub mod record;
 pub mod summary;
+pub mod timing;
 
 pub use decide::{Needs, decide, needs};
 pub use eligibility::{Eligibility, PlatformFacts, classify};
@@ -24,6 +25,7 @@ pub use record::{
     VerifyMode, VmFacts, VmRecord,
 };
 pub use summary::{DiskSummary, HistoryTail, RecordSummary, VmEntry};
+pub use timing::{Phase, Span};
 
 use serde::{Deserialize, Serialize};
 

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::timing::Span;
 use super::{Action, Step};
 use crate::model::ResourceId;
 
@@ -256,6 +257,10 @@ pub struct VmRecord {
     pub copy_policy: CopyPolicy,
     /// Timestamped history, newest last, capped at [`MAX_HISTORY`].
     pub history: Vec<HistoryEntry>,
+    /// Timed phases, oldest first, capped at [`super::timing::MAX_SPANS`]
+    /// (downtime, timeline, benchmark breakdown).
+    #[serde(default)]
+    pub spans: Vec<Span>,
 }
 
 impl VmRecord {
@@ -275,6 +280,17 @@ impl VmRecord {
             ade_sequence: None,
             copy_policy: CopyPolicy::default(),
             history: Vec::new(),
+            spans: Vec::new(),
+        }
+    }
+
+    /// Appends a timed phase, dropping the oldest beyond
+    /// [`super::timing::MAX_SPANS`].
+    pub fn record_span(&mut self, span: Span) {
+        self.spans.push(span);
+        if self.spans.len() > super::timing::MAX_SPANS {
+            let excess = self.spans.len() - super::timing::MAX_SPANS;
+            self.spans.drain(..excess);
         }
     }
 
