@@ -235,6 +235,10 @@ pub struct DiskView {
 /// Tag we put on every resource the run creates.
 pub const RUN_TAG: &str = "ade2eah-run";
 
+/// Tag carrying a run's Azure-side lease on a VM (`crate::engine::lease`);
+/// removed when the VM ends, never carried into a re-created VM.
+pub const LEASE_TAG: &str = "ade2eah-lease";
+
 impl DiskView {
     /// Builds a view from a disk or snapshot GET body.
     pub fn from_raw(d: &Value) -> DiskView {
