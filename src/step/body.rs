@@ -376,7 +376,7 @@ pub fn recreate_vm(original: &Value, disks: &[DiskPlan]) -> Value {
                 .and_then(Value::as_array)
                 .and_then(|a| {
                     a.iter()
-                        .find(|d| d.get("lun").and_then(Value::as_i64) == Some(i64::from(lun)))
+                        .find(|d| d.get("lun").and_then(Value::as_i64) == Some(lun))
                 });
             let mut d = orig.cloned().unwrap_or_else(|| attach_entry(&json!({})));
             d["lun"] = json!(lun);

@@ -230,6 +230,10 @@ pub struct DiskView {
     pub upload_size_bytes: Option<u64>,
     /// The run id tag we put on resources we create, if present.
     pub run_tag: Option<String>,
+    /// The access settings as read (`networkAccessPolicy`, `diskAccessId`,
+    /// `publicNetworkAccess`, `dataAccessAuthMode`; see
+    /// [`super::body::TARGET_DEFERRED_ACCESS`]), an object.
+    pub access: Value,
 }
 
 /// Tag we put on every resource the run creates.
@@ -254,6 +258,12 @@ impl DiskView {
             size_bytes: props.disk_size_bytes(),
             upload_size_bytes: props.upload_size_bytes(),
             run_tag: model.tag(RUN_TAG).map(str::to_string),
+            access: Value::Object(
+                super::body::TARGET_DEFERRED_ACCESS
+                    .iter()
+                    .filter_map(|k| props.raw().get(*k).map(|v| (k.to_string(), v.clone())))
+                    .collect(),
+            ),
         }
     }
 

@@ -5,6 +5,47 @@
 
 use super::*;
 
+/// Disk properties stored as a create or update sends them and returned by
+/// GET as stored (DiskProperties in DiskRP 2024-03-02/2025-01-02): the
+/// performance and sharing settings and the access settings. A GET of a
+/// disk that never set an access setting shows Azure's defaults
+/// (`AllowAll`, `Enabled`).
+pub(super) const STORED_PROPERTIES: [&str; 15] = [
+    "supportedCapabilities",
+    "tier",
+    "burstingEnabled",
+    "maxShares",
+    "diskIOPSReadWrite",
+    "diskMBpsReadWrite",
+    "supportsHibernation",
+    "optimizedForFrequentAttach",
+    "networkAccessPolicy",
+    "diskAccessId",
+    "publicNetworkAccess",
+    "dataAccessAuthMode",
+    "diskIOPSReadOnly",
+    "diskMBpsReadOnly",
+    "availabilityPolicy",
+];
+
+/// The stored properties of a create or update body's `properties`.
+fn stored_of(props: &Value) -> serde_json::Map<String, Value> {
+    STORED_PROPERTIES
+        .iter()
+        .filter_map(|k| {
+            props
+                .get(*k)
+                .filter(|v| !v.is_null())
+                .map(|v| (k.to_string(), v.clone()))
+        })
+        .collect()
+}
+
+/// True for a zone-redundant disk SKU.
+fn zone_redundant(sku: &str) -> bool {
+    sku.to_ascii_uppercase().ends_with("_ZRS")
+}
+
 const MIN_UPLOAD: u64 = 20_972_032;
 const MAX_UPLOAD: u64 = 35_183_298_347_520;
 
@@ -71,6 +112,9 @@ impl World {
         }
         if let Some(v) = d.incremental {
             props["incremental"] = json!(v);
+        }
+        for (k, v) in &d.stored {
+            props[k.as_str()] = v.clone();
         }
         if d.ever_ade {
             let kv = d.key_vault.clone().unwrap_or_default();
@@ -160,6 +204,22 @@ impl World {
         }
         let props = body.get("properties").cloned().unwrap_or(json!({}));
         let mut d = self.new_disk(t, &body, &props, snapshot, now);
+        // A zone-redundant disk has no zone: Azure refuses `zones` with a
+        // `*_ZRS` SKU (facts §11; Azure/terraform-azurerm-avm-res-compute-virtualmachine#236,
+        // Azure/bicep-registry-modules#3850: "A disk with sku 'Premium_ZRS'
+        // cannot be created in an availability zone." (Code:OperationNotAllowed)).
+        if !snapshot
+            && zone_redundant(&d.sku)
+            && d.zones
+                .as_ref()
+                .and_then(Value::as_array)
+                .is_some_and(|z| !z.is_empty())
+        {
+            return Err(ArmError::conflict(format!(
+                "A disk with sku '{}' cannot be created in an availability zone.",
+                d.sku
+            )));
+        }
         match option.to_ascii_lowercase().as_str() {
             "upload" if !snapshot => self.create_upload(&mut d, &creation)?,
             "copy" => self.create_copy(&mut d, &creation, snapshot)?,
@@ -285,6 +345,11 @@ impl World {
             guest_encrypted: false,
             key_vault: None,
             snapshot,
+            stored: if snapshot {
+                serde_json::Map::new()
+            } else {
+                stored_of(props)
+            },
         }
     }
 
@@ -374,6 +439,9 @@ impl World {
             }
             if let Some(v) = p.get("securityProfile").filter(|v| v.is_object()) {
                 d.security = Some(v.clone());
+            }
+            if !snapshot {
+                d.stored.extend(stored_of(p));
             }
         }
         let was = d.provisioning.clone();

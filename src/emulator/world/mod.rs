@@ -395,6 +395,9 @@ pub(crate) struct Disk {
     guest_encrypted: bool,
     key_vault: Option<String>,
     snapshot: bool,
+    /// The settable properties the emulator stores as sent and returns
+    /// verbatim ([`disk::STORED_PROPERTIES`]: performance, sharing, access).
+    stored: serde_json::Map<String, Value>,
 }
 
 /// A network interface.
