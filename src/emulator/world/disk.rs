@@ -204,6 +204,7 @@ impl World {
         }
         let props = body.get("properties").cloned().unwrap_or(json!({}));
         let mut d = self.new_disk(t, &body, &props, snapshot, now);
+        self.check_quota(&d)?;
         // A zone-redundant disk has no zone: Azure refuses `zones` with a
         // `*_ZRS` SKU (facts §11; Azure/terraform-azurerm-avm-res-compute-virtualmachine#236,
         // Azure/bicep-registry-modules#3850: "A disk with sku 'Premium_ZRS'
@@ -351,6 +352,37 @@ impl World {
                 stored_of(props)
             },
         }
+    }
+
+    /// The regional usage a new disk or snapshot counts against must have
+    /// room for it. Azure refuses a create beyond a quota with
+    /// `OperationNotAllowed` "Operation could not be completed as it results
+    /// in exceeding approved ... quota" (the regional cores quota message of
+    /// the common VM error list; that disk and snapshot counts answer in the
+    /// same form is INFERRED).
+    fn check_quota(&self, d: &Disk) -> Result<(), ArmError> {
+        let name = if d.snapshot {
+            Some(crate::model::usage::snapshot_usage_name(&d.sku))
+        } else {
+            crate::model::usage::disk_usage_name(&d.sku)
+        };
+        let Some(name) = name else { return Ok(()) };
+        let Some(limit) = self.gov.limit(name) else {
+            return Ok(());
+        };
+        let used = self
+            .usage_counts(&d.location)
+            .get(name)
+            .copied()
+            .unwrap_or(0);
+        if used < limit {
+            return Ok(());
+        }
+        Err(ArmError::conflict(format!(
+            "Operation could not be completed as it results in exceeding approved {name} quota. Additional details - Location: {}, Current Limit: {limit}, Current Usage: {used}, Additional Required: 1, (Minimum) New Limit Required: {}.",
+            d.location,
+            used + 1
+        )))
     }
 
     /// `createOption: Upload`: an empty blob of `uploadSizeBytes` (in range,
