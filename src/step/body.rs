@@ -119,11 +119,6 @@ pub const TARGET_DEFERRED_ACCESS: [&str; 4] = [
     "dataAccessAuthMode",
 ];
 
-/// True for a zone-redundant disk SKU (`Premium_ZRS`, `StandardSSD_ZRS`).
-pub fn is_zrs(sku: Option<&str>) -> bool {
-    sku.is_some_and(|s| s.to_ascii_uppercase().ends_with("_ZRS"))
-}
-
 /// The new `Upload` disk for one source disk (facts §3.3): same SKU, OS
 /// type, Hyper-V generation, security type, purchase plan and every
 /// property of [`TARGET_CARRIED`]; size + 512. Zone: the source's zones,
@@ -161,7 +156,10 @@ pub fn target_disk(plan: &DiskPlan, facts: &VmFacts, run_id: &str) -> Value {
         "tags": Value::Object(tags),
         "properties": Value::Object(props),
     });
-    if is_zrs(src.sku_name()) {
+    if src
+        .sku_name()
+        .is_some_and(crate::model::usage::is_zone_redundant)
+    {
         // Zone-redundant: no `zones` (facts §11).
     } else if let Some(z) = src
         .zones()
@@ -219,7 +217,15 @@ pub fn access_in_place(want: &Value, props: &Value) -> bool {
 }
 
 /// Top-level keys of a VM GET that are output only (never sent on create).
-pub const VM_READ_ONLY: [&str; 6] = ["id", "name", "type", "etag", "resources", "systemData"];
+pub const VM_READ_ONLY: [&str; 7] = [
+    "id",
+    "name",
+    "type",
+    "etag",
+    "resources",
+    "managedBy",
+    "systemData",
+];
 
 /// Keys of `properties` that are output only.
 pub const VM_PROPERTIES_READ_ONLY: [&str; 4] =
@@ -424,6 +430,19 @@ mod tests {
         }
     }
 
+    /// Facts of a Windows VM in zone 2 of westeurope.
+    fn zonal_facts() -> VmFacts {
+        VmFacts {
+            os: super::super::record::OsType::Windows,
+            location: "westeurope".into(),
+            zone: Some("2".into()),
+            size: "Standard_D4s_v5".into(),
+            ade_extension: None,
+            dual_pass: false,
+            volume_type: "All".into(),
+        }
+    }
+
     fn original() -> Value {
         json!({
             "location": "westeurope", "zones": ["2"], "tags": {"app": "erp"},
@@ -518,15 +537,7 @@ mod tests {
     #[test]
     fn target_disk_matches_source_shape() {
         let p = plan(DiskRole::Os, "os");
-        let facts = VmFacts {
-            os: super::super::record::OsType::Windows,
-            location: "westeurope".into(),
-            zone: Some("2".into()),
-            size: "Standard_D4s_v5".into(),
-            ade_extension: None,
-            dual_pass: false,
-            volume_type: "All".into(),
-        };
+        let facts = zonal_facts();
         let b = target_disk(&p, &facts, "run1");
         assert_eq!(
             b["properties"]["creationData"]["uploadSizeBytes"],
@@ -635,15 +646,7 @@ mod tests {
         let mut p = plan(DiskRole::Os, "os");
         p.source_model["sku"] = json!({"name": "Premium_ZRS"});
         p.source_model.as_object_mut().unwrap().remove("zones");
-        let facts = VmFacts {
-            os: super::super::record::OsType::Windows,
-            location: "westeurope".into(),
-            zone: Some("2".into()),
-            size: "Standard_D4s_v5".into(),
-            ade_extension: None,
-            dual_pass: false,
-            volume_type: "All".into(),
-        };
+        let facts = zonal_facts();
         let b = target_disk(&p, &facts, "run1");
         assert!(b.get("zones").is_none(), "{b}");
         assert_eq!(b["sku"]["name"], "Premium_ZRS");
@@ -658,15 +661,7 @@ mod tests {
         p.source_model["properties"]["networkAccessPolicy"] = json!("AllowPrivate");
         p.source_model["properties"]["diskAccessId"] = json!("/da/1");
         p.source_model["properties"]["dataAccessAuthMode"] = json!("AzureActiveDirectory");
-        let facts = VmFacts {
-            os: super::super::record::OsType::Windows,
-            location: "westeurope".into(),
-            zone: Some("2".into()),
-            size: "Standard_D4s_v5".into(),
-            ade_extension: None,
-            dual_pass: false,
-            volume_type: "All".into(),
-        };
+        let facts = zonal_facts();
         let b = target_disk(&p, &facts, "run1");
         let props = &b["properties"];
         for k in [

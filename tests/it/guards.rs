@@ -81,19 +81,7 @@ async fn a_vm_leased_by_another_run_parks_until_break_lease() {
     let again = rig.resume(&[]).await;
     assert_eq!(again.status.code(), Some(1), "{}", text(&again));
 
-    let mut args: Vec<String> = vec![
-        "resume".into(),
-        "--state".into(),
-        rig.state_dir().display().to_string(),
-        "--auth".into(),
-        "none".into(),
-        "--arm-endpoint".into(),
-        rig.emu.base_url(),
-        "--poll-interval".into(),
-        POLL.into(),
-    ];
-    args.push("--break-lease".into());
-    let taken = bin(&args, &[]).await;
+    let taken = rig.resume_with(&["--break-lease"], &[]).await;
     assert_eq!(taken.status.code(), Some(0), "{}", text(&taken));
     assert_migrated(&rig.emu, &vm, &before);
     // The lease survived the re-create (taken again on the new VM by a

@@ -418,22 +418,7 @@ async fn tags_are_key_for_key_as_before_after_a_lease_break() {
     before.as_object_mut().unwrap().remove(LEASE_TAG);
     let parked = rig.run(std::slice::from_ref(&vm), &[]).await;
     assert_eq!(parked.status.code(), Some(1), "{}", text(&parked));
-    let out = bin(
-        &[
-            "resume".into(),
-            "--state".into(),
-            rig.state_dir().display().to_string(),
-            "--auth".into(),
-            "none".into(),
-            "--arm-endpoint".into(),
-            rig.emu.base_url(),
-            "--poll-interval".into(),
-            POLL.into(),
-            "--break-lease".into(),
-        ],
-        &[],
-    )
-    .await;
+    let out = rig.resume_with(&["--break-lease"], &[]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(tags_of(&rig, &vm), before);
 }

@@ -5,45 +5,39 @@
 
 use super::*;
 
-/// Disk properties stored as a create or update sends them and returned by
-/// GET as stored (DiskProperties in DiskRP 2024-03-02/2025-01-02): the
-/// performance and sharing settings and the access settings. A GET of a
-/// disk that never set an access setting shows Azure's defaults
-/// (`AllowAll`, `Enabled`).
-pub(super) const STORED_PROPERTIES: [&str; 15] = [
-    "supportedCapabilities",
-    "tier",
-    "burstingEnabled",
-    "maxShares",
-    "diskIOPSReadWrite",
-    "diskMBpsReadWrite",
-    "supportsHibernation",
-    "optimizedForFrequentAttach",
-    "networkAccessPolicy",
-    "diskAccessId",
-    "publicNetworkAccess",
-    "dataAccessAuthMode",
-    "diskIOPSReadOnly",
-    "diskMBpsReadOnly",
-    "availabilityPolicy",
+/// Disk `properties` the emulator models itself (dedicated fields, the
+/// creation, the ADE stamp, encryption) or that are output only; every other
+/// property a create or update sends (tier, bursting, shares, provisioned
+/// performance, access settings...) is stored as sent and returned by GET,
+/// as Azure does for settable properties (DiskProperties, DiskRP
+/// 2025-01-02). A disk that never set an access setting shows Azure's
+/// defaults (`AllowAll`, `Enabled`).
+const MODELLED_OR_OUTPUT: [&str; 14] = [
+    "creationData",
+    "diskSizeGB",
+    "osType",
+    "hyperVGeneration",
+    "securityProfile",
+    "purchasePlan",
+    "incremental",
+    "encryption",
+    "encryptionSettingsCollection",
+    "diskSizeBytes",
+    "diskState",
+    "provisioningState",
+    "timeCreated",
+    "uniqueId",
 ];
 
 /// The stored properties of a create or update body's `properties`.
 fn stored_of(props: &Value) -> serde_json::Map<String, Value> {
-    STORED_PROPERTIES
-        .iter()
-        .filter_map(|k| {
-            props
-                .get(*k)
-                .filter(|v| !v.is_null())
-                .map(|v| (k.to_string(), v.clone()))
-        })
+    props
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, v)| !v.is_null() && !MODELLED_OR_OUTPUT.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
-}
-
-/// True for a zone-redundant disk SKU.
-fn zone_redundant(sku: &str) -> bool {
-    sku.to_ascii_uppercase().ends_with("_ZRS")
 }
 
 const MIN_UPLOAD: u64 = 20_972_032;
@@ -210,7 +204,7 @@ impl World {
         // Azure/bicep-registry-modules#3850: "A disk with sku 'Premium_ZRS'
         // cannot be created in an availability zone." (Code:OperationNotAllowed)).
         if !snapshot
-            && zone_redundant(&d.sku)
+            && crate::model::usage::is_zone_redundant(&d.sku)
             && d.zones
                 .as_ref()
                 .and_then(Value::as_array)

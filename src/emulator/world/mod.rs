@@ -396,7 +396,7 @@ pub(crate) struct Disk {
     key_vault: Option<String>,
     snapshot: bool,
     /// The settable properties the emulator stores as sent and returns
-    /// verbatim ([`disk::STORED_PROPERTIES`]: performance, sharing, access).
+    /// verbatim (performance, sharing, access; see disk.rs).
     stored: serde_json::Map<String, Value>,
 }
 

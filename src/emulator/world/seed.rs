@@ -153,7 +153,7 @@ impl World {
             zones: at
                 .zones
                 .clone()
-                .filter(|_| !ds.sku.to_ascii_uppercase().ends_with("_ZRS")),
+                .filter(|_| !crate::model::usage::is_zone_redundant(&ds.sku)),
             sku: ds.sku.clone(),
             tags: ds.tags.clone(),
             size_bytes: size,

@@ -205,7 +205,7 @@ impl World {
                     .map(str::to_string);
                 // A zone-redundant disk has no zone and attaches to a VM in
                 // any zone (facts §11).
-                let zrs = d.sku.to_ascii_uppercase().ends_with("_ZRS");
+                let zrs = crate::model::usage::is_zone_redundant(&d.sku);
                 if dz != *vm_zone && !zrs {
                     return Err(ArmError::bad_request(
                         "BadRequest",
