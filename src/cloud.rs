@@ -89,6 +89,9 @@ pub struct VerifyFigures {
 pub trait Cloud: Send + Sync {
     /// GET a VM, optionally with `$expand=instanceView`.
     async fn get_vm(&self, id: &ResourceId, instance_view: bool) -> CloudResult<Option<Value>>;
+    /// GET the full VM model to journal: `$expand=userData` plus the
+    /// instance view at `properties.instanceView` (two reads).
+    async fn get_vm_model(&self, id: &ResourceId) -> CloudResult<Option<Value>>;
     /// GET a managed disk or a snapshot (by the id's type).
     async fn get_disk(&self, id: &ResourceId) -> CloudResult<Option<Value>>;
     /// Is `Microsoft.Compute/EncryptionAtHost` registered on the subscription?
@@ -116,6 +119,8 @@ pub trait Cloud: Send + Sync {
     async fn delete_extension(&self, id: &ResourceId) -> CloudResult<()>;
     /// PUT a disk; waits.
     async fn put_disk(&self, id: &ResourceId, body: &Value) -> CloudResult<()>;
+    /// PATCH a disk (properties merge); waits.
+    async fn patch_disk(&self, id: &ResourceId, body: &Value) -> CloudResult<()>;
     /// DELETE a disk; waits.
     async fn delete_disk(&self, id: &ResourceId) -> CloudResult<()>;
     /// PUT a snapshot; waits.

@@ -487,6 +487,35 @@ impl ArmClient {
             .await
     }
 
+    /// GET a VM with `$expand=userData` (the only read that returns
+    /// `properties.userData`, facts §11; `$expand` takes one value), then its
+    /// instance view separately, placed at `properties.instanceView` as
+    /// `$expand=instanceView` would; `None` on 404. This is the full model
+    /// journaled before anything changes.
+    pub async fn get_vm_model(&self, id: &ResourceId) -> Result<Option<Value>, AzureError> {
+        let Some(f) = self
+            .get_json::<wire::VirtualMachine>(self.url(
+                id.as_str(),
+                self.compute(),
+                &[("$expand", "userData")],
+            )?)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let mut model = f.raw;
+        let iv: Option<Fetched<Value>> = self
+            .get_json(self.url(&format!("{id}/instanceView"), self.compute(), &[])?)
+            .await?;
+        if let (Some(iv), Some(props)) = (
+            iv,
+            model.get_mut("properties").and_then(Value::as_object_mut),
+        ) {
+            props.insert("instanceView".into(), iv.raw);
+        }
+        Ok(Some(model))
+    }
+
     /// GET a VM's instance view; `None` on 404.
     pub async fn get_vm_instance_view(
         &self,
@@ -598,6 +627,17 @@ impl ArmClient {
     pub async fn put_disk(&self, id: &ResourceId, body: &Value) -> Result<(), AzureError> {
         self.mutate(
             Method::PUT,
+            self.url(id.as_str(), self.disks(), &[])?,
+            Some(body),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// PATCH a disk and wait.
+    pub async fn patch_disk(&self, id: &ResourceId, body: &Value) -> Result<(), AzureError> {
+        self.mutate(
+            Method::PATCH,
             self.url(id.as_str(), self.disks(), &[])?,
             Some(body),
         )

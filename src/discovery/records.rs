@@ -74,7 +74,7 @@ pub async fn discover(
     let mut out = Vec::new();
     for id in vms {
         let cloud_err = |what: String| move |err| DiscoverError::Cloud { what, err };
-        let vm = retried(|| cloud.get_vm(id, true))
+        let vm = retried(|| cloud.get_vm_model(id))
             .await
             .map_err(cloud_err(format!("VM {id}")))?
             .ok_or_else(|| DiscoverError::UnknownVm(id.clone()))?;

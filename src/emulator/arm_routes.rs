@@ -432,7 +432,11 @@ fn dispatch(
     let m = method.as_str();
     match (route, m) {
         (Route::Vm(t, VmSub::Model), "GET") => {
-            reply(w.vm_get(t, query_has(query, "$expand", "instanceView"))?)
+            if query_has(query, "$expand", "userData") {
+                reply(w.vm_get_user_data(t)?)
+            } else {
+                reply(w.vm_get(t, query_has(query, "$expand", "instanceView"))?)
+            }
         }
         (Route::Vm(t, VmSub::Model), "PUT") => Ok(Outcome::Reply(w.vm_put(t, body, inject, now)?)),
         (Route::Vm(t, VmSub::Model), "PATCH") => {

@@ -31,8 +31,15 @@ pub struct DiskSpec {
     pub allocated_fraction: f64,
     /// LUN for data disks (`None` = next free); ignored for the OS disk.
     pub lun: Option<i32>,
-    /// Disk SKU (`Premium_LRS`, `StandardSSD_LRS`...).
+    /// Disk SKU (`Premium_LRS`, `StandardSSD_LRS`, `Premium_ZRS`...; a
+    /// `*_ZRS` disk of a zonal VM is seeded without a zone).
     pub sku: String,
+    /// Extra disk `properties` the seeded disk has (tier, burstingEnabled,
+    /// maxShares, networkAccessPolicy, dataAccessAuthMode...; the emulator's
+    /// stored set), an object; `null` for none.
+    pub properties: serde_json::Value,
+    /// The disk's tags (an object).
+    pub tags: serde_json::Value,
 }
 
 impl DiskSpec {
@@ -43,6 +50,8 @@ impl DiskSpec {
             allocated_fraction: 0.6,
             lun,
             sku: "Premium_LRS".into(),
+            properties: serde_json::Value::Null,
+            tags: serde_json::json!({}),
         }
     }
 }
@@ -121,6 +130,12 @@ pub struct VmSpec {
     /// over its disks (about a tenth of it as TRIMs), so a copy that misses a
     /// delta is caught by the byte comparison. 0 = an idle guest.
     pub churn_bytes_per_sec: f64,
+    /// Extra VM model merged over the seeded one (objects merge, anything
+    /// else replaces): property families such as `userData`,
+    /// `applicationProfile`, `virtualMachineScaleSet` + `platformFaultDomain`,
+    /// `storageProfile.diskControllerType`, `identity`, `plan`... An object;
+    /// `null` for none.
+    pub model: serde_json::Value,
     /// Subscription the VM lives in (`None`: the emulator's primary one;
     /// else one of its [`super::EmulatorConfig::extra_subscriptions`]; an id
     /// not configured is served from then on, with the feature registered).
@@ -146,6 +161,7 @@ impl VmSpec {
             hyper_v_generation: "V2".into(),
             system_identity: false,
             churn_bytes_per_sec: 0.0,
+            model: serde_json::Value::Null,
             subscription: None,
         }
     }

@@ -366,6 +366,14 @@ impl Governance {
         self.limits.insert(key, (label, limit));
     }
 
+    /// The limit of usage `name`, if it is tracked.
+    pub(crate) fn limit(&self, name: &str) -> Option<u64> {
+        self.limits
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, (_, l))| *l)
+    }
+
     /// `GET .../locations/{loc}/usages`: `current` gives the counts in use.
     pub(crate) fn usages(&self, current: &BTreeMap<String, u64>) -> Value {
         let value: Vec<Value> = self

@@ -52,6 +52,7 @@ pub fn prepare_intent(rec: &mut VmRecord, action: &Action) {
         | Action::SetDetach
         | Action::DeleteTargetDisk { .. }
         | Action::RevokeAccess { .. }
+        | Action::RestoreTargetAccess { .. }
         | Action::DeleteVm => {}
     }
 }
@@ -225,6 +226,20 @@ pub async fn perform(engine: &Engine, rec: &mut VmRecord, action: &Action) -> Cl
         Action::CopyRound { offline } => copy_rounds(engine, rec, *offline).await,
         Action::VerifyCopies => verify_copies(engine, rec).await,
         Action::DeleteVm => cloud.delete_vm(&rec.id).await.map(|_| json!({})),
+        Action::RestoreTargetAccess { disk } => {
+            let plan = rec
+                .disks
+                .iter()
+                .find(|d| &d.target == disk)
+                .ok_or_else(|| internal("unknown target disk"))?;
+            let Some(want) = body::target_access(&plan.source_model) else {
+                return Ok(json!({"disk": disk, "restored": false}));
+            };
+            cloud
+                .patch_disk(disk, &json!({ "properties": want }))
+                .await?;
+            Ok(json!({"disk": disk, "access": want}))
+        }
         Action::CreateVm => {
             let original = rec
                 .original_model

@@ -83,6 +83,10 @@ impl Cloud for ArmCloud {
         map(self.client.get_vm(id, instance_view).await).map(|o| o.map(|f| f.raw))
     }
 
+    async fn get_vm_model(&self, id: &ResourceId) -> CloudResult<Option<Value>> {
+        map(self.client.get_vm_model(id).await)
+    }
+
     async fn get_disk(&self, id: &ResourceId) -> CloudResult<Option<Value>> {
         if id.is_type("Microsoft.Compute", "snapshots") {
             map(self.client.get_snapshot(id).await).map(|o| o.map(|f| f.raw))
@@ -160,6 +164,10 @@ impl Cloud for ArmCloud {
 
     async fn put_disk(&self, id: &ResourceId, body: &Value) -> CloudResult<()> {
         map(self.client.put_disk(id, body).await).map(|_| ())
+    }
+
+    async fn patch_disk(&self, id: &ResourceId, body: &Value) -> CloudResult<()> {
+        map(self.client.patch_disk(id, body).await).map(|_| ())
     }
 
     async fn delete_disk(&self, id: &ResourceId) -> CloudResult<()> {

@@ -237,13 +237,17 @@ impl Engine {
                 return Ok(rec);
             }
             if rec.step == Step::Done {
+                // The lease tag goes before the end is journaled (a crash in
+                // between: the next resume removes it), as soon as the VM is
+                // done, so a later wave (or another run) never waits on it.
+                if let Err(e) = self.lease.release_one(self.cloud(), &rec.id).await {
+                    if self.on_error(&mut rec, "release-lease", e).await? {
+                        return Ok(rec);
+                    }
+                    continue;
+                }
                 rec.outcome = Outcome::Verified;
                 self.record(&mut rec, "verified", json!({}))?;
-                // Released as soon as the VM is done, so a later wave (or
-                // another run) never waits on it.
-                self.lease
-                    .release(self.cloud(), std::slice::from_ref(&rec.id))
-                    .await;
                 self.progress.finished(&rec.id, &rec.outcome);
                 return Ok(rec);
             }

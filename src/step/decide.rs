@@ -530,6 +530,19 @@ fn verify_copy(rec: &VmRecord, obs: &Observation, vm: &VmView) -> Decision {
             });
         }
     }
+    // Sealed, verified and closed: now the source's access settings, which
+    // could have blocked the copy's own SAS writes (body::target_access).
+    for d in &rec.disks {
+        if let (Some(want), Some(Some(t))) = (
+            super::body::target_access(&d.source_model),
+            obs.disk(&d.target),
+        ) && !super::body::access_in_place(&want, &t.access)
+        {
+            return Decision::Act(Action::RestoreTargetAccess {
+                disk: d.target.clone(),
+            });
+        }
+    }
     Decision::Advance
 }
 
@@ -722,7 +735,54 @@ mod tests {
             size_bytes: None,
             upload_size_bytes: Some((1 << 30) + 512),
             run_tag: tag.map(str::to_string),
+            access: json!({}),
         }
+    }
+
+    /// A sealed, verified target of a source with `networkAccessPolicy`
+    /// `DenyAll`: the policy is restored once, after the seal and before the
+    /// VM is deleted; with it in place the step advances.
+    #[test]
+    fn verify_copy_restores_the_source_access_policy_after_the_seal() {
+        let mut rec = record(Step::VerifyCopy);
+        rec.disks[0].copied = true;
+        rec.disks[0].verified = true;
+        rec.disks[0].source_model = json!({"properties": {"networkAccessPolicy": "DenyAll"}});
+        let mut obs = obs_vm(Some(vm("deallocated")));
+        obs.disks
+            .insert(id("disks/os-eah").key(), Some(disk("ActiveSAS", Some("r"))));
+        rec.open_sas.push(id("disks/os-eah"));
+        assert!(
+            matches!(
+                decide(&rec, &obs, "r"),
+                Decision::Act(Action::RevokeAccess { .. })
+            ),
+            "closed first"
+        );
+        rec.open_sas.clear();
+        let mut sealed = disk("Unattached", Some("r"));
+        sealed.access = json!({"networkAccessPolicy": "AllowAll"});
+        obs.disks
+            .insert(id("disks/os-eah").key(), Some(sealed.clone()));
+        assert_eq!(
+            decide(&rec, &obs, "r"),
+            Decision::Act(Action::RestoreTargetAccess {
+                disk: id("disks/os-eah")
+            })
+        );
+        sealed.access = json!({"networkAccessPolicy": "DenyAll"});
+        obs.disks.insert(id("disks/os-eah").key(), Some(sealed));
+        assert_eq!(decide(&rec, &obs, "r"), Decision::Advance);
+        rec.disks[0].source_model = json!({"properties": {"networkAccessPolicy": "AllowAll"}});
+        obs.disks.insert(
+            id("disks/os-eah").key(),
+            Some(disk("Unattached", Some("r"))),
+        );
+        assert_eq!(
+            decide(&rec, &obs, "r"),
+            Decision::Advance,
+            "defaults: nothing to do"
+        );
     }
 
     #[test]

@@ -193,6 +193,10 @@ pub enum Action {
     VerifyCopies,
     /// DELETE the VM resource.
     DeleteVm,
+    /// PATCH a sealed target disk with the source disk's access settings
+    /// (`body::target_access`): network access policy, disk access, public
+    /// network access, data access auth mode.
+    RestoreTargetAccess { disk: ResourceId },
     /// PUT the VM again, on the target disks, with EAH on.
     CreateVm,
 }
@@ -215,6 +219,7 @@ impl Action {
             Action::CopyRound { offline: true } => "copy-round-offline",
             Action::VerifyCopies => "verify-copies",
             Action::DeleteVm => "delete-vm",
+            Action::RestoreTargetAccess { .. } => "restore-target-access",
             Action::CreateVm => "create-vm",
         }
     }

@@ -230,10 +230,18 @@ pub struct DiskView {
     pub upload_size_bytes: Option<u64>,
     /// The run id tag we put on resources we create, if present.
     pub run_tag: Option<String>,
+    /// The access settings as read (`networkAccessPolicy`, `diskAccessId`,
+    /// `publicNetworkAccess`, `dataAccessAuthMode`; see
+    /// [`super::body::TARGET_DEFERRED_ACCESS`]), an object.
+    pub access: Value,
 }
 
 /// Tag we put on every resource the run creates.
 pub const RUN_TAG: &str = "ade2eah-run";
+
+/// Tag carrying a run's Azure-side lease on a VM (`crate::engine::lease`);
+/// removed when the VM ends, never carried into a re-created VM.
+pub const LEASE_TAG: &str = "ade2eah-lease";
 
 impl DiskView {
     /// Builds a view from a disk or snapshot GET body.
@@ -250,6 +258,12 @@ impl DiskView {
             size_bytes: props.disk_size_bytes(),
             upload_size_bytes: props.upload_size_bytes(),
             run_tag: model.tag(RUN_TAG).map(str::to_string),
+            access: Value::Object(
+                super::body::TARGET_DEFERRED_ACCESS
+                    .iter()
+                    .filter_map(|k| props.raw().get(*k).map(|v| (k.to_string(), v.clone())))
+                    .collect(),
+            ),
         }
     }
 

@@ -85,7 +85,12 @@ impl Rig {
 
     /// `ade2eah resume --state DIR --auth none --arm-endpoint URL --poll-interval P`.
     pub async fn resume(&self, env: &[(&str, &str)]) -> Output {
-        let args: Vec<String> = vec![
+        self.resume_with(&[], env).await
+    }
+
+    /// [`Rig::resume`] with extra arguments (`--break-lease`...).
+    pub async fn resume_with(&self, extra: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut args: Vec<String> = vec![
             "resume".into(),
             "--state".into(),
             self.state_dir().display().to_string(),
@@ -96,6 +101,7 @@ impl Rig {
             "--poll-interval".into(),
             POLL.into(),
         ];
+        args.extend(extra.iter().map(|a| a.to_string()));
         bin(&args, env).await
     }
 

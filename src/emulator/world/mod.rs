@@ -395,6 +395,9 @@ pub(crate) struct Disk {
     guest_encrypted: bool,
     key_vault: Option<String>,
     snapshot: bool,
+    /// The settable properties the emulator stores as sent and returns
+    /// verbatim (performance, sharing, access; see disk.rs).
+    stored: serde_json::Map<String, Value>,
 }
 
 /// A network interface.

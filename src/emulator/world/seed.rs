@@ -94,6 +94,9 @@ impl World {
         } else {
             None
         };
+        if spec.model.is_object() {
+            super::vm::merge(&mut model, spec.model.clone());
+        }
         let extensions = self.seed_extensions(&at, &vm_id);
         let vm = Vm {
             id: vm_id.to_string(),
@@ -146,9 +149,13 @@ impl World {
             name,
             rg: at.rg.clone(),
             location: at.loc.clone(),
-            zones: at.zones.clone(),
+            // A zone-redundant disk has no zone (facts §11).
+            zones: at
+                .zones
+                .clone()
+                .filter(|_| !crate::model::usage::is_zone_redundant(&ds.sku)),
             sku: ds.sku.clone(),
-            tags: json!({}),
+            tags: ds.tags.clone(),
             size_bytes: size,
             blob: Some(blob),
             create_option: if os {
@@ -175,6 +182,7 @@ impl World {
             guest_encrypted: has_ade && enc,
             key_vault: has_ade.then(|| at.kv.clone()),
             snapshot: false,
+            stored: ds.properties.as_object().cloned().unwrap_or_default(),
         };
         let key = key_of(&d.id);
         self.disks.insert(key, d);

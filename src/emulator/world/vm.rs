@@ -38,7 +38,10 @@ impl World {
         }
     }
 
-    /// `PATCH` VM: objects merge, arrays replace.
+    /// `PATCH` VM: objects merge, arrays replace; `tags` replace as a whole
+    /// (the tags of a resource PATCH are the new tag set: removing a key by
+    /// PATCH is how Terraform's azurerm provider drops a VM tag through
+    /// `VirtualMachines_Update`; INFERRED, no Microsoft text states it).
     pub(crate) fn vm_patch(
         &mut self,
         t: &Target,
@@ -49,7 +52,11 @@ impl World {
         let vm = self.vm(t)?;
         let mut model = vm.model.clone();
         let patch = clean_model(body, &self.location)?;
+        let tags = patch.get("tags").filter(|t| t.is_object()).cloned();
         merge(&mut model, patch);
+        if let Some(tags) = tags {
+            model["tags"] = tags;
+        }
         self.vm_update(t, model, "update", inject, now)
     }
 

@@ -203,7 +203,10 @@ impl World {
                     .and_then(|z| z.get(0))
                     .and_then(Value::as_str)
                     .map(str::to_string);
-                if dz != *vm_zone {
+                // A zone-redundant disk has no zone and attaches to a VM in
+                // any zone (facts §11).
+                let zrs = crate::model::usage::is_zone_redundant(&d.sku);
+                if dz != *vm_zone && !zrs {
                     return Err(ArmError::bad_request(
                         "BadRequest",
                         format!(

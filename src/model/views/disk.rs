@@ -47,6 +47,11 @@ impl<'a> DiskModel<'a> {
         string(object(self.0, "sku"), "name")
     }
 
+    /// `tags` as a map (absent when missing or not an object).
+    pub fn tag_map(&self) -> Option<&'a serde_json::Map<String, Value>> {
+        self.0.get("tags").and_then(Value::as_object)
+    }
+
     /// The value of tag `key`.
     pub fn tag(&self, key: &str) -> Option<&'a str> {
         string(object(self.0, "tags"), key)
