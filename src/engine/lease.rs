@@ -42,7 +42,7 @@ use crate::model::ResourceId;
 use crate::model::views::VmModel;
 
 /// The tag carrying the lease.
-pub const LEASE_TAG: &str = "ade2eah-lease";
+pub const LEASE_TAG: &str = crate::step::observe::LEASE_TAG;
 /// Lease lifetime (renewed at every destructive step past half of it); the
 /// journal owns the value because it stores the run's lease settings.
 pub const DEFAULT_TTL: Duration = crate::journal::DEFAULT_LEASE_TTL;

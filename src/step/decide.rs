@@ -26,6 +26,12 @@ pub struct Needs {
     pub instance_view: bool,
     /// GET these disks (or snapshots).
     pub disks: Vec<ResourceId>,
+    /// Make the validate-before-delete reads (SKU, DES, usages, locks).
+    pub validate: bool,
+    /// Run the in-guest check (`--guest-check`) when the VM can answer:
+    /// at `AwaitDecrypted` only once the API reports the guest decrypted,
+    /// at `Verify` only once the VM runs with its agent ready.
+    pub guest: bool,
 }
 
 /// The reads [`decide`] needs at `rec.step`.
@@ -33,16 +39,36 @@ pub fn needs(rec: &VmRecord) -> Needs {
     let vm = |iv| Needs {
         vm: true,
         instance_view: iv,
-        disks: Vec::new(),
+        ..Needs::default()
     };
+    let targets = || rec.disks.iter().map(|d| d.target.clone()).collect();
+    let guest_check = rec.facts.as_ref().is_some_and(|f| f.guest_check);
     match rec.step {
         Step::Snapshot => Needs {
             disks: rec.disks.iter().map(|d| d.snapshot.clone()).collect(),
             ..Needs::default()
         },
         Step::CreateTargets => Needs {
-            disks: rec.disks.iter().map(|d| d.target.clone()).collect(),
+            disks: targets(),
             ..Needs::default()
+        },
+        Step::Validate => Needs {
+            disks: targets(),
+            validate: true,
+            ..vm(true)
+        },
+        Step::AwaitDecrypted => Needs {
+            guest: guest_check
+                && rec
+                    .facts
+                    .as_ref()
+                    .is_some_and(|f| f.os == super::record::OsType::Windows),
+            ..vm(true)
+        },
+        Step::Verify => Needs {
+            disks: targets(),
+            guest: guest_check,
+            ..vm(true)
         },
         Step::PreCopy | Step::FinalCopy | Step::VerifyCopy => Needs {
             vm: true,
@@ -56,14 +82,13 @@ pub fn needs(rec: &VmRecord) -> Needs {
                         .chain(d.rounds.iter().map(|r| r.snapshot.clone()))
                 })
                 .collect(),
+            ..Needs::default()
         },
         Step::DisableAde
-        | Step::AwaitDecrypted
         | Step::RemoveExtension
         | Step::Deallocate
         | Step::DeleteVm
-        | Step::Start
-        | Step::Verify => vm(true),
+        | Step::Start => vm(true),
         Step::DetachOnDelete | Step::Recreate => vm(false),
         Step::Done => Needs::default(),
     }
@@ -81,18 +106,19 @@ pub fn decide(rec: &VmRecord, obs: &Observation, run_id: &str) -> Decision {
     match rec.step {
         Step::Snapshot => snapshots(rec, obs, run_id),
         Step::DisableAde => with_vm(obs, |vm| disable_ade(rec, vm)),
-        Step::AwaitDecrypted => with_vm(obs, await_decrypted),
+        Step::AwaitDecrypted => with_vm(obs, |vm| await_decrypted(rec, obs, vm)),
         Step::RemoveExtension => with_vm(obs, remove_extension),
         Step::Deallocate => with_vm(obs, deallocate),
         Step::DetachOnDelete => with_vm(obs, detach),
         Step::CreateTargets => create_targets(rec, obs, run_id),
         Step::PreCopy => with_vm(obs, |vm| pre_copy(rec, obs, vm, run_id)),
+        Step::Validate => with_vm(obs, |vm| super::validate::decide(rec, obs, vm)),
         Step::FinalCopy => with_vm(obs, |vm| final_copy(rec, obs, vm)),
         Step::VerifyCopy => with_vm(obs, |vm| verify_copy(rec, obs, vm)),
         Step::DeleteVm => delete_vm(rec, obs),
         Step::Recreate => recreate(rec, obs),
         Step::Start => with_vm(obs, start),
-        Step::Verify => with_vm(obs, |vm| verify(rec, vm)),
+        Step::Verify => with_vm(obs, |vm| verify(rec, obs, vm)),
         Step::Done => Decision::Advance,
     }
 }
@@ -200,7 +226,32 @@ pub fn on_unpark(rec: &mut VmRecord, previous_reason: &str) {
     }
 }
 
-fn await_decrypted(vm: &VmView) -> Decision {
+fn await_decrypted(rec: &VmRecord, obs: &Observation, vm: &VmView) -> Decision {
+    let decision = await_decrypted_api(vm);
+    if decision != Decision::Advance || !needs(rec).guest {
+        return decision;
+    }
+    // The API says decrypted; on Windows BitLocker may still be decrypting
+    // in the background (facts §2.4): the guest has the last word.
+    match &obs.guest {
+        None => Decision::Wait {
+            reason: "the in-guest check has not run yet".into(),
+        },
+        Some(None) => Decision::park(
+            "the in-guest check (Run Command) reported no volume",
+            "check that Run Command works on the VM (VM agent ready, `az vm run-command invoke --command-id RunPowerShellScript --scripts \"manage-bde -status\"`), then run `ade2eah resume`; or resume without --guest-check after checking BitLocker by hand",
+        ),
+        Some(Some(r)) if !r.encrypted().is_empty() => Decision::Wait {
+            reason: format!(
+                "the API reports decrypted but BitLocker is still at work in the guest: {}",
+                r.describe_encrypted()
+            ),
+        },
+        Some(Some(_)) => Decision::Advance,
+    }
+}
+
+fn await_decrypted_api(vm: &VmView) -> Decision {
     let disabling = vm.ade_extensions.iter().any(|(_, op)| {
         op.as_deref()
             .is_some_and(|o| o.eq_ignore_ascii_case("DisableEncryption"))
@@ -618,8 +669,40 @@ fn start(vm: &VmView) -> Decision {
     }
 }
 
-fn verify(rec: &VmRecord, vm: &VmView) -> Decision {
+/// The final check after start (issue 12, deliverable 6): EAH on, running,
+/// VM agent ready, no ADE extension, every disk a new one with the expected
+/// encryption type and DES, tags equal to the original model's (the lease
+/// tag aside), and with `--guest-check` no encrypted volume in the guest.
+/// Problems that may still resolve (agent not ready yet, guest not yet
+/// asked) wait; a mismatch parks with every difference listed.
+fn verify(rec: &VmRecord, obs: &Observation, vm: &VmView) -> Decision {
+    let (problems, pending) = verify_problems(rec, obs, vm);
+    if problems.is_empty() && pending.is_empty() {
+        Decision::Advance
+    } else if problems.is_empty() || !vm.is_settled() {
+        Decision::Wait {
+            reason: if problems.is_empty() {
+                pending.join("; ")
+            } else {
+                "an operation is running on the VM".into()
+            },
+        }
+    } else {
+        Decision::park(
+            format!("verification failed: {}", problems.join("; ")),
+            "inspect the VM; the original disks are untouched and listed in the journal",
+        )
+    }
+}
+
+/// (mismatches, checks still pending) of [`verify`].
+pub fn verify_problems(
+    rec: &VmRecord,
+    obs: &Observation,
+    vm: &VmView,
+) -> (Vec<String>, Vec<String>) {
     let mut problems = Vec::new();
+    let mut pending = Vec::new();
     if !vm.encryption_at_host {
         problems.push("encryption at host is off".to_string());
     }
@@ -629,9 +712,19 @@ fn verify(rec: &VmRecord, vm: &VmView) -> Decision {
             vm.power.as_deref().unwrap_or("unknown")
         ));
     }
+    match vm.vm_agent_ready {
+        Some(true) => {}
+        Some(false) => pending.push("the VM agent is not ready yet".to_string()),
+        None => pending.push("the VM agent has not reported yet".to_string()),
+    }
     if !vm.ade_extensions.is_empty() {
         problems.push("an ADE extension is present".to_string());
     }
+    let choice = rec
+        .facts
+        .as_ref()
+        .map(|f| f.target_encryption.clone())
+        .unwrap_or_default();
     for d in &rec.disks {
         let attached = match d.role {
             DiskRole::Os => vm.os_disk.as_ref(),
@@ -640,19 +733,62 @@ fn verify(rec: &VmRecord, vm: &VmView) -> Decision {
         if attached != Some(&d.target) {
             problems.push(format!("{:?} is not {}", d.role, d.target.name()));
         }
-    }
-    if problems.is_empty() {
-        Decision::Advance
-    } else if !vm.is_settled() {
-        Decision::Wait {
-            reason: "an operation is running on the VM".into(),
+        let want = super::encryption::expected(&choice, &d.source_model);
+        match obs.disk(&d.target) {
+            Some(Some(t)) if !want.matches(&t.encryption) => problems.push(format!(
+                "disk {} has {} ({}), expected {}",
+                d.target.name(),
+                t.encryption.describe(),
+                t.encryption.kind,
+                want.describe()
+            )),
+            Some(Some(_)) => {}
+            Some(None) => problems.push(format!("disk {} does not exist", d.target.name())),
+            None => pending.push(format!("disk {} not observed", d.target.name())),
         }
-    } else {
-        Decision::park(
-            format!("verification failed: {}", problems.join("; ")),
-            "inspect the VM; the original disks are untouched and listed in the journal",
-        )
     }
+    problems.extend(tag_differences(rec, vm));
+    if needs(rec).guest {
+        match &obs.guest {
+            None => pending.push("the in-guest check has not run yet".to_string()),
+            Some(None) => problems.push("the in-guest check reported no volume".to_string()),
+            Some(Some(r)) if !r.encrypted().is_empty() => problems.push(format!(
+                "the guest reports encrypted volumes: {}",
+                r.describe_encrypted()
+            )),
+            Some(Some(_)) => {}
+        }
+    }
+    (problems, pending)
+}
+
+/// Differences between the VM's tags and the original model's, key by key
+/// (the lease tag, the tool's own, aside).
+pub fn tag_differences(rec: &VmRecord, vm: &VmView) -> Vec<String> {
+    use super::observe::LEASE_TAG;
+    let Some(orig) = rec.original_model.as_ref() else {
+        return Vec::new();
+    };
+    let empty = serde_json::Map::new();
+    let before = orig
+        .get("tags")
+        .and_then(serde_json::Value::as_object)
+        .unwrap_or(&empty);
+    let after = vm.tags.as_object().unwrap_or(&empty);
+    let mut out = Vec::new();
+    for (k, v) in before.iter().filter(|(k, _)| k.as_str() != LEASE_TAG) {
+        match after.get(k) {
+            None => out.push(format!("tag {k} is missing (was {v})")),
+            Some(now) if now != v => out.push(format!("tag {k} is {now} (was {v})")),
+            Some(_) => {}
+        }
+    }
+    for (k, v) in after.iter().filter(|(k, _)| k.as_str() != LEASE_TAG) {
+        if !before.contains_key(k) {
+            out.push(format!("tag {k}={v} was added"));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
