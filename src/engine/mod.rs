@@ -36,7 +36,7 @@ use crate::journal::{Journal, JournalError, now_rfc3339};
 use crate::model::ResourceId;
 use crate::step::validate::{DesRead, ValidationReads};
 use crate::step::{
-    Action, DecryptionState, Decision, DiskView, Observation, Outcome, Step, VmEntry, VmRecord,
+    Action, Decision, DecryptionState, DiskView, Observation, Outcome, Step, VmEntry, VmRecord,
     VmView, decide, guest, needs,
 };
 

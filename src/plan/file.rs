@@ -352,8 +352,7 @@ pub fn parse(file: &str, text: &str) -> Result<PlanFile, PlanFileError> {
         }
         options.verification = s.get_ref().clone();
     }
-    options.target_encryption =
-        target_of(
+    options.target_encryption = target_of(
         &raw.options.disk_encryption_set,
         &raw.options.platform_keys,
         &err,

@@ -20,8 +20,8 @@ use serde_json::Value;
 
 use super::findings::{Finding, Severity};
 use super::{Estimate, PlannedVm, fingerprint};
-use crate::model::usage::{disk_usage_name, snapshot_usage_name};
 use crate::model::ResourceId;
+use crate::model::usage::{disk_usage_name, snapshot_usage_name};
 use crate::model::views::{BackupStatus, DesModel, DiskModel, VmModel};
 use crate::step::validate::{self, DesRead, Lock as LockInfo};
 use crate::step::{CopyPolicy, Outcome, encryption};
@@ -412,11 +412,7 @@ pub fn des(answers: &[(ResourceId, DesRead)], vms: &mut [PlannedVm]) {
         v.findings.push(Finding::new(
             TARGET_ENCRYPTION,
             Severity::Info,
-            format!(
-                "new disks ({}): {}",
-                choice.label(),
-                disks.join(", ")
-            ),
+            format!("new disks ({}): {}", choice.label(), disks.join(", ")),
         ));
         let location = v.location.clone();
         let mut vaults = Vec::new();
@@ -443,7 +439,9 @@ pub fn des(answers: &[(ResourceId, DesRead)], vms: &mut [PlannedVm]) {
                     Finding::new(
                         DES,
                         Severity::Blocker,
-                        format!("{p}; fix the DES (or choose another with --disk-encryption-set, or --platform-keys), then plan again"),
+                        format!(
+                            "{p}; fix the DES (or choose another with --disk-encryption-set, or --platform-keys), then plan again"
+                        ),
                     ),
                 );
             }

@@ -410,6 +410,8 @@ mod tests {
             ade_extension: None,
             dual_pass: false,
             volume_type: "All".into(),
+            target_encryption: Default::default(),
+            guest_check: false,
         };
         let b = target_disk(&p, &facts, "run1");
         assert_eq!(
@@ -547,6 +549,8 @@ mod tests {
             ade_extension: None,
             dual_pass: true,
             volume_type: "All".into(),
+            target_encryption: Default::default(),
+            guest_check: false,
         };
         json!({
             "detach_patch": detach_patch(&vm),

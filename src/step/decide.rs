@@ -796,7 +796,7 @@ mod tests {
     use super::super::observe::DiskView;
     use super::super::record::DiskPlan;
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
     use std::collections::BTreeMap;
 
     const RG: &str = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute";
@@ -840,13 +840,15 @@ mod tests {
             all_detach: false,
             decryption: DecryptionState::Encrypted,
             vm_id: Some("orig".into()),
+            tags: Value::Null,
+            vm_agent_ready: Some(true),
         }
     }
 
     fn obs_vm(v: Option<VmView>) -> Observation {
         Observation {
             vm: Some(v),
-            disks: BTreeMap::new(),
+            ..Observation::default()
         }
     }
 
@@ -858,6 +860,9 @@ mod tests {
             size_bytes: None,
             upload_size_bytes: Some((1 << 30) + 512),
             run_tag: tag.map(str::to_string),
+            encryption: crate::step::encryption::DiskEncryption::platform(),
+            zones: Vec::new(),
+            sku: Some("Premium_LRS".into()),
         }
     }
 
@@ -1153,13 +1158,142 @@ mod tests {
             Decision::Advance
         );
         let rec = record(Step::Verify);
+        let with_target = |v: VmView| {
+            let mut o = obs_vm(Some(v));
+            o.disks
+                .insert(id("disks/os-eah").key(), Some(disk("Attached", Some("r"))));
+            o
+        };
         assert!(matches!(
-            decide(&rec, &obs_vm(Some(v.clone())), "r"),
+            decide(&rec, &with_target(v.clone()), "r"),
             Decision::Park { .. }
         ));
         v.ade_extensions.clear();
         v.encryption_at_host = true;
-        assert_eq!(decide(&rec, &obs_vm(Some(v)), "r"), Decision::Advance);
+        assert_eq!(decide(&rec, &with_target(v), "r"), Decision::Advance);
+    }
+
+    const DES1: &str =
+        "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/diskEncryptionSets/des1";
+
+    /// A verified-looking VM at `verify` whose source disk is on DES1, and
+    /// the observation of its target with `target_encryption`.
+    fn cmk_verify(target_encryption: Value) -> (VmRecord, Observation) {
+        let mut rec = record(Step::Verify);
+        rec.original_model = Some(
+            json!({"tags": {"app": "erp", "ade2eah-lease": "x"}, "properties": {"vmId": "orig"}}),
+        );
+        rec.disks[0].source_model = json!({"properties": {"encryption": {"type": "EncryptionAtRestWithCustomerKey", "diskEncryptionSetId": DES1}}});
+        rec.facts = Some(crate::step::record::VmFacts {
+            os: crate::step::record::OsType::Windows,
+            location: "westeurope".into(),
+            zone: None,
+            size: "Standard_D4s_v5".into(),
+            ade_extension: None,
+            dual_pass: false,
+            volume_type: "All".into(),
+            target_encryption: Default::default(),
+            guest_check: false,
+        });
+        let mut v = vm("running");
+        v.ade_extensions.clear();
+        v.encryption_at_host = true;
+        v.os_disk = Some(id("disks/os-eah"));
+        v.tags = json!({"app": "erp", "ade2eah-lease": "y"});
+        let mut o = obs_vm(Some(v));
+        let mut t = disk("Attached", Some("r"));
+        t.encryption = crate::step::encryption::DiskEncryption::of_disk(
+            &json!({"properties": {"encryption": target_encryption}}),
+        );
+        o.disks.insert(id("disks/os-eah").key(), Some(t));
+        (rec, o)
+    }
+
+    fn park_reason(d: Decision) -> String {
+        match d {
+            Decision::Park { reason, .. } => reason,
+            other => panic!("expected a park, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn verify_checks_encryption_des_and_tags_beyond_the_flag() {
+        let right = json!({"type": "EncryptionAtRestWithCustomerKey", "diskEncryptionSetId": DES1});
+        let (rec, obs) = cmk_verify(right.clone());
+        assert_eq!(
+            decide(&rec, &obs, "r"),
+            Decision::Advance,
+            "carried DES, same tags"
+        );
+
+        let (rec, obs) = cmk_verify(json!({"type": "EncryptionAtRestWithPlatformKey"}));
+        let r = park_reason(decide(&rec, &obs, "r"));
+        assert!(
+            r.contains("has PMK") && r.contains("expected CMK via des1"),
+            "{r}"
+        );
+
+        let (rec, obs) = cmk_verify(
+            json!({"type": "EncryptionAtRestWithCustomerKey", "diskEncryptionSetId": DES1.replace("des1", "des2")}),
+        );
+        let r = park_reason(decide(&rec, &obs, "r"));
+        assert!(
+            r.contains("CMK via des2") && r.contains("expected CMK via des1"),
+            "{r}"
+        );
+
+        let (rec, mut obs) = cmk_verify(right.clone());
+        if let Some(Some(v)) = obs.vm.as_mut() {
+            v.tags = json!({"app": "crm", "new": "1"});
+        }
+        let r = park_reason(decide(&rec, &obs, "r"));
+        assert!(r.contains("tag app is \"crm\" (was \"erp\")"), "{r}");
+        assert!(r.contains("tag new=\"1\" was added"), "{r}");
+
+        let (rec, mut obs) = cmk_verify(right);
+        if let Some(Some(v)) = obs.vm.as_mut() {
+            v.vm_agent_ready = Some(false);
+        }
+        assert!(
+            matches!(decide(&rec, &obs, "r"), Decision::Wait { .. }),
+            "the agent may still become ready"
+        );
+    }
+
+    #[test]
+    fn guest_check_holds_the_copy_while_bitlocker_still_decrypts() {
+        let (mut rec, _) = cmk_verify(json!({}));
+        rec.step = Step::AwaitDecrypted;
+        rec.facts.as_mut().unwrap().guest_check = true;
+        let mut v = vm("running");
+        v.decryption = DecryptionState::Complete;
+        let mut obs = obs_vm(Some(v));
+        assert!(
+            matches!(decide(&rec, &obs, "r"), Decision::Wait { .. }),
+            "guest not asked yet"
+        );
+        let busy = json!({"value": [{"message": "ade2eah-volume C: DecryptionInProgress 40"}]});
+        obs.guest = Some(crate::step::guest::parse(
+            crate::step::record::OsType::Windows,
+            &busy,
+        ));
+        match decide(&rec, &obs, "r") {
+            Decision::Wait { reason } => assert!(reason.contains("BitLocker"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+        let done = json!({"value": [{"message": "ade2eah-volume C: FullyDecrypted 0"}]});
+        obs.guest = Some(crate::step::guest::parse(
+            crate::step::record::OsType::Windows,
+            &done,
+        ));
+        assert_eq!(decide(&rec, &obs, "r"), Decision::Advance);
+        rec.facts.as_mut().unwrap().guest_check = false;
+        obs.guest = None;
+        assert_eq!(
+            decide(&rec, &obs, "r"),
+            Decision::Advance,
+            "without --guest-check the API decides"
+        );
     }
 
     #[test]

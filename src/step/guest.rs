@@ -140,7 +140,12 @@ mod tests {
         assert_eq!(r.volumes.len(), 2);
         assert_eq!(r.describe_encrypted(), "F: DecryptionInProgress 37%");
         let done = json!({"value": [{"message": "ade2eah-volume C: FullyDecrypted 0"}]});
-        assert!(parse(OsType::Windows, &done).unwrap().encrypted().is_empty());
+        assert!(
+            parse(OsType::Windows, &done)
+                .unwrap()
+                .encrypted()
+                .is_empty()
+        );
     }
 
     #[test]

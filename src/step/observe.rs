@@ -129,7 +129,9 @@ pub fn vm_agent_ready(iv: InstanceView<'_>) -> Option<bool> {
         let code_ok = s
             .code()
             .is_some_and(|c| c.eq_ignore_ascii_case("ProvisioningState/succeeded"));
-        let display_ok = s.display_status().is_none_or(|d| d.eq_ignore_ascii_case("Ready"));
+        let display_ok = s
+            .display_status()
+            .is_none_or(|d| d.eq_ignore_ascii_case("Ready"));
         ready |= code_ok && display_ok;
     }
     any.then_some(ready)

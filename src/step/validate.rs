@@ -98,9 +98,7 @@ pub fn size_problems(
 pub fn des_problem(id: &ResourceId, read: &DesRead, location: &str, kind: &str) -> Option<String> {
     let name = id.name();
     match read {
-        DesRead::Missing => Some(format!(
-            "disk encryption set {name} does not exist ({id})"
-        )),
+        DesRead::Missing => Some(format!("disk encryption set {name} does not exist ({id})")),
         DesRead::Unreadable(e) => Some(format!(
             "disk encryption set {name} cannot be read by this tool ({e}); grant it Reader on {id} (Microsoft.Compute/diskEncryptionSets/read)"
         )),
@@ -121,9 +119,9 @@ pub fn des_problem(id: &ResourceId, read: &DesRead, location: &str, kind: &str) 
                 ));
             }
             match des.provisioning_state() {
-                Some(p) if !p.eq_ignore_ascii_case("Succeeded") => Some(format!(
-                    "disk encryption set {name} is {p}, not Succeeded"
-                )),
+                Some(p) if !p.eq_ignore_ascii_case("Succeeded") => {
+                    Some(format!("disk encryption set {name} is {p}, not Succeeded"))
+                }
                 _ => None,
             }
         }
@@ -146,7 +144,12 @@ pub fn usage_of(usages: &[Value], name: &str) -> Option<(u64, u64)> {
 }
 
 /// Why a target disk cannot be attached to a VM in `vm_zone`, if it cannot.
-pub fn zone_problem(name: &str, sku: Option<&str>, zones: &[String], vm_zone: Option<&str>) -> Option<String> {
+pub fn zone_problem(
+    name: &str,
+    sku: Option<&str>,
+    zones: &[String],
+    vm_zone: Option<&str>,
+) -> Option<String> {
     let zrs = sku.is_some_and(|s| s.to_ascii_uppercase().ends_with("_ZRS"));
     match (zones.first(), vm_zone) {
         (Some(z), _) if zrs => Some(format!(
@@ -388,7 +391,9 @@ mod tests {
         assert!(p[0].contains("zone 3"), "{p:?}");
         assert_eq!(size_problems(None, "X", "westeurope", None).len(), 1);
         let no_eah = json!({"name": "A", "capabilities": [{"name": "EncryptionAtHostSupported", "value": "False"}]});
-        assert!(size_problems(Some(&no_eah), "A", "westeurope", None)[0].contains("encryption at host"));
+        assert!(
+            size_problems(Some(&no_eah), "A", "westeurope", None)[0].contains("encryption at host")
+        );
     }
 
     #[test]
@@ -401,9 +406,17 @@ mod tests {
         let ok = json!({"location": "West Europe", "properties": {"encryptionType": k, "provisioningState": "Succeeded"}});
         assert_eq!(des_problem(&id, &DesRead::Found(ok), "westeurope", k), None);
         let far = json!({"location": "northeurope", "properties": {}});
-        assert!(des_problem(&id, &DesRead::Found(far), "westeurope", k).unwrap().contains("northeurope"));
+        assert!(
+            des_problem(&id, &DesRead::Found(far), "westeurope", k)
+                .unwrap()
+                .contains("northeurope")
+        );
         assert!(des_problem(&id, &DesRead::Missing, "westeurope", k).is_some());
-        assert!(des_problem(&id, &DesRead::Unreadable("403".into()), "westeurope", k).unwrap().contains("Reader"));
+        assert!(
+            des_problem(&id, &DesRead::Unreadable("403".into()), "westeurope", k)
+                .unwrap()
+                .contains("Reader")
+        );
         let double = json!({"location": "westeurope", "properties": {"encryptionType": "EncryptionAtRestWithPlatformAndCustomerKeys"}});
         assert!(des_problem(&id, &DesRead::Found(double), "westeurope", k).is_some());
     }

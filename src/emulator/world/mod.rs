@@ -31,6 +31,7 @@ use super::rng::Rng;
 use crate::model::ResourceId;
 
 mod catalog;
+mod des;
 mod disk;
 mod effects;
 mod extension;
@@ -395,6 +396,8 @@ pub(crate) struct Disk {
     guest_encrypted: bool,
     key_vault: Option<String>,
     snapshot: bool,
+    /// `encryption` as created (`None`: platform keys, the default).
+    encryption: Option<Value>,
 }
 
 /// A network interface.
@@ -445,6 +448,17 @@ pub(crate) struct World {
     pub(crate) hooks: super::faults::Hooks,
     /// Management locks, backup protection, usage limits.
     pub(crate) gov: super::governance::Governance,
+    /// Disk encryption sets by key (des.rs).
+    des: BTreeMap<String, des::Des>,
+    /// Lower-case VM size → zones where it is restricted for the
+    /// subscription (catalog.rs).
+    zone_restrictions: BTreeMap<String, BTreeSet<String>>,
+    /// Simulated seconds BitLocker keeps decrypting a Windows guest after
+    /// ADE reported the volumes decrypted (guest.rs).
+    bitlocker_lag: f64,
+    /// VM key → simulated running seconds BitLocker still needs in its
+    /// guest after ADE reported decrypted (guest.rs).
+    bitlocker_left: BTreeMap<String, f64>,
 }
 
 impl World {
@@ -489,6 +503,10 @@ impl World {
             offline: BTreeMap::new(),
             hooks: Default::default(),
             gov: Default::default(),
+            des: BTreeMap::new(),
+            zone_restrictions: BTreeMap::new(),
+            bitlocker_lag: cfg.windows_bitlocker_lag_secs.max(0.0),
+            bitlocker_left: BTreeMap::new(),
         }
     }
 

@@ -110,7 +110,10 @@ impl<'a> DesModel<'a> {
     /// `properties.activeKey.sourceVault.id` (the key vault holding the key).
     pub fn key_vault_id(&self) -> Option<&'a str> {
         string(
-            object(object(object(self.0, "properties"), "activeKey"), "sourceVault"),
+            object(
+                object(object(self.0, "properties"), "activeKey"),
+                "sourceVault",
+            ),
             "id",
         )
     }
