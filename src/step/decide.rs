@@ -46,6 +46,8 @@ pub fn needs(rec: &VmRecord) -> Needs {
     match rec.step {
         Step::Snapshot => Needs {
             disks: rec.disks.iter().map(|d| d.snapshot.clone()).collect(),
+            // Validated once before the run's first change, too.
+            validate: rec.created.is_empty(),
             ..Needs::default()
         },
         Step::CreateTargets => Needs {
@@ -104,7 +106,8 @@ pub fn decide(rec: &VmRecord, obs: &Observation, run_id: &str) -> Decision {
         );
     }
     match rec.step {
-        Step::Snapshot => snapshots(rec, obs, run_id),
+        Step::Snapshot => super::validate::before_first_change(rec, obs)
+            .unwrap_or_else(|| snapshots(rec, obs, run_id)),
         Step::DisableAde => with_vm(obs, |vm| disable_ade(rec, vm)),
         Step::AwaitDecrypted => with_vm(obs, |vm| await_decrypted(rec, obs, vm)),
         Step::RemoveExtension => with_vm(obs, remove_extension),

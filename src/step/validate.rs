@@ -231,7 +231,7 @@ pub fn lock_problems(locks: &[Value], vm: &str, linked: &[String]) -> Vec<String
         .filter_map(|l| {
             if l.covers(vm) {
                 Some(format!(
-                    "{} lock '{}' on {} refuses deleting and re-creating the VM; {}",
+                    "the VM is locked: {} lock '{}' on {} refuses deleting and re-creating it; {}",
                     l.level,
                     l.name,
                     l.scope,
@@ -239,7 +239,7 @@ pub fn lock_problems(locks: &[Value], vm: &str, linked: &[String]) -> Vec<String
                 ))
             } else if l.read_only() && linked.iter().any(|d| l.covers(d)) {
                 Some(format!(
-                    "ReadOnly lock '{}' on {} refuses the writes the re-create makes to the VM's disks and NICs; {}",
+                    "a disk or NIC of the VM is locked: ReadOnly lock '{}' on {} refuses the writes the re-create makes to it; {}",
                     l.name,
                     l.scope,
                     l.remedy()
@@ -358,20 +358,36 @@ pub fn decide(rec: &VmRecord, obs: &Observation, vm: &VmView) -> Decision {
             };
         }
     }
-    let problems = problems(rec, obs, reads);
-    if problems.is_empty() {
-        return Decision::Advance;
-    }
     let state = vm.power.as_deref().unwrap_or("unknown");
-    Decision::park(
+    refusal(
+        problems(rec, obs, reads),
+        &format!("nothing was deleted and the VM is still {state}"),
+    )
+    .unwrap_or(Decision::Advance)
+}
+
+/// The same checks before the run's first change ([`Step::Snapshot`] while
+/// the run has created nothing): a refusal known now parks the VM before
+/// ADE is even disabled. `None`: nothing found (or not read).
+pub fn before_first_change(rec: &VmRecord, obs: &Observation) -> Option<Decision> {
+    let reads = obs.validation.as_ref()?;
+    refusal(problems(rec, obs, reads), "nothing was changed on the VM")
+}
+
+/// The park for `problems` (`None` when there are none).
+fn refusal(problems: Vec<String>, state: &str) -> Option<Decision> {
+    if problems.is_empty() {
+        return None;
+    }
+    Some(Decision::park(
         format!(
             "validate before delete: the re-create would be refused: {}",
             problems.join("; ")
         ),
         format!(
-            "nothing was deleted and the VM is still {state}; fix the causes listed, then run `ade2eah resume` (validation runs again before the VM is deallocated)"
+            "{state}; fix the causes listed, then run `ade2eah resume` (validation runs again before the VM is deallocated)"
         ),
-    )
+    ))
 }
 
 #[cfg(test)]
