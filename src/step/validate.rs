@@ -269,7 +269,7 @@ fn encryption_mismatches<'a>(
         };
         (!want.matches(&t.encryption)).then(|| {
             format!(
-                "target disk {} has {} but must have {}",
+                "target disk {} has {} but must have {} (delete that disk, created by this run; it is created again for the final copy)",
                 d.target.name(),
                 t.encryption.describe(),
                 want.describe()
