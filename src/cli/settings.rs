@@ -253,7 +253,9 @@ pub fn target_encryption(
                     "--disk-encryption-set {id} is not a Microsoft.Compute/diskEncryptionSets id"
                 )));
             }
-            Ok(Some(TargetEncryption::DiskEncryptionSet { id: id.clone() }))
+            Ok(Some(TargetEncryption::DiskEncryptionSet {
+                id: Box::new(id.clone()),
+            }))
         }
         (None, true) => Ok(Some(TargetEncryption::PlatformKeys)),
         (None, false) => Ok(None),

@@ -34,7 +34,7 @@ pub use crate::cloud::{Access, Cloud, CloudError, CloudResult, CopyFigures, Retr
 use crate::failpoint;
 use crate::journal::{Journal, JournalError, now_rfc3339};
 use crate::model::ResourceId;
-use crate::step::validate::{DesRead, ValidationReads};
+use crate::step::validate::{DesRead, SKU_UNREAD, ValidationReads};
 use crate::step::{
     Action, Decision, DecryptionState, DiskView, Observation, Outcome, Step, VmEntry, VmRecord,
     VmView, decide, guest, needs,
@@ -464,12 +464,29 @@ impl Engine {
             return Ok(ValidationReads::default());
         };
         let sub = rec.id.subscription();
-        let mut reads = ValidationReads {
-            sku: self.cloud.vm_sku(sub, &f.location, &f.size).await?,
-            usages: self.cloud.compute_usages(sub, &f.location).await?,
-            locks: self.cloud.list_locks(sub).await?,
-            des: Vec::new(),
-        };
+        let mut reads = ValidationReads::default();
+        // A read Azure refuses (a missing permission) skips its check rather
+        // than blocking the run; a transient failure is retried as usual.
+        fn refused<T>(
+            r: CloudResult<T>,
+            what: &str,
+            unread: &mut Vec<String>,
+        ) -> CloudResult<Option<T>> {
+            match r {
+                Ok(v) => Ok(Some(v)),
+                Err(e) if !e.is_transient() => {
+                    unread.push(format!("{what}: {}", e.message));
+                    Ok(None)
+                }
+                Err(e) => Err(e),
+            }
+        }
+        let sku = self.cloud.vm_sku(sub, &f.location, &f.size).await;
+        reads.sku = refused(sku, SKU_UNREAD, &mut reads.unread)?.flatten();
+        let usages = self.cloud.compute_usages(sub, &f.location).await;
+        reads.usages = refused(usages, "usages", &mut reads.unread)?.flatten();
+        let locks = self.cloud.list_locks(sub).await;
+        reads.locks = refused(locks, "locks", &mut reads.unread)?.flatten();
         let ids = crate::step::encryption::des_ids(
             &f.target_encryption,
             rec.disks.iter().map(|d| &d.source_model),

@@ -481,7 +481,9 @@ fn target_of(
                         ),
                     )
                 })?;
-            Ok(Some(TargetEncryption::DiskEncryptionSet { id }))
+            Ok(Some(TargetEncryption::DiskEncryptionSet {
+                id: Box::new(id),
+            }))
         }
         (None, Some(p)) if *p.get_ref() => Ok(Some(TargetEncryption::PlatformKeys)),
         _ => Ok(None),

@@ -373,12 +373,7 @@ pub fn des_targets(vms: &[PlannedVm]) -> Vec<ResourceId> {
 }
 
 fn vm_des(v: &PlannedVm) -> Vec<ResourceId> {
-    let choice = v
-        .record
-        .facts
-        .as_ref()
-        .map(|f| f.target_encryption.clone())
-        .unwrap_or_default();
+    let choice = encryption::choice_of(&v.record);
     encryption::des_ids(&choice, v.record.disks.iter().map(|d| &d.source_model))
 }
 
@@ -391,12 +386,7 @@ fn vm_des(v: &PlannedVm) -> Vec<ResourceId> {
 /// role Key Vault Crypto Service Encryption User on RBAC vaults).
 pub fn des(answers: &[(ResourceId, DesRead)], vms: &mut [PlannedVm]) {
     for v in vms.iter_mut().filter(|v| relevant(v) && v.eligible) {
-        let choice = v
-            .record
-            .facts
-            .as_ref()
-            .map(|f| f.target_encryption.clone())
-            .unwrap_or_default();
+        let choice = encryption::choice_of(&v.record);
         let disks: Vec<String> = v
             .record
             .disks

@@ -723,11 +723,7 @@ pub fn verify_problems(
     if !vm.ade_extensions.is_empty() {
         problems.push("an ADE extension is present".to_string());
     }
-    let choice = rec
-        .facts
-        .as_ref()
-        .map(|f| f.target_encryption.clone())
-        .unwrap_or_default();
+    let choice = super::encryption::choice_of(rec);
     for d in &rec.disks {
         let attached = match d.role {
             DiskRole::Os => vm.os_disk.as_ref(),

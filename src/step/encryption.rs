@@ -38,8 +38,8 @@ pub enum TargetEncryption {
     PlatformKeys,
     /// `--disk-encryption-set ID`: every new disk on this DES.
     DiskEncryptionSet {
-        /// The DES.
-        id: ResourceId,
+        /// The DES (boxed: the facts stay small).
+        id: Box<ResourceId>,
     },
 }
 
@@ -139,9 +139,17 @@ pub fn expected(choice: &TargetEncryption, source_model: &Value) -> DiskEncrypti
             } else {
                 CUSTOMER_KEY.into()
             },
-            des: Some(id.clone()),
+            des: Some((**id).clone()),
         },
     }
+}
+
+/// The choice journaled for `rec`'s VM (carry when it has no facts).
+pub fn choice_of(rec: &super::VmRecord) -> TargetEncryption {
+    rec.facts
+        .as_ref()
+        .map(|f| f.target_encryption.clone())
+        .unwrap_or_default()
 }
 
 /// Every DES the new disks of a VM use (distinct, first-seen order).
@@ -185,7 +193,9 @@ mod tests {
     #[test]
     fn requested_des_and_platform_keys_override_the_source() {
         let other = ResourceId::parse(&DES.replace("des1", "des2")).unwrap();
-        let choice = TargetEncryption::DiskEncryptionSet { id: other.clone() };
+        let choice = TargetEncryption::DiskEncryptionSet {
+            id: Box::new(other.clone()),
+        };
         let e = expected(&choice, &json!({}));
         assert_eq!(e.kind, CUSTOMER_KEY);
         assert_eq!(e.des, Some(other));

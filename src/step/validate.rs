@@ -52,7 +52,13 @@ pub struct ValidationReads {
     pub usages: Option<Vec<Value>>,
     /// Every lock at and below the subscription (`None`: 404).
     pub locks: Option<Vec<Value>>,
+    /// Reads Azure refused (missing permission): their checks were not
+    /// made (`sku` is then meaningless), the messages say which.
+    pub unread: Vec<String>,
 }
+
+/// The name [`ValidationReads::unread`] gives a refused SKU read.
+pub const SKU_UNREAD: &str = "resource SKUs";
 
 /// Why the VM size cannot be used in `location` / `zone`, if it cannot.
 pub fn size_problems(
@@ -257,11 +263,7 @@ fn encryption_mismatches<'a>(
     rec: &'a VmRecord,
     obs: &'a Observation,
 ) -> impl Iterator<Item = String> + 'a {
-    let choice = rec
-        .facts
-        .as_ref()
-        .map(|f| f.target_encryption.clone())
-        .unwrap_or_default();
+    let choice = super::encryption::choice_of(rec);
     rec.disks.iter().filter_map(move |d| {
         let want = expected(&choice, &d.source_model);
         let Some(Some(t)) = obs.disk(&d.target) else {
@@ -283,12 +285,16 @@ pub fn problems(rec: &VmRecord, obs: &Observation, reads: &ValidationReads) -> V
     let Some(facts) = rec.facts.as_ref() else {
         return vec!["the VM has no discovery facts".into()];
     };
-    let mut out = size_problems(
-        reads.sku.as_ref(),
-        &facts.size,
-        &facts.location,
-        facts.zone.as_deref(),
-    );
+    let mut out = if reads.unread.iter().any(|u| u.starts_with(SKU_UNREAD)) {
+        Vec::new()
+    } else {
+        size_problems(
+            reads.sku.as_ref(),
+            &facts.size,
+            &facts.location,
+            facts.zone.as_deref(),
+        )
+    };
     for (id, read) in &reads.des {
         let kind = rec
             .disks

@@ -4,8 +4,6 @@
 //! binary against the emulator's disk encryption sets, zone restrictions,
 //! quotas and Run Command.
 
-use std::process::Output;
-
 use ade2eah::emulator::{EmulatorConfig, VmSpec};
 use ade2eah::model::ResourceId;
 use serde_json::{Value, json};
@@ -14,31 +12,6 @@ use crate::support::*;
 
 const CMK: &str = "EncryptionAtRestWithCustomerKey";
 const PMK: &str = "EncryptionAtRestWithPlatformKey";
-
-/// `run --vm ID... EXTRA...` (the scripting contract's flags plus `extra`).
-async fn run_with(rig: &Rig, vms: &[ResourceId], extra: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut a: Vec<String> = vec![
-        "run".into(),
-        "--arm-endpoint".into(),
-        rig.emu.base_url(),
-        "--auth".into(),
-        "none".into(),
-        "--subscription".into(),
-        rig.emu.subscription().to_string(),
-    ];
-    for vm in vms {
-        a.extend(["--vm".into(), vm.to_string()]);
-    }
-    a.extend([
-        "--state".into(),
-        rig.state_dir().display().to_string(),
-        "--yes".into(),
-        "--poll-interval".into(),
-        POLL.into(),
-    ]);
-    a.extend(extra.iter().map(|s| s.to_string()));
-    bin(&a, env).await
-}
 
 /// The `encryption` of disk `id` in the emulator's state.
 fn encryption_of(rig: &Rig, id: &ResourceId) -> Value {
@@ -109,18 +82,20 @@ async fn a_requested_des_puts_every_new_disk_on_it() {
     let des = rig.emu.add_des("rg-keys", "des-req", "westeurope");
     let vms = std::slice::from_ref(&vm);
 
-    let both = run_with(
-        &rig,
-        vms,
-        &["--disk-encryption-set", des.as_str(), "--platform-keys"],
-        &[],
-    )
-    .await;
+    let both = rig
+        .run_with(
+            vms,
+            &["--disk-encryption-set", des.as_str(), "--platform-keys"],
+            &[],
+        )
+        .await;
     assert_eq!(both.status.code(), Some(2), "{}", text(&both));
     assert!(text(&both).contains("conflict"), "{}", text(&both));
     assert_eq!(rig.mutating_requests(), 0, "bad input sends nothing");
 
-    let out = run_with(&rig, vms, &["--disk-encryption-set", des.as_str()], &[]).await;
+    let out = rig
+        .run_with(vms, &["--disk-encryption-set", des.as_str()], &[])
+        .await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let new = attached(&rig, &vm);
     assert_eq!(new.len(), 2);
@@ -142,7 +117,9 @@ async fn platform_keys_put_cmk_sources_on_platform_keys() {
     for d in attached(&rig, &vm) {
         assert!(rig.emu.set_disk_encryption_set(&d, &des));
     }
-    let out = run_with(&rig, std::slice::from_ref(&vm), &["--platform-keys"], &[]).await;
+    let out = rig
+        .run_with(std::slice::from_ref(&vm), &["--platform-keys"], &[])
+        .await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     for d in attached(&rig, &vm) {
         assert_eq!(encryption_of(&rig, &d), json!({"type": PMK}), "{d}");
@@ -219,13 +196,13 @@ async fn a_des_in_another_region_is_a_finding_and_parks_before_any_change() {
         "{codes:?}"
     );
 
-    let out = run_with(
-        &rig,
-        std::slice::from_ref(&vm),
-        &["--disk-encryption-set", far.as_str()],
-        &[],
-    )
-    .await;
+    let out = rig
+        .run_with(
+            std::slice::from_ref(&vm),
+            &["--disk-encryption-set", far.as_str()],
+            &[],
+        )
+        .await;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let st = rig.status().await;
     let rec = record(&st, &vm);
@@ -257,13 +234,13 @@ async fn a_des_in_another_region_is_a_finding_and_parks_before_any_change() {
 async fn validate_before_delete_parks_with_the_vm_still_running() {
     let rig = Rig::new().await;
     let vm = rig.emu.add_vm(zonal("val-zone", "2"));
-    let crashed = run_with(
-        &rig,
-        std::slice::from_ref(&vm),
-        &[],
-        &[("ADE2EAH_FAILPOINTS", "before-intent:copy-round-online")],
-    )
-    .await;
+    let crashed = rig
+        .run_with(
+            std::slice::from_ref(&vm),
+            &[],
+            &[("ADE2EAH_FAILPOINTS", "before-intent:copy-round-online")],
+        )
+        .await;
     assert_ne!(crashed.status.code(), Some(0), "{}", text(&crashed));
     rig.emu.restrict_size_in_zone("Standard_D4s_v5", "2");
 
@@ -300,13 +277,13 @@ async fn validate_before_delete_finds_the_missing_quota_then_resume_finishes() {
     let rig = Rig::new().await;
     let vm = rig.emu.add_vm(windows("val-quota", 1));
     let before = source_digests(&rig.emu, &vm);
-    let crashed = run_with(
-        &rig,
-        std::slice::from_ref(&vm),
-        &[],
-        &[("ADE2EAH_FAILPOINTS", "before-intent:copy-round-online")],
-    )
-    .await;
+    let crashed = rig
+        .run_with(
+            std::slice::from_ref(&vm),
+            &[],
+            &[("ADE2EAH_FAILPOINTS", "before-intent:copy-round-online")],
+        )
+        .await;
     assert_ne!(crashed.status.code(), Some(0), "{}", text(&crashed));
     let snaps = serde_json::to_value(rig.emu.state()).unwrap()["snapshots"]
         .as_array()
@@ -345,7 +322,9 @@ async fn guest_check_waits_for_bitlocker_after_the_api_says_decrypted() {
         .await;
         let vm = rig.emu.add_vm(windows("guest-bl", 0));
         let before = source_digests(&rig.emu, &vm);
-        let out = run_with(&rig, std::slice::from_ref(&vm), &["--guest-check"], &[]).await;
+        let out = rig
+            .run_with(std::slice::from_ref(&vm), &["--guest-check"], &[])
+            .await;
         assert_eq!(out.status.code(), Some(0), "{}", text(&out));
         assert_eq!(record(&rig.status().await, &vm)["outcome"], "verified");
         assert_migrated(&rig.emu, &vm, &before);
