@@ -103,6 +103,26 @@ pub trait Cloud: Send + Sync {
         location: &str,
         size: &str,
     ) -> CloudResult<(Option<bool>, bool)>;
+    /// GET a disk encryption set (`Ok(None)`: 404).
+    async fn get_disk_encryption_set(&self, id: &ResourceId) -> CloudResult<Option<Value>>;
+    /// The resource SKU of VM size `size` in `location`, as JSON
+    /// (`name`, `capabilities`, `restrictions`); `None` when not offered.
+    async fn vm_sku(
+        &self,
+        subscription: &str,
+        location: &str,
+        size: &str,
+    ) -> CloudResult<Option<Value>>;
+    /// The Compute usages of `location` (`Ok(None)`: 404).
+    async fn compute_usages(
+        &self,
+        subscription: &str,
+        location: &str,
+    ) -> CloudResult<Option<Vec<Value>>>;
+    /// Every management lock at and below the subscription (`Ok(None)`: 404).
+    async fn list_locks(&self, subscription: &str) -> CloudResult<Option<Vec<Value>>>;
+    /// Run Command on a VM (a read of the guest; waits): the operation's output.
+    async fn run_command(&self, vm: &ResourceId, body: &Value) -> CloudResult<Value>;
     /// PUT a VM (create or full update); waits for the operation.
     async fn put_vm(&self, id: &ResourceId, body: &Value) -> CloudResult<()>;
     /// PATCH a VM; waits for the operation.

@@ -758,6 +758,30 @@ impl ArmClient {
         Ok(serde_json::from_slice(&raw.body).unwrap_or(Value::Null))
     }
 
+    /// GET a disk encryption set; `None` on 404.
+    pub async fn get_disk_encryption_set(
+        &self,
+        id: &ResourceId,
+    ) -> Result<Option<Value>, AzureError> {
+        Ok(self
+            .get_json::<Value>(self.url(id.as_str(), self.disks(), &[])?)
+            .await?
+            .map(|f| f.raw))
+    }
+
+    /// POST `runCommand` on a VM (`{"commandId", "script"}`) and wait; returns
+    /// the operation's output (`{"value": [{"code", "message"}...]}`).
+    pub async fn run_command(&self, vm: &ResourceId, body: &Value) -> Result<Value, AzureError> {
+        Ok(self
+            .mutate(
+                Method::POST,
+                self.url(&format!("{vm}/runCommand"), self.compute(), &[])?,
+                Some(body),
+            )
+            .await?
+            .unwrap_or(Value::Null))
+    }
+
     /// The VM sizes offered in `location` (resource SKUs), all pages.
     pub async fn list_vm_skus(
         &self,

@@ -146,9 +146,30 @@ pub struct RunArgs {
     /// Transfer mode and parallelism.
     #[command(flatten)]
     pub transfer: TransferArgs,
+    /// Target encryption (overrides the plan file's).
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Also check inside the guest through Run Command (volumes seen,
+    /// BitLocker / dm-crypt off); on Windows also before the copy.
+    #[arg(long)]
+    pub guest_check: bool,
     /// Output of the final summary.
     #[arg(long, value_enum, default_value = "table")]
     pub output: OutputArg,
+}
+
+// Target encryption, validate-before-delete and verification (wt-des).
+/// Encryption of the new disks (`run`, `plan`).
+#[derive(Debug, Clone, Args)]
+pub struct TargetArgs {
+    /// Put every new disk on this disk encryption set (customer-managed
+    /// keys); default: each new disk keeps its source disk's encryption.
+    #[arg(long, value_name = "DES_ID", value_parser = parse_id)]
+    pub disk_encryption_set: Option<ResourceId>,
+    /// Put every new disk on platform-managed keys, even where the source
+    /// used a disk encryption set.
+    #[arg(long)]
+    pub platform_keys: bool,
 }
 
 /// How disks are copied (`run`, `demo`).
@@ -355,6 +376,9 @@ pub struct PlanArgs {
     /// Also write the plan file (TOML) here.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// Target encryption written into the plan.
+    #[command(flatten)]
+    pub target: TargetArgs,
 }
 
 /// `report`: the state of a run (during or after).

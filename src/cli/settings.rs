@@ -236,6 +236,32 @@ pub fn copy_policy(a: &CopyArgs) -> CopyPolicy {
     }
 }
 
+// Target encryption (wt-des).
+/// `--disk-encryption-set` / `--platform-keys` (`None`: neither given);
+/// both together are bad input.
+pub fn target_encryption(
+    a: &crate::cli::args::TargetArgs,
+) -> Result<Option<crate::step::encryption::TargetEncryption>, CliError> {
+    use crate::step::encryption::TargetEncryption;
+    match (&a.disk_encryption_set, a.platform_keys) {
+        (Some(_), true) => Err(CliError::BadInput(
+            "--disk-encryption-set and --platform-keys conflict: choose customer-managed keys on a DES, or platform keys".into(),
+        )),
+        (Some(id), false) => {
+            if !id.is_type("Microsoft.Compute", "diskEncryptionSets") {
+                return Err(CliError::BadInput(format!(
+                    "--disk-encryption-set {id} is not a Microsoft.Compute/diskEncryptionSets id"
+                )));
+            }
+            Ok(Some(TargetEncryption::DiskEncryptionSet {
+                id: Box::new(id.clone()),
+            }))
+        }
+        (None, true) => Ok(Some(TargetEncryption::PlatformKeys)),
+        (None, false) => Ok(None),
+    }
+}
+
 /// The copy engine's options from `--transfer`, `--copy-parallel` and
 /// `--copy-parallel-total`.
 pub fn copy_options(a: &TransferArgs) -> CopyOptions {
@@ -279,6 +305,10 @@ pub struct RunSettings {
     pub copy_policy: CopyPolicy,
     /// Transfer options (not journaled).
     pub copy: CopyOptions,
+    /// `--disk-encryption-set` / `--platform-keys` (journaled per VM).
+    pub target_encryption: Option<crate::step::encryption::TargetEncryption>,
+    /// `--guest-check` (journaled per VM).
+    pub guest_check: bool,
     /// Output of the final summary.
     pub output: Output,
 }
@@ -323,6 +353,8 @@ impl RunSettings {
             break_lease: a.break_lease,
             copy_policy: copy_policy(&a.copy),
             copy: copy_options(&a.transfer),
+            target_encryption: target_encryption(&a.target)?,
+            guest_check: a.guest_check,
             output: a.output,
         })
     }
@@ -485,6 +517,7 @@ fn options_of(a: &PlanArgs) -> Result<(PlanOptions, Vec<WaveSpec>), CliError> {
     }
     let mut o = PlanOptions {
         max_parallel: a.max_parallel,
+        target_encryption: target_encryption(&a.target)?,
         ..Default::default()
     };
     if let Some(b) = &a.failure_budget {

@@ -41,6 +41,8 @@ enum Route {
     Usages(String),
     /// `POST .../Microsoft.RecoveryServices/locations/{loc}/backupStatus` (a read).
     BackupStatus,
+    /// `.../Microsoft.Compute/diskEncryptionSets/{name}` (world/des.rs).
+    Des(Target),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -153,7 +155,7 @@ fn parse_route(path: &str, subscription: &str) -> Result<Route, ArmError> {
         ("microsoft.compute", "virtualmachines", 9) => match l(8) {
             "instanceview" => Ok(Route::Vm(target(), VmSub::InstanceView)),
             "extensions" => Ok(Route::Vm(target(), VmSub::ExtList)),
-            a @ ("deallocate" | "start" | "poweroff") => {
+            a @ ("deallocate" | "start" | "poweroff" | "runcommand") => {
                 Ok(Route::Vm(target(), VmSub::Action(a.to_string())))
             }
             _ => Err(not_found_path(path)),
@@ -170,6 +172,7 @@ fn parse_route(path: &str, subscription: &str) -> Result<Route, ArmError> {
             _ => Err(not_found_path(path)),
         },
         ("microsoft.network", "networkinterfaces", 8) => Ok(Route::Nic(target())),
+        ("microsoft.compute", "diskencryptionsets", 8) => Ok(Route::Des(target())),
         _ => Err(not_found_path(path)),
     }
 }
@@ -444,9 +447,14 @@ fn dispatch(
         }
         (Route::Vm(t, VmSub::Model), "DELETE") => Ok(Outcome::Reply(w.vm_delete(t, inject, now)?)),
         (Route::Vm(t, VmSub::InstanceView), "GET") => reply(w.vm_instance_view(t)?),
+        (Route::Vm(t, VmSub::Action(a)), "POST") if a == "runcommand" => {
+            Ok(Outcome::Reply(w.run_command(t, &body, inject, now)?))
+        }
         (Route::Vm(t, VmSub::Action(a)), "POST") => {
             Ok(Outcome::Reply(w.vm_action(t, a, inject, now)?))
         }
+        (Route::Des(t), "GET") => reply(w.des_get(t)?),
+        (Route::Des(t), "PUT") => Ok(Outcome::Reply(w.des_put(t, &body)?)),
         (Route::Vm(t, VmSub::Ext(n)), "GET") => reply(w.ext_get(t, n)?),
         (Route::Vm(t, VmSub::ExtList), "GET") => {
             reply(w.ext_list(t, query_has(query, "$expand", "instanceView"))?)

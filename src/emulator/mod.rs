@@ -313,6 +313,35 @@ impl Emulator {
         self.world_now(|w| w.gov.set_limit(name, limit))
     }
 
+    /// Adds a disk encryption set `name` in resource group `rg` and
+    /// `location` (encryption type `EncryptionAtRestWithCustomerKey`).
+    pub fn add_des(&self, rg: &str, name: &str, location: &str) -> ResourceId {
+        let id = format!(
+            "/subscriptions/{}/resourceGroups/{rg}/providers/Microsoft.Compute/diskEncryptionSets/{name}",
+            self.subscription()
+        );
+        self.world_now(|w| w.add_des(&id, location, "EncryptionAtRestWithCustomerKey"));
+        ResourceId::parse(&id).expect("a DES id")
+    }
+
+    /// Refuses (403) or allows again every read of DES `id`.
+    pub fn set_des_readable(&self, id: &ResourceId, readable: bool) {
+        self.world_now(|w| w.set_des_readable(id.as_str(), readable))
+    }
+
+    /// Puts existing disk `disk` on DES `des` (customer-managed keys), as if
+    /// it had been created so; false when the disk or the DES is unknown.
+    pub fn set_disk_encryption_set(&self, disk: &ResourceId, des: &ResourceId) -> bool {
+        self.world_now(|w| w.set_disk_des(disk.as_str(), des.as_str()))
+    }
+
+    /// Restricts VM size `size` in availability zone `zone` for the
+    /// subscription (a `Zone` restriction in the resource SKUs; creates there
+    /// are refused with `SkuNotAvailable`).
+    pub fn restrict_size_in_zone(&self, size: &str, zone: &str) {
+        self.world_now(|w| w.restrict_size_in_zone(size, zone))
+    }
+
     /// Runs `f` on the world brought up to the current simulated time.
     fn world_now<T>(&self, f: impl FnOnce(&mut world::World) -> T) -> T {
         let now = self.inner.clock.now();

@@ -134,6 +134,43 @@ impl Cloud for ArmCloud {
         Ok((Some(supports), restricted))
     }
 
+    async fn get_disk_encryption_set(&self, id: &ResourceId) -> CloudResult<Option<Value>> {
+        map(self.client.get_disk_encryption_set(id).await)
+    }
+
+    async fn vm_sku(
+        &self,
+        subscription: &str,
+        location: &str,
+        size: &str,
+    ) -> CloudResult<Option<Value>> {
+        let skus = map(self.client.list_vm_skus(subscription, location).await)?;
+        Ok(skus
+            .into_iter()
+            .find(|s| {
+                s.name
+                    .as_deref()
+                    .is_some_and(|n| n.eq_ignore_ascii_case(size))
+            })
+            .and_then(|s| serde_json::to_value(s).ok()))
+    }
+
+    async fn compute_usages(
+        &self,
+        subscription: &str,
+        location: &str,
+    ) -> CloudResult<Option<Vec<Value>>> {
+        map(self.client.compute_usages(subscription, location).await)
+    }
+
+    async fn list_locks(&self, subscription: &str) -> CloudResult<Option<Vec<Value>>> {
+        map(self.client.list_subscription_locks(subscription).await)
+    }
+
+    async fn run_command(&self, vm: &ResourceId, body: &Value) -> CloudResult<Value> {
+        map(self.client.run_command(vm, body).await)
+    }
+
     async fn put_vm(&self, id: &ResourceId, body: &Value) -> CloudResult<()> {
         map(self.client.put_vm(id, body).await).map(|_| ())
     }

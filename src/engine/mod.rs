@@ -34,9 +34,10 @@ pub use crate::cloud::{Access, Cloud, CloudError, CloudResult, CopyFigures, Retr
 use crate::failpoint;
 use crate::journal::{Journal, JournalError, now_rfc3339};
 use crate::model::ResourceId;
+use crate::step::validate::{DesRead, SKU_UNREAD, ValidationReads};
 use crate::step::{
-    Action, Decision, DiskView, Observation, Outcome, Step, VmEntry, VmRecord, VmView, decide,
-    needs,
+    Action, Decision, DecryptionState, DiskView, Observation, Outcome, Step, VmEntry, VmRecord,
+    VmView, decide, guest, needs,
 };
 
 /// Engine tuning.
@@ -52,6 +53,9 @@ pub struct EngineOptions {
     pub retry_base: Duration,
     /// Longest wait for the guest to finish decrypting before parking.
     pub decrypt_max_wait: Duration,
+    /// Longest wait at `verify` for checks that may still resolve (the VM
+    /// agent becoming ready, the in-guest check) before parking.
+    pub verify_max_wait: Duration,
     /// SAS lifetime requested for copies.
     pub sas_duration: Duration,
     /// Lifetime of the Azure-side VM lease ([`lease`]).
@@ -69,6 +73,7 @@ impl EngineOptions {
             max_step_attempts: 8,
             retry_base: poll_interval,
             decrypt_max_wait: Duration::from_secs(72 * 3600),
+            verify_max_wait: Duration::from_secs(30 * 60),
             sas_duration: Duration::from_secs(6 * 3600),
             lease_ttl: lease::DEFAULT_TTL,
             break_lease: false,
@@ -285,6 +290,17 @@ impl Engine {
                         )?;
                         return Ok(rec);
                     }
+                    if rec.step == Step::Verify && started.elapsed() > self.opts.verify_max_wait {
+                        self.park(
+                            &mut rec,
+                            format!(
+                                "verification did not complete within {:?}: {reason}",
+                                self.opts.verify_max_wait
+                            ),
+                            "check the VM agent and the guest (boot diagnostics), then run `ade2eah resume`",
+                        )?;
+                        return Ok(rec);
+                    }
                     self.sleep(self.opts.poll_interval).await;
                 }
                 Decision::Park {
@@ -435,7 +451,84 @@ impl Engine {
             obs.disks
                 .insert(d.key(), disk.as_ref().map(DiskView::from_raw));
         }
+        if n.validate {
+            obs.validation = Some(self.validation_reads(rec).await?);
+        }
+        if n.guest && self.guest_can_answer(rec.step, &obs) {
+            obs.guest = Some(self.guest_check(rec).await?);
+        }
         Ok(obs)
+    }
+
+    /// The fresh reads of validate-before-delete ([`crate::step::validate`]):
+    /// the size's SKU, every DES the new disks use (a refused read is
+    /// "unreadable", not an error), the region's usages and the locks.
+    async fn validation_reads(&self, rec: &VmRecord) -> CloudResult<ValidationReads> {
+        let Some(f) = rec.facts.as_ref() else {
+            return Ok(ValidationReads::default());
+        };
+        let sub = rec.id.subscription();
+        let mut reads = ValidationReads::default();
+        // A read Azure refuses (a missing permission) skips its check rather
+        // than blocking the run; a transient failure is retried as usual.
+        fn refused<T>(
+            r: CloudResult<T>,
+            what: &str,
+            unread: &mut Vec<String>,
+        ) -> CloudResult<Option<T>> {
+            match r {
+                Ok(v) => Ok(Some(v)),
+                Err(e) if !e.is_transient() => {
+                    unread.push(format!("{what}: {}", e.message));
+                    Ok(None)
+                }
+                Err(e) => Err(e),
+            }
+        }
+        let sku = self.cloud.vm_sku(sub, &f.location, &f.size).await;
+        reads.sku = refused(sku, SKU_UNREAD, &mut reads.unread)?.flatten();
+        let usages = self.cloud.compute_usages(sub, &f.location).await;
+        reads.usages = refused(usages, "usages", &mut reads.unread)?.flatten();
+        let locks = self.cloud.list_locks(sub).await;
+        reads.locks = refused(locks, "locks", &mut reads.unread)?.flatten();
+        let ids = crate::step::encryption::des_ids(
+            &f.target_encryption,
+            rec.disks.iter().map(|d| &d.source_model),
+        );
+        for id in ids {
+            let read = match self.cloud.get_disk_encryption_set(&id).await {
+                Ok(Some(v)) => DesRead::Found(v),
+                Ok(None) => DesRead::Missing,
+                Err(e) if !e.is_transient() => DesRead::Unreadable(e.message),
+                Err(e) => return Err(e),
+            };
+            reads.des.push((id, read));
+        }
+        Ok(reads)
+    }
+
+    /// The guest can answer Run Command: before the copy once the API
+    /// reports it decrypted, after the start once it runs with its agent ready.
+    fn guest_can_answer(&self, step: Step, obs: &Observation) -> bool {
+        let Some(Some(vm)) = &obs.vm else {
+            return false;
+        };
+        match step {
+            Step::AwaitDecrypted => vm.decryption == DecryptionState::Complete,
+            _ => vm.power.as_deref() == Some("running") && vm.vm_agent_ready == Some(true),
+        }
+    }
+
+    /// `--guest-check`: Run Command on the VM, its output read by [`guest::parse`].
+    async fn guest_check(&self, rec: &VmRecord) -> CloudResult<Option<guest::GuestReport>> {
+        let Some(f) = rec.facts.as_ref() else {
+            return Ok(None);
+        };
+        let out = self
+            .cloud
+            .run_command(&rec.id, &guest::run_command_body(f.os))
+            .await?;
+        Ok(guest::parse(f.os, &out))
     }
 
     /// The engine's cloud (for actions).

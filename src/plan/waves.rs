@@ -86,6 +86,8 @@ pub struct WaveSpec {
     pub approval: bool,
     /// Seconds to wait after the previous wave ended.
     pub soak_secs: u64,
+    /// Encryption of this wave's new disks (overrides the plan's option).
+    pub target_encryption: Option<crate::step::encryption::TargetEncryption>,
 }
 
 impl WaveSpec {
@@ -97,6 +99,7 @@ impl WaveSpec {
             max_parallel: None,
             approval: false,
             soak_secs: 0,
+            target_encryption: None,
         }
     }
 }

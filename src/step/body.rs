@@ -146,6 +146,13 @@ pub fn target_disk(plan: &DiskPlan, facts: &VmFacts, run_id: &str) -> Value {
     if let Some(st) = sp.security_type() {
         props.insert("securityProfile".into(), json!({ "securityType": st }));
     }
+    // Target encryption (wt-des): the source's DES carried, or the DES /
+    // platform keys the operator chose (`super::encryption::expected`).
+    // Platform keys are the service default and stay implicit.
+    let encryption = super::encryption::expected(&facts.target_encryption, &plan.source_model);
+    if encryption.uses_customer_key() {
+        props.insert("encryption".into(), encryption.body());
+    }
     let mut tags = src.tag_map().cloned().unwrap_or_default();
     if let Value::Object(own) = run_tags(run_id, plan.source.as_str()) {
         tags.extend(own);
@@ -440,6 +447,8 @@ mod tests {
             ade_extension: None,
             dual_pass: false,
             volume_type: "All".into(),
+            target_encryption: Default::default(),
+            guest_check: false,
         }
     }
 
@@ -803,6 +812,8 @@ mod tests {
             ade_extension: None,
             dual_pass: true,
             volume_type: "All".into(),
+            target_encryption: Default::default(),
+            guest_check: false,
         };
         json!({
             "detach_patch": detach_patch(&vm),

@@ -238,6 +238,8 @@ pub fn classify(
             ade_extension: ext,
             dual_pass,
             volume_type: volume_type.into(),
+            target_encryption: Default::default(),
+            guest_check: false,
         },
         disks: plans,
     }

@@ -12,10 +12,13 @@
 pub mod body;
 pub mod decide;
 pub mod eligibility;
+pub mod encryption;
+pub mod guest;
 pub mod observe;
 pub mod record;
 pub mod summary;
 pub mod timing;
+pub mod validate;
 
 pub use decide::{Needs, decide, needs};
 pub use eligibility::{Eligibility, PlatformFacts, classify};
@@ -56,6 +59,11 @@ pub enum Step {
     /// Online rounds: snapshot, copy (first round full, then the delta
     /// against the previous round) while the VM runs.
     PreCopy,
+    /// Validate before delete: fresh reads of everything the re-create
+    /// needs (size in the zone, EAH capability, DES, zone vs disk SKU,
+    /// quota, locks) while the VM still exists and runs; a refusal found
+    /// here parks the VM before any downtime.
+    Validate,
     /// Deallocate the VM (needed for a consistent final snapshot and for
     /// read SAS on its disks).
     Deallocate,
@@ -71,7 +79,9 @@ pub enum Step {
     Recreate,
     /// Start the new VM if it is not running.
     Start,
-    /// Check EAH on, running, no ADE extension, the new disks attached.
+    /// Check EAH on, running, VM agent ready, no ADE extension, the new
+    /// disks attached with the expected encryption, tags as before (and,
+    /// with `--guest-check`, the guest's volumes decrypted).
     Verify,
     /// Nothing left to do.
     Done,
@@ -79,7 +89,7 @@ pub enum Step {
 
 impl Step {
     /// Every step in execution order.
-    pub const ORDER: [Step; 15] = [
+    pub const ORDER: [Step; 16] = [
         Step::Snapshot,
         Step::DisableAde,
         Step::AwaitDecrypted,
@@ -87,6 +97,7 @@ impl Step {
         Step::DetachOnDelete,
         Step::CreateTargets,
         Step::PreCopy,
+        Step::Validate,
         Step::Deallocate,
         Step::FinalCopy,
         Step::VerifyCopy,
@@ -129,6 +140,7 @@ impl Step {
             Step::DetachOnDelete => "detach-on-delete",
             Step::CreateTargets => "create-targets",
             Step::PreCopy => "pre-copy",
+            Step::Validate => "validate",
             Step::Deallocate => "deallocate",
             Step::FinalCopy => "final-copy",
             Step::VerifyCopy => "verify-copy",

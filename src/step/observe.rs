@@ -51,6 +51,12 @@ pub struct VmView {
     pub decryption: DecryptionState,
     /// `vmId` (a new GUID for every created VM resource).
     pub vm_id: Option<String>,
+    /// `tags` verbatim (`Null` when absent).
+    pub tags: Value,
+    /// The guest agent's state from the instance view (`vmAgent.statuses`):
+    /// `Some(true)` when it reports `ProvisioningState/succeeded` / `Ready`,
+    /// `None` when the view has no agent status.
+    pub vm_agent_ready: Option<bool>,
 }
 
 impl VmView {
@@ -90,6 +96,8 @@ impl VmView {
                 .map(instance_decryption_state)
                 .unwrap_or(DecryptionState::Unknown),
             vm_id: props.vm_id().map(str::to_string),
+            tags: model.tags().cloned().unwrap_or(Value::Null),
+            vm_agent_ready: iv.and_then(vm_agent_ready),
         }
     }
 
@@ -108,6 +116,25 @@ impl VmView {
 /// The `PowerState/x` suffix of an instance view, lowercased, if present.
 pub fn power_state(iv: InstanceView<'_>) -> Option<String> {
     iv.power_state().map(str::to_ascii_lowercase)
+}
+
+/// `Some(true)` when the instance view's guest agent status says ready
+/// (`ProvisioningState/succeeded` with display status `Ready`), `Some(false)`
+/// for any other status, `None` without one.
+pub fn vm_agent_ready(iv: InstanceView<'_>) -> Option<bool> {
+    let mut any = false;
+    let mut ready = false;
+    for s in iv.vm_agent_statuses() {
+        any = true;
+        let code_ok = s
+            .code()
+            .is_some_and(|c| c.eq_ignore_ascii_case("ProvisioningState/succeeded"));
+        let display_ok = s
+            .display_status()
+            .is_none_or(|d| d.eq_ignore_ascii_case("Ready"));
+        ready |= code_ok && display_ok;
+    }
+    any.then_some(ready)
 }
 
 /// ADE extensions of a VM model (`resources[]`), matched on publisher + type.
@@ -234,6 +261,12 @@ pub struct DiskView {
     /// `publicNetworkAccess`, `dataAccessAuthMode`; see
     /// [`super::body::TARGET_DEFERRED_ACCESS`]), an object.
     pub access: Value,
+    /// At-rest encryption (`encryption.type`, `diskEncryptionSetId`).
+    pub encryption: super::encryption::DiskEncryption,
+    /// `zones` (empty when regional).
+    pub zones: Vec<String>,
+    /// `sku.name`.
+    pub sku: Option<String>,
 }
 
 /// Tag we put on every resource the run creates.
@@ -264,6 +297,16 @@ impl DiskView {
                     .filter_map(|k| props.raw().get(*k).map(|v| (k.to_string(), v.clone())))
                     .collect(),
             ),
+            encryption: super::encryption::DiskEncryption::of_disk(d),
+            zones: model
+                .zones()
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect(),
+            sku: model.sku_name().map(str::to_string),
         }
     }
 
@@ -284,6 +327,11 @@ pub struct Observation {
     pub vm: Option<Option<VmView>>,
     /// Disks and snapshots read this round, by case-folded id.
     pub disks: BTreeMap<String, Option<DiskView>>,
+    /// The validate-before-delete reads (at [`super::Step::Validate`] only).
+    pub validation: Option<super::validate::ValidationReads>,
+    /// The in-guest check's report (`--guest-check`), when it was made;
+    /// `Some(None)` when the command ran but reported no volume.
+    pub guest: Option<Option<super::guest::GuestReport>>,
 }
 
 impl Observation {

@@ -61,6 +61,14 @@ pub struct VmFacts {
     pub dual_pass: bool,
     /// `VolumeType` to send with `DisableEncryption` (`All` Windows, `Data` Linux).
     pub volume_type: String,
+    /// Target encryption (wt-des): encryption of the new disks (carried from
+    /// the sources unless `--disk-encryption-set` / `--platform-keys`).
+    #[serde(default)]
+    pub target_encryption: super::encryption::TargetEncryption,
+    /// `--guest-check`: verify inside the guest through Run Command (volumes
+    /// seen, BitLocker / dm-crypt off), on Windows also before the copy.
+    #[serde(default)]
+    pub guest_check: bool,
 }
 
 /// The ADE extension resource found on a VM by publisher and type.

@@ -47,3 +47,6 @@ mod sdk_conformance;
 mod selectors;
 /// One page-blob suite against our emulator and Azurite (differential).
 mod storage_conformance;
+/// Target encryption (DES carried / requested / platform keys), validate
+/// before delete, verification beyond the flag, --guest-check (issue 12).
+mod target_encryption;

@@ -60,6 +60,16 @@ impl Rig {
 
     /// `ade2eah run ... --vm ID...` exactly as the scripting contract writes it.
     pub async fn run(&self, vms: &[ResourceId], env: &[(&str, &str)]) -> Output {
+        self.run_with(vms, &[], env).await
+    }
+
+    /// [`Rig::run`] with `extra` flags after the contract's.
+    pub async fn run_with(
+        &self,
+        vms: &[ResourceId],
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Output {
         let mut args: Vec<String> = vec![
             "run".into(),
             "--arm-endpoint".into(),
@@ -80,6 +90,7 @@ impl Rig {
             "--poll-interval".into(),
             POLL.into(),
         ]);
+        args.extend(extra.iter().map(|s| s.to_string()));
         bin(&args, env).await
     }
 

@@ -58,6 +58,12 @@ pub async fn build_plan(
     let mut stats = DiscoveryStats::default();
     let ids = select(&client, sel, &mut stats).await.map_err(plan_err)?;
     let (mut vms, _) = classify_all(cloud, &ids, false).await.map_err(plan_err)?;
+    // Target encryption (wt-des): the plan's choice, checked by the preflight.
+    for v in vms.iter_mut() {
+        if let Some(f) = v.record.facts.as_mut() {
+            f.target_encryption = options.target_encryption.clone().unwrap_or_default();
+        }
+    }
     let mut findings = Vec::new();
     // The feature is per subscription: one finding (or registration) for
     // each subscription with a VM that needs it.

@@ -54,12 +54,26 @@ pub async fn run(s: RunSettings) -> Result<Exit, CliError> {
         .into_iter()
         .map(|(mut r, _)| {
             r.copy_policy = s.copy_policy;
+            apply_target(&mut r, s.target_encryption.clone(), s.guest_check);
             r
         })
         .collect();
     let (journal, entries) = new.begin(&meta, &records)?;
     drop(records);
     execute(cloud, journal, &meta, entries, drive(&s, s.max_parallel)).await
+}
+
+/// Journals the target-encryption choice (`None`: carried from the
+/// sources) and `--guest-check` in the VM's facts.
+fn apply_target(
+    r: &mut VmRecord,
+    choice: Option<crate::step::encryption::TargetEncryption>,
+    guest_check: bool,
+) {
+    if let Some(f) = r.facts.as_mut() {
+        f.target_encryption = choice.unwrap_or_default();
+        f.guest_check = guest_check;
+    }
 }
 
 /// The run's metadata: endpoint as connected, cloud, auth and poll interval
@@ -139,7 +153,20 @@ async fn run_plan(s: RunSettings, path: &Path) -> Result<Exit, CliError> {
             eprintln!("skip {} ({}): {reason}", v.name, v.path);
         }
     }
-    let records = planned_records(&plan.vms, "skipped in the plan");
+    let mut records = planned_records(&plan.vms, "skipped in the plan");
+    for (r, v) in records.iter_mut().zip(&plan.vms) {
+        // The run's flag, else the VM's wave's option, else the plan's.
+        let wave = v
+            .wave
+            .and_then(|w| file.waves.get(w.wrapping_sub(1)))
+            .and_then(|w| w.target_encryption.clone());
+        let choice = s
+            .target_encryption
+            .clone()
+            .or(wave)
+            .or_else(|| file.options.target_encryption.clone());
+        apply_target(r, choice, s.guest_check);
+    }
     let vms = records.iter().map(|r| r.id.clone()).collect();
     let meta = meta_of(
         &s,

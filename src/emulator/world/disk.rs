@@ -88,7 +88,8 @@ impl World {
             "timeCreated": self.fmt_time(d.time_created),
             "uniqueId": d.unique_id,
             "creationData": creation,
-            "encryption": {"type": "EncryptionAtRestWithPlatformKey"},
+            // Platform keys unless created with a DES (des.rs).
+            "encryption": d.encryption.clone().unwrap_or_else(|| json!({"type": "EncryptionAtRestWithPlatformKey"})),
             "networkAccessPolicy": "AllowAll",
             "publicNetworkAccess": "Enabled",
         });
@@ -215,6 +216,8 @@ impl World {
                 d.sku
             )));
         }
+        // Customer-managed keys: the DES must exist in the disk's region (des.rs).
+        d.encryption = self.check_disk_encryption(&props, &d.location)?;
         match option.to_ascii_lowercase().as_str() {
             "upload" if !snapshot => self.create_upload(&mut d, &creation)?,
             "copy" => self.create_copy(&mut d, &creation, snapshot)?,
@@ -345,6 +348,7 @@ impl World {
             } else {
                 stored_of(props)
             },
+            encryption: None,
         }
     }
 

@@ -31,6 +31,7 @@ use super::rng::Rng;
 use crate::model::ResourceId;
 
 mod catalog;
+mod des;
 mod disk;
 mod effects;
 mod extension;
@@ -398,6 +399,8 @@ pub(crate) struct Disk {
     /// The settable properties the emulator stores as sent and returns
     /// verbatim (performance, sharing, access; see disk.rs).
     stored: serde_json::Map<String, Value>,
+    /// `encryption` as created (`None`: platform keys, the default).
+    encryption: Option<Value>,
 }
 
 /// A network interface.
@@ -448,6 +451,17 @@ pub(crate) struct World {
     pub(crate) hooks: super::faults::Hooks,
     /// Management locks, backup protection, usage limits.
     pub(crate) gov: super::governance::Governance,
+    /// Disk encryption sets by key (des.rs).
+    des: BTreeMap<String, des::Des>,
+    /// Lower-case VM size → zones where it is restricted for the
+    /// subscription (catalog.rs).
+    zone_restrictions: BTreeMap<String, BTreeSet<String>>,
+    /// Simulated seconds BitLocker keeps decrypting a Windows guest after
+    /// ADE reported the volumes decrypted (guest.rs).
+    bitlocker_lag: f64,
+    /// VM key → simulated running seconds BitLocker still needs in its
+    /// guest after ADE reported decrypted (guest.rs).
+    bitlocker_left: BTreeMap<String, f64>,
 }
 
 impl World {
@@ -492,6 +506,10 @@ impl World {
             offline: BTreeMap::new(),
             hooks: Default::default(),
             gov: Default::default(),
+            des: BTreeMap::new(),
+            zone_restrictions: BTreeMap::new(),
+            bitlocker_lag: cfg.windows_bitlocker_lag_secs.max(0.0),
+            bitlocker_left: BTreeMap::new(),
         }
     }
 

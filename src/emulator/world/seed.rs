@@ -180,6 +180,7 @@ impl World {
             ever_ade: has_ade,
             ade_enabled: has_ade && enc,
             guest_encrypted: has_ade && enc,
+            encryption: None,
             key_vault: has_ade.then(|| at.kv.clone()),
             snapshot: false,
             stored: ds.properties.as_object().cloned().unwrap_or_default(),

@@ -88,6 +88,7 @@ impl World {
         let props = model.get("properties").cloned().unwrap_or(Value::Null);
         let (size, s) = self.check_size(&props)?;
         let vm_zone = zone_of(model);
+        self.check_size_zone(size, vm_zone.as_deref())?;
         let vm_tl = props
             .pointer("/securityProfile/securityType")
             .and_then(Value::as_str)

@@ -132,4 +132,15 @@ impl<'a> DiskProperties<'a> {
     pub fn security_type(&self) -> Option<&'a str> {
         string(object(self.0, "securityProfile"), "securityType")
     }
+
+    /// `encryption.type` (`EncryptionAtRestWithPlatformKey`,
+    /// `EncryptionAtRestWithCustomerKey`, `EncryptionAtRestWithPlatformAndCustomerKeys`).
+    pub fn encryption_type(&self) -> Option<&'a str> {
+        string(object(self.0, "encryption"), "type")
+    }
+
+    /// `encryption.diskEncryptionSetId` (customer-managed keys).
+    pub fn disk_encryption_set_id(&self) -> Option<&'a str> {
+        string(object(self.0, "encryption"), "diskEncryptionSetId")
+    }
 }
