@@ -281,6 +281,9 @@ pub struct RunSettings {
     pub copy: CopyOptions,
     /// Output of the final summary.
     pub output: Output,
+    // Extensions and identity (issue 12, wt-ext):
+    /// `--carry-role-assignments` (default) / `--no-carry-role-assignments`.
+    pub carry_role_assignments: bool,
 }
 
 impl RunSettings {
@@ -324,6 +327,7 @@ impl RunSettings {
             copy_policy: copy_policy(&a.copy),
             copy: copy_options(&a.transfer),
             output: a.output,
+            carry_role_assignments: !a.no_carry_role_assignments,
         })
     }
 
@@ -485,6 +489,7 @@ fn options_of(a: &PlanArgs) -> Result<(PlanOptions, Vec<WaveSpec>), CliError> {
     }
     let mut o = PlanOptions {
         max_parallel: a.max_parallel,
+        carry_role_assignments: !a.no_carry_role_assignments,
         ..Default::default()
     };
     if let Some(b) = &a.failure_budget {

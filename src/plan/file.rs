@@ -126,6 +126,10 @@ pub struct PlanOptions {
     pub snapshot_retention: String,
     /// `full` (default) or `quick`.
     pub verification: String,
+    /// Re-create the system-assigned principal's role assignments for the
+    /// new principal (`--carry-role-assignments`, default; not written to
+    /// the plan file: `run --plan` takes it from its own flags).
+    pub carry_role_assignments: bool,
 }
 
 impl Default for PlanOptions {
@@ -137,6 +141,7 @@ impl Default for PlanOptions {
             soak_secs: 0,
             snapshot_retention: "keep".into(),
             verification: "full".into(),
+            carry_role_assignments: true,
         }
     }
 }

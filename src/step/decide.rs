@@ -26,6 +26,8 @@ pub struct Needs {
     pub instance_view: bool,
     /// GET these disks (or snapshots).
     pub disks: Vec<ResourceId>,
+    /// List the role assignments of the VM's system-assigned principal.
+    pub role_assignments: bool,
 }
 
 /// The reads [`decide`] needs at `rec.step`.
@@ -33,7 +35,7 @@ pub fn needs(rec: &VmRecord) -> Needs {
     let vm = |iv| Needs {
         vm: true,
         instance_view: iv,
-        disks: Vec::new(),
+        ..Needs::default()
     };
     match rec.step {
         Step::Snapshot => Needs {
@@ -56,14 +58,18 @@ pub fn needs(rec: &VmRecord) -> Needs {
                         .chain(d.rounds.iter().map(|r| r.snapshot.clone()))
                 })
                 .collect(),
+            ..Needs::default()
         },
         Step::DisableAde
         | Step::AwaitDecrypted
         | Step::RemoveExtension
         | Step::Deallocate
         | Step::DeleteVm
-        | Step::Start
-        | Step::Verify => vm(true),
+        | Step::Start => vm(true),
+        Step::Reinstall | Step::Verify => Needs {
+            role_assignments: rec.carried.grants_roles(),
+            ..vm(true)
+        },
         Step::DetachOnDelete | Step::Recreate => vm(false),
         Step::Done => Needs::default(),
     }
@@ -92,7 +98,10 @@ pub fn decide(rec: &VmRecord, obs: &Observation, run_id: &str) -> Decision {
         Step::DeleteVm => delete_vm(rec, obs),
         Step::Recreate => recreate(rec, obs),
         Step::Start => with_vm(obs, start),
-        Step::Verify => with_vm(obs, |vm| verify(rec, vm)),
+        Step::Reinstall => with_vm(obs, |vm| {
+            super::reinstall::decide(rec, vm, obs.carried.as_ref())
+        }),
+        Step::Verify => with_vm(obs, |vm| verify(rec, obs, vm)),
         Step::Done => Decision::Advance,
     }
 }
@@ -618,8 +627,8 @@ fn start(vm: &VmView) -> Decision {
     }
 }
 
-fn verify(rec: &VmRecord, vm: &VmView) -> Decision {
-    let mut problems = Vec::new();
+fn verify(rec: &VmRecord, obs: &Observation, vm: &VmView) -> Decision {
+    let mut problems = super::reinstall::verify_problems(rec, obs.carried.as_ref());
     if !vm.encryption_at_host {
         problems.push("encryption at host is off".to_string());
     }
@@ -710,7 +719,7 @@ mod tests {
     fn obs_vm(v: Option<VmView>) -> Observation {
         Observation {
             vm: Some(v),
-            disks: BTreeMap::new(),
+            ..Observation::default()
         }
     }
 

@@ -14,6 +14,7 @@ pub mod decide;
 pub mod eligibility;
 pub mod observe;
 pub mod record;
+pub mod reinstall;
 pub mod summary;
 pub mod timing;
 
@@ -71,6 +72,10 @@ pub enum Step {
     Recreate,
     /// Start the new VM if it is not running.
     Start,
+    /// Reinstall the extensions other than ADE from the journaled model and
+    /// grant the new system-assigned principal the old one's roles
+    /// ([`reinstall`]).
+    Reinstall,
     /// Check EAH on, running, no ADE extension, the new disks attached.
     Verify,
     /// Nothing left to do.
@@ -79,7 +84,7 @@ pub enum Step {
 
 impl Step {
     /// Every step in execution order.
-    pub const ORDER: [Step; 15] = [
+    pub const ORDER: [Step; 16] = [
         Step::Snapshot,
         Step::DisableAde,
         Step::AwaitDecrypted,
@@ -93,6 +98,7 @@ impl Step {
         Step::DeleteVm,
         Step::Recreate,
         Step::Start,
+        Step::Reinstall,
         Step::Verify,
         Step::Done,
     ];
@@ -135,6 +141,7 @@ impl Step {
             Step::DeleteVm => "delete-vm",
             Step::Recreate => "recreate",
             Step::Start => "start",
+            Step::Reinstall => "reinstall",
             Step::Verify => "verify",
             Step::Done => "done",
         }
@@ -195,6 +202,15 @@ pub enum Action {
     DeleteVm,
     /// PUT the VM again, on the target disks, with EAH on.
     CreateVm,
+    /// PUT an extension (other than ADE) from the journaled original model.
+    ReinstallExtension { extension: ResourceId },
+    /// Grant the re-created VM's principal a role the old principal had
+    /// (a new role assignment, new GUID name).
+    GrantRole {
+        principal_id: String,
+        role_definition_id: String,
+        scope: String,
+    },
 }
 
 impl Action {
@@ -216,6 +232,8 @@ impl Action {
             Action::VerifyCopies => "verify-copies",
             Action::DeleteVm => "delete-vm",
             Action::CreateVm => "create-vm",
+            Action::ReinstallExtension { .. } => "reinstall-extension",
+            Action::GrantRole { .. } => "grant-role",
         }
     }
 }

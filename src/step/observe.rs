@@ -270,6 +270,9 @@ pub struct Observation {
     pub vm: Option<Option<VmView>>,
     /// Disks and snapshots read this round, by case-folded id.
     pub disks: BTreeMap<String, Option<DiskView>>,
+    /// Extensions, principal and its role assignments of the VM, when read
+    /// (steps `reinstall` and `verify`).
+    pub carried: Option<super::reinstall::CarriedView>,
 }
 
 impl Observation {

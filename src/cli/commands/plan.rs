@@ -57,7 +57,9 @@ pub async fn build_plan(
     let client = cloud.client().clone();
     let mut stats = DiscoveryStats::default();
     let ids = select(&client, sel, &mut stats).await.map_err(plan_err)?;
-    let (mut vms, _) = classify_all(cloud, &ids, false).await.map_err(plan_err)?;
+    let (mut vms, _) = classify_all(cloud, &ids, false, options.carry_role_assignments)
+        .await
+        .map_err(plan_err)?;
     let mut findings = Vec::new();
     // The feature is per subscription: one finding (or registration) for
     // each subscription with a VM that needs it.
