@@ -30,6 +30,7 @@ use super::lro::{Final, OpFamily, OpState, Operation, ResourceKind};
 use super::rng::Rng;
 use crate::model::ResourceId;
 
+mod authorization;
 mod catalog;
 mod disk;
 mod effects;
@@ -302,6 +303,10 @@ pub(crate) struct Ext {
     /// `properties` as last PUT (no provisioningState, no protectedSettings).
     props: Value,
     provisioning: String,
+    /// The handler's failure message, when it failed (instance view status).
+    error: Option<String>,
+    /// Resource `tags`, as last PUT.
+    tags: Option<Value>,
 }
 
 /// A VM.
@@ -445,6 +450,11 @@ pub(crate) struct World {
     pub(crate) hooks: super::faults::Hooks,
     /// Management locks, backup protection, usage limits.
     pub(crate) gov: super::governance::Governance,
+    /// Role assignments by case-folded id (authorization.rs).
+    role_assignments: BTreeMap<String, authorization::RoleAssignment>,
+    /// `publisher.type` (lower case) → the message its handler fails with
+    /// (a seeded extension failure, extension.rs).
+    ext_failures: BTreeMap<String, String>,
 }
 
 impl World {
@@ -489,6 +499,8 @@ impl World {
             offline: BTreeMap::new(),
             hooks: Default::default(),
             gov: Default::default(),
+            role_assignments: BTreeMap::new(),
+            ext_failures: BTreeMap::new(),
         }
     }
 

@@ -8,8 +8,9 @@ use super::{object, present, raw_fields, str_fields, string};
 /// Extension `properties` carried verbatim by a reinstall (the writable
 /// ones of VirtualMachineExtensionProperties, 2024-11-01, except
 /// `protectedSettings`, which ARM never returns, and `instanceView`).
-pub const CARRIED_PROPERTIES: [&str; 7] = [
+pub const CARRIED_PROPERTIES: [&str; 8] = [
     "typeHandlerVersion",
+    "forceUpdateTag",
     "autoUpgradeMinorVersion",
     "enableAutomaticUpgrade",
     "settings",
