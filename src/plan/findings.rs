@@ -127,15 +127,21 @@ pub fn advisories(rec: &VmRecord) -> Vec<Finding> {
             )));
         }
     }
-    let others: Vec<String> = vm
-        .extensions()
-        .filter(|r| !is_ade_extension(r))
-        .filter_map(|r| {
-            r.name()
-                .or_else(|| r.id().and_then(|s| s.rsplit('/').next()))
-        })
-        .map(str::to_string)
-        .collect();
+    let c = &rec.carried;
+    let others: Vec<String> = if !c.extensions.is_empty() || !c.manual.is_empty() {
+        // Read at discovery: only those the run reinstalls (the others have
+        // their own `extension-protected-settings` finding).
+        c.extensions.iter().map(|e| e.name.clone()).collect()
+    } else {
+        vm.extensions()
+            .filter(|r| !is_ade_extension(r))
+            .filter_map(|r| {
+                r.name()
+                    .or_else(|| r.id().and_then(|s| s.rsplit('/').next()))
+            })
+            .map(str::to_string)
+            .collect()
+    };
     if !others.is_empty() {
         out.push(Finding::new("other-extensions", i, format!(
             "other extensions ({}) are re-installed on the re-created VM from the original model",
