@@ -137,6 +137,18 @@ pub trait Cloud: Send + Sync {
     async fn put_extension(&self, id: &ResourceId, body: &Value) -> CloudResult<()>;
     /// DELETE a VM extension; waits.
     async fn delete_extension(&self, id: &ResourceId) -> CloudResult<()>;
+    /// GET the VM's extensions (VirtualMachineExtensions_List, `value[]`).
+    async fn list_extensions(&self, vm: &ResourceId) -> CloudResult<Vec<Value>>;
+    /// Role assignments of `principal` at, above or below the subscription
+    /// (`$filter=principalId eq '{principal}'`), every page.
+    async fn list_role_assignments(
+        &self,
+        subscription: &str,
+        principal: &str,
+    ) -> CloudResult<Vec<Value>>;
+    /// PUT a role assignment by its full id (`{scope}/providers/
+    /// Microsoft.Authorization/roleAssignments/{guid}`); synchronous.
+    async fn put_role_assignment(&self, id: &str, body: &Value) -> CloudResult<()>;
     /// PUT a disk; waits.
     async fn put_disk(&self, id: &ResourceId, body: &Value) -> CloudResult<()>;
     /// PATCH a disk (properties merge); waits.

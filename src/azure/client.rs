@@ -744,6 +744,19 @@ impl ArmClient {
         Ok(self.get_json::<Value>(url).await?.map(|f| f.raw))
     }
 
+    /// PUT to an ARM path (waiting for an operation if one is started).
+    /// Used by `azure::inventory`.
+    pub(crate) async fn put_value(
+        &self,
+        path: &str,
+        api: &str,
+        body: &Value,
+    ) -> Result<(), AzureError> {
+        self.mutate(Method::PUT, self.url(path, api, &[])?, Some(body))
+            .await
+            .map(|_| ())
+    }
+
     /// POST to an ARM path; returns the JSON body (no long-running operation).
     /// Used by `azure::inventory`.
     pub(crate) async fn post_value(

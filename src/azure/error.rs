@@ -255,6 +255,11 @@ pub enum KnownCode {
     BadRequest,
     /// `ScopeLocked`: a management lock forbids the change.
     Locked,
+    /// `PrincipalNotFound`: a role assignment for a principal the directory
+    /// does not know yet (a system-assigned principal created moments ago
+    /// replicates within minutes; Microsoft docs "Assign Azure roles using
+    /// the REST API", principalType).
+    PrincipalNotFound,
     /// Anything else.
     Other,
 }
@@ -316,6 +321,7 @@ impl KnownCode {
             | "crc64mismatch"
             | "invalidoperation" => KnownCode::BadRequest,
             "scopelocked" => KnownCode::Locked,
+            "principalnotfound" => KnownCode::PrincipalNotFound,
             _ => KnownCode::Other,
         }
     }
@@ -407,9 +413,19 @@ fn by_code(
         | KnownCode::SkuNotAvailable
         | KnownCode::ServerSide
         | KnownCode::ExtensionTimeout => transient,
+        // A reinstalled extension (not ADE) names its publisher in Azure's
+        // message ("... (publisher 'P' and type 'T') ...").
+        KnownCode::ExtensionFailed
+            if lower.contains("publisher '") && !lower.contains("azurediskencryption") =>
+        {
+            terminal(
+                "an extension reinstalled on the re-created VM reported a failure inside the guest; read its message above, fix the cause (the extension's own logs in the guest), delete the failed extension (`az vm extension delete`), then run `ade2eah resume` to install it again; the VM itself is migrated and running",
+            )
+        }
         KnownCode::ExtensionFailed => terminal(
             "the ADE extension reported a failure inside the guest; read its message above, inspect the guest (`manage-bde -status` on Windows, `cryptsetup status`/`lsblk` on Linux), fix the cause, then run `ade2eah resume`",
         ),
+        KnownCode::PrincipalNotFound => transient,
         KnownCode::InvalidVhd => terminal(
             "the copied disk has no valid fixed-VHD footer; `ade2eah resume` deletes that target disk (created by this run) and copies again",
         ),

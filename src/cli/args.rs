@@ -140,6 +140,14 @@ pub struct RunArgs {
     /// another run; only when that run is known to be dead.
     #[arg(long)]
     pub break_lease: bool,
+    // Extensions and identity (issue 12, wt-ext):
+    /// Grant the re-created VM's new system-assigned principal the role
+    /// assignments of the old one (the default).
+    #[arg(long, overrides_with = "no_carry_role_assignments")]
+    pub carry_role_assignments: bool,
+    /// Do not re-create role assignments; they are listed for the operator.
+    #[arg(long, overrides_with = "carry_role_assignments")]
+    pub no_carry_role_assignments: bool,
     /// Copy rounds and verification.
     #[command(flatten)]
     pub copy: CopyArgs,
@@ -370,6 +378,14 @@ pub struct PlanArgs {
     /// Register Microsoft.Compute/EncryptionAtHost if it is not (the only write `plan` can send).
     #[arg(long)]
     pub register_feature: bool,
+    // Extensions and identity (issue 12, wt-ext):
+    /// Grant the re-created VM's new system-assigned principal the role
+    /// assignments of the old one (the default).
+    #[arg(long, overrides_with = "no_carry_role_assignments")]
+    pub carry_role_assignments: bool,
+    /// Do not re-create role assignments; they are listed for the operator.
+    #[arg(long, overrides_with = "carry_role_assignments")]
+    pub no_carry_role_assignments: bool,
     /// Output format on stdout.
     #[arg(long, value_enum, default_value = "table")]
     pub output: ReportFormat,

@@ -150,6 +150,22 @@ pub fn vm_json(rec: &RecordSummary) -> Value {
         "created": rec.created,
         "open_sas": rec.open_sas,
         "history": rec.history.len,
+        "carried": carried_json(&rec.carried),
+        "operator_actions": rec.carried.operator_actions(),
+    })
+}
+
+/// What a VM gets back after the re-create (`status --output json`).
+fn carried_json(c: &crate::step::reinstall::Carried) -> Value {
+    json!({
+        "extensions": c.extensions.iter().map(|e| json!({
+            "name": e.name, "publisher": e.publisher, "type": e.handler_type,
+            "properties": e.body["properties"],
+        })).collect::<Vec<_>>(),
+        "manual_extensions": c.manual,
+        "old_principal": c.old_principal,
+        "carry_role_assignments": c.carry_roles,
+        "role_assignments": c.roles,
     })
 }
 

@@ -311,6 +311,9 @@ pub struct RunSettings {
     pub guest_check: bool,
     /// Output of the final summary.
     pub output: Output,
+    // Extensions and identity (issue 12, wt-ext):
+    /// `--carry-role-assignments` (default) / `--no-carry-role-assignments`.
+    pub carry_role_assignments: bool,
 }
 
 impl RunSettings {
@@ -356,6 +359,7 @@ impl RunSettings {
             target_encryption: target_encryption(&a.target)?,
             guest_check: a.guest_check,
             output: a.output,
+            carry_role_assignments: !a.no_carry_role_assignments,
         })
     }
 
@@ -518,6 +522,7 @@ fn options_of(a: &PlanArgs) -> Result<(PlanOptions, Vec<WaveSpec>), CliError> {
     let mut o = PlanOptions {
         max_parallel: a.max_parallel,
         target_encryption: target_encryption(&a.target)?,
+        carry_role_assignments: !a.no_carry_role_assignments,
         ..Default::default()
     };
     if let Some(b) = &a.failure_budget {

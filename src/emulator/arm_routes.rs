@@ -37,6 +37,8 @@ enum Route {
     ProviderRegister,
     /// `{scope}/providers/Microsoft.Authorization/locks[/{name}]`.
     Lock(String, Option<String>),
+    /// `{scope}/providers/Microsoft.Authorization/roleAssignments[/{name}]`.
+    RoleAssignment(String, Option<String>),
     /// `GET .../Microsoft.Compute/locations/{loc}/usages`.
     Usages(String),
     /// `POST .../Microsoft.RecoveryServices/locations/{loc}/backupStatus` (a read).
@@ -105,6 +107,18 @@ fn parse_route(path: &str, subscription: &str) -> Result<Route, ArmError> {
     {
         let scope = format!("/{}", segs[..i].join("/"));
         return Ok(Route::Lock(scope, segs.get(i + 3).map(|s| s.to_string())));
+    }
+    if let Some(i) = (2..segs.len()).find(|&i| {
+        l(i) == "providers"
+            && l(i + 1) == "microsoft.authorization"
+            && l(i + 2) == "roleassignments"
+    }) && (segs.len() == i + 3 || segs.len() == i + 4)
+    {
+        let scope = format!("/{}", segs[..i].join("/"));
+        return Ok(Route::RoleAssignment(
+            scope,
+            segs.get(i + 3).map(|s| s.to_string()),
+        ));
     }
     if l(2) == "providers" {
         return match (l(3), segs.len()) {
@@ -516,6 +530,29 @@ fn dispatch(
             body: None,
             lro: None,
         })),
+        (Route::RoleAssignment(scope, None), "GET") => {
+            let filter = url::form_urlencoded::parse(query.as_bytes())
+                .find(|(k, _)| k.eq_ignore_ascii_case("$filter"))
+                .map(|(_, v)| v.into_owned());
+            reply(w.role_assignment_list(scope, filter.as_deref()))
+        }
+        (Route::RoleAssignment(scope, Some(n)), "GET") => reply(w.role_assignment_get(scope, n)?),
+        (Route::RoleAssignment(scope, Some(n)), "PUT") => {
+            let (status, v) = w.role_assignment_put(scope, n, &body, now)?;
+            Ok(Outcome::Reply(Reply {
+                status,
+                body: Some(v),
+                lro: None,
+            }))
+        }
+        (Route::RoleAssignment(scope, Some(n)), "DELETE") => {
+            let (status, body) = w.role_assignment_delete(scope, n);
+            Ok(Outcome::Reply(Reply {
+                status,
+                body,
+                lro: None,
+            }))
+        }
         (Route::Usages(loc), "GET") => {
             let current = w.usage_counts(loc);
             reply(w.gov.usages(&current))

@@ -342,6 +342,42 @@ impl Emulator {
         self.world_now(|w| w.restrict_size_in_zone(size, zone))
     }
 
+    /// The VM's GET body with its instance view, as ARM answers it
+    /// (`identity.principalId`, `resources[]`), or `None` if it does not exist.
+    pub fn vm_get(&self, vm: &ResourceId) -> Option<serde_json::Value> {
+        let t = world::Target {
+            id: vm.to_string(),
+            rg: vm.resource_group().to_string(),
+            name: vm.name().to_string(),
+        };
+        self.world_now(|w| w.vm_get(&t, true).ok())
+    }
+
+    /// Role assignments at, above or below `scope` (of `principal` only,
+    /// when given), as `GET {scope}/providers/Microsoft.Authorization/roleAssignments` lists them.
+    pub fn role_assignments(&self, scope: &str, principal: Option<&str>) -> Vec<serde_json::Value> {
+        let filter = principal.map(|p| format!("principalId eq '{p}'"));
+        self.world_now(|w| {
+            w.role_assignment_list(scope, filter.as_deref())["value"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+    }
+
+    /// Grants `role` (a role definition id) at `scope` to `principal`, as a
+    /// role assignment PUT would; returns its id (empty if refused).
+    pub fn add_role_assignment(&self, scope: &str, role: &str, principal: &str) -> String {
+        let now = self.inner.clock.now();
+        self.world_now(|w| w.seed_role_assignment(scope, role, principal, now))
+    }
+
+    /// Makes the handler of `publisher`/`etype` extensions fail with
+    /// `message` on every later PUT (`None`: succeed again).
+    pub fn fail_extension(&self, publisher: &str, etype: &str, message: Option<&str>) {
+        self.world_now(|w| w.set_extension_failure(publisher, etype, message.map(str::to_string)))
+    }
+
     /// Runs `f` on the world brought up to the current simulated time.
     fn world_now<T>(&self, f: impl FnOnce(&mut world::World) -> T) -> T {
         let now = self.inner.clock.now();

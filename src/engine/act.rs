@@ -53,6 +53,8 @@ pub fn prepare_intent(rec: &mut VmRecord, action: &Action) {
         | Action::DeleteTargetDisk { .. }
         | Action::RevokeAccess { .. }
         | Action::RestoreTargetAccess { .. }
+        | Action::ReinstallExtension { .. }
+        | Action::GrantRole { .. }
         | Action::DeleteVm => {}
     }
 }
@@ -149,6 +151,14 @@ pub async fn perform(engine: &Engine, rec: &mut VmRecord, action: &Action) -> Cl
         .clone()
         .ok_or_else(|| internal("VM has no discovery facts"))?;
     match action {
+        Action::ReinstallExtension { extension } => {
+            reinstall_extension(engine, rec, extension).await
+        }
+        Action::GrantRole {
+            principal_id,
+            role_definition_id,
+            scope,
+        } => grant_role(engine, rec, principal_id, role_definition_id, scope).await,
         Action::CreateSnapshot { disk, snapshot } => {
             let plan = rec
                 .disks
@@ -250,6 +260,56 @@ pub async fn perform(engine: &Engine, rec: &mut VmRecord, action: &Action) -> Cl
                 .await
                 .map(|_| json!({}))
         }
+    }
+}
+
+/// PUTs the journaled body of a carried extension.
+async fn reinstall_extension(
+    engine: &Engine,
+    rec: &VmRecord,
+    extension: &ResourceId,
+) -> CloudResult<Value> {
+    let want = rec
+        .carried
+        .extensions
+        .iter()
+        .find(|e| e.name.eq_ignore_ascii_case(extension.name()))
+        .ok_or_else(|| internal(format!("extension {} is not journaled", extension.name())))?;
+    engine.cloud().put_extension(extension, &want.body).await?;
+    Ok(json!({"extension": extension}))
+}
+
+/// Creates a role assignment (new GUID name) granting `role` at `scope` to
+/// `principal`, with the condition and description of the old one. Azure's
+/// `RoleAssignmentExists` (the same principal, role and scope under another
+/// name: a grant made before a crash and not yet listed) is the effect
+/// already in place.
+async fn grant_role(
+    engine: &Engine,
+    rec: &VmRecord,
+    principal: &str,
+    role: &str,
+    scope: &str,
+) -> CloudResult<Value> {
+    let grant = rec
+        .carried
+        .roles
+        .iter()
+        .find(|g| {
+            g.role_definition_id.eq_ignore_ascii_case(role) && g.scope.eq_ignore_ascii_case(scope)
+        })
+        .ok_or_else(|| internal(format!("role {role} at {scope} is not journaled")))?;
+    let id = crate::step::reinstall::role_assignment_id(scope, &uuid::Uuid::new_v4().to_string());
+    match engine
+        .cloud()
+        .put_role_assignment(&id, &grant.body(principal))
+        .await
+    {
+        Ok(()) => Ok(json!({"role_assignment": id})),
+        Err(e) if e.code.as_deref() == Some("RoleAssignmentExists") => {
+            Ok(json!({"role_assignment": "exists"}))
+        }
+        Err(e) => Err(e),
     }
 }
 

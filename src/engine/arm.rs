@@ -79,6 +79,25 @@ fn map<T>(r: Result<T, AzureError>) -> CloudResult<T> {
 
 #[async_trait]
 impl Cloud for ArmCloud {
+    async fn list_extensions(&self, vm: &ResourceId) -> CloudResult<Vec<Value>> {
+        map(self.client.list_extensions(vm).await)
+    }
+
+    async fn list_role_assignments(
+        &self,
+        subscription: &str,
+        principal: &str,
+    ) -> CloudResult<Vec<Value>> {
+        map(self
+            .client
+            .list_role_assignments(subscription, principal)
+            .await)
+    }
+
+    async fn put_role_assignment(&self, id: &str, body: &Value) -> CloudResult<()> {
+        map(self.client.put_role_assignment(id, body).await)
+    }
+
     async fn get_vm(&self, id: &ResourceId, instance_view: bool) -> CloudResult<Option<Value>> {
         map(self.client.get_vm(id, instance_view).await).map(|o| o.map(|f| f.raw))
     }

@@ -445,6 +445,11 @@ impl Engine {
         if n.vm {
             let vm = self.cloud.get_vm(&rec.id, n.instance_view).await?;
             obs.vm = Some(vm.as_ref().map(|v| VmView::from_raw(v, None)));
+            if matches!(rec.step, Step::Reinstall | Step::Verify)
+                && let Some(v) = &vm
+            {
+                obs.carried = Some(self.observe_carried(rec, v, n.role_assignments).await?);
+            }
         }
         for d in &n.disks {
             let disk = self.cloud.get_disk(d).await?;
@@ -529,6 +534,30 @@ impl Engine {
             .run_command(&rec.id, &guest::run_command_body(f.os))
             .await?;
         Ok(guest::parse(f.os, &out))
+    }
+
+    /// The extensions, principal and (when `roles`) the principal's role
+    /// assignments of the VM as read in `vm`.
+    async fn observe_carried(
+        &self,
+        rec: &VmRecord,
+        vm: &serde_json::Value,
+        roles: bool,
+    ) -> CloudResult<crate::step::reinstall::CarriedView> {
+        let mut seen = crate::step::reinstall::CarriedView::from_vm(vm);
+        if roles && let Some(p) = seen.principal_id.clone() {
+            let listed = self
+                .cloud
+                .list_role_assignments(rec.id.subscription(), &p)
+                .await?;
+            seen.roles = Some(
+                listed
+                    .iter()
+                    .filter_map(crate::step::reinstall::RoleAssignmentView::from_raw)
+                    .collect(),
+            );
+        }
+        Ok(seen)
     }
 
     /// The engine's cloud (for actions).

@@ -140,6 +140,10 @@ pub struct PlanOptions {
     /// own setting overrides it; `run --disk-encryption-set/--platform-keys`
     /// overrides both.
     pub target_encryption: Option<TargetEncryption>,
+    /// Re-create the system-assigned principal's role assignments for the
+    /// new principal (`--carry-role-assignments`, default; not written to
+    /// the plan file: `run --plan` takes it from its own flags).
+    pub carry_role_assignments: bool,
 }
 
 impl Default for PlanOptions {
@@ -152,6 +156,7 @@ impl Default for PlanOptions {
             snapshot_retention: "keep".into(),
             verification: "full".into(),
             target_encryption: None,
+            carry_role_assignments: true,
         }
     }
 }

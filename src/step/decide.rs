@@ -32,6 +32,8 @@ pub struct Needs {
     /// at `AwaitDecrypted` only once the API reports the guest decrypted,
     /// at `Verify` only once the VM runs with its agent ready.
     pub guest: bool,
+    /// List the role assignments of the VM's system-assigned principal.
+    pub role_assignments: bool,
 }
 
 /// The reads [`decide`] needs at `rec.step`.
@@ -70,6 +72,7 @@ pub fn needs(rec: &VmRecord) -> Needs {
         Step::Verify => Needs {
             disks: targets(),
             guest: guest_check,
+            role_assignments: rec.carried.grants_roles(),
             ..vm(true)
         },
         Step::PreCopy | Step::FinalCopy | Step::VerifyCopy => Needs {
@@ -91,6 +94,10 @@ pub fn needs(rec: &VmRecord) -> Needs {
         | Step::Deallocate
         | Step::DeleteVm
         | Step::Start => vm(true),
+        Step::Reinstall => Needs {
+            role_assignments: rec.carried.grants_roles(),
+            ..vm(true)
+        },
         Step::DetachOnDelete | Step::Recreate => vm(false),
         Step::Done => Needs::default(),
     }
@@ -121,6 +128,9 @@ pub fn decide(rec: &VmRecord, obs: &Observation, run_id: &str) -> Decision {
         Step::DeleteVm => delete_vm(rec, obs),
         Step::Recreate => recreate(rec, obs),
         Step::Start => with_vm(obs, start),
+        Step::Reinstall => with_vm(obs, |vm| {
+            super::reinstall::decide(rec, vm, obs.carried.as_ref())
+        }),
         Step::Verify => with_vm(obs, |vm| verify(rec, obs, vm)),
         Step::Done => Decision::Advance,
     }
@@ -688,7 +698,9 @@ fn start(vm: &VmView) -> Decision {
 /// The final check after start (issue 12, deliverable 6): EAH on, running,
 /// VM agent ready, no ADE extension, every disk a new one with the expected
 /// encryption type and DES, tags equal to the original model's (the lease
-/// tag aside), and with `--guest-check` no encrypted volume in the guest.
+/// tag aside), extensions reinstalled and roles granted
+/// ([`super::reinstall::verify_problems`]), and with `--guest-check` no
+/// encrypted volume in the guest.
 /// Problems that may still resolve (agent not ready yet, guest not yet
 /// asked) wait; a mismatch parks with every difference listed.
 fn verify(rec: &VmRecord, obs: &Observation, vm: &VmView) -> Decision {
@@ -717,7 +729,7 @@ pub fn verify_problems(
     obs: &Observation,
     vm: &VmView,
 ) -> (Vec<String>, Vec<String>) {
-    let mut problems = Vec::new();
+    let mut problems = super::reinstall::verify_problems(rec, obs.carried.as_ref());
     let mut pending = Vec::new();
     if !vm.encryption_at_host {
         problems.push("encryption at host is off".to_string());

@@ -16,6 +16,7 @@ pub mod encryption;
 pub mod guest;
 pub mod observe;
 pub mod record;
+pub mod reinstall;
 pub mod summary;
 pub mod timing;
 pub mod validate;
@@ -79,6 +80,10 @@ pub enum Step {
     Recreate,
     /// Start the new VM if it is not running.
     Start,
+    /// Reinstall the extensions other than ADE from the journaled model and
+    /// grant the new system-assigned principal the old one's roles
+    /// ([`reinstall`]).
+    Reinstall,
     /// Check EAH on, running, VM agent ready, no ADE extension, the new
     /// disks attached with the expected encryption, tags as before (and,
     /// with `--guest-check`, the guest's volumes decrypted).
@@ -89,7 +94,7 @@ pub enum Step {
 
 impl Step {
     /// Every step in execution order.
-    pub const ORDER: [Step; 16] = [
+    pub const ORDER: [Step; 17] = [
         Step::Snapshot,
         Step::DisableAde,
         Step::AwaitDecrypted,
@@ -104,6 +109,7 @@ impl Step {
         Step::DeleteVm,
         Step::Recreate,
         Step::Start,
+        Step::Reinstall,
         Step::Verify,
         Step::Done,
     ];
@@ -147,6 +153,7 @@ impl Step {
             Step::DeleteVm => "delete-vm",
             Step::Recreate => "recreate",
             Step::Start => "start",
+            Step::Reinstall => "reinstall",
             Step::Verify => "verify",
             Step::Done => "done",
         }
@@ -211,6 +218,15 @@ pub enum Action {
     RestoreTargetAccess { disk: ResourceId },
     /// PUT the VM again, on the target disks, with EAH on.
     CreateVm,
+    /// PUT an extension (other than ADE) from the journaled original model.
+    ReinstallExtension { extension: ResourceId },
+    /// Grant the re-created VM's principal a role the old principal had
+    /// (a new role assignment, new GUID name).
+    GrantRole {
+        principal_id: String,
+        role_definition_id: String,
+        scope: String,
+    },
 }
 
 impl Action {
@@ -233,6 +249,8 @@ impl Action {
             Action::DeleteVm => "delete-vm",
             Action::RestoreTargetAccess { .. } => "restore-target-access",
             Action::CreateVm => "create-vm",
+            Action::ReinstallExtension { .. } => "reinstall-extension",
+            Action::GrantRole { .. } => "grant-role",
         }
     }
 }

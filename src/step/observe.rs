@@ -332,6 +332,9 @@ pub struct Observation {
     /// The in-guest check's report (`--guest-check`), when it was made;
     /// `Some(None)` when the command ran but reported no volume.
     pub guest: Option<Option<super::guest::GuestReport>>,
+    /// Extensions, principal and its role assignments of the VM, when read
+    /// (steps `reinstall` and `verify`).
+    pub carried: Option<super::reinstall::CarriedView>,
 }
 
 impl Observation {

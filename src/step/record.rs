@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::reinstall::Carried;
 use super::timing::Span;
 use super::{Action, Step};
 use crate::model::ResourceId;
@@ -269,6 +270,10 @@ pub struct VmRecord {
     /// (downtime, timeline, benchmark breakdown).
     #[serde(default)]
     pub spans: Vec<Span>,
+    /// Extensions and role assignments carried to the re-created VM
+    /// ([`super::reinstall`]), captured at discovery.
+    #[serde(default)]
+    pub carried: Carried,
 }
 
 impl VmRecord {
@@ -289,6 +294,7 @@ impl VmRecord {
             copy_policy: CopyPolicy::default(),
             history: Vec::new(),
             spans: Vec::new(),
+            carried: Carried::default(),
         }
     }
 

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Step;
 use super::record::{CreatedResource, DiskPlan, DiskRole, Outcome, Round, VmRecord};
+use super::reinstall::Carried;
 use crate::model::ResourceId;
 
 /// One VM's place in a run, without its large fields.
@@ -170,6 +171,9 @@ pub struct RecordSummary {
     pub attempts: u32,
     /// Length and newest time of the history.
     pub history: HistoryTail,
+    /// Extensions and role assignments carried, and what is left to the operator.
+    #[serde(default)]
+    pub carried: Carried,
 }
 
 impl RecordSummary {
@@ -188,6 +192,7 @@ impl RecordSummary {
                 len: rec.history.len(),
                 last_at: rec.history.last().map(|h| h.at.clone()),
             },
+            carried: rec.carried.clone(),
         }
     }
 

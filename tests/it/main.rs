@@ -19,6 +19,8 @@ mod crash_sweep;
 mod demo;
 /// The three migration paths end to end, and deleteOption=Delete safety.
 mod end_to_end;
+/// Extensions other than ADE and role assignments of the system identity come back (issue 12).
+mod extensions_identity;
 /// Each fault kind alone and mixed; park with a reason, resume finishes (issue 4).
 mod fault_matrix;
 /// Injected Azure faults: every VM still ends verified.

@@ -57,7 +57,7 @@ pub async fn build_plan(
     let client = cloud.client().clone();
     let mut stats = DiscoveryStats::default();
     let ids = select(&client, sel, &mut stats).await.map_err(plan_err)?;
-    let (mut vms, _) = classify_all(cloud, &ids, false).await.map_err(plan_err)?;
+    let (mut vms, _) = classify_all(cloud, &ids, false, options.carry_role_assignments).await.map_err(plan_err)?;
     // Target encryption (wt-des): the plan's choice, checked by the preflight.
     for v in vms.iter_mut() {
         if let Some(f) = v.record.facts.as_mut() {

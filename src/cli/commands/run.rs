@@ -28,10 +28,14 @@ pub async fn run(s: RunSettings) -> Result<Exit, CliError> {
         .await?
         .with_copy(s.copy.clone());
     let new = start_run(&s.state)?;
-    let discovered = discover(&cloud, &s.vms).await.map_err(|e| match e {
-        DiscoverError::UnknownVm(_) | DiscoverError::NotAVm(_) => CliError::BadInput(e.to_string()),
-        DiscoverError::Cloud { .. } => CliError::Failed(e.to_string()),
-    })?;
+    let discovered = discover(&cloud, &s.vms, s.carry_role_assignments)
+        .await
+        .map_err(|e| match e {
+            DiscoverError::UnknownVm(_) | DiscoverError::NotAVm(_) => {
+                CliError::BadInput(e.to_string())
+            }
+            DiscoverError::Cloud { .. } => CliError::Failed(e.to_string()),
+        })?;
     for (rec, path) in &discovered {
         if let Outcome::Skipped { reason } = &rec.outcome {
             eprintln!("skip {} ({path}): {reason}", rec.id.name());
@@ -130,8 +134,9 @@ async fn run_plan(s: RunSettings, path: &Path) -> Result<Exit, CliError> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         CliError::BadInput(format!("cannot read plan file {}: {e}", path.display()))
     })?;
-    let file = crate::plan::file::parse(&path.display().to_string(), &text)
+    let mut file = crate::plan::file::parse(&path.display().to_string(), &text)
         .map_err(|e| CliError::BadInput(e.to_string()))?;
+    file.options.carry_role_assignments = s.carry_role_assignments;
     if let Some(sub) = &s.subscription
         && !file
             .subscriptions
@@ -200,7 +205,9 @@ async fn bind_plan(cloud: &ArmCloud, file: &PlanFile, path: &Path) -> Result<Pla
             .0);
     }
     let ids: Vec<_> = file.vms.iter().map(|v| v.id.clone()).collect();
-    let (mut vms, missing) = classify_all(cloud, &ids, true).await.map_err(plan_err)?;
+    let (mut vms, missing) = classify_all(cloud, &ids, true, file.options.carry_role_assignments)
+        .await
+        .map_err(plan_err)?;
     // Locks, backup and quota as at planning (blockers change fingerprints).
     crate::discovery::preflight::run_per_subscription(
         cloud.client(),

@@ -30,6 +30,7 @@ use super::lro::{Final, OpFamily, OpState, Operation, ResourceKind};
 use super::rng::Rng;
 use crate::model::ResourceId;
 
+mod authorization;
 mod catalog;
 mod des;
 mod disk;
@@ -303,6 +304,10 @@ pub(crate) struct Ext {
     /// `properties` as last PUT (no provisioningState, no protectedSettings).
     props: Value,
     provisioning: String,
+    /// The handler's failure message, when it failed (instance view status).
+    error: Option<String>,
+    /// Resource `tags`, as last PUT.
+    tags: Option<Value>,
 }
 
 /// A VM.
@@ -462,6 +467,11 @@ pub(crate) struct World {
     /// VM key → simulated running seconds BitLocker still needs in its
     /// guest after ADE reported decrypted (guest.rs).
     bitlocker_left: BTreeMap<String, f64>,
+    /// Role assignments by case-folded id (authorization.rs).
+    role_assignments: BTreeMap<String, authorization::RoleAssignment>,
+    /// `publisher.type` (lower case) → the message its handler fails with
+    /// (a seeded extension failure, extension.rs).
+    ext_failures: BTreeMap<String, String>,
 }
 
 impl World {
@@ -510,6 +520,8 @@ impl World {
             zone_restrictions: BTreeMap::new(),
             bitlocker_lag: cfg.windows_bitlocker_lag_secs.max(0.0),
             bitlocker_left: BTreeMap::new(),
+            role_assignments: BTreeMap::new(),
+            ext_failures: BTreeMap::new(),
         }
     }
 

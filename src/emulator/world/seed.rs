@@ -121,7 +121,14 @@ impl World {
                 (spec.churn_bytes_per_sec, 0.0, vm.vm_id.clone()),
             );
         }
+        let principal = vm.principal_id.clone();
         self.vms.insert(vm_key, vm);
+        if let Some(p) = principal {
+            let fill = |s: &str| s.replace("{subscription}", &at.sub);
+            for (role, scope) in &spec.role_assignments {
+                self.seed_role_assignment(&fill(scope), &fill(role), &p, now);
+            }
+        }
         vm_id
     }
 
@@ -249,6 +256,29 @@ impl World {
                     },
                 }),
                 provisioning: "Succeeded".into(),
+                error: None,
+                tags: None,
+            };
+            extensions.insert(name.to_ascii_lowercase(), ext);
+        }
+        for body in &spec.extensions {
+            let Some(name) = body.get("name").and_then(Value::as_str) else {
+                continue;
+            };
+            let mut props = body.get("properties").cloned().unwrap_or(json!({}));
+            if let Some(m) = props.as_object_mut() {
+                // Accepted at deployment, never stored where a GET returns it.
+                m.remove("protectedSettings");
+                m.remove("provisioningState");
+            }
+            let ext = Ext {
+                id: format!("{vm_id}/extensions/{name}"),
+                name: name.to_string(),
+                location: at.loc.clone(),
+                props,
+                provisioning: "Succeeded".into(),
+                error: None,
+                tags: body.get("tags").filter(|t| !t.is_null()).cloned(),
             };
             extensions.insert(name.to_ascii_lowercase(), ext);
         }

@@ -202,7 +202,14 @@ impl World {
                 }
             } else {
                 let p = x.provisioning.to_ascii_lowercase();
-                e["statuses"] = json!([{"code": format!("ProvisioningState/{p}"), "level": "Info", "displayStatus": format!("Provisioning {p}"), "message": "Extension is running"}]);
+                e["statuses"] = match &x.error {
+                    Some(msg) => {
+                        json!([{"code": format!("ProvisioningState/{p}"), "level": "Error", "displayStatus": "Provisioning failed", "message": msg}])
+                    }
+                    None => {
+                        json!([{"code": format!("ProvisioningState/{p}"), "level": "Info", "displayStatus": format!("Provisioning {p}"), "message": "Extension is running"}])
+                    }
+                };
             }
             extensions.push(e);
         }
