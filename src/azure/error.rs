@@ -255,6 +255,8 @@ pub enum KnownCode {
     BadRequest,
     /// `ScopeLocked`: a management lock forbids the change.
     Locked,
+    /// `RequestDisallowedByPolicy`: an Azure Policy `deny` assignment.
+    Policy,
     /// Anything else.
     Other,
 }
@@ -316,6 +318,7 @@ impl KnownCode {
             | "crc64mismatch"
             | "invalidoperation" => KnownCode::BadRequest,
             "scopelocked" => KnownCode::Locked,
+            "requestdisallowedbypolicy" => KnownCode::Policy,
             _ => KnownCode::Other,
         }
     }
@@ -420,6 +423,9 @@ fn by_code(
             "the identity lacks a permission (see README, 'Permissions needed on real Azure'); grant it, then run `ade2eah resume`",
         ),
         KnownCode::Locked => terminal(locked_remedy(message)),
+        KnownCode::Policy => terminal(
+            "an Azure Policy assignment denies this request (identifiers in the message); ask its owner for an exemption or change the request, then run `ade2eah resume`",
+        ),
         KnownCode::BadRequest | KnownCode::CopySource if lower.contains(EVER_ADE_TEXT) => {
             ever_ade()
         }

@@ -52,7 +52,10 @@ pub fn prepare_intent(rec: &mut VmRecord, action: &Action) {
         | Action::SetDetach
         | Action::DeleteTargetDisk { .. }
         | Action::RevokeAccess { .. }
-        | Action::DeleteVm => {}
+        | Action::DeleteVm
+        | Action::RestoreVm
+        | Action::RestoreDeleteOptions
+        | Action::ReenableAde { .. } => {}
     }
 }
 
@@ -214,6 +217,11 @@ pub async fn perform(engine: &Engine, rec: &mut VmRecord, action: &Action) -> Cl
             }
             cloud.delete_disk(target).await?;
             reset_copy(rec, target);
+            if let Some(rb) = rec.rollback.as_mut()
+                && !rb.discarded.contains(target)
+            {
+                rb.discarded.push(target.clone());
+            }
             Ok(json!({"disk": target}))
         }
         Action::RevokeAccess { disk } => {
@@ -224,7 +232,13 @@ pub async fn perform(engine: &Engine, rec: &mut VmRecord, action: &Action) -> Cl
         Action::CopyDisk { .. } => copy_rounds(engine, rec, true).await,
         Action::CopyRound { offline } => copy_rounds(engine, rec, *offline).await,
         Action::VerifyCopies => verify_copies(engine, rec).await,
-        Action::DeleteVm => cloud.delete_vm(&rec.id).await.map(|_| json!({})),
+        Action::DeleteVm => {
+            cloud.delete_vm(&rec.id).await?;
+            if let Some(rb) = rec.rollback.as_mut() {
+                rb.new_vm_removed = true;
+            }
+            Ok(json!({}))
+        }
         Action::CreateVm => {
             let original = rec
                 .original_model
@@ -234,6 +248,54 @@ pub async fn perform(engine: &Engine, rec: &mut VmRecord, action: &Action) -> Cl
                 .put_vm(&rec.id, &body::recreate_vm(original, &rec.disks))
                 .await
                 .map(|_| json!({}))
+        }
+        Action::RestoreVm => {
+            let original = rec
+                .original_model
+                .as_ref()
+                .ok_or_else(|| internal("original model missing"))?;
+            cloud.put_vm(&rec.id, &body::restore_vm(original)).await?;
+            if let Some(rb) = rec.rollback.as_mut() {
+                rb.vm_restored = true;
+            }
+            Ok(json!({}))
+        }
+        Action::RestoreDeleteOptions => {
+            let original = rec
+                .original_model
+                .as_ref()
+                .ok_or_else(|| internal("original model missing"))?;
+            let current = cloud
+                .get_vm(&rec.id, false)
+                .await?
+                .ok_or_else(|| CloudError {
+                    retry: Retry::Transient,
+                    code: Some("NotFound".into()),
+                    message: "the VM was not found while restoring deleteOption".into(),
+                    retry_after: None,
+                })?;
+            cloud
+                .patch_vm(
+                    &rec.id,
+                    &body::restore_delete_options_patch(&current, original),
+                )
+                .await
+                .map(|_| json!({}))
+        }
+        Action::ReenableAde {
+            extension,
+            sequence_version,
+        } => {
+            let original = rec
+                .original_model
+                .as_ref()
+                .ok_or_else(|| internal("original model missing"))?;
+            let b = body::reenable_ade(original, &facts, sequence_version)
+                .ok_or_else(|| internal("no ADE extension settings journaled"))?;
+            cloud
+                .put_extension(extension, &b)
+                .await
+                .map(|_| json!({"extension": extension}))
         }
     }
 }

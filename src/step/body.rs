@@ -263,6 +263,139 @@ pub fn recreate_vm(original: &Value, disks: &[DiskPlan]) -> Value {
     body
 }
 
+/// The original VM model with what ARM computes removed (ids, `vmId`,
+/// provisioning and instance view, child `resources`, identity principals)
+/// and everything else verbatim. (To be replaced by the preservation part's
+/// `carried_model` when merged: same contract.)
+fn carried_model(original: &Value) -> Value {
+    let mut m = original.clone();
+    if let Some(o) = m.as_object_mut() {
+        for k in ["id", "name", "type", "etag", "managedBy", "resources"] {
+            o.remove(k);
+        }
+    }
+    if let Some(p) = m.get_mut("properties").and_then(Value::as_object_mut) {
+        for k in ["vmId", "provisioningState", "instanceView", "timeCreated"] {
+            p.remove(k);
+        }
+    }
+    if let Some(i) = m.get_mut("identity").and_then(Value::as_object_mut) {
+        i.remove("principalId");
+        i.remove("tenantId");
+        if let Some(Value::Object(uai)) = i.get_mut("userAssignedIdentities") {
+            for v in uai.values_mut() {
+                *v = json!({});
+            }
+        }
+    }
+    m
+}
+
+/// The PUT body that restores the original VM (rollback) on its original
+/// disks: the journaled model verbatim ([`carried_model`]: same name, NICs
+/// and primary flag, LUNs, caching, size, zones, tags, identities, userData,
+/// every `deleteOption` as it was), with every disk attached as it is
+/// (`createOption: Attach`, so no image reference and no OS profile) and
+/// the ADE leftover `osDisk.encryptionSettings` dropped (the disks were
+/// decrypted in place). Encryption at host stays as it was (off).
+pub fn restore_vm(original: &Value) -> Value {
+    let mut body = carried_model(original);
+    if let Some(p) = body.get_mut("properties").and_then(Value::as_object_mut) {
+        p.remove("osProfile");
+    }
+    if let Some(sp) = body
+        .pointer_mut("/properties/storageProfile")
+        .and_then(Value::as_object_mut)
+    {
+        sp.remove("imageReference");
+        if let Some(os) = sp.get_mut("osDisk").and_then(Value::as_object_mut) {
+            os.insert("createOption".into(), json!("Attach"));
+            os.remove("encryptionSettings");
+            os.remove("image");
+        }
+        if let Some(Value::Array(data)) = sp.get_mut("dataDisks") {
+            for d in data.iter_mut().filter_map(Value::as_object_mut) {
+                d.insert("createOption".into(), json!("Attach"));
+            }
+        }
+    }
+    body
+}
+
+/// PATCH body that puts back the `deleteOption` the original model had on
+/// the OS disk, each data disk (by LUN) and each NIC (by id) of the
+/// *current* VM model; an entry the original left unset becomes `Detach`
+/// (Azure's default for attached disks and NICs). Arrays are sent whole
+/// because ARM PATCH replaces arrays.
+pub fn restore_delete_options_patch(current_vm: &Value, original: &Value) -> Value {
+    let orig = VmModel::new(original);
+    let osp = orig.storage_profile();
+    let or_detach = |v: Option<&Value>| v.cloned().unwrap_or_else(|| json!("Detach"));
+    let os_opt = or_detach(osp.os_disk().and_then(|d| d.delete_option_value()));
+    let vm = VmModel::new(current_vm);
+    let data_disks: Vec<Value> = vm
+        .storage_profile()
+        .data_disks()
+        .map(|d| {
+            let mut raw = d.raw().clone();
+            let o = d
+                .lun()
+                .and_then(|l| osp.data_disk(l))
+                .and_then(|o| o.delete_option_value());
+            raw["deleteOption"] = or_detach(o);
+            raw
+        })
+        .collect();
+    let nics: Vec<Value> = vm
+        .properties()
+        .network_interfaces()
+        .map(|n| {
+            let id = n.id_value();
+            let o = orig.properties().network_interfaces().find(|o| {
+                o.id_value()
+                    .as_str()
+                    .zip(id.as_str())
+                    .is_some_and(|(a, b)| a.eq_ignore_ascii_case(b))
+            });
+            let mut props = n.properties().cloned().unwrap_or_else(|| json!({}));
+            props["deleteOption"] = or_detach(o.and_then(|o| o.delete_option_value()));
+            json!({ "id": id, "properties": props })
+        })
+        .collect();
+    json!({
+        "properties": {
+            "storageProfile": { "osDisk": { "deleteOption": os_opt }, "dataDisks": data_disks },
+            "networkProfile": { "networkInterfaces": nics }
+        }
+    })
+}
+
+/// The ADE extension PUT that re-enables encryption after a rollback, as
+/// `az vm encryption enable` sends it (facts §1.2): the journaled
+/// extension's own settings (key vault URL and resource id, KEK URL and
+/// vault, algorithm, VolumeType) with `EncryptionOperation`
+/// `EnableEncryption` and a new `SequenceVersion`.
+pub fn reenable_ade(original: &Value, facts: &VmFacts, sequence_version: &str) -> Option<Value> {
+    let ext = facts.ade_extension.as_ref()?;
+    let mut settings = VmModel::new(original)
+        .extensions()
+        .find(super::observe::is_ade_extension)
+        .and_then(|e| e.raw().pointer("/properties/settings").cloned())
+        .filter(Value::is_object)?;
+    settings["EncryptionOperation"] = json!("EnableEncryption");
+    settings["SequenceVersion"] = json!(sequence_version);
+    Some(json!({
+        "location": facts.location,
+        "properties": {
+            "publisher": "Microsoft.Azure.Security",
+            "type": ext.handler_type,
+            "typeHandlerVersion": ext.handler_version,
+            "autoUpgradeMinorVersion": true,
+            "settings": settings
+        }
+    }))
+}
+
 /// Sets each `(key, value)` whose value is present on `to`.
 fn copy_present<const N: usize>(to: &mut Value, fields: [(&str, Option<&Value>); N]) {
     for (k, v) in fields {

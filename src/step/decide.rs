@@ -704,6 +704,7 @@ mod tests {
             all_detach: false,
             decryption: DecryptionState::Encrypted,
             vm_id: Some("orig".into()),
+            delete_options: BTreeMap::new(),
         }
     }
 

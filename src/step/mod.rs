@@ -14,6 +14,7 @@ pub mod decide;
 pub mod eligibility;
 pub mod observe;
 pub mod record;
+pub mod rollback;
 pub mod summary;
 pub mod timing;
 
@@ -24,6 +25,7 @@ pub use record::{
     CopyPolicy, CreatedKind, CreatedResource, DiskPlan, DiskRole, HistoryEntry, Outcome, Round,
     VerifyMode, VmFacts, VmRecord,
 };
+pub use rollback::{RollbackPolicy, RollbackState, RollbackStep};
 pub use summary::{DiskSummary, HistoryTail, RecordSummary, VmEntry};
 pub use timing::{Phase, Span};
 
@@ -195,6 +197,17 @@ pub enum Action {
     DeleteVm,
     /// PUT the VM again, on the target disks, with EAH on.
     CreateVm,
+    /// Rollback: PUT the original VM from the journaled model on its
+    /// original disks ([`body::restore_vm`]).
+    RestoreVm,
+    /// Rollback: PATCH the original `deleteOption` of every disk and NIC.
+    RestoreDeleteOptions,
+    /// Rollback (`--reenable-ade`): PUT the ADE extension with
+    /// `EnableEncryption` and the journaled key vault settings.
+    ReenableAde {
+        extension: ResourceId,
+        sequence_version: String,
+    },
 }
 
 impl Action {
@@ -216,6 +229,9 @@ impl Action {
             Action::VerifyCopies => "verify-copies",
             Action::DeleteVm => "delete-vm",
             Action::CreateVm => "create-vm",
+            Action::RestoreVm => "restore-vm",
+            Action::RestoreDeleteOptions => "restore-delete-options",
+            Action::ReenableAde { .. } => "reenable-ade",
         }
     }
 }

@@ -31,7 +31,7 @@ pub struct Drive {
 }
 
 impl Drive {
-    fn engine_options(&self, journal: &Journal) -> Result<EngineOptions, CliError> {
+    pub(super) fn engine_options(&self, journal: &Journal) -> Result<EngineOptions, CliError> {
         let mut opts = EngineOptions::new(self.poll);
         opts.max_parallel = self.max_parallel;
         opts.lease_ttl = journal.lease_meta()?.ttl();

@@ -54,6 +54,7 @@ pub async fn run(s: RunSettings) -> Result<Exit, CliError> {
         .into_iter()
         .map(|(mut r, _)| {
             r.copy_policy = s.copy_policy;
+            r.rollback_policy = s.rollback_policy;
             r
         })
         .collect();
@@ -139,7 +140,10 @@ async fn run_plan(s: RunSettings, path: &Path) -> Result<Exit, CliError> {
             eprintln!("skip {} ({}): {reason}", v.name, v.path);
         }
     }
-    let records = planned_records(&plan.vms, "skipped in the plan");
+    let mut records = planned_records(&plan.vms, "skipped in the plan");
+    for r in &mut records {
+        r.rollback_policy = s.rollback_policy;
+    }
     let vms = records.iter().map(|r| r.id.clone()).collect();
     let meta = meta_of(
         &s,
