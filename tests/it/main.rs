@@ -39,6 +39,8 @@ mod locks;
 mod multi_sub;
 /// Azure's own refusals reproduced by the emulator (the naive path).
 mod platform_rules;
+/// Rollback from every step, automatic rollback, no-op rollbacks (issue 13).
+mod rollback;
 /// Microsoft's Python SDKs (azure-mgmt-compute, azure-storage-blob) drive the emulator (issue 11).
 mod sdk_conformance;
 /// Discovery by tag, name glob, and feature registration (issue 6).
