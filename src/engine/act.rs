@@ -217,15 +217,29 @@ pub async fn perform(engine: &Engine, rec: &mut VmRecord, action: &Action) -> Cl
             }
             cloud.delete_disk(target).await?;
             reset_copy(rec, target);
-            if let Some(rb) = rec.rollback.as_mut()
-                && !rb.discarded.contains(target)
-            {
-                rb.discarded.push(target.clone());
-            }
             Ok(json!({"disk": target}))
         }
         Action::RevokeAccess { disk } => {
-            cloud.revoke_access(disk).await?;
+            match cloud.revoke_access(disk).await {
+                Ok(()) => {}
+                // Rollback: an upload target whose copy stopped before its
+                // footer cannot be sealed; Azure refuses the revoke with
+                // `InvalidVhd` and the grant ends (the disk keeps its
+                // partial copy, listed to clean).
+                Err(e)
+                    if e.code.as_deref() == Some("InvalidVhd")
+                        && rec.disks.iter().any(|d| &d.target == disk && !d.copied) =>
+                {
+                    if let Some(rb) = rec.rollback.as_mut() {
+                        if !rb.unsealed.contains(disk) {
+                            rb.unsealed.push(disk.clone());
+                        }
+                    } else {
+                        return Err(e);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
             rec.sas_closed(disk);
             Ok(json!({"disk": disk}))
         }

@@ -319,7 +319,7 @@ pub fn markdown_row(plan: Option<&FrozenPlan>, r: &RecordSummary) -> String {
     let next = match (&r.outcome, &r.rollback) {
         (Outcome::Parked { next_action, .. }, _) => format!(" — {next_action}"),
         (Outcome::RolledBack { .. }, Some(rb)) => {
-            let clean = crate::step::rollback::left_to_clean(&r.created, rb);
+            let clean = crate::step::rollback::left_to_clean(&r.created);
             format!(
                 " — restored: {}; ADE {}; left to clean: {}",
                 crate::step::rollback::restored(rb).join(", "),

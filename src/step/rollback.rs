@@ -6,9 +6,10 @@
 //! already in place?", so a rollback is safe to repeat after a crash.
 //!
 //! Steps, in order ([`RollbackStep::ORDER`]):
-//! 1. `revoke-sas`: revoke every SAS grant the run may have left open; an
-//!    unsealed upload target (its copy unfinished, worthless) is deleted
-//!    instead, since revoking it would fail its footer check;
+//! 1. `revoke-sas`: revoke every SAS grant the run may have left open (an
+//!    upload target whose copy stopped before its footer cannot be sealed:
+//!    Azure refuses the revoke with `InvalidVhd` and ends the grant; it is
+//!    listed as unsealed, holding a partial copy);
 //! 2. `remove-new-vm`: a re-created VM on the new disks is deleted with
 //!    `deleteOption=Detach` first (a verified one only with `--force`);
 //! 3. `restore-vm`: if the VM is gone, PUT the original from the journaled
@@ -55,7 +56,7 @@ impl Default for RollbackPolicy {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RollbackStep {
-    /// Revoke SAS left open (delete an unsealed upload target instead).
+    /// Revoke SAS left open.
     RevokeSas,
     /// Delete a re-created VM on the new disks (Detach first).
     RemoveNewVm,
@@ -124,9 +125,11 @@ pub struct RollbackState {
     /// True once the original VM was PUT again from the journaled model.
     #[serde(default)]
     pub vm_restored: bool,
-    /// Unsealed upload targets deleted (their copy was unfinished).
+    /// Upload targets whose revoke Azure refused with `InvalidVhd` (their
+    /// copy stopped before the footer): the grant ended, the disk stays in
+    /// its upload state with a partial copy (left to clean).
     #[serde(default)]
-    pub discarded: Vec<ResourceId>,
+    pub unsealed: Vec<ResourceId>,
     /// The power state before the run (from the journaled model), which
     /// the rollback restores.
     #[serde(default)]
@@ -193,7 +196,7 @@ pub fn begin(rec: &mut VmRecord, reason: &str, req: &Request) -> Begin {
                 reenable_ade: req.reenable_ade,
                 new_vm_removed: false,
                 vm_restored: false,
-                discarded: Vec::new(),
+                unsealed: Vec::new(),
                 original_power: original_view(rec).and_then(|v| v.power),
             });
         }
@@ -358,17 +361,9 @@ fn revoke_sas(rec: &VmRecord, obs: &Observation) -> Decision {
             }
             // Gone: nothing is open on it.
             Some(None) => continue,
-            Some(Some(v)) => {
-                let unsealed_target = rec.disks.iter().any(|d| &d.target == id && !d.copied)
-                    && matches!(v.state.as_str(), "ActiveUpload" | "ReadyToUpload");
-                return Decision::Act(if unsealed_target && rec.created_by_run(id) {
-                    Action::DeleteTargetDisk { target: id.clone() }
-                } else {
-                    // Also when nothing is open any more: the revoke is
-                    // idempotent and clears the journal's entry.
-                    Action::RevokeAccess { disk: id.clone() }
-                });
-            }
+            // Also when nothing is open any more: the revoke is idempotent
+            // and clears the journal's entry.
+            Some(Some(_)) => return Decision::Act(Action::RevokeAccess { disk: id.clone() }),
         }
     }
     Decision::Advance
@@ -471,15 +466,12 @@ pub fn ade_note(rb: &RollbackState) -> &'static str {
 }
 
 /// What a rolled-back VM leaves to clean: the snapshots and new disks the
-/// run created (kept by the rollback), minus the unsealed targets it deleted.
-pub fn left_to_clean(
-    rec_created: &[super::CreatedResource],
-    rb: &RollbackState,
-) -> Vec<ResourceId> {
+/// run created (or was about to create when it stopped: an id journaled as
+/// intent whose call never went out may not exist), all kept by the rollback.
+pub fn left_to_clean(rec_created: &[super::CreatedResource]) -> Vec<ResourceId> {
     rec_created
         .iter()
         .filter(|c| matches!(c.kind, CreatedKind::Snapshot | CreatedKind::TargetDisk))
-        .filter(|c| !rb.discarded.contains(&c.id))
         .map(|c| c.id.clone())
         .collect()
 }
@@ -598,7 +590,7 @@ mod tests {
     }
 
     #[test]
-    fn revoke_deletes_unsealed_targets_and_revokes_the_rest() {
+    fn revoke_every_grant_the_run_may_have_left_open() {
         let mut r = record(Step::PreCopy);
         r.remember_created(CreatedKind::TargetDisk, &id("disks/os-eah"));
         r.sas_opened(&id("disks/os-eah"));
@@ -620,15 +612,6 @@ mod tests {
         obs.disks
             .insert(id("disks/os-eah").key(), Some(view("ActiveUpload")));
         obs.disks.insert(id("snapshots/r1").key(), None);
-        assert_eq!(
-            decide_rollback(&r, &obs, "run"),
-            Decision::Act(Action::DeleteTargetDisk {
-                target: id("disks/os-eah")
-            })
-        );
-        r.disks[0].copied = true;
-        obs.disks
-            .insert(id("disks/os-eah").key(), Some(view("ActiveSAS")));
         assert_eq!(
             decide_rollback(&r, &obs, "run"),
             Decision::Act(Action::RevokeAccess {

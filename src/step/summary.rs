@@ -207,8 +207,8 @@ impl RecordSummary {
             "reason": rb.reason,
             "restored": if rb.step == super::rollback::RollbackStep::Done { super::rollback::restored(rb) } else { Vec::new() },
             "ade": super::rollback::ade_note(rb),
-            "left_to_clean": super::rollback::left_to_clean(&self.created, rb),
-            "discarded": rb.discarded,
+            "left_to_clean": super::rollback::left_to_clean(&self.created),
+            "unsealed": rb.unsealed,
         })
     }
 
@@ -222,7 +222,7 @@ impl RecordSummary {
         format!(
             "rolled back: {reason}; original VM on its original disks; ADE {}; {} resource(s) left to clean",
             super::rollback::ade_note(rb),
-            super::rollback::left_to_clean(&self.created, rb).len()
+            super::rollback::left_to_clean(&self.created).len()
         )
     }
 

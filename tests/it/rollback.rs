@@ -96,6 +96,16 @@ fn check_restored(
     Ok(())
 }
 
+/// Every disk and snapshot id in the emulator, case-folded.
+fn resource_ids(emu: &Emulator) -> Vec<String> {
+    let st = serde_json::to_value(emu.state()).unwrap();
+    ["disks", "snapshots"]
+        .iter()
+        .flat_map(|k| st[*k].as_array().cloned().unwrap_or_default())
+        .filter_map(|d| d["id"].as_str().map(str::to_ascii_lowercase))
+        .collect()
+}
+
 async fn vm_status(rig: &Rig) -> Value {
     rig.status().await["vms"][0].clone()
 }
@@ -115,6 +125,7 @@ async fn rollback_case(step: Step) -> Result<(), String> {
     let vm = rig.emu.add_vm(spec("rb"));
     let before = source_digests(&rig.emu, &vm);
     let original = vm_entry(&rig.emu, &vm).unwrap()["model"].clone();
+    let originals = resource_ids(&rig.emu);
     let point = crash_at(step);
     let crashed = rig
         .run(
@@ -144,19 +155,20 @@ async fn rollback_case(step: Step) -> Result<(), String> {
         return Err(format!("{point}: journal still lists open SAS"));
     }
     // New disks and snapshots are kept and listed for cleanup: every one
-    // still listed exists.
-    let state = serde_json::to_value(rig.emu.state()).unwrap();
-    for id in st["rollback"]["left_to_clean"]
+    // that exists now and did not before is listed.
+    let listed: Vec<String> = st["rollback"]["left_to_clean"]
         .as_array()
         .into_iter()
         .flatten()
-    {
-        let id = ResourceId::parse(id.as_str().unwrap()).unwrap();
-        let exists = find_by_id(&state["disks"], &id)
-            .or_else(|| find_by_id(&state["snapshots"], &id))
-            .is_some();
-        if !exists {
-            return Err(format!("{point}: {id} listed to clean but gone"));
+        .filter_map(|v| v.as_str().map(str::to_ascii_lowercase))
+        .collect();
+    let state = serde_json::to_value(rig.emu.state()).unwrap();
+    for kind in ["disks", "snapshots"] {
+        for d in state[kind].as_array().into_iter().flatten() {
+            let id = d["id"].as_str().unwrap_or_default().to_ascii_lowercase();
+            if !originals.contains(&id) && !listed.contains(&id) {
+                return Err(format!("{point}: {id} exists but is not listed to clean"));
+            }
         }
     }
     let refs: Vec<&Output> = outs.iter().collect();
