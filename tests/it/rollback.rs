@@ -299,11 +299,85 @@ async fn no_auto_rollback_parks_and_the_rollback_command_restores() {
     assert_eq!(st["step"], "recreate", "{st}");
     assert!(vm_entry(&rig.emu, &vm).is_none(), "left deleted");
 
-    let out = rig.rollback(std::slice::from_ref(&vm), &[], &[]).await;
+    let out = rig
+        .rollback(std::slice::from_ref(&vm), &["--reenable-ade"], &[])
+        .await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     check_restored(&rig.emu, &vm, &before, &original).unwrap();
     let st = vm_status(&rig).await;
     assert_eq!(st["outcome"], "rolled-back", "{st}");
+    assert!(
+        st["rollback"]["ade"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("re-enabled"),
+        "{st}"
+    );
+    // ADE is on again with the journaled key vault: the extension is back
+    // with EnableEncryption and the original KeyVaultURL.
+    let entry = vm_entry(&rig.emu, &vm).unwrap();
+    let ade = |m: &Value| {
+        m["resources"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| r["properties"]["publisher"] == "Microsoft.Azure.Security")
+            .map(|r| r["properties"]["settings"].clone())
+    };
+    let now = ade(&entry["model"]).expect("ADE extension re-installed");
+    let was = ade(&original).expect("ADE extension in the original model");
+    assert_eq!(now["EncryptionOperation"], "EnableEncryption", "{now}");
+    assert_eq!(now["KeyVaultURL"], was["KeyVaultURL"], "{now}");
+    assert_eq!(
+        now["KeyVaultResourceId"], was["KeyVaultResourceId"],
+        "{now}"
+    );
+}
+
+/// A rollback killed in the middle (after the restore PUT was journaled)
+/// is finished by `resume`; the VM is restored exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_killed_midway_is_finished_by_resume() {
+    let rig = Rig::new().await;
+    let vm = rig.emu.add_vm(spec("midway"));
+    let before = source_digests(&rig.emu, &vm);
+    let original = vm_entry(&rig.emu, &vm).unwrap()["model"].clone();
+    deny_eah(&rig, &vm);
+    let out = rig
+        .run_with(std::slice::from_ref(&vm), &["--no-auto-rollback"], &[])
+        .await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = rig
+        .rollback(
+            std::slice::from_ref(&vm),
+            &[],
+            &[("ADE2EAH_FAILPOINTS", "after-act:restore-vm@1")],
+        )
+        .await;
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("failpoint"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(vm_status(&rig).await["outcome"], "in-progress");
+    let out = rig.resume(&[]).await;
+    // A rolled-back VM counts as not migrated for `resume`'s exit code.
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(vm_status(&rig).await["outcome"], "rolled-back");
+    check_restored(&rig.emu, &vm, &before, &original).unwrap();
+    let restores = rig
+        .emu
+        .requests()
+        .iter()
+        .filter(|r| {
+            r.method == "PUT"
+                && r.path
+                    .trim_end_matches('/')
+                    .eq_ignore_ascii_case(vm.as_str())
+                && (200..300).contains(&r.status)
+        })
+        .count();
+    assert_eq!(restores, 1, "the original VM was PUT back exactly once");
 }
 
 /// A VM the run never changed: `rollback` says so, sends nothing, exit 0.
