@@ -134,6 +134,27 @@ fn sas_lifetime(size: u64, min: Duration) -> Duration {
         .min(Duration::from_secs(5_184_000))
 }
 
+/// The journaled original VM model (every VM past discovery has one).
+fn original_model(rec: &VmRecord) -> CloudResult<&Value> {
+    rec.original_model
+        .as_ref()
+        .ok_or_else(|| internal("original model missing"))
+}
+
+/// The VM's current model, read just before a PATCH that sends whole arrays.
+async fn current_vm(engine: &Engine, id: &ResourceId) -> CloudResult<Value> {
+    engine
+        .cloud()
+        .get_vm(id, false)
+        .await?
+        .ok_or_else(|| CloudError {
+            retry: Retry::Transient,
+            code: Some("NotFound".into()),
+            message: "the VM was not found while reading it to PATCH deleteOption".into(),
+            retry_after: None,
+        })
+}
+
 fn internal(message: impl Into<String>) -> CloudError {
     CloudError {
         retry: Retry::Terminal,
@@ -184,15 +205,7 @@ pub async fn perform(engine: &Engine, rec: &mut VmRecord, action: &Action) -> Cl
             .map(|_| json!({"extension": extension})),
         Action::Deallocate => cloud.deallocate_vm(&rec.id).await.map(|_| json!({})),
         Action::SetDetach => {
-            let current = cloud
-                .get_vm(&rec.id, false)
-                .await?
-                .ok_or_else(|| CloudError {
-                    retry: Retry::Transient,
-                    code: Some("NotFound".into()),
-                    message: "the VM was not found while setting deleteOption".into(),
-                    retry_after: None,
-                })?;
+            let current = current_vm(engine, &rec.id).await?;
             cloud
                 .patch_vm(&rec.id, &body::detach_patch(&current))
                 .await
@@ -254,44 +267,27 @@ pub async fn perform(engine: &Engine, rec: &mut VmRecord, action: &Action) -> Cl
             Ok(json!({}))
         }
         Action::CreateVm => {
-            let original = rec
-                .original_model
-                .as_ref()
-                .ok_or_else(|| internal("original model missing"))?;
+            let original = original_model(rec)?;
             cloud
                 .put_vm(&rec.id, &body::recreate_vm(original, &rec.disks))
                 .await
                 .map(|_| json!({}))
         }
         Action::RestoreVm => {
-            let original = rec
-                .original_model
-                .as_ref()
-                .ok_or_else(|| internal("original model missing"))?;
-            cloud.put_vm(&rec.id, &body::restore_vm(original)).await?;
+            cloud
+                .put_vm(&rec.id, &body::restore_vm(original_model(rec)?))
+                .await?;
             if let Some(rb) = rec.rollback.as_mut() {
                 rb.vm_restored = true;
             }
             Ok(json!({}))
         }
         Action::RestoreDeleteOptions => {
-            let original = rec
-                .original_model
-                .as_ref()
-                .ok_or_else(|| internal("original model missing"))?;
-            let current = cloud
-                .get_vm(&rec.id, false)
-                .await?
-                .ok_or_else(|| CloudError {
-                    retry: Retry::Transient,
-                    code: Some("NotFound".into()),
-                    message: "the VM was not found while restoring deleteOption".into(),
-                    retry_after: None,
-                })?;
+            let current = current_vm(engine, &rec.id).await?;
             cloud
                 .patch_vm(
                     &rec.id,
-                    &body::restore_delete_options_patch(&current, original),
+                    &body::restore_delete_options_patch(&current, original_model(rec)?),
                 )
                 .await
                 .map(|_| json!({}))
@@ -300,10 +296,7 @@ pub async fn perform(engine: &Engine, rec: &mut VmRecord, action: &Action) -> Cl
             extension,
             sequence_version,
         } => {
-            let original = rec
-                .original_model
-                .as_ref()
-                .ok_or_else(|| internal("original model missing"))?;
+            let original = original_model(rec)?;
             let b = body::reenable_ade(original, &facts, sequence_version)
                 .ok_or_else(|| internal("no ADE extension settings journaled"))?;
             cloud

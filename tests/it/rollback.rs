@@ -215,11 +215,8 @@ async fn rollback_from_every_step_restores_the_original_vm() {
 /// `rollback` is a no-op.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_recreate_is_rolled_back_automatically() {
-    let rig = Rig::new().await;
-    let vm = rig.emu.add_vm(spec("auto"));
-    let before = source_digests(&rig.emu, &vm);
-    let original = vm_entry(&rig.emu, &vm).unwrap()["model"].clone();
-    deny_eah(&rig, &vm);
+    let (rig, b) = refused_recreate("auto").await;
+    let (vm, before, original) = (b.vm, b.digests, b.model);
     let out = rig.run(std::slice::from_ref(&vm), &[]).await;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let st = vm_status(&rig).await;
@@ -267,6 +264,36 @@ async fn a_refused_recreate_is_rolled_back_automatically() {
     assert_eq!(rig.mutating_requests(), mutating, "a no-op sends nothing");
 }
 
+/// A VM before anything ran: its disks' digests and its model.
+struct Before {
+    vm: ResourceId,
+    digests: Vec<(ResourceId, String)>,
+    model: Value,
+}
+
+/// A rig with one VM (see [`spec`]) whose re-create a deny policy on
+/// encryption at host refuses, and what it was before the run.
+async fn refused_recreate(name: &str) -> (Rig, Before) {
+    let rig = Rig::new().await;
+    let vm = rig.emu.add_vm(spec(name));
+    let digests = source_digests(&rig.emu, &vm);
+    let model = vm_entry(&rig.emu, &vm).unwrap()["model"].clone();
+    deny_eah(&rig, &vm);
+    (rig, Before { vm, digests, model })
+}
+
+/// `run --no-auto-rollback` of a refused re-create: exit 1, parked, deleted.
+async fn parked_deleted(rig: &Rig, vm: &ResourceId) {
+    let out = rig
+        .run_with(std::slice::from_ref(vm), &["--no-auto-rollback"], &[])
+        .await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let st = vm_status(rig).await;
+    assert_eq!(st["outcome"], "parked", "{st}");
+    assert_eq!(st["step"], "recreate", "{st}");
+    assert!(vm_entry(&rig.emu, vm).is_none(), "left deleted");
+}
+
 fn deny_eah(rig: &Rig, vm: &ResourceId) {
     let rg = format!(
         "/subscriptions/{}/resourceGroups/{}",
@@ -285,19 +312,9 @@ fn deny_eah(rig: &Rig, vm: &ResourceId) {
 /// `rollback` then brings it back (exit 0).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_auto_rollback_parks_and_the_rollback_command_restores() {
-    let rig = Rig::new().await;
-    let vm = rig.emu.add_vm(spec("parked"));
-    let before = source_digests(&rig.emu, &vm);
-    let original = vm_entry(&rig.emu, &vm).unwrap()["model"].clone();
-    deny_eah(&rig, &vm);
-    let out = rig
-        .run_with(std::slice::from_ref(&vm), &["--no-auto-rollback"], &[])
-        .await;
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let st = vm_status(&rig).await;
-    assert_eq!(st["outcome"], "parked", "{st}");
-    assert_eq!(st["step"], "recreate", "{st}");
-    assert!(vm_entry(&rig.emu, &vm).is_none(), "left deleted");
+    let (rig, b) = refused_recreate("parked").await;
+    let (vm, before, original) = (b.vm, b.digests, b.model);
+    parked_deleted(&rig, &vm).await;
 
     let out = rig
         .rollback(std::slice::from_ref(&vm), &["--reenable-ade"], &[])
@@ -338,15 +355,9 @@ async fn no_auto_rollback_parks_and_the_rollback_command_restores() {
 /// is finished by `resume`; the VM is restored exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rollback_killed_midway_is_finished_by_resume() {
-    let rig = Rig::new().await;
-    let vm = rig.emu.add_vm(spec("midway"));
-    let before = source_digests(&rig.emu, &vm);
-    let original = vm_entry(&rig.emu, &vm).unwrap()["model"].clone();
-    deny_eah(&rig, &vm);
-    let out = rig
-        .run_with(std::slice::from_ref(&vm), &["--no-auto-rollback"], &[])
-        .await;
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let (rig, b) = refused_recreate("midway").await;
+    let (vm, before, original) = (b.vm, b.digests, b.model);
+    parked_deleted(&rig, &vm).await;
     let out = rig
         .rollback(
             std::slice::from_ref(&vm),

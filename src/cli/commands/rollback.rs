@@ -4,14 +4,11 @@
 //! Exit 0 when every named VM is back (or had nothing to roll back).
 
 use std::io::IsTerminal;
-use std::sync::Arc;
 
-use super::execute::{Drive, print_summary};
-use super::setup::{Reopened, ctrl_c_channel, progress_for, reopen_with};
+use super::execute::{Drive, drive_entries};
+use super::setup::{Reopened, reopen_with};
 use crate::cli::error::{CliError, Exit};
-use crate::cli::live::Live;
 use crate::cli::settings::RollbackSettings;
-use crate::engine::Engine;
 use crate::model::ResourceId;
 use crate::step::Outcome;
 use crate::step::rollback::Begin;
@@ -95,20 +92,7 @@ pub async fn rollback(s: RollbackSettings) -> Result<Exit, CliError> {
         output: s.resume.output,
         break_lease: false,
     };
-    let opts = drive.engine_options(&journal)?;
-    let live = Live::start(journal.dir(), progress_for(drive.output));
-    let engine = Engine::new(
-        Arc::new(cloud),
-        journal.clone(),
-        meta.run_id.clone(),
-        opts,
-        live.clone(),
-        ctrl_c_channel(),
-    );
-    let done = engine.run(todo).await?;
-    live.finish();
-    journal.flush()?;
-    print_summary(&meta, &journal, drive.output)?;
+    let done = drive_entries(cloud, journal, &meta, todo, &drive).await?;
     let back = done
         .iter()
         .all(|e| matches!(e.outcome, Outcome::RolledBack { .. }));
