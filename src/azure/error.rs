@@ -260,6 +260,8 @@ pub enum KnownCode {
     /// replicates within minutes; Microsoft docs "Assign Azure roles using
     /// the REST API", principalType).
     PrincipalNotFound,
+    /// `RequestDisallowedByPolicy`: an Azure Policy `deny` assignment.
+    Policy,
     /// Anything else.
     Other,
 }
@@ -322,6 +324,7 @@ impl KnownCode {
             | "invalidoperation" => KnownCode::BadRequest,
             "scopelocked" => KnownCode::Locked,
             "principalnotfound" => KnownCode::PrincipalNotFound,
+            "requestdisallowedbypolicy" => KnownCode::Policy,
             _ => KnownCode::Other,
         }
     }
@@ -436,6 +439,9 @@ fn by_code(
             "the identity lacks a permission (see README, 'Permissions needed on real Azure'); grant it, then run `ade2eah resume`",
         ),
         KnownCode::Locked => terminal(locked_remedy(message)),
+        KnownCode::Policy => terminal(
+            "an Azure Policy assignment denies this request (identifiers in the message); ask its owner for an exemption or change the request, then run `ade2eah resume`",
+        ),
         KnownCode::BadRequest | KnownCode::CopySource if lower.contains(EVER_ADE_TEXT) => {
             ever_ade()
         }

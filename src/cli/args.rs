@@ -40,6 +40,8 @@ pub enum Command {
     Report(ReportArgs),
     /// Open an approval gate of a planned run, then `resume`.
     Approve(ApproveArgs),
+    /// Bring VMs of the run in --state back to their original VM on their original disks.
+    Rollback(RollbackArgs),
     /// Benchmarks in the built-in emulator.
     Bench {
         /// Benchmark.
@@ -161,6 +163,44 @@ pub struct RunArgs {
     /// BitLocker / dm-crypt off); on Windows also before the copy.
     #[arg(long)]
     pub guest_check: bool,
+    /// Output of the final summary.
+    #[arg(long, value_enum, default_value = "table")]
+    pub output: OutputArg,
+    // Rollback (issue 13, wt-back): automatic rollback policy, journaled per VM.
+    /// Leave a VM whose re-create is refused after its delete parked
+    /// (deleted) for the operator, instead of bringing the original back.
+    #[arg(long)]
+    pub no_auto_rollback: bool,
+    /// Also roll back a VM whose verification after start fails.
+    #[arg(long)]
+    pub rollback_on_verify_failure: bool,
+}
+
+/// `rollback` (issue 13, wt-back).
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// Connection (endpoint and cloud default to the journaled run's).
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// Journal directory of the run.
+    #[arg(long, default_value = "state")]
+    pub state: PathBuf,
+    /// VM to roll back (repeatable; full ARM resource id).
+    #[arg(long = "vm", value_name = "RESOURCE_ID", value_parser = parse_id, required_unless_present = "wave")]
+    pub vms: Vec<ResourceId>,
+    /// Roll back every VM of this wave of a planned run (1-based).
+    #[arg(long, value_name = "N")]
+    pub wave: Option<usize>,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub yes: bool,
+    /// Also roll back VMs verified on their new disks (writes made since
+    /// the migration stay on the new disks).
+    #[arg(long)]
+    pub force: bool,
+    /// Re-enable ADE on the restored VM with the journaled key vault settings.
+    #[arg(long)]
+    pub reenable_ade: bool,
     /// Output of the final summary.
     #[arg(long, value_enum, default_value = "table")]
     pub output: OutputArg,

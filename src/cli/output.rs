@@ -128,6 +128,10 @@ pub fn vm_json(rec: &RecordSummary) -> Value {
             reason,
             next_action,
         } => (Some(reason.clone()), Some(next_action.clone())),
+        Outcome::RolledBack { reason } => (
+            Some(reason.clone()),
+            Some("the original VM runs on its original disks: fix the cause, then migrate it again with a new run; the resources under rollback.left_to_clean can then be deleted".to_string()),
+        ),
         Outcome::InProgress | Outcome::Verified => (None, None),
     };
     json!({
@@ -152,6 +156,7 @@ pub fn vm_json(rec: &RecordSummary) -> Value {
         "history": rec.history.len,
         "carried": carried_json(&rec.carried),
         "operator_actions": rec.carried.operator_actions(),
+        "rollback": rec.rollback_json(),
     })
 }
 
@@ -186,6 +191,7 @@ fn status_head(meta: &RunMeta, entries: &[VmEntry]) -> Value {
             "verified": count("verified"),
             "skipped": count("skipped"),
             "parked": count("parked"),
+            "rolled_back": count("rolled-back"),
             "in_progress": count("in-progress"),
         },
         "vms": [],
@@ -279,7 +285,11 @@ impl StatusTable {
                 next_action,
             } => format!("{reason} → {next_action}"),
             Outcome::Verified => "EAH on, running, new disks".to_string(),
-            Outcome::InProgress => String::new(),
+            Outcome::RolledBack { .. } => r.rolled_back_note(),
+            Outcome::InProgress => match &r.rollback {
+                Some(rb) => format!("rolling back ({}): {}", rb.step.name(), rb.reason),
+                None => String::new(),
+            },
         };
         self.0.add_row([
             r.id.name().to_string(),

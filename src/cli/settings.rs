@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use super::args::{
     AuthArg, BenchCommand, BenchCopyArgs, BenchFleetArgs, CloudArg, Command, ConnArgs, CopyArgs,
-    DemoArgs, EmulatorCommand, PlanArgs, ResumeArgs, RunArgs, ServeArgs, TransferArg, TransferArgs,
-    VerifyArg,
+    DemoArgs, EmulatorCommand, PlanArgs, ResumeArgs, RollbackArgs, RunArgs, ServeArgs, TransferArg,
+    TransferArgs, VerifyArg,
 };
 use super::error::CliError;
 use crate::azure::{self, AuthMode};
@@ -48,6 +48,8 @@ pub enum Settings {
     Plan(PlanSettings),
     /// `approve`.
     Approve(ApproveSettings),
+    /// `rollback`.
+    Rollback(RollbackSettings),
     /// `demo`.
     Demo(DemoSettings),
     /// `emulator serve`.
@@ -76,6 +78,7 @@ impl Settings {
                 state: a.state,
                 wave: a.wave,
             }),
+            Command::Rollback(a) => Settings::Rollback(RollbackSettings::from_args(a)?),
             Command::Plan(a) => Settings::Plan(PlanSettings::from_args(a)?),
             Command::Demo(a) => Settings::Demo(DemoSettings::from_args(a)?),
             Command::Emulator {
@@ -314,6 +317,8 @@ pub struct RunSettings {
     // Extensions and identity (issue 12, wt-ext):
     /// `--carry-role-assignments` (default) / `--no-carry-role-assignments`.
     pub carry_role_assignments: bool,
+    /// Automatic rollback policy (issue 13), journaled per VM.
+    pub rollback_policy: crate::step::RollbackPolicy,
 }
 
 impl RunSettings {
@@ -360,6 +365,10 @@ impl RunSettings {
             guest_check: a.guest_check,
             output: a.output,
             carry_role_assignments: !a.no_carry_role_assignments,
+            rollback_policy: crate::step::RollbackPolicy {
+                auto: !a.no_auto_rollback,
+                on_verify_failure: a.rollback_on_verify_failure,
+            },
         })
     }
 
@@ -397,6 +406,52 @@ impl ResumeSettings {
             break_lease: a.break_lease,
             copy: copy_options(&a.transfer),
             output: a.output,
+        })
+    }
+}
+
+/// `rollback` (issue 13, wt-back).
+#[derive(Debug)]
+pub struct RollbackSettings {
+    /// Connection and journal, as for `resume` (nothing else is unparked).
+    pub resume: ResumeSettings,
+    /// `--vm`, first occurrence of each kept.
+    pub vms: Vec<ResourceId>,
+    /// `--wave N` (checked against the plan by the command).
+    pub wave: Option<usize>,
+    /// `--yes`.
+    pub yes: bool,
+    /// `--force` and `--reenable-ade`.
+    pub request: crate::step::rollback::Request,
+}
+
+impl RollbackSettings {
+    fn from_args(a: RollbackArgs) -> Result<RollbackSettings, CliError> {
+        if a.wave == Some(0) {
+            return Err(CliError::BadInput("--wave is 1-based".into()));
+        }
+        let mut vms: Vec<ResourceId> = Vec::new();
+        for vm in a.vms {
+            if !vms.contains(&vm) {
+                vms.push(vm);
+            }
+        }
+        Ok(RollbackSettings {
+            resume: ResumeSettings {
+                conn: ConnSettings::from_args(&a.conn)?,
+                state: a.state,
+                max_parallel: None,
+                break_lease: false,
+                copy: default_copy_options(),
+                output: a.output,
+            },
+            vms,
+            wave: a.wave,
+            yes: a.yes,
+            request: crate::step::rollback::Request {
+                force: a.force,
+                reenable_ade: a.reenable_ade,
+            },
         })
     }
 }

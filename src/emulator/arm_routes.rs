@@ -382,7 +382,9 @@ pub(crate) async fn handle(State(inner): State<Arc<Inner>>, req: Request) -> Res
         if let Some(f) = fault {
             arm_hooks(&mut w, &f, &route);
         }
-        let o = match lock_refusal(&w, &route, &method, &body) {
+        let o = match lock_refusal(&w, &route, &method, &body)
+            .or_else(|| policy_refusal(&w, &route, &method, &body))
+        {
             Some(e) => Err(e),
             None => dispatch(&mut w, &sub, &route, &method, &query, body, inject, now),
         };
@@ -600,6 +602,20 @@ fn page_of(base: &str, path: &str, query: &str, n: usize, o: Outcome) -> Outcome
     }
     r.body = Some(body);
     Outcome::Reply(r)
+}
+
+/// The `RequestDisallowedByPolicy` refusal of a VM PUT or PATCH whose body
+/// a deny policy assignment matches (see `governance`).
+fn policy_refusal(
+    w: &super::world::World,
+    route: &Route,
+    method: &Method,
+    body: &Value,
+) -> Option<ArmError> {
+    match (route, method.as_str()) {
+        (Route::Vm(t, VmSub::Model), "PUT" | "PATCH") => w.gov.policy_check(&t.id, &t.name, body),
+        _ => None,
+    }
 }
 
 /// The `ScopeLocked` refusal of a mutating request, if a management lock

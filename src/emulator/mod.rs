@@ -291,6 +291,13 @@ impl Emulator {
         })
     }
 
+    /// Assigns an Azure Policy `deny` at `scope`: a VM PUT or PATCH whose
+    /// body has `value` at JSON pointer `field` is refused with 403
+    /// `RequestDisallowedByPolicy` (see `governance`).
+    pub fn add_policy_deny(&self, scope: &str, name: &str, field: &str, value: serde_json::Value) {
+        self.world_now(|w| w.gov.add_policy_deny(scope, name, field, value))
+    }
+
     /// Removes management lock `name` at `scope`; false if there was none.
     pub fn remove_lock(&self, scope: &str, name: &str) -> bool {
         self.world_now(|w| w.gov.remove_lock(scope, name))

@@ -55,7 +55,10 @@ pub fn prepare_intent(rec: &mut VmRecord, action: &Action) {
         | Action::RestoreTargetAccess { .. }
         | Action::ReinstallExtension { .. }
         | Action::GrantRole { .. }
-        | Action::DeleteVm => {}
+        | Action::DeleteVm
+        | Action::RestoreVm
+        | Action::RestoreDeleteOptions
+        | Action::ReenableAde { .. } => {}
     }
 }
 
@@ -134,6 +137,27 @@ fn sas_lifetime(size: u64, min: Duration) -> Duration {
         .min(Duration::from_secs(5_184_000))
 }
 
+/// The journaled original VM model (every VM past discovery has one).
+fn original_model(rec: &VmRecord) -> CloudResult<&Value> {
+    rec.original_model
+        .as_ref()
+        .ok_or_else(|| internal("original model missing"))
+}
+
+/// The VM's current model, read just before a PATCH that sends whole arrays.
+async fn current_vm(engine: &Engine, id: &ResourceId) -> CloudResult<Value> {
+    engine
+        .cloud()
+        .get_vm(id, false)
+        .await?
+        .ok_or_else(|| CloudError {
+            retry: Retry::Transient,
+            code: Some("NotFound".into()),
+            message: "the VM was not found while reading it to PATCH deleteOption".into(),
+            retry_after: None,
+        })
+}
+
 fn internal(message: impl Into<String>) -> CloudError {
     CloudError {
         retry: Retry::Terminal,
@@ -192,15 +216,7 @@ pub async fn perform(engine: &Engine, rec: &mut VmRecord, action: &Action) -> Cl
             .map(|_| json!({"extension": extension})),
         Action::Deallocate => cloud.deallocate_vm(&rec.id).await.map(|_| json!({})),
         Action::SetDetach => {
-            let current = cloud
-                .get_vm(&rec.id, false)
-                .await?
-                .ok_or_else(|| CloudError {
-                    retry: Retry::Transient,
-                    code: Some("NotFound".into()),
-                    message: "the VM was not found while setting deleteOption".into(),
-                    retry_after: None,
-                })?;
+            let current = current_vm(engine, &rec.id).await?;
             cloud
                 .patch_vm(&rec.id, &body::detach_patch(&current))
                 .await
@@ -228,14 +244,39 @@ pub async fn perform(engine: &Engine, rec: &mut VmRecord, action: &Action) -> Cl
             Ok(json!({"disk": target}))
         }
         Action::RevokeAccess { disk } => {
-            cloud.revoke_access(disk).await?;
+            match cloud.revoke_access(disk).await {
+                Ok(()) => {}
+                // Rollback: an upload target whose copy stopped before its
+                // footer cannot be sealed; Azure refuses the revoke with
+                // `InvalidVhd` and the grant ends (the disk keeps its
+                // partial copy, listed to clean).
+                Err(e)
+                    if e.code.as_deref() == Some("InvalidVhd")
+                        && rec.disks.iter().any(|d| &d.target == disk && !d.copied) =>
+                {
+                    if let Some(rb) = rec.rollback.as_mut() {
+                        if !rb.unsealed.contains(disk) {
+                            rb.unsealed.push(disk.clone());
+                        }
+                    } else {
+                        return Err(e);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
             rec.sas_closed(disk);
             Ok(json!({"disk": disk}))
         }
         Action::CopyDisk { .. } => copy_rounds(engine, rec, true).await,
         Action::CopyRound { offline } => copy_rounds(engine, rec, *offline).await,
         Action::VerifyCopies => verify_copies(engine, rec).await,
-        Action::DeleteVm => cloud.delete_vm(&rec.id).await.map(|_| json!({})),
+        Action::DeleteVm => {
+            cloud.delete_vm(&rec.id).await?;
+            if let Some(rb) = rec.rollback.as_mut() {
+                rb.new_vm_removed = true;
+            }
+            Ok(json!({}))
+        }
         Action::RestoreTargetAccess { disk } => {
             let plan = rec
                 .disks
@@ -251,14 +292,42 @@ pub async fn perform(engine: &Engine, rec: &mut VmRecord, action: &Action) -> Cl
             Ok(json!({"disk": disk, "access": want}))
         }
         Action::CreateVm => {
-            let original = rec
-                .original_model
-                .as_ref()
-                .ok_or_else(|| internal("original model missing"))?;
+            let original = original_model(rec)?;
             cloud
                 .put_vm(&rec.id, &body::recreate_vm(original, &rec.disks))
                 .await
                 .map(|_| json!({}))
+        }
+        Action::RestoreVm => {
+            cloud
+                .put_vm(&rec.id, &body::restore_vm(original_model(rec)?))
+                .await?;
+            if let Some(rb) = rec.rollback.as_mut() {
+                rb.vm_restored = true;
+            }
+            Ok(json!({}))
+        }
+        Action::RestoreDeleteOptions => {
+            let current = current_vm(engine, &rec.id).await?;
+            cloud
+                .patch_vm(
+                    &rec.id,
+                    &body::restore_delete_options_patch(&current, original_model(rec)?),
+                )
+                .await
+                .map(|_| json!({}))
+        }
+        Action::ReenableAde {
+            extension,
+            sequence_version,
+        } => {
+            let original = original_model(rec)?;
+            let b = body::reenable_ade(original, &facts, sequence_version)
+                .ok_or_else(|| internal("no ADE extension settings journaled"))?;
+            cloud
+                .put_extension(extension, &b)
+                .await
+                .map(|_| json!({"extension": extension}))
         }
     }
 }

@@ -131,7 +131,7 @@ pub fn judge(
 }
 
 /// Actions that change the VM itself; the lease is checked before each.
-pub const DESTRUCTIVE: [&str; 7] = [
+pub const DESTRUCTIVE: [&str; 10] = [
     "disable-ade",
     "remove-extension",
     "deallocate",
@@ -139,6 +139,9 @@ pub const DESTRUCTIVE: [&str; 7] = [
     "delete-vm",
     "create-vm",
     "start-vm",
+    "restore-vm",
+    "restore-delete-options",
+    "reenable-ade",
 ];
 
 /// True when `action` (an [`crate::step::Action::name`]) changes the VM.

@@ -20,6 +20,7 @@
 pub mod act;
 pub mod arm;
 pub mod lease;
+pub mod rollback;
 pub mod waves;
 
 use std::sync::Arc;
@@ -34,10 +35,11 @@ pub use crate::cloud::{Access, Cloud, CloudError, CloudResult, CopyFigures, Retr
 use crate::failpoint;
 use crate::journal::{Journal, JournalError, now_rfc3339};
 use crate::model::ResourceId;
+use crate::step::rollback::Trigger;
 use crate::step::validate::{DesRead, SKU_UNREAD, ValidationReads};
 use crate::step::{
     Action, Decision, DecryptionState, DiskView, Observation, Outcome, Step, VmEntry, VmRecord,
-    VmView, decide, guest, needs,
+    VmView, guest,
 };
 
 /// Engine tuning.
@@ -101,7 +103,7 @@ impl Progress for NoProgress {
 }
 
 /// See [`Engine::held_delay`].
-type HeldSince = std::collections::HashMap<(ResourceId, Step), (tokio::time::Instant, u32)>;
+type HeldSince = std::collections::HashMap<(ResourceId, String), (tokio::time::Instant, u32)>;
 
 /// The engine for one run.
 #[derive(Clone)]
@@ -216,7 +218,7 @@ impl Engine {
     ) -> Result<(), JournalError> {
         rec.note(now_rfc3339(), kind, detail.to_string());
         self.journal.write(rec, kind, detail)?;
-        failpoint::hit(&format!("after-journal:{kind}:{}", rec.step));
+        failpoint::hit(&format!("after-journal:{kind}:{}", rollback::phase(rec)));
         Ok(())
     }
 
@@ -241,7 +243,20 @@ impl Engine {
             if self.cancelled() {
                 return Ok(rec);
             }
-            if rec.step == Step::Done {
+            if let Some(reason) = rollback::finished(&rec) {
+                // The lease tag goes first, as for a finished migration.
+                if let Err(e) = self.lease.release_one(self.cloud(), &rec.id).await {
+                    if self.on_error(&mut rec, "release-lease", e).await? {
+                        return Ok(rec);
+                    }
+                    continue;
+                }
+                rec.outcome = Outcome::RolledBack { reason };
+                self.record(&mut rec, "rolled-back", json!({}))?;
+                self.progress.finished(&rec.id, &rec.outcome);
+                return Ok(rec);
+            }
+            if rec.step == Step::Done && rec.rollback.is_none() {
                 // The lease tag goes before the end is journaled (a crash in
                 // between: the next resume removes it), as soon as the VM is
                 // done, so a later wave (or another run) never waits on it.
@@ -265,19 +280,17 @@ impl Engine {
                     continue;
                 }
             };
-            match decide(&rec, &obs, &self.run_id) {
+            match rollback::decide_of(&rec, &obs, &self.run_id) {
                 Decision::Advance => {
-                    let from = rec.step;
-                    rec.step = rec.step.next();
-                    rec.attempts = 0;
+                    let detail = rollback::advance(&mut rec);
                     wait_started = None;
-                    let to = rec.step;
-                    self.record(&mut rec, "advance", json!({"from": from, "to": to}))?;
+                    self.record(&mut rec, "advance", detail)?;
                     self.progress.step(&rec.id, rec.step);
                 }
                 Decision::Wait { reason } => {
                     let started = *wait_started.get_or_insert_with(tokio::time::Instant::now);
                     if rec.step == Step::AwaitDecrypted
+                        && rec.rollback.is_none()
                         && started.elapsed() > self.opts.decrypt_max_wait
                     {
                         self.park(
@@ -307,8 +320,10 @@ impl Engine {
                     reason,
                     next_action,
                 } => {
-                    self.park(&mut rec, reason, next_action)?;
-                    return Ok(rec);
+                    if !self.roll_back_instead(&mut rec, Trigger::Park, &reason)? {
+                        self.park(&mut rec, reason, next_action)?;
+                        return Ok(rec);
+                    }
                 }
                 Decision::Act(action) => {
                     if self.act_journaled(&mut rec, action).await? {
@@ -362,7 +377,7 @@ impl Engine {
         e: CloudError,
     ) -> Result<bool, JournalError> {
         if let Retry::Held(hold) = e.retry
-            && let Some(delay) = self.held_delay(&rec.id, rec.step, hold)
+            && let Some(delay) = self.held_delay(&rec.id, rollback::phase(rec), hold)
         {
             // A hold Azure states (the NIC reservation) is waited out at a
             // steady pace and spends no step attempt until it has clearly
@@ -374,9 +389,13 @@ impl Engine {
         rec.attempts += 1;
         self.record(rec, "error", json!({"during": during, "transient": e.is_transient(), "code": e.code, "message": e.message, "attempt": rec.attempts}))?;
         if !e.is_transient() {
+            let reason = format!("{during} failed: {}", e.message);
+            if self.roll_back_instead(rec, Trigger::TerminalError, &reason)? {
+                return Ok(false);
+            }
             self.park(
                 rec,
-                format!("{during} failed: {}", e.message),
+                reason,
                 "fix the cause described, then run `ade2eah resume`",
             )?;
             return Ok(true);
@@ -411,10 +430,13 @@ impl Engine {
     /// minute late; exponential backoff could end it up to 180 s late.
     /// The window is kept once it has run out, so every later held answer
     /// at this step spends an attempt and the VM parks as for any transient.
-    fn held_delay(&self, vm: &ResourceId, step: Step, hold: Duration) -> Option<Duration> {
+    /// The window is per step, a rollback step counting apart from the
+    /// forward step it began at (a refused create reserves the NIC again,
+    /// facts §11: the restore waits out a hold of its own).
+    fn held_delay(&self, vm: &ResourceId, phase: String, hold: Duration) -> Option<Duration> {
         let mut holds = self.holds.lock().unwrap_or_else(|p| p.into_inner());
         let now = tokio::time::Instant::now();
-        let (since, n) = holds.entry((vm.clone(), step)).or_insert((now, 0));
+        let (since, n) = holds.entry((vm.clone(), phase)).or_insert((now, 0));
         if now.duration_since(*since) > hold.saturating_mul(3) {
             return None;
         }
@@ -440,12 +462,13 @@ impl Engine {
     }
 
     async fn observe(&self, rec: &VmRecord) -> CloudResult<Observation> {
-        let n = needs(rec);
+        let n = rollback::needs_of(rec);
         let mut obs = Observation::default();
         if n.vm {
             let vm = self.cloud.get_vm(&rec.id, n.instance_view).await?;
             obs.vm = Some(vm.as_ref().map(|v| VmView::from_raw(v, None)));
-            if matches!(rec.step, Step::Reinstall | Step::Verify)
+            if rec.rollback.is_none()
+                && matches!(rec.step, Step::Reinstall | Step::Verify)
                 && let Some(v) = &vm
             {
                 obs.carried = Some(self.observe_carried(rec, v, n.role_assignments).await?);

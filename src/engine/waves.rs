@@ -73,7 +73,7 @@ impl Progress for BudgetWatch {
         self.inner.copy(vm, disk, done, total)
     }
     fn finished(&self, vm: &ResourceId, outcome: &Outcome) {
-        if matches!(outcome, Outcome::Parked { .. }) && !*self.tripped.borrow() {
+        if outcome.is_failure() && !*self.tripped.borrow() {
             let n = self.failures.fetch_add(1, Ordering::SeqCst) + 1;
             if let Some(b) = self.budget
                 && b.exceeded(self.base + n, self.over as usize)
@@ -157,7 +157,7 @@ impl WaveRun {
                     records
                         .iter()
                         .filter(|r| r.wave.is_some_and(|w| w < n))
-                        .filter(|r| matches!(r.outcome, Outcome::Parked { .. }))
+                        .filter(|r| r.outcome.is_failure())
                         .count() as u64,
                     eligible_total as u64,
                 ),

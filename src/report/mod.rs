@@ -175,7 +175,8 @@ pub fn run_head(meta: &RunMeta, plan: Option<&FrozenPlan>, entries: &[VmEntry]) 
                     json!({"index": n, "name": w.name, "target": w.target, "max_parallel": w.max_parallel,
                            "approval": w.approval, "soak_secs": w.soak_secs,
                            "vms": members().count(),
-                           "verified": of("verified"), "parked": of("parked"), "in_progress": of("in-progress")})
+                           "verified": of("verified"), "parked": of("parked"), "rolled_back": of("rolled-back"),
+                           "in_progress": of("in-progress")})
                 })
                 .collect()
         })
@@ -189,7 +190,8 @@ pub fn run_head(meta: &RunMeta, plan: Option<&FrozenPlan>, entries: &[VmEntry]) 
         "plan_fingerprint": plan.map(|p| p.fingerprint.clone()),
         "failure_budget": plan.and_then(|p| p.failure_budget.clone()),
         "summary": {"total": entries.len(), "verified": count("verified"), "parked": count("parked"),
-                    "skipped": count("skipped"), "in_progress": count("in-progress")},
+                    "rolled_back": count("rolled-back"), "skipped": count("skipped"),
+                    "in_progress": count("in-progress")},
         "waves": waves,
         "vms": [],
     })
@@ -213,6 +215,7 @@ pub fn run_vm_json(plan: Option<&FrozenPlan>, r: &RecordSummary) -> Value {
         "attempts": r.attempts,
         "updated_at": r.history.last_at,
         "operator_actions": r.carried.operator_actions(),
+        "rollback": r.rollback_json(),
     })
 }
 
@@ -252,7 +255,10 @@ impl RunTable {
             r.outcome.label().to_string(),
             r.step.to_string(),
             gib(r.bytes_copied()),
-            r.reason().unwrap_or_default().to_string(),
+            match &r.outcome {
+                Outcome::RolledBack { .. } => r.rolled_back_note(),
+                _ => r.reason().unwrap_or_default().to_string(),
+            },
         ]);
     }
 
@@ -277,13 +283,14 @@ pub fn run_table(meta: &RunMeta, plan: Option<&FrozenPlan>, records: &[VmRecord]
 pub fn markdown_head(meta: &RunMeta, head: &Value) -> String {
     let s = &head["summary"];
     let mut o = format!(
-        "# ADE → encryption at host: run report\n\n- Run: `{}` (started {})\n- Subscription: `{}`\n- VMs: {} total, **{} verified**, {} parked, {} skipped, {} in progress\n\n",
+        "# ADE → encryption at host: run report\n\n- Run: `{}` (started {})\n- Subscription: `{}`\n- VMs: {} total, **{} verified**, {} parked, {} rolled back, {} skipped, {} in progress\n\n",
         meta.run_id,
         meta.created_at,
         meta.subscriptions.join("`, `"),
         s["total"],
         s["verified"],
         s["parked"],
+        s["rolled_back"],
         s["skipped"],
         s["in_progress"]
     );
@@ -310,8 +317,25 @@ pub fn markdown_head(meta: &RunMeta, head: &Value) -> String {
 
 /// One VM row of `report --output markdown`.
 pub fn markdown_row(plan: Option<&FrozenPlan>, r: &RecordSummary) -> String {
-    let next = match &r.outcome {
-        Outcome::Parked { next_action, .. } => format!(" — {next_action}"),
+    let next = match (&r.outcome, &r.rollback) {
+        (Outcome::Parked { next_action, .. }, _) => format!(" — {next_action}"),
+        (Outcome::RolledBack { .. }, Some(rb)) => {
+            let clean = crate::step::rollback::left_to_clean(&r.created);
+            format!(
+                " — restored: {}; ADE {}; left to clean: {}",
+                crate::step::rollback::restored(rb).join(", "),
+                crate::step::rollback::ade_note(rb),
+                if clean.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    clean
+                        .iter()
+                        .map(|c| format!("`{}`", c.name()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            )
+        }
         _ => String::new(),
     };
     format!(

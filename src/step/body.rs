@@ -32,6 +32,19 @@ pub fn snapshot(plan: &DiskPlan, location: &str, run_id: &str) -> Value {
 /// The ADE extension PUT that disables encryption (facts §2.2), sent to the
 /// resource name actually found, with the installed handler version.
 pub fn disable_ade(facts: &VmFacts, sequence_version: &str) -> Option<Value> {
+    ade_extension_put(
+        facts,
+        json!({
+            "VolumeType": facts.volume_type,
+            "EncryptionOperation": "DisableEncryption",
+            "SequenceVersion": sequence_version
+        }),
+    )
+}
+
+/// An ADE extension PUT with `settings`, to the extension found, with the
+/// installed handler version.
+fn ade_extension_put(facts: &VmFacts, settings: Value) -> Option<Value> {
     let ext = facts.ade_extension.as_ref()?;
     Some(json!({
         "location": facts.location,
@@ -40,11 +53,7 @@ pub fn disable_ade(facts: &VmFacts, sequence_version: &str) -> Option<Value> {
             "type": ext.handler_type,
             "typeHandlerVersion": ext.handler_version,
             "autoUpgradeMinorVersion": true,
-            "settings": {
-                "VolumeType": facts.volume_type,
-                "EncryptionOperation": "DisableEncryption",
-                "SequenceVersion": sequence_version
-            }
+            "settings": settings
         }
     }))
 }
@@ -406,6 +415,80 @@ pub fn recreate_vm(original: &Value, disks: &[DiskPlan]) -> Value {
         props["networkProfile"] = json!({ "networkInterfaces": [] });
     }
     body
+}
+
+/// The PUT body that restores the original VM (rollback) on its original
+/// disks: [`carried_model`] as it is (same name, NICs and primary flag, LUNs,
+/// caching, size, zones, tags without the lease tag, identities, userData,
+/// every disk `Attach` with its `deleteOption` as it was, the ADE leftover
+/// `osDisk.encryptionSettings` dropped: the disks were decrypted in place).
+/// Encryption at host stays as it was (off).
+pub fn restore_vm(original: &Value) -> Value {
+    carried_model(original)
+}
+
+/// PATCH body that puts back the `deleteOption` the original model had on
+/// the OS disk, each data disk (by LUN) and each NIC (by id) of the
+/// *current* VM model; an entry the original left unset becomes `Detach`
+/// (Azure's default for attached disks and NICs). Arrays are sent whole
+/// because ARM PATCH replaces arrays.
+pub fn restore_delete_options_patch(current_vm: &Value, original: &Value) -> Value {
+    let orig = VmModel::new(original);
+    let osp = orig.storage_profile();
+    let or_detach = |v: Option<&Value>| v.cloned().unwrap_or_else(|| json!("Detach"));
+    let os_opt = or_detach(osp.os_disk().and_then(|d| d.delete_option_value()));
+    let vm = VmModel::new(current_vm);
+    let data_disks: Vec<Value> = vm
+        .storage_profile()
+        .data_disks()
+        .map(|d| {
+            let mut raw = d.raw().clone();
+            let o = d
+                .lun()
+                .and_then(|l| osp.data_disk(l))
+                .and_then(|o| o.delete_option_value());
+            raw["deleteOption"] = or_detach(o);
+            raw
+        })
+        .collect();
+    let nics: Vec<Value> = vm
+        .properties()
+        .network_interfaces()
+        .map(|n| {
+            let id = n.id_value();
+            let o = orig.properties().network_interfaces().find(|o| {
+                o.id_value()
+                    .as_str()
+                    .zip(id.as_str())
+                    .is_some_and(|(a, b)| a.eq_ignore_ascii_case(b))
+            });
+            let mut props = n.properties().cloned().unwrap_or_else(|| json!({}));
+            props["deleteOption"] = or_detach(o.and_then(|o| o.delete_option_value()));
+            json!({ "id": id, "properties": props })
+        })
+        .collect();
+    json!({
+        "properties": {
+            "storageProfile": { "osDisk": { "deleteOption": os_opt }, "dataDisks": data_disks },
+            "networkProfile": { "networkInterfaces": nics }
+        }
+    })
+}
+
+/// The ADE extension PUT that re-enables encryption after a rollback, as
+/// `az vm encryption enable` sends it (facts §1.2): the journaled
+/// extension's own settings (key vault URL and resource id, KEK URL and
+/// vault, algorithm, VolumeType) with `EncryptionOperation`
+/// `EnableEncryption` and a new `SequenceVersion`.
+pub fn reenable_ade(original: &Value, facts: &VmFacts, sequence_version: &str) -> Option<Value> {
+    let mut settings = VmModel::new(original)
+        .extensions()
+        .find(super::observe::is_ade_extension)
+        .and_then(|e| e.raw().pointer("/properties/settings").cloned())
+        .filter(Value::is_object)?;
+    settings["EncryptionOperation"] = json!("EnableEncryption");
+    settings["SequenceVersion"] = json!(sequence_version);
+    ade_extension_put(facts, settings)
 }
 
 #[cfg(test)]
@@ -855,5 +938,94 @@ mod tests {
         let n = &p["properties"]["networkProfile"]["networkInterfaces"];
         assert_eq!(n[0]["properties"]["futureNicField"], 1);
         assert_eq!(n[0]["properties"]["deleteOption"], "Detach");
+    }
+
+    #[test]
+    fn restore_keeps_the_original_verbatim_on_its_own_disks() {
+        let orig = rich_vm();
+        let b = restore_vm(&orig);
+        for gone in ["id", "name", "type", "etag", "resources"] {
+            assert!(b.get(gone).is_none(), "{gone} is read-only");
+        }
+        let p = &b["properties"];
+        for gone in [
+            "vmId",
+            "provisioningState",
+            "timeCreated",
+            "instanceView",
+            "osProfile",
+        ] {
+            assert!(p.get(gone).is_none(), "{gone} dropped");
+        }
+        assert!(p["storageProfile"].get("imageReference").is_none());
+        let os = &p["storageProfile"]["osDisk"];
+        assert_eq!(os["createOption"], "Attach");
+        assert!(
+            os.get("encryptionSettings").is_none(),
+            "ADE leftover dropped"
+        );
+        assert_eq!(
+            os["managedDisk"],
+            orig["properties"]["storageProfile"]["osDisk"]["managedDisk"]
+        );
+        assert_eq!(os["deleteOption"], "Delete");
+        assert_eq!(os["futureOsDiskField"], "keep");
+        let data = p["storageProfile"]["dataDisks"].as_array().unwrap();
+        assert!(data.iter().all(|d| d["createOption"] == "Attach"));
+        assert_eq!(data[0]["caching"], "ReadOnly");
+        assert_eq!(data[0]["managedDisk"]["id"], format!("{RG}/disks/d3"));
+        assert_eq!(p["networkProfile"], orig["properties"]["networkProfile"]);
+        for k in [
+            "tags",
+            "zones",
+            "plan",
+            "extendedLocation",
+            "futureTopLevel",
+            "location",
+        ] {
+            assert_eq!(b[k], orig[k], "{k} verbatim");
+        }
+        for k in [
+            "userData",
+            "hardwareProfile",
+            "securityProfile",
+            "futureProperty",
+            "licenseType",
+        ] {
+            assert_eq!(p[k], orig["properties"][k], "{k} verbatim");
+        }
+        assert!(
+            p["securityProfile"].get("encryptionAtHost").is_none(),
+            "EAH stays as it was"
+        );
+        let id = &b["identity"];
+        assert_eq!(id["type"], "SystemAssigned, UserAssigned");
+        assert!(id.get("principalId").is_none() && id.get("tenantId").is_none());
+        assert_eq!(id["userAssignedIdentities"]["/x/uami"], json!({}));
+    }
+
+    #[test]
+    fn restore_delete_options_puts_back_each_original_option() {
+        let orig = rich_vm();
+        let current = detach_patch(&orig);
+        let mut now = orig.clone();
+        now["properties"]["storageProfile"] = current["properties"]["storageProfile"].clone();
+        now["properties"]["networkProfile"] = current["properties"]["networkProfile"].clone();
+        let p = restore_delete_options_patch(&now, &orig);
+        let sp = &p["properties"]["storageProfile"];
+        assert_eq!(sp["osDisk"]["deleteOption"], "Delete");
+        let data = sp["dataDisks"].as_array().unwrap();
+        assert_eq!(data[0]["deleteOption"], "Detach");
+        assert_eq!(data[0]["futureDataDiskField"], json!([1, 2]));
+        assert_eq!(
+            data[1]["deleteOption"], "Detach",
+            "unset reads as Azure's default"
+        );
+        let nics = p["properties"]["networkProfile"]["networkInterfaces"]
+            .as_array()
+            .unwrap();
+        assert_eq!(nics[0]["properties"]["deleteOption"], "Delete");
+        assert_eq!(nics[0]["properties"]["futureNicField"], 1);
+        assert_eq!(nics[1]["properties"]["deleteOption"], "Detach");
     }
 }

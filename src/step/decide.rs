@@ -866,6 +866,7 @@ mod tests {
             vm_id: Some("orig".into()),
             tags: Value::Null,
             vm_agent_ready: Some(true),
+            delete_options: BTreeMap::new(),
         }
     }
 

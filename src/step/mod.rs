@@ -17,6 +17,7 @@ pub mod guest;
 pub mod observe;
 pub mod record;
 pub mod reinstall;
+pub mod rollback;
 pub mod summary;
 pub mod timing;
 pub mod validate;
@@ -28,6 +29,7 @@ pub use record::{
     CopyPolicy, CreatedKind, CreatedResource, DiskPlan, DiskRole, HistoryEntry, Outcome, Round,
     VerifyMode, VmFacts, VmRecord,
 };
+pub use rollback::{RollbackPolicy, RollbackState, RollbackStep};
 pub use summary::{DiskSummary, HistoryTail, RecordSummary, VmEntry};
 pub use timing::{Phase, Span};
 
@@ -227,6 +229,17 @@ pub enum Action {
         role_definition_id: String,
         scope: String,
     },
+    /// Rollback: PUT the original VM from the journaled model on its
+    /// original disks ([`body::restore_vm`]).
+    RestoreVm,
+    /// Rollback: PATCH the original `deleteOption` of every disk and NIC.
+    RestoreDeleteOptions,
+    /// Rollback (`--reenable-ade`): PUT the ADE extension with
+    /// `EnableEncryption` and the journaled key vault settings.
+    ReenableAde {
+        extension: ResourceId,
+        sequence_version: String,
+    },
 }
 
 impl Action {
@@ -251,6 +264,9 @@ impl Action {
             Action::CreateVm => "create-vm",
             Action::ReinstallExtension { .. } => "reinstall-extension",
             Action::GrantRole { .. } => "grant-role",
+            Action::RestoreVm => "restore-vm",
+            Action::RestoreDeleteOptions => "restore-delete-options",
+            Action::ReenableAde { .. } => "reenable-ade",
         }
     }
 }

@@ -57,6 +57,10 @@ pub struct VmView {
     /// `Some(true)` when it reports `ProvisioningState/succeeded` / `Ready`,
     /// `None` when the view has no agent status.
     pub vm_agent_ready: Option<bool>,
+    /// `deleteOption` of the OS disk (`os`), each data disk (`lun:N`) and
+    /// each NIC (`nic:<id, case-folded>`), lowercased; an absent one reads
+    /// as `detach` (Azure's default for attached disks and NICs).
+    pub delete_options: BTreeMap<String, String>,
 }
 
 impl VmView {
@@ -98,6 +102,7 @@ impl VmView {
             vm_id: props.vm_id().map(str::to_string),
             tags: model.tags().cloned().unwrap_or(Value::Null),
             vm_agent_ready: iv.and_then(vm_agent_ready),
+            delete_options: delete_options(vm),
         }
     }
 
@@ -155,6 +160,31 @@ pub fn is_ade_extension(ext: &ExtensionModel<'_>) -> bool {
     let etype = ext.handler_type().unwrap_or_default();
     publisher.eq_ignore_ascii_case(ADE_PUBLISHER)
         && ADE_TYPES.iter().any(|t| t.eq_ignore_ascii_case(etype))
+}
+
+/// See [`VmView::delete_options`].
+pub fn delete_options(vm: &Value) -> BTreeMap<String, String> {
+    let norm = |v: Option<&str>| v.unwrap_or("Detach").to_ascii_lowercase();
+    let model = VmModel::new(vm);
+    let sp = model.storage_profile();
+    let mut out = BTreeMap::new();
+    if let Some(d) = sp.os_disk() {
+        out.insert("os".to_string(), norm(d.delete_option()));
+    }
+    for d in sp.data_disks() {
+        if let Some(lun) = d.lun() {
+            out.insert(format!("lun:{lun}"), norm(d.delete_option()));
+        }
+    }
+    for n in model.properties().network_interfaces() {
+        let id = n
+            .id_value()
+            .as_str()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        out.insert(format!("nic:{id}"), norm(n.delete_option()));
+    }
+    out
 }
 
 fn all_detach(vm: &Value) -> bool {

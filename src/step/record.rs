@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::reinstall::Carried;
+use super::rollback::{RollbackPolicy, RollbackState};
 use super::timing::Span;
 use super::{Action, Step};
 use crate::model::ResourceId;
@@ -22,9 +23,18 @@ pub enum Outcome {
     Skipped { reason: String },
     /// Stopped at a safe step; `resume` retries from there.
     Parked { reason: String, next_action: String },
+    /// Brought back to its original VM on its original disks (by the
+    /// `rollback` command, or automatically after a refused re-create);
+    /// `reason` is why. Counts as a failure for the exit code of `run`.
+    RolledBack { reason: String },
 }
 
 impl Outcome {
+    /// True for the outcomes a failure budget counts: parked or rolled back.
+    pub fn is_failure(&self) -> bool {
+        matches!(self, Outcome::Parked { .. } | Outcome::RolledBack { .. })
+    }
+
     /// Short word for tables and JSON.
     pub fn label(&self) -> &'static str {
         match self {
@@ -32,6 +42,7 @@ impl Outcome {
             Outcome::Verified => "verified",
             Outcome::Skipped { .. } => "skipped",
             Outcome::Parked { .. } => "parked",
+            Outcome::RolledBack { .. } => "rolled-back",
         }
     }
 }
@@ -274,6 +285,13 @@ pub struct VmRecord {
     /// ([`super::reinstall`]), captured at discovery.
     #[serde(default)]
     pub carried: Carried,
+    /// When to roll back by itself (`--no-auto-rollback`,
+    /// `--rollback-on-verify-failure`), fixed at `run`.
+    #[serde(default)]
+    pub rollback_policy: RollbackPolicy,
+    /// The rollback in progress or done, if any (see [`super::rollback`]).
+    #[serde(default)]
+    pub rollback: Option<RollbackState>,
 }
 
 impl VmRecord {
@@ -295,6 +313,8 @@ impl VmRecord {
             history: Vec::new(),
             spans: Vec::new(),
             carried: Carried::default(),
+            rollback_policy: RollbackPolicy::default(),
+            rollback: None,
         }
     }
 

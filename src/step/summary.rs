@@ -174,6 +174,9 @@ pub struct RecordSummary {
     /// Extensions and role assignments carried, and what is left to the operator.
     #[serde(default)]
     pub carried: Carried,
+    /// The rollback in progress or done, if any.
+    #[serde(default)]
+    pub rollback: Option<super::rollback::RollbackState>,
 }
 
 impl RecordSummary {
@@ -193,7 +196,39 @@ impl RecordSummary {
                 last_at: rec.history.last().map(|h| h.at.clone()),
             },
             carried: rec.carried.clone(),
+            rollback: rec.rollback.clone(),
         }
+    }
+
+    /// The rollback's account for status and reports: what was restored,
+    /// the state of ADE and what is left to clean (`null` without one).
+    pub fn rollback_json(&self) -> serde_json::Value {
+        let Some(rb) = &self.rollback else {
+            return serde_json::Value::Null;
+        };
+        serde_json::json!({
+            "step": rb.step.name(),
+            "from": rb.from.name(),
+            "reason": rb.reason,
+            "restored": if rb.step == super::rollback::RollbackStep::Done { super::rollback::restored(rb) } else { Vec::new() },
+            "ade": super::rollback::ade_note(rb),
+            "left_to_clean": super::rollback::left_to_clean(&self.created),
+            "unsealed": rb.unsealed,
+        })
+    }
+
+    /// One line for a rolled-back VM: why, ADE, and how much is left to
+    /// clean (the reason alone for other outcomes).
+    pub fn rolled_back_note(&self) -> String {
+        let reason = self.reason().unwrap_or_default();
+        let Some(rb) = &self.rollback else {
+            return reason.to_string();
+        };
+        format!(
+            "rolled back: {reason}; original VM on its original disks; ADE {}; {} resource(s) left to clean",
+            super::rollback::ade_note(rb),
+            super::rollback::left_to_clean(&self.created).len()
+        )
     }
 
     /// Bytes copied, all disks together.
@@ -204,7 +239,9 @@ impl RecordSummary {
     /// The reason of a skipped or parked VM.
     pub fn reason(&self) -> Option<&str> {
         match &self.outcome {
-            Outcome::Skipped { reason } | Outcome::Parked { reason, .. } => Some(reason),
+            Outcome::Skipped { reason }
+            | Outcome::Parked { reason, .. }
+            | Outcome::RolledBack { reason } => Some(reason),
             _ => None,
         }
     }

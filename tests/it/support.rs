@@ -63,7 +63,7 @@ impl Rig {
         self.run_with(vms, &[], env).await
     }
 
-    /// [`Rig::run`] with `extra` flags after the contract's.
+    /// [`Rig::run`] with `extra` flags after the contract's (`--no-auto-rollback`).
     pub async fn run_with(
         &self,
         vms: &[ResourceId],
@@ -90,6 +90,32 @@ impl Rig {
             "--poll-interval".into(),
             POLL.into(),
         ]);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        bin(&args, env).await
+    }
+
+    /// `ade2eah rollback --arm-endpoint URL --auth none --state DIR --vm ID... --yes
+    /// --poll-interval P` exactly as the scripting contract writes it, then `extra`.
+    pub async fn rollback(
+        &self,
+        vms: &[ResourceId],
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Output {
+        let mut args: Vec<String> = vec![
+            "rollback".into(),
+            "--arm-endpoint".into(),
+            self.emu.base_url(),
+            "--auth".into(),
+            "none".into(),
+            "--state".into(),
+            self.state_dir().display().to_string(),
+        ];
+        for vm in vms {
+            args.push("--vm".into());
+            args.push(vm.to_string());
+        }
+        args.extend(["--yes".into(), "--poll-interval".into(), POLL.into()]);
         args.extend(extra.iter().map(|s| s.to_string()));
         bin(&args, env).await
     }

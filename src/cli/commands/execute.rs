@@ -48,6 +48,20 @@ pub async fn execute(
     entries: Vec<VmEntry>,
     drive: Drive,
 ) -> Result<Exit, CliError> {
+    let done = drive_entries(cloud, journal, meta, entries, &drive).await?;
+    Ok(exit_for(&done))
+}
+
+/// Runs the active `entries` through one engine (progress display,
+/// Ctrl-C), flushes the journal and prints the summary; returns the
+/// index lines after (`run`, `resume`, `rollback`).
+pub async fn drive_entries(
+    cloud: ArmCloud,
+    journal: Arc<Journal>,
+    meta: &RunMeta,
+    entries: Vec<VmEntry>,
+    drive: &Drive,
+) -> Result<Vec<VmEntry>, CliError> {
     let opts = drive.engine_options(&journal)?;
     let live = Live::start(journal.dir(), progress_for(drive.output));
     let engine = Engine::new(
@@ -63,7 +77,7 @@ pub async fn execute(
     live.finish();
     journal.flush()?;
     print_summary(meta, &journal, drive.output)?;
-    Ok(exit_for(&done))
+    Ok(done)
 }
 
 /// Runs `entries` wave by wave as `plan` says, then prints the summary and

@@ -11,6 +11,7 @@ pub mod execute;
 pub mod plan;
 pub mod report;
 pub mod resume;
+pub mod rollback;
 pub mod run;
 pub mod setup;
 pub mod status;
@@ -27,6 +28,7 @@ pub async fn dispatch(settings: Settings) -> Result<Exit, CliError> {
         Settings::Report(s) => report::report(s),
         Settings::Plan(s) => plan::plan(s).await,
         Settings::Approve(s) => approve::approve(s),
+        Settings::Rollback(s) => rollback::rollback(s).await,
         Settings::Demo(s) => demo::demo(s).await,
         Settings::Serve(s) => emulator::serve(s).await,
         Settings::BenchFleet(s) => bench_fleet::bench_fleet(s).await,

@@ -59,6 +59,7 @@ pub async fn run(s: RunSettings) -> Result<Exit, CliError> {
         .map(|(mut r, _)| {
             r.copy_policy = s.copy_policy;
             apply_target(&mut r, s.target_encryption.clone(), s.guest_check);
+            r.rollback_policy = s.rollback_policy;
             r
         })
         .collect();
@@ -171,6 +172,7 @@ async fn run_plan(s: RunSettings, path: &Path) -> Result<Exit, CliError> {
             .or(wave)
             .or_else(|| file.options.target_encryption.clone());
         apply_target(r, choice, s.guest_check);
+        r.rollback_policy = s.rollback_policy;
     }
     let vms = records.iter().map(|r| r.id.clone()).collect();
     let meta = meta_of(

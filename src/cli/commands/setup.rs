@@ -136,13 +136,23 @@ pub struct Reopened {
 /// poll interval default to the journaled run's; transfer options are this
 /// process's) and unparks.
 pub async fn reopen(s: &ResumeSettings) -> Result<Reopened, CliError> {
+    reopen_with(s, true).await
+}
+
+/// [`reopen`], unparking only when `unpark` (a `rollback` unparks nothing:
+/// it takes up only the VMs it names).
+pub async fn reopen_with(s: &ResumeSettings, unpark: bool) -> Result<Reopened, CliError> {
     let journal = Arc::new(Journal::open_existing(&s.state)?);
     let meta = journal.require_meta()?;
     let poll = s.conn.poll_or(meta.poll_interval_secs)?;
     let cloud = connect(&s.conn, Some(meta.arm_endpoint.as_str()), poll)
         .await?
         .with_copy(s.copy.clone());
-    let entries = unpark_all(&journal)?;
+    let entries = if unpark {
+        unpark_all(&journal)?
+    } else {
+        journal.index()?
+    };
     Ok(Reopened {
         journal,
         meta,

@@ -81,6 +81,7 @@ fn vm(power: &str) -> VmView {
         vm_id: Some("new".into()),
         tags: serde_json::json!({}),
         vm_agent_ready: Some(true),
+        delete_options: BTreeMap::new(),
     }
 }
 
