@@ -10,6 +10,7 @@
 //! are the durable [`VmRecord`] and an [`Observation`]; output is a decision.
 
 pub mod body;
+pub mod cleanup;
 pub mod decide;
 pub mod eligibility;
 pub mod observe;

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::cleanup::CleanupEntry;
 use super::timing::Span;
 use super::{Action, Step};
 use crate::model::ResourceId;
@@ -261,6 +262,10 @@ pub struct VmRecord {
     /// (downtime, timeline, benchmark breakdown).
     #[serde(default)]
     pub spans: Vec<Span>,
+    /// What `ade2eah cleanup` deleted (or is deleting) of this VM's
+    /// resources, journaled intent first ([`super::cleanup`]).
+    #[serde(default)]
+    pub cleanup: Vec<CleanupEntry>,
 }
 
 impl VmRecord {
@@ -281,6 +286,7 @@ impl VmRecord {
             copy_policy: CopyPolicy::default(),
             history: Vec::new(),
             spans: Vec::new(),
+            cleanup: Vec::new(),
         }
     }
 

@@ -15,6 +15,7 @@ use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
 use super::Step;
+use super::cleanup::CleanupEntry;
 use super::record::{CreatedResource, DiskPlan, DiskRole, Outcome, Round, VmRecord};
 use crate::model::ResourceId;
 
@@ -170,6 +171,9 @@ pub struct RecordSummary {
     pub attempts: u32,
     /// Length and newest time of the history.
     pub history: HistoryTail,
+    /// What cleanup deleted so far.
+    #[serde(default)]
+    pub cleanup: Vec<CleanupEntry>,
 }
 
 impl RecordSummary {
@@ -188,7 +192,24 @@ impl RecordSummary {
                 len: rec.history.len(),
                 last_at: rec.history.last().map(|h| h.at.clone()),
             },
+            cleanup: rec.cleanup.clone(),
         }
+    }
+
+    /// The owned resources of a verified VM that cleanup has not deleted yet.
+    pub fn left_to_clean(&self) -> Vec<super::cleanup::Owned> {
+        super::cleanup::left_to_clean(
+            &self.outcome,
+            self.disks.iter().map(|d| super::cleanup::DiskRefs {
+                source: &d.source,
+                snapshot: &d.snapshot,
+                target: &d.target,
+                rounds: &d.rounds,
+                source_model: None,
+            }),
+            &self.created,
+            &self.cleanup,
+        )
     }
 
     /// Bytes copied, all disks together.
