@@ -40,6 +40,9 @@ pub enum Command {
     Report(ReportArgs),
     /// Open an approval gate of a planned run, then `resume`.
     Approve(ApproveArgs),
+    /// Delete what verified VMs no longer need (round and backup snapshots,
+    /// original disks) after the retention; a dry run unless --yes.
+    Cleanup(CleanupArgs),
     /// Benchmarks in the built-in emulator.
     Bench {
         /// Benchmark.
@@ -229,6 +232,28 @@ pub struct ResumeArgs {
     #[command(flatten)]
     pub transfer: TransferArgs,
     /// Output of the final summary.
+    #[arg(long, value_enum, default_value = "table")]
+    pub output: OutputArg,
+}
+
+// ---- cleanup (issue 13, wt-clean) ----
+
+/// `cleanup`.
+#[derive(Debug, Args)]
+pub struct CleanupArgs {
+    /// Connection (endpoint and poll interval default to the journaled run's).
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// Journal directory of the run.
+    #[arg(long, default_value = "state")]
+    pub state: PathBuf,
+    /// Keep everything of a VM verified more recently than this (`7d`, `12h`, `30m`, `0s`).
+    #[arg(long, default_value = "7d", value_name = "DURATION")]
+    pub older_than: String,
+    /// Delete; without it, only list what would be deleted (dry run).
+    #[arg(long)]
+    pub yes: bool,
+    /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub output: OutputArg,
 }

@@ -13,9 +13,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::args::{
-    AuthArg, BenchCommand, BenchCopyArgs, BenchFleetArgs, CloudArg, Command, ConnArgs, CopyArgs,
-    DemoArgs, EmulatorCommand, PlanArgs, ResumeArgs, RunArgs, ServeArgs, TransferArg, TransferArgs,
-    VerifyArg,
+    AuthArg, BenchCommand, BenchCopyArgs, BenchFleetArgs, CleanupArgs, CloudArg, Command, ConnArgs,
+    CopyArgs, DemoArgs, EmulatorCommand, PlanArgs, ResumeArgs, RunArgs, ServeArgs, TransferArg,
+    TransferArgs, VerifyArg,
 };
 use super::error::CliError;
 use crate::azure::{self, AuthMode};
@@ -52,6 +52,8 @@ pub enum Settings {
     Demo(DemoSettings),
     /// `emulator serve`.
     Serve(ServeSettings),
+    /// `cleanup`.
+    Cleanup(CleanupSettings),
     /// `bench fleet`.
     BenchFleet(BenchFleetSettings),
     /// `bench copy`.
@@ -77,6 +79,7 @@ impl Settings {
                 wave: a.wave,
             }),
             Command::Plan(a) => Settings::Plan(PlanSettings::from_args(a)?),
+            Command::Cleanup(a) => Settings::Cleanup(CleanupSettings::from_args(a)?),
             Command::Demo(a) => Settings::Demo(DemoSettings::from_args(a)?),
             Command::Emulator {
                 command: EmulatorCommand::Serve(a),
@@ -360,6 +363,37 @@ impl ResumeSettings {
             max_parallel: a.max_parallel,
             break_lease: a.break_lease,
             copy: copy_options(&a.transfer),
+            output: a.output,
+        })
+    }
+}
+
+// ---- cleanup (issue 13, wt-clean) ----
+
+/// `cleanup`.
+#[derive(Debug)]
+pub struct CleanupSettings {
+    /// Connection (endpoint and poll interval default to the journaled run's).
+    pub conn: ConnSettings,
+    /// Journal directory.
+    pub state: PathBuf,
+    /// `--older-than`.
+    pub retention: Duration,
+    /// `--yes`: delete (else dry run).
+    pub delete: bool,
+    /// Output format.
+    pub output: Output,
+}
+
+impl CleanupSettings {
+    fn from_args(a: CleanupArgs) -> Result<CleanupSettings, CliError> {
+        let secs = crate::plan::waves::parse_duration(&a.older_than)
+            .map_err(|m| CliError::BadInput(format!("--older-than: {m}")))?;
+        Ok(CleanupSettings {
+            conn: ConnSettings::from_args(&a.conn)?,
+            state: a.state,
+            retention: Duration::from_secs(secs),
+            delete: a.yes,
             output: a.output,
         })
     }

@@ -212,6 +212,7 @@ pub fn run_vm_json(plan: Option<&FrozenPlan>, r: &RecordSummary) -> Value {
         "bytes_copied": r.bytes_copied(),
         "attempts": r.attempts,
         "updated_at": r.history.last_at,
+        "left_to_clean": r.left_to_clean().len(),
     })
 }
 

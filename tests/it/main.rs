@@ -7,6 +7,8 @@ mod support;
 
 /// The bad-input corpus in tests/bad_input/ (issue 4).
 mod bad_input;
+/// `ade2eah cleanup`: only what the journal owns, resumable (issue 13).
+mod cleanup;
 /// The scripting contract: flags, exit codes, status JSON, bad input.
 mod cli_contract;
 /// Pre-copy and delta rounds, checkpoints, verification, paging, ServerBusy (issue 3).
