@@ -149,9 +149,36 @@ pub struct RunArgs {
     /// Transfer mode and parallelism.
     #[command(flatten)]
     pub transfer: TransferArgs,
+    /// Linux VMs with an ADE OS volume.
+    #[command(flatten)]
+    pub rebuild: RebuildArgs,
     /// Output of the final summary.
     #[arg(long, value_enum, default_value = "table")]
     pub output: OutputArg,
+}
+
+// ---- Linux rebuild (issue 13, wt-clean) ----
+
+/// Linux VMs whose OS volume is ADE-encrypted (`run`, `plan`).
+#[derive(Debug, Clone, Args)]
+pub struct RebuildArgs {
+    /// Rebuild Linux VMs with an ADE-encrypted OS volume from their image,
+    /// with EAH, on a new OS disk and new EMPTY data disks (the original
+    /// disks are kept; their data is not carried over). Off: they are skipped.
+    #[arg(long)]
+    pub rebuild_linux_os: bool,
+    /// Image to rebuild from (`publisher:offer:sku:version` or an image
+    /// resource id; default: the VM's own imageReference).
+    #[arg(long, value_name = "URN_OR_ID", requires = "rebuild_linux_os")]
+    pub image: Option<String>,
+    /// File holding an SSH public key for the admin user of rebuilt VMs
+    /// (repeatable; needed for VMs that sign in by password only).
+    #[arg(
+        long = "ssh-public-key",
+        value_name = "FILE",
+        requires = "rebuild_linux_os"
+    )]
+    pub ssh_public_keys: Vec<PathBuf>,
 }
 
 /// How disks are copied (`run`, `demo`).
@@ -374,6 +401,9 @@ pub struct PlanArgs {
     /// Register Microsoft.Compute/EncryptionAtHost if it is not (the only write `plan` can send).
     #[arg(long)]
     pub register_feature: bool,
+    /// Linux VMs with an ADE OS volume.
+    #[command(flatten)]
+    pub rebuild: RebuildArgs,
     /// Output format on stdout.
     #[arg(long, value_enum, default_value = "table")]
     pub output: ReportFormat,

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::args::RebuildArgs;
 use super::args::{
     AuthArg, BenchCommand, BenchCopyArgs, BenchFleetArgs, CleanupArgs, CloudArg, Command, ConnArgs,
     CopyArgs, DemoArgs, EmulatorCommand, PlanArgs, ResumeArgs, RunArgs, ServeArgs, TransferArg,
@@ -26,6 +27,7 @@ use crate::plan::file::PlanOptions;
 use crate::plan::select::Selector;
 use crate::plan::waves::{Budget, BudgetScope, WaveSpec, parse_duration, parse_waves};
 use crate::step::CopyPolicy;
+use crate::step::rebuild::RebuildOptions;
 
 pub use super::args::{OutputArg as Output, ReportFormat};
 
@@ -282,6 +284,8 @@ pub struct RunSettings {
     pub copy_policy: CopyPolicy,
     /// Transfer options (not journaled).
     pub copy: CopyOptions,
+    /// `--rebuild-linux-os` (with `--image`, `--ssh-public-key`).
+    pub rebuild: Option<RebuildOptions>,
     /// Output of the final summary.
     pub output: Output,
 }
@@ -326,6 +330,7 @@ impl RunSettings {
             break_lease: a.break_lease,
             copy_policy: copy_policy(&a.copy),
             copy: copy_options(&a.transfer),
+            rebuild: rebuild_options(&a.rebuild)?,
             output: a.output,
         })
     }
@@ -368,7 +373,45 @@ impl ResumeSettings {
     }
 }
 
-// ---- cleanup (issue 13, wt-clean) ----
+// ---- Linux rebuild and cleanup (issue 13, wt-clean) ----
+
+/// `--rebuild-linux-os`, `--image` (checked) and the SSH public keys read
+/// from the `--ssh-public-key` files (one key per non-empty line); `None`
+/// when the rebuild is off.
+fn rebuild_options(a: &RebuildArgs) -> Result<Option<RebuildOptions>, CliError> {
+    if !a.rebuild_linux_os {
+        return Ok(None);
+    }
+    if let Some(i) = &a.image {
+        crate::step::rebuild::parse_image(i).map_err(CliError::BadInput)?;
+    }
+    let mut keys = Vec::new();
+    for f in &a.ssh_public_keys {
+        let text = std::fs::read_to_string(f)
+            .map_err(|e| CliError::BadInput(format!("--ssh-public-key {}: {e}", f.display())))?;
+        let found: Vec<String> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(str::to_string)
+            .collect();
+        if found.is_empty()
+            || found
+                .iter()
+                .any(|k| !k.starts_with("ssh-") && !k.starts_with("ecdsa-"))
+        {
+            return Err(CliError::BadInput(format!(
+                "--ssh-public-key {}: expected OpenSSH public keys (ssh-rsa, ssh-ed25519, ecdsa-...), one per line",
+                f.display()
+            )));
+        }
+        keys.extend(found);
+    }
+    Ok(Some(RebuildOptions {
+        image: a.image.clone(),
+        ssh_public_keys: keys,
+    }))
+}
 
 /// `cleanup`.
 #[derive(Debug)]
@@ -439,6 +482,8 @@ pub struct PlanSettings {
     pub waves: Vec<WaveSpec>,
     /// `--register-feature`.
     pub register_feature: bool,
+    /// `--rebuild-linux-os` (with `--image`, `--ssh-public-key`).
+    pub rebuild: Option<RebuildOptions>,
     /// Output format on stdout.
     pub output: ReportFormat,
     /// `--out FILE`.
@@ -457,6 +502,7 @@ impl PlanSettings {
             options,
             waves,
             register_feature: a.register_feature,
+            rebuild: rebuild_options(&a.rebuild)?,
             output: a.output,
             out: a.out,
         })

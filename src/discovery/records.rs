@@ -13,6 +13,7 @@ use crate::model::ResourceId;
 use crate::model::views::VmModel;
 use crate::plan::PlannedVm;
 use crate::plan::select::{PlanError, planned};
+use crate::step::rebuild::{MigrationPath, RebuildOptions};
 use crate::step::{Eligibility, Outcome, PlatformFacts, VmRecord, classify};
 
 /// Why discovery could not produce a plan.
@@ -63,6 +64,16 @@ where
 pub async fn discover(
     cloud: &dyn Cloud,
     vms: &[ResourceId],
+) -> Result<Vec<(VmRecord, String)>, DiscoverError> {
+    discover_with(cloud, vms, None).await
+}
+
+/// [`discover`], with Linux VMs whose OS volume is ADE-encrypted rebuilt
+/// when `rebuild` is given (`--rebuild-linux-os`) instead of skipped.
+pub async fn discover_with(
+    cloud: &dyn Cloud,
+    vms: &[ResourceId],
+    rebuild: Option<&RebuildOptions>,
 ) -> Result<Vec<(VmRecord, String)>, DiscoverError> {
     for id in vms {
         if !id.is_type("Microsoft.Compute", "virtualMachines") {
@@ -120,11 +131,15 @@ pub async fn discover(
             feature_registered: registered,
             size_supports_eah: supports,
             size_restricted: restricted,
+            rebuild_linux_os: rebuild.cloned(),
         };
         let mut rec = VmRecord::new(id.clone());
         let path = match classify(&vm, &disks, &platform) {
             Eligibility::Eligible { facts, disks } => {
                 let path = crate::step::eligibility::path_label(&facts, &disks).to_string();
+                if facts.rebuild.is_some() {
+                    rec.path = MigrationPath::RebuildLinuxOs;
+                }
                 rec.facts = Some(facts);
                 rec.disks = disks;
                 rec.ade_sequence = Some(uuid::Uuid::new_v4().to_string());
@@ -174,13 +189,23 @@ pub async fn classify_all(
     ids: &[ResourceId],
     allow_missing: bool,
 ) -> Classified {
+    classify_all_with(cloud, ids, allow_missing, None).await
+}
+
+/// [`classify_all`] with the rebuild opt-in of [`discover_with`].
+pub async fn classify_all_with(
+    cloud: &dyn Cloud,
+    ids: &[ResourceId],
+    allow_missing: bool,
+    rebuild: Option<&RebuildOptions>,
+) -> Classified {
     const CHUNK: usize = 16;
     let chunks: Vec<Vec<ResourceId>> = ids.chunks(CHUNK).map(<[ResourceId]>::to_vec).collect();
     let results: Vec<Classified> =
         futures::stream::iter(chunks.into_iter().map(|mut chunk| async move {
             let mut missing = Vec::new();
             loop {
-                match discover(cloud, &chunk).await {
+                match discover_with(cloud, &chunk, rebuild).await {
                     Ok(found) => {
                         let vms = found
                             .into_iter()

@@ -403,6 +403,7 @@ mod tests {
             ade_extension: None,
             dual_pass: false,
             volume_type: "All".into(),
+            rebuild: None,
         };
         let b = target_disk(&p, &facts, "run1");
         assert_eq!(
@@ -540,6 +541,7 @@ mod tests {
             ade_extension: None,
             dual_pass: true,
             volume_type: "All".into(),
+            rebuild: None,
         };
         json!({
             "detach_patch": detach_patch(&vm),

@@ -14,6 +14,7 @@ pub mod cleanup;
 pub mod decide;
 pub mod eligibility;
 pub mod observe;
+pub mod rebuild;
 pub mod record;
 pub mod summary;
 pub mod timing;
@@ -177,6 +178,11 @@ pub enum Action {
         source: ResourceId,
         target: ResourceId,
     },
+    /// PUT an `Empty` data disk for the rebuild path ([`rebuild`]).
+    CreateEmptyDisk {
+        source: ResourceId,
+        target: ResourceId,
+    },
     /// Delete a target disk this run created that holds an unfinished copy.
     DeleteTargetDisk { target: ResourceId },
     /// End SAS access left open on a disk (for example after a crash).
@@ -194,7 +200,8 @@ pub enum Action {
     VerifyCopies,
     /// DELETE the VM resource.
     DeleteVm,
-    /// PUT the VM again, on the target disks, with EAH on.
+    /// PUT the VM again, on the target disks, with EAH on (on the rebuild
+    /// path: from the image, on a new OS disk and the empty data disks).
     CreateVm,
 }
 
@@ -209,6 +216,7 @@ impl Action {
             Action::Deallocate => "deallocate",
             Action::SetDetach => "set-detach",
             Action::CreateTargetDisk { .. } => "create-target-disk",
+            Action::CreateEmptyDisk { .. } => "create-empty-disk",
             Action::DeleteTargetDisk { .. } => "delete-target-disk",
             Action::RevokeAccess { .. } => "revoke-access",
             Action::CopyDisk { .. } => "copy-disk",

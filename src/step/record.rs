@@ -62,6 +62,10 @@ pub struct VmFacts {
     pub dual_pass: bool,
     /// `VolumeType` to send with `DisableEncryption` (`All` Windows, `Data` Linux).
     pub volume_type: String,
+    /// Set for a Linux VM with an ADE OS volume rebuilt from its image
+    /// (`--rebuild-linux-os`, [`super::rebuild`]).
+    #[serde(default)]
+    pub rebuild: Option<Box<super::rebuild::RebuildSpec>>,
 }
 
 /// The ADE extension resource found on a VM by publisher and type.
@@ -237,6 +241,9 @@ pub struct VmRecord {
     pub step: Step,
     /// Standing in the run.
     pub outcome: Outcome,
+    /// Which variant of the steps the VM follows (copy, or the Linux rebuild).
+    #[serde(default)]
+    pub path: super::rebuild::MigrationPath,
     /// Discovery facts (absent for skipped VMs that could not be classified).
     pub facts: Option<VmFacts>,
     /// The full original VM model (GET body), captured before any destructive step.
@@ -275,6 +282,7 @@ impl VmRecord {
             id,
             step: Step::Snapshot,
             outcome: Outcome::InProgress,
+            path: super::rebuild::MigrationPath::Copy,
             facts: None,
             original_model: None,
             disks: Vec::new(),

@@ -35,6 +35,8 @@ mod fleet_bench;
 mod fuzz_parsers;
 /// Journal lock, Azure-side lease, schema migration (issue 4).
 mod guards;
+/// `--rebuild-linux-os`: Linux VMs with an ADE OS volume rebuilt from their image (issue 13).
+mod linux_rebuild;
 /// Management locks, backup status and usages (issue 6).
 mod locks;
 /// Fleets across several subscriptions (issue 6).

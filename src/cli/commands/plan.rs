@@ -4,13 +4,14 @@
 use super::setup::connect;
 use crate::cli::error::{CliError, Exit};
 use crate::cli::settings::{DEFAULT_POLL_SECS, PlanSettings, ReportFormat};
-use crate::discovery::{classify_all, select, suggest_sizes};
+use crate::discovery::{classify_all_with, select, suggest_sizes};
 use crate::engine::arm::ArmCloud;
 use crate::journal::now_rfc3339;
 use crate::plan::file::PlanOptions;
 use crate::plan::select::{DiscoveryStats, PlanError, Selector};
 use crate::plan::waves::WaveSpec;
 use crate::plan::{Finding, Plan, Severity};
+use crate::step::rebuild::RebuildOptions;
 
 /// A planning error, sorted by exit code.
 pub fn plan_err(e: PlanError) -> CliError {
@@ -26,7 +27,15 @@ pub async fn plan(a: PlanSettings) -> Result<Exit, CliError> {
     let (sel, options, waves) = (&a.selector, &a.options, &a.waves);
     let cloud = connect(&a.conn, None, poll).await?;
     let started = std::time::Instant::now();
-    let (plan, stats) = build_plan(&cloud, sel, options, waves, a.register_feature).await?;
+    let (plan, stats) = build_plan(
+        &cloud,
+        sel,
+        options,
+        waves,
+        a.register_feature,
+        a.rebuild.as_ref(),
+    )
+    .await?;
     tracing::info!(secs = started.elapsed().as_secs_f64(), listed = stats.listed, source = %stats.source, "planned");
     if let Some(out) = &a.out {
         let text = crate::plan::file::render(&plan, sel, options, waves);
@@ -53,11 +62,14 @@ pub async fn build_plan(
     options: &PlanOptions,
     waves: &[WaveSpec],
     register_feature: bool,
+    rebuild: Option<&RebuildOptions>,
 ) -> Result<(Plan, DiscoveryStats), CliError> {
     let client = cloud.client().clone();
     let mut stats = DiscoveryStats::default();
     let ids = select(&client, sel, &mut stats).await.map_err(plan_err)?;
-    let (mut vms, _) = classify_all(cloud, &ids, false).await.map_err(plan_err)?;
+    let (mut vms, _) = classify_all_with(cloud, &ids, false, rebuild)
+        .await
+        .map_err(plan_err)?;
     let mut findings = Vec::new();
     // The feature is per subscription: one finding (or registration) for
     // each subscription with a VM that needs it.

@@ -9,13 +9,14 @@ use super::plan::{build_plan, plan_err};
 use super::setup::{connect, planned_records, start_run};
 use crate::cli::error::{CliError, Exit};
 use crate::cli::settings::RunSettings;
-use crate::discovery::{DiscoverError, classify_all, discover};
+use crate::discovery::{DiscoverError, classify_all_with, discover_with};
 use crate::engine::arm::ArmCloud;
 use crate::journal::RunMeta;
 use crate::plan::file::PlanFile;
 use crate::plan::waves::BudgetScope;
 use crate::plan::{FrozenPlan, FrozenWave};
 use crate::plan::{Plan, PlannedVm};
+use crate::step::rebuild::RebuildOptions;
 use crate::step::{Outcome, VmRecord};
 
 /// `ade2eah run` (with `--plan`: [`run_plan`]).
@@ -28,10 +29,14 @@ pub async fn run(s: RunSettings) -> Result<Exit, CliError> {
         .await?
         .with_copy(s.copy.clone());
     let new = start_run(&s.state)?;
-    let discovered = discover(&cloud, &s.vms).await.map_err(|e| match e {
-        DiscoverError::UnknownVm(_) | DiscoverError::NotAVm(_) => CliError::BadInput(e.to_string()),
-        DiscoverError::Cloud { .. } => CliError::Failed(e.to_string()),
-    })?;
+    let discovered = discover_with(&cloud, &s.vms, s.rebuild.as_ref())
+        .await
+        .map_err(|e| match e {
+            DiscoverError::UnknownVm(_) | DiscoverError::NotAVm(_) => {
+                CliError::BadInput(e.to_string())
+            }
+            DiscoverError::Cloud { .. } => CliError::Failed(e.to_string()),
+        })?;
     for (rec, path) in &discovered {
         if let Outcome::Skipped { reason } = &rec.outcome {
             eprintln!("skip {} ({path}): {reason}", rec.id.name());
@@ -133,7 +138,7 @@ async fn run_plan(s: RunSettings, path: &Path) -> Result<Exit, CliError> {
         .await?
         .with_copy(s.copy.clone());
     let new = start_run(&s.state)?;
-    let plan = bind_plan(&cloud, &file, path).await?;
+    let plan = bind_plan(&cloud, &file, path, s.rebuild.as_ref()).await?;
     for v in &plan.vms {
         if let Outcome::Skipped { reason } = &v.record.outcome {
             eprintln!("skip {} ({}): {reason}", v.name, v.path);
@@ -164,16 +169,25 @@ async fn run_plan(s: RunSettings, path: &Path) -> Result<Exit, CliError> {
 /// The plan of `file` bound to today's inventory: re-planned from its
 /// selector when it lists no VMs, else its VMs re-classified and refused
 /// (exit 2) if any changed since planning.
-async fn bind_plan(cloud: &ArmCloud, file: &PlanFile, path: &Path) -> Result<Plan, CliError> {
+async fn bind_plan(
+    cloud: &ArmCloud,
+    file: &PlanFile,
+    path: &Path,
+    rebuild: Option<&RebuildOptions>,
+) -> Result<Plan, CliError> {
     if file.vms.is_empty() {
         let mut sel = file.selector.clone();
         sel.subscriptions = file.subscriptions.clone();
-        return Ok(build_plan(cloud, &sel, &file.options, &file.waves, false)
-            .await?
-            .0);
+        return Ok(
+            build_plan(cloud, &sel, &file.options, &file.waves, false, rebuild)
+                .await?
+                .0,
+        );
     }
     let ids: Vec<_> = file.vms.iter().map(|v| v.id.clone()).collect();
-    let (mut vms, missing) = classify_all(cloud, &ids, true).await.map_err(plan_err)?;
+    let (mut vms, missing) = classify_all_with(cloud, &ids, true, rebuild)
+        .await
+        .map_err(plan_err)?;
     // Locks, backup and quota as at planning (blockers change fingerprints).
     crate::discovery::preflight::run_per_subscription(
         cloud.client(),
