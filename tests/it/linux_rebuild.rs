@@ -49,6 +49,43 @@ async fn linux_os_volume_vm_is_rebuilt_from_its_image_on_empty_disks() {
     let status = rig.status().await;
     assert_eq!(status["vms"][0]["outcome"], "skipped", "{status:#}");
 
+    // The plan with the flag says plainly what does not carry over.
+    let plan_args: Vec<String> = [
+        "plan",
+        "--arm-endpoint",
+        &rig.emu.base_url(),
+        "--auth",
+        "none",
+        "--subscription",
+        rig.emu.subscription(),
+        "--vm",
+        vm.as_str(),
+        "--rebuild-linux-os",
+        "--output",
+        "json",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let out = bin(&plan_args, &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan["vms"][0]["path"], "linux-rebuild", "{plan:#}");
+    assert_eq!(plan["vms"][0]["eligible"], true, "{plan:#}");
+    let finding = plan["vms"][0]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["code"] == "linux-rebuild")
+        .unwrap_or_else(|| panic!("{plan:#}"));
+    let msg = finding["message"].as_str().unwrap();
+    assert!(
+        msg.contains("NOT carried over")
+            && msg.contains("data disks' contents")
+            && msg.contains("passwords"),
+        "{msg}"
+    );
+
     // With the flag, in a fresh state directory.
     let state2 = tempfile::tempdir().unwrap();
     let args: Vec<String> = [
