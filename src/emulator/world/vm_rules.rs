@@ -462,3 +462,53 @@ fn check_os_disk(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn from_image(linux: Value, password: Option<&str>) -> Value {
+        let mut profile = json!({"adminUsername": "u", "linuxConfiguration": linux});
+        if let Some(p) = password {
+            profile["adminPassword"] = json!(p);
+        }
+        json!({"properties": {"storageProfile": {
+            "imageReference": {"publisher": "p", "offer": "o", "sku": "s", "version": "latest"},
+            "osDisk": {"createOption": "FromImage"}}, "osProfile": profile}})
+    }
+
+    #[test]
+    fn from_image_needs_an_image_a_user_and_a_credential() {
+        let keys = json!({"disablePasswordAuthentication": true,
+                          "ssh": {"publicKeys": [{"path": "/home/u/.ssh/authorized_keys", "keyData": "ssh-ed25519 A"}]}});
+        assert!(check_create_shape(&from_image(keys, None)).unwrap());
+        assert!(check_create_shape(&from_image(json!({}), Some("pw"))).unwrap());
+        let e = check_create_shape(&from_image(
+            json!({"disablePasswordAuthentication": true}),
+            Some("pw"),
+        ))
+        .unwrap_err();
+        assert!(
+            e.message.contains("Authentication using either SSH"),
+            "{}",
+            e.message
+        );
+        let mut no_image = from_image(json!({}), Some("pw"));
+        no_image["properties"]["storageProfile"]["imageReference"] = Value::Null;
+        assert!(
+            check_create_shape(&no_image)
+                .unwrap_err()
+                .message
+                .contains("imageReference")
+        );
+        let mut attached = from_image(json!({}), Some("pw"));
+        attached["properties"]["storageProfile"]["osDisk"]["managedDisk"] = json!({"id": "/x"});
+        assert!(
+            check_create_shape(&attached)
+                .unwrap_err()
+                .message
+                .contains("Cannot attach")
+        );
+    }
+}
