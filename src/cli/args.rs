@@ -42,6 +42,9 @@ pub enum Command {
     Approve(ApproveArgs),
     /// Bring VMs of the run in --state back to their original VM on their original disks.
     Rollback(RollbackArgs),
+    /// Delete what verified VMs no longer need (round and backup snapshots,
+    /// original disks) after the retention; a dry run unless --yes.
+    Cleanup(CleanupArgs),
     /// Benchmarks in the built-in emulator.
     Bench {
         /// Benchmark.
@@ -163,6 +166,9 @@ pub struct RunArgs {
     /// BitLocker / dm-crypt off); on Windows also before the copy.
     #[arg(long)]
     pub guest_check: bool,
+    /// Linux VMs with an ADE OS volume.
+    #[command(flatten)]
+    pub rebuild: RebuildArgs,
     /// Output of the final summary.
     #[arg(long, value_enum, default_value = "table")]
     pub output: OutputArg,
@@ -218,6 +224,30 @@ pub struct TargetArgs {
     /// used a disk encryption set.
     #[arg(long)]
     pub platform_keys: bool,
+}
+
+// ---- Linux rebuild (issue 13, wt-clean) ----
+
+/// Linux VMs whose OS volume is ADE-encrypted (`run`, `plan`).
+#[derive(Debug, Clone, Args)]
+pub struct RebuildArgs {
+    /// Rebuild Linux VMs with an ADE-encrypted OS volume from their image,
+    /// with EAH, on a new OS disk and new EMPTY data disks (the original
+    /// disks are kept; their data is not carried over). Off: they are skipped.
+    #[arg(long)]
+    pub rebuild_linux_os: bool,
+    /// Image to rebuild from (`publisher:offer:sku:version` or an image
+    /// resource id; default: the VM's own imageReference).
+    #[arg(long, value_name = "URN_OR_ID", requires = "rebuild_linux_os")]
+    pub image: Option<String>,
+    /// File holding an SSH public key for the admin user of rebuilt VMs
+    /// (repeatable; needed for VMs that sign in by password only).
+    #[arg(
+        long = "ssh-public-key",
+        value_name = "FILE",
+        requires = "rebuild_linux_os"
+    )]
+    pub ssh_public_keys: Vec<PathBuf>,
 }
 
 /// How disks are copied (`run`, `demo`).
@@ -298,6 +328,28 @@ pub struct ResumeArgs {
     #[command(flatten)]
     pub transfer: TransferArgs,
     /// Output of the final summary.
+    #[arg(long, value_enum, default_value = "table")]
+    pub output: OutputArg,
+}
+
+// ---- cleanup (issue 13, wt-clean) ----
+
+/// `cleanup`.
+#[derive(Debug, Args)]
+pub struct CleanupArgs {
+    /// Connection (endpoint and poll interval default to the journaled run's).
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// Journal directory of the run.
+    #[arg(long, default_value = "state")]
+    pub state: PathBuf,
+    /// Keep everything of a VM verified more recently than this (`7d`, `12h`, `30m`, `0s`).
+    #[arg(long, default_value = "7d", value_name = "DURATION")]
+    pub older_than: String,
+    /// Delete; without it, only list what would be deleted (dry run).
+    #[arg(long)]
+    pub yes: bool,
+    /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub output: OutputArg,
 }
@@ -426,6 +478,9 @@ pub struct PlanArgs {
     /// Do not re-create role assignments; they are listed for the operator.
     #[arg(long, overrides_with = "carry_role_assignments")]
     pub no_carry_role_assignments: bool,
+    /// Linux VMs with an ADE OS volume.
+    #[command(flatten)]
+    pub rebuild: RebuildArgs,
     /// Output format on stdout.
     #[arg(long, value_enum, default_value = "table")]
     pub output: ReportFormat,

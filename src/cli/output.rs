@@ -152,6 +152,10 @@ pub fn vm_json(rec: &RecordSummary) -> Value {
             })).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
         "created": rec.created,
+        "cleanup": {
+            "left": rec.left_to_clean().iter().map(|o| json!({"kind": o.kind, "id": o.id})).collect::<Vec<_>>(),
+            "done": rec.cleanup.iter().filter(|e| e.state.is_done()).map(|e| json!({"kind": e.kind, "id": e.id, "state": e.state, "at": e.at})).collect::<Vec<_>>(),
+        },
         "open_sas": rec.open_sas,
         "history": rec.history.len,
         "carried": carried_json(&rec.carried),
@@ -284,7 +288,10 @@ impl StatusTable {
                 reason,
                 next_action,
             } => format!("{reason} → {next_action}"),
-            Outcome::Verified => "EAH on, running, new disks".to_string(),
+            Outcome::Verified => match r.left_to_clean().len() {
+                0 => "EAH on, running, new disks".to_string(),
+                n => format!("EAH on, running, new disks; {n} left to clean (`ade2eah cleanup`)"),
+            },
             Outcome::RolledBack { .. } => r.rolled_back_note(),
             Outcome::InProgress => match &r.rollback {
                 Some(rb) => format!("rolling back ({}): {}", rb.step.name(), rb.reason),

@@ -12,9 +12,11 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::args::RebuildArgs;
 use super::args::{
-    AuthArg, BenchCommand, BenchCopyArgs, BenchFleetArgs, CloudArg, Command, ConnArgs, CopyArgs,
-    DemoArgs, EmulatorCommand, PlanArgs, ResumeArgs, RollbackArgs, RunArgs, ServeArgs, TransferArg,
+    AuthArg, BenchCommand, BenchCopyArgs, BenchFleetArgs, CleanupArgs, CloudArg, Command, ConnArgs,
+    CopyArgs, DemoArgs, EmulatorCommand, PlanArgs, ResumeArgs, RollbackArgs, RunArgs, ServeArgs,
+    TransferArg,
     TransferArgs, VerifyArg,
 };
 use super::error::CliError;
@@ -26,6 +28,7 @@ use crate::plan::file::PlanOptions;
 use crate::plan::select::Selector;
 use crate::plan::waves::{Budget, BudgetScope, WaveSpec, parse_duration, parse_waves};
 use crate::step::CopyPolicy;
+use crate::step::rebuild::RebuildOptions;
 
 pub use super::args::{OutputArg as Output, ReportFormat};
 
@@ -54,6 +57,8 @@ pub enum Settings {
     Demo(DemoSettings),
     /// `emulator serve`.
     Serve(ServeSettings),
+    /// `cleanup`.
+    Cleanup(CleanupSettings),
     /// `bench fleet`.
     BenchFleet(BenchFleetSettings),
     /// `bench copy`.
@@ -80,6 +85,7 @@ impl Settings {
             }),
             Command::Rollback(a) => Settings::Rollback(RollbackSettings::from_args(a)?),
             Command::Plan(a) => Settings::Plan(PlanSettings::from_args(a)?),
+            Command::Cleanup(a) => Settings::Cleanup(CleanupSettings::from_args(a)?),
             Command::Demo(a) => Settings::Demo(DemoSettings::from_args(a)?),
             Command::Emulator {
                 command: EmulatorCommand::Serve(a),
@@ -312,6 +318,8 @@ pub struct RunSettings {
     pub target_encryption: Option<crate::step::encryption::TargetEncryption>,
     /// `--guest-check` (journaled per VM).
     pub guest_check: bool,
+    /// `--rebuild-linux-os` (with `--image`, `--ssh-public-key`).
+    pub rebuild: Option<RebuildOptions>,
     /// Output of the final summary.
     pub output: Output,
     // Extensions and identity (issue 12, wt-ext):
@@ -363,6 +371,7 @@ impl RunSettings {
             copy: copy_options(&a.transfer),
             target_encryption: target_encryption(&a.target)?,
             guest_check: a.guest_check,
+            rebuild: rebuild_options(&a.rebuild)?,
             output: a.output,
             carry_role_assignments: !a.no_carry_role_assignments,
             rollback_policy: crate::step::RollbackPolicy {
@@ -456,6 +465,75 @@ impl RollbackSettings {
     }
 }
 
+// ---- Linux rebuild and cleanup (issue 13, wt-clean) ----
+
+/// `--rebuild-linux-os`, `--image` (checked) and the SSH public keys read
+/// from the `--ssh-public-key` files (one key per non-empty line); `None`
+/// when the rebuild is off.
+fn rebuild_options(a: &RebuildArgs) -> Result<Option<RebuildOptions>, CliError> {
+    if !a.rebuild_linux_os {
+        return Ok(None);
+    }
+    if let Some(i) = &a.image {
+        crate::step::rebuild::parse_image(i).map_err(CliError::BadInput)?;
+    }
+    let mut keys = Vec::new();
+    for f in &a.ssh_public_keys {
+        let text = std::fs::read_to_string(f)
+            .map_err(|e| CliError::BadInput(format!("--ssh-public-key {}: {e}", f.display())))?;
+        let found: Vec<String> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(str::to_string)
+            .collect();
+        if found.is_empty()
+            || found
+                .iter()
+                .any(|k| !k.starts_with("ssh-") && !k.starts_with("ecdsa-"))
+        {
+            return Err(CliError::BadInput(format!(
+                "--ssh-public-key {}: expected OpenSSH public keys (ssh-rsa, ssh-ed25519, ecdsa-...), one per line",
+                f.display()
+            )));
+        }
+        keys.extend(found);
+    }
+    Ok(Some(RebuildOptions {
+        image: a.image.clone(),
+        ssh_public_keys: keys,
+    }))
+}
+
+/// `cleanup`.
+#[derive(Debug)]
+pub struct CleanupSettings {
+    /// Connection (endpoint and poll interval default to the journaled run's).
+    pub conn: ConnSettings,
+    /// Journal directory.
+    pub state: PathBuf,
+    /// `--older-than`.
+    pub retention: Duration,
+    /// `--yes`: delete (else dry run).
+    pub delete: bool,
+    /// Output format.
+    pub output: Output,
+}
+
+impl CleanupSettings {
+    fn from_args(a: CleanupArgs) -> Result<CleanupSettings, CliError> {
+        let secs = crate::plan::waves::parse_duration(&a.older_than)
+            .map_err(|m| CliError::BadInput(format!("--older-than: {m}")))?;
+        Ok(CleanupSettings {
+            conn: ConnSettings::from_args(&a.conn)?,
+            state: a.state,
+            retention: Duration::from_secs(secs),
+            delete: a.yes,
+            output: a.output,
+        })
+    }
+}
+
 /// `status`.
 #[derive(Debug)]
 pub struct StatusSettings {
@@ -496,6 +574,8 @@ pub struct PlanSettings {
     pub waves: Vec<WaveSpec>,
     /// `--register-feature`.
     pub register_feature: bool,
+    /// `--rebuild-linux-os` (with `--image`, `--ssh-public-key`).
+    pub rebuild: Option<RebuildOptions>,
     /// Output format on stdout.
     pub output: ReportFormat,
     /// `--out FILE`.
@@ -514,6 +594,7 @@ impl PlanSettings {
             options,
             waves,
             register_feature: a.register_feature,
+            rebuild: rebuild_options(&a.rebuild)?,
             output: a.output,
             out: a.out,
         })

@@ -13,6 +13,7 @@ use crate::model::ResourceId;
 use crate::model::views::VmModel;
 use crate::plan::PlannedVm;
 use crate::plan::select::{PlanError, planned};
+use crate::step::rebuild::{MigrationPath, RebuildOptions};
 use crate::step::{Eligibility, Outcome, PlatformFacts, VmRecord, classify};
 
 /// Why discovery could not produce a plan.
@@ -58,16 +59,37 @@ where
     }
 }
 
+/// What discovery does beyond reading: carry role assignments, rebuild
+/// Linux OS volumes.
+#[derive(Debug, Clone)]
+pub struct DiscoverOptions {
+    /// Re-create the system-assigned principal's role assignments for the
+    /// new principal (`--carry-role-assignments`, the default).
+    pub carry_roles: bool,
+    /// `--rebuild-linux-os`: Linux VMs whose OS volume is ADE-encrypted are
+    /// rebuilt from an image instead of skipped.
+    pub rebuild: Option<RebuildOptions>,
+}
+
+impl Default for DiscoverOptions {
+    fn default() -> Self {
+        DiscoverOptions {
+            carry_roles: true,
+            rebuild: None,
+        }
+    }
+}
+
 /// Reads and classifies `vms`, returning one record per VM (skipped ones
 /// carry their reason) plus the migration path label of each. For eligible
 /// VMs it also journals what the re-created VM must get back
 /// ([`crate::step::reinstall::Carried`]): the extensions and the role
 /// assignments of the system-assigned principal (re-created when
-/// `carry_roles`).
+/// `opts.carry_roles`).
 pub async fn discover(
     cloud: &dyn Cloud,
     vms: &[ResourceId],
-    carry_roles: bool,
+    opts: &DiscoverOptions,
 ) -> Result<Vec<(VmRecord, String)>, DiscoverError> {
     for id in vms {
         if !id.is_type("Microsoft.Compute", "virtualMachines") {
@@ -125,15 +147,19 @@ pub async fn discover(
             feature_registered: registered,
             size_supports_eah: supports,
             size_restricted: restricted,
+            rebuild_linux_os: opts.rebuild.clone(),
         };
         let mut rec = VmRecord::new(id.clone());
         let path = match classify(&vm, &disks, &platform) {
             Eligibility::Eligible { facts, disks } => {
                 let path = crate::step::eligibility::path_label(&facts, &disks).to_string();
+                if facts.rebuild.is_some() {
+                    rec.path = MigrationPath::RebuildLinuxOs;
+                }
                 rec.facts = Some(facts);
                 rec.disks = disks;
                 rec.ade_sequence = Some(uuid::Uuid::new_v4().to_string());
-                rec.carried = carried(cloud, id, &vm, carry_roles).await?;
+                rec.carried = carried(cloud, id, &vm, opts.carry_roles).await?;
                 path
             }
             Eligibility::Skip { path, reason } => {
@@ -238,7 +264,7 @@ pub async fn classify_all(
     cloud: &dyn Cloud,
     ids: &[ResourceId],
     allow_missing: bool,
-    carry_roles: bool,
+    opts: &DiscoverOptions,
 ) -> Classified {
     const CHUNK: usize = 16;
     let chunks: Vec<Vec<ResourceId>> = ids.chunks(CHUNK).map(<[ResourceId]>::to_vec).collect();
@@ -246,7 +272,7 @@ pub async fn classify_all(
         futures::stream::iter(chunks.into_iter().map(|mut chunk| async move {
             let mut missing = Vec::new();
             loop {
-                match discover(cloud, &chunk, carry_roles).await {
+                match discover(cloud, &chunk, opts).await {
                     Ok(found) => {
                         let vms = found
                             .into_iter()

@@ -12,7 +12,8 @@ use super::Engine;
 use crate::cloud::{Access, CloudError, CloudResult, Retry};
 use crate::failpoint;
 use crate::model::ResourceId;
-use crate::step::{Action, CreatedKind, Round, Step, VerifyMode, VmRecord, body};
+use crate::step::rebuild::{self, MigrationPath};
+use crate::step::{Action, CreatedKind, DiskRole, Round, Step, VerifyMode, VmRecord, body};
 
 /// Updates the record *before* the intent is journaled, so that resources
 /// the action may create and SAS grants it may open are on disk before the
@@ -22,12 +23,24 @@ pub fn prepare_intent(rec: &mut VmRecord, action: &Action) {
         Action::CreateSnapshot { snapshot, .. } => {
             rec.remember_created(CreatedKind::Snapshot, snapshot)
         }
-        Action::CreateTargetDisk { target, .. } => {
+        Action::CreateTargetDisk { target, .. } | Action::CreateEmptyDisk { target, .. } => {
             rec.remember_created(CreatedKind::TargetDisk, target)
         }
         Action::CreateVm => {
             let id = rec.id.clone();
             rec.remember_created(CreatedKind::Vm, &id);
+            // The rebuilt VM's PUT creates its OS disk (FromImage).
+            if rec.path == MigrationPath::RebuildLinuxOs {
+                let os: Vec<ResourceId> = rec
+                    .disks
+                    .iter()
+                    .filter(|d| d.role == DiskRole::Os)
+                    .map(|d| d.target.clone())
+                    .collect();
+                for t in os {
+                    rec.remember_created(CreatedKind::TargetDisk, &t);
+                }
+            }
         }
         Action::CopyDisk { .. } => prepare_round(rec, true),
         Action::CopyRound { offline } => prepare_round(rec, *offline),
@@ -233,6 +246,16 @@ pub async fn perform(engine: &Engine, rec: &mut VmRecord, action: &Action) -> Cl
             reset_copy(rec, target);
             Ok(json!({"disk": target}))
         }
+        Action::CreateEmptyDisk { source, target } => {
+            let plan = rec
+                .disks
+                .iter()
+                .find(|d| &d.source == source)
+                .ok_or_else(|| internal("unknown disk"))?;
+            let b = rebuild::empty_disk(plan, &facts, engine.run_id());
+            cloud.put_disk(target, &b).await?;
+            Ok(json!({"disk": target}))
+        }
         Action::DeleteTargetDisk { target } => {
             if !rec.created_by_run(target) {
                 return Err(internal(format!(
@@ -293,10 +316,16 @@ pub async fn perform(engine: &Engine, rec: &mut VmRecord, action: &Action) -> Cl
         }
         Action::CreateVm => {
             let original = original_model(rec)?;
-            cloud
-                .put_vm(&rec.id, &body::recreate_vm(original, &rec.disks))
-                .await
-                .map(|_| json!({}))
+            let b = match (rec.path, &facts.rebuild) {
+                (MigrationPath::RebuildLinuxOs, Some(spec)) => {
+                    rebuild::vm_body(original, &rec.disks, spec)
+                }
+                (MigrationPath::RebuildLinuxOs, None) => {
+                    return Err(internal("rebuild path without a rebuild spec"));
+                }
+                (MigrationPath::Copy, _) => body::recreate_vm(original, &rec.disks),
+            };
+            cloud.put_vm(&rec.id, &b).await.map(|_| json!({}))
         }
         Action::RestoreVm => {
             cloud

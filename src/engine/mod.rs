@@ -19,6 +19,7 @@
 
 pub mod act;
 pub mod arm;
+pub mod cleanup;
 pub mod lease;
 pub mod rollback;
 pub mod waves;

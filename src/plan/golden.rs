@@ -22,6 +22,7 @@ fn reads() -> Value {
         feature_registered: true,
         size_supports_eah: Some(true),
         size_restricted: false,
+        rebuild_linux_os: None,
     };
     let mut out = Vec::new();
     for vm in input["vms"].as_array().unwrap() {

@@ -208,12 +208,14 @@ pub fn parse_duration(s: &str) -> Result<u64, String> {
         Some('s') => (&t[..t.len() - 1], 1),
         Some('m') => (&t[..t.len() - 1], 60),
         Some('h') => (&t[..t.len() - 1], 3600),
+        Some('d') => (&t[..t.len() - 1], 86400),
         _ => (t, 1),
     };
     num.trim()
         .parse::<u64>()
-        .map(|n| n * mul)
-        .map_err(|_| format!("duration {s:?} is not like 90s, 10m or 2h"))
+        .ok()
+        .and_then(|n| n.checked_mul(mul))
+        .ok_or_else(|| format!("duration {s:?} is not like 90s, 10m, 2h or 7d"))
 }
 
 #[cfg(test)]
@@ -244,5 +246,7 @@ mod tests {
         assert_eq!(Budget::parse("49%").unwrap().allowed(4), 1);
         assert_eq!(parse_duration("10m").unwrap(), 600);
         assert_eq!(parse_duration("7").unwrap(), 7);
+        assert_eq!(parse_duration("7d").unwrap(), 7 * 86400);
+        assert!(parse_duration("99999999999999999d").is_err());
     }
 }

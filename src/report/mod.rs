@@ -216,6 +216,7 @@ pub fn run_vm_json(plan: Option<&FrozenPlan>, r: &RecordSummary) -> Value {
         "updated_at": r.history.last_at,
         "operator_actions": r.carried.operator_actions(),
         "rollback": r.rollback_json(),
+        "left_to_clean": r.left_to_clean().len(),
     })
 }
 

@@ -532,6 +532,7 @@ mod tests {
             volume_type: "All".into(),
             target_encryption: Default::default(),
             guest_check: false,
+            rebuild: None,
         }
     }
 
@@ -897,6 +898,7 @@ mod tests {
             volume_type: "All".into(),
             target_encryption: Default::default(),
             guest_check: false,
+            rebuild: None,
         };
         json!({
             "detach_patch": detach_patch(&vm),

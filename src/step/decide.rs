@@ -38,6 +38,11 @@ pub struct Needs {
 
 /// The reads [`decide`] needs at `rec.step`.
 pub fn needs(rec: &VmRecord) -> Needs {
+    if rec.path == super::rebuild::MigrationPath::RebuildLinuxOs
+        && let Some(n) = super::rebuild::needs(rec)
+    {
+        return n;
+    }
     let vm = |iv| Needs {
         vm: true,
         instance_view: iv,
@@ -112,6 +117,11 @@ pub fn decide(rec: &VmRecord, obs: &Observation, run_id: &str) -> Decision {
             "run `ade2eah status` and report this; the VM was not changed by this step",
         );
     }
+    if rec.path == super::rebuild::MigrationPath::RebuildLinuxOs
+        && let Some(d) = super::rebuild::decide(rec, obs, run_id)
+    {
+        return d;
+    }
     match rec.step {
         Step::Snapshot => super::validate::before_first_change(rec, obs)
             .unwrap_or_else(|| snapshots(rec, obs, run_id)),
@@ -153,7 +163,7 @@ fn is_ours(d: &DiskView, run_id: &str) -> bool {
     d.run_tag.as_deref() == Some(run_id)
 }
 
-fn not_ours(id: &ResourceId) -> Decision {
+pub(super) fn not_ours(id: &ResourceId) -> Decision {
     Decision::park(
         format!(
             "{} already exists and was not created by this run (no matching ade2eah-run tag)",
@@ -626,6 +636,12 @@ fn delete_vm(rec: &VmRecord, obs: &Observation) -> Decision {
             "run `ade2eah resume` to finish the copy",
         );
     }
+    delete_vm_observed(rec, obs)
+}
+
+/// The VM side of deleting the VM: deallocated, the original resource
+/// (same vmId), every disk and NIC set to `Detach`.
+pub(super) fn delete_vm_observed(rec: &VmRecord, obs: &Observation) -> Decision {
     with_vm_or_gone(obs, |vm| {
         if vm.power.as_deref().is_some_and(|p| p != "deallocated") && vm.is_settled() {
             return vm_started_during_offline_copy();
@@ -1266,6 +1282,7 @@ mod tests {
             volume_type: "All".into(),
             target_encryption: Default::default(),
             guest_check: false,
+            rebuild: None,
         });
         let mut v = vm("running");
         v.ade_extensions.clear();

@@ -10,11 +10,13 @@
 //! are the durable [`VmRecord`] and an [`Observation`]; output is a decision.
 
 pub mod body;
+pub mod cleanup;
 pub mod decide;
 pub mod eligibility;
 pub mod encryption;
 pub mod guest;
 pub mod observe;
+pub mod rebuild;
 pub mod record;
 pub mod reinstall;
 pub mod rollback;
@@ -197,6 +199,11 @@ pub enum Action {
         source: ResourceId,
         target: ResourceId,
     },
+    /// PUT an `Empty` data disk for the rebuild path ([`rebuild`]).
+    CreateEmptyDisk {
+        source: ResourceId,
+        target: ResourceId,
+    },
     /// Delete a target disk this run created that holds an unfinished copy.
     DeleteTargetDisk { target: ResourceId },
     /// End SAS access left open on a disk (for example after a crash).
@@ -218,7 +225,8 @@ pub enum Action {
     /// (`body::target_access`): network access policy, disk access, public
     /// network access, data access auth mode.
     RestoreTargetAccess { disk: ResourceId },
-    /// PUT the VM again, on the target disks, with EAH on.
+    /// PUT the VM again, on the target disks, with EAH on (on the rebuild
+    /// path: from the image, on a new OS disk and the empty data disks).
     CreateVm,
     /// PUT an extension (other than ADE) from the journaled original model.
     ReinstallExtension { extension: ResourceId },
@@ -253,6 +261,7 @@ impl Action {
             Action::Deallocate => "deallocate",
             Action::SetDetach => "set-detach",
             Action::CreateTargetDisk { .. } => "create-target-disk",
+            Action::CreateEmptyDisk { .. } => "create-empty-disk",
             Action::DeleteTargetDisk { .. } => "delete-target-disk",
             Action::RevokeAccess { .. } => "revoke-access",
             Action::CopyDisk { .. } => "copy-disk",

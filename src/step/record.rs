@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use super::reinstall::Carried;
 use super::rollback::{RollbackPolicy, RollbackState};
+use super::cleanup::CleanupEntry;
 use super::timing::Span;
 use super::{Action, Step};
 use crate::model::ResourceId;
@@ -81,6 +82,10 @@ pub struct VmFacts {
     /// seen, BitLocker / dm-crypt off), on Windows also before the copy.
     #[serde(default)]
     pub guest_check: bool,
+    /// Set for a Linux VM with an ADE OS volume rebuilt from its image
+    /// (`--rebuild-linux-os`, [`super::rebuild`]).
+    #[serde(default)]
+    pub rebuild: Option<Box<super::rebuild::RebuildSpec>>,
 }
 
 /// The ADE extension resource found on a VM by publisher and type.
@@ -256,6 +261,9 @@ pub struct VmRecord {
     pub step: Step,
     /// Standing in the run.
     pub outcome: Outcome,
+    /// Which variant of the steps the VM follows (copy, or the Linux rebuild).
+    #[serde(default)]
+    pub path: super::rebuild::MigrationPath,
     /// Discovery facts (absent for skipped VMs that could not be classified).
     pub facts: Option<VmFacts>,
     /// The full original VM model (GET body), captured before any destructive step.
@@ -292,6 +300,10 @@ pub struct VmRecord {
     /// The rollback in progress or done, if any (see [`super::rollback`]).
     #[serde(default)]
     pub rollback: Option<RollbackState>,
+    /// What `ade2eah cleanup` deleted (or is deleting) of this VM's
+    /// resources, journaled intent first ([`super::cleanup`]).
+    #[serde(default)]
+    pub cleanup: Vec<CleanupEntry>,
 }
 
 impl VmRecord {
@@ -301,6 +313,7 @@ impl VmRecord {
             id,
             step: Step::Snapshot,
             outcome: Outcome::InProgress,
+            path: super::rebuild::MigrationPath::Copy,
             facts: None,
             original_model: None,
             disks: Vec::new(),
@@ -315,6 +328,7 @@ impl VmRecord {
             carried: Carried::default(),
             rollback_policy: RollbackPolicy::default(),
             rollback: None,
+            cleanup: Vec::new(),
         }
     }
 

@@ -15,6 +15,7 @@ use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
 use super::Step;
+use super::cleanup::CleanupEntry;
 use super::record::{CreatedResource, DiskPlan, DiskRole, Outcome, Round, VmRecord};
 use super::reinstall::Carried;
 use crate::model::ResourceId;
@@ -177,6 +178,9 @@ pub struct RecordSummary {
     /// The rollback in progress or done, if any.
     #[serde(default)]
     pub rollback: Option<super::rollback::RollbackState>,
+    /// What cleanup deleted so far.
+    #[serde(default)]
+    pub cleanup: Vec<CleanupEntry>,
 }
 
 impl RecordSummary {
@@ -197,7 +201,24 @@ impl RecordSummary {
             },
             carried: rec.carried.clone(),
             rollback: rec.rollback.clone(),
+            cleanup: rec.cleanup.clone(),
         }
+    }
+
+    /// The owned resources of a verified VM that cleanup has not deleted yet.
+    pub fn left_to_clean(&self) -> Vec<super::cleanup::Owned> {
+        super::cleanup::left_to_clean(
+            &self.outcome,
+            self.disks.iter().map(|d| super::cleanup::DiskRefs {
+                source: &d.source,
+                snapshot: &d.snapshot,
+                target: &d.target,
+                rounds: &d.rounds,
+                source_model: None,
+            }),
+            &self.created,
+            &self.cleanup,
+        )
     }
 
     /// The rollback's account for status and reports: what was restored,

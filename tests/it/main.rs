@@ -7,6 +7,8 @@ mod support;
 
 /// The bad-input corpus in tests/bad_input/ (issue 4).
 mod bad_input;
+/// `ade2eah cleanup`: only what the journal owns, resumable (issue 13).
+mod cleanup;
 /// The scripting contract: flags, exit codes, status JSON, bad input.
 mod cli_contract;
 /// Pre-copy and delta rounds, checkpoints, verification, paging, ServerBusy (issue 3).
@@ -35,6 +37,8 @@ mod fleet_bench;
 mod fuzz_parsers;
 /// Journal lock, Azure-side lease, schema migration (issue 4).
 mod guards;
+/// `--rebuild-linux-os`: Linux VMs with an ADE OS volume rebuilt from their image (issue 13).
+mod linux_rebuild;
 /// Management locks, backup status and usages (issue 6).
 mod locks;
 /// Fleets across several subscriptions (issue 6).

@@ -299,7 +299,7 @@ async fn run(a: FleetBench) -> Result<Exit, CliError> {
     // Plan (GETs only), then one wave of every eligible VM.
     let plan_started = emu.sim_now_secs();
     let plan_wall = Instant::now();
-    let (vms, _) = crate::discovery::classify_all(&cloud, &ids, false, true)
+    let (vms, _) = crate::discovery::classify_all(&cloud, &ids, false, &Default::default())
         .await
         .map_err(|e| fail(format!("{e:?}")))?;
     let plan_sim = emu.sim_now_secs() - plan_started;

@@ -5,6 +5,7 @@
 pub mod approve;
 pub mod bench_copy;
 pub mod bench_fleet;
+pub mod cleanup;
 pub mod demo;
 pub mod emulator;
 pub mod execute;
@@ -31,6 +32,7 @@ pub async fn dispatch(settings: Settings) -> Result<Exit, CliError> {
         Settings::Rollback(s) => rollback::rollback(s).await,
         Settings::Demo(s) => demo::demo(s).await,
         Settings::Serve(s) => emulator::serve(s).await,
+        Settings::Cleanup(s) => cleanup::cleanup(s).await,
         Settings::BenchFleet(s) => bench_fleet::bench_fleet(s).await,
         Settings::BenchCopy(s) => bench_copy::bench_copy(s).await,
     }

@@ -4,7 +4,7 @@
 use super::setup::connect;
 use crate::cli::error::{CliError, Exit};
 use crate::cli::settings::{DEFAULT_POLL_SECS, PlanSettings, ReportFormat};
-use crate::discovery::{classify_all, select, suggest_sizes};
+use crate::discovery::{DiscoverOptions, classify_all, select, suggest_sizes};
 use crate::engine::arm::ArmCloud;
 use crate::journal::now_rfc3339;
 use crate::plan::file::PlanOptions;
@@ -26,7 +26,18 @@ pub async fn plan(a: PlanSettings) -> Result<Exit, CliError> {
     let (sel, options, waves) = (&a.selector, &a.options, &a.waves);
     let cloud = connect(&a.conn, None, poll).await?;
     let started = std::time::Instant::now();
-    let (plan, stats) = build_plan(&cloud, sel, options, waves, a.register_feature).await?;
+    let (plan, stats) = build_plan(
+        &cloud,
+        sel,
+        options,
+        waves,
+        a.register_feature,
+        &DiscoverOptions {
+            carry_roles: options.carry_role_assignments,
+            rebuild: a.rebuild.clone(),
+        },
+    )
+    .await?;
     tracing::info!(secs = started.elapsed().as_secs_f64(), listed = stats.listed, source = %stats.source, "planned");
     if let Some(out) = &a.out {
         let text = crate::plan::file::render(&plan, sel, options, waves);
@@ -53,11 +64,14 @@ pub async fn build_plan(
     options: &PlanOptions,
     waves: &[WaveSpec],
     register_feature: bool,
+    discover: &DiscoverOptions,
 ) -> Result<(Plan, DiscoveryStats), CliError> {
     let client = cloud.client().clone();
     let mut stats = DiscoveryStats::default();
     let ids = select(&client, sel, &mut stats).await.map_err(plan_err)?;
-    let (mut vms, _) = classify_all(cloud, &ids, false, options.carry_role_assignments).await.map_err(plan_err)?;
+    let (mut vms, _) = classify_all(cloud, &ids, false, discover)
+        .await
+        .map_err(plan_err)?;
     // Target encryption (wt-des): the plan's choice, checked by the preflight.
     for v in vms.iter_mut() {
         if let Some(f) = v.record.facts.as_mut() {

@@ -9,7 +9,7 @@ use super::plan::{build_plan, plan_err};
 use super::setup::{connect, planned_records, start_run};
 use crate::cli::error::{CliError, Exit};
 use crate::cli::settings::RunSettings;
-use crate::discovery::{DiscoverError, classify_all, discover};
+use crate::discovery::{DiscoverError, DiscoverOptions, classify_all, discover};
 use crate::engine::arm::ArmCloud;
 use crate::journal::RunMeta;
 use crate::plan::file::PlanFile;
@@ -28,7 +28,7 @@ pub async fn run(s: RunSettings) -> Result<Exit, CliError> {
         .await?
         .with_copy(s.copy.clone());
     let new = start_run(&s.state)?;
-    let discovered = discover(&cloud, &s.vms, s.carry_role_assignments)
+    let discovered = discover(&cloud, &s.vms, &discover_options(&s))
         .await
         .map_err(|e| match e {
             DiscoverError::UnknownVm(_) | DiscoverError::NotAVm(_) => {
@@ -153,7 +153,7 @@ async fn run_plan(s: RunSettings, path: &Path) -> Result<Exit, CliError> {
         .await?
         .with_copy(s.copy.clone());
     let new = start_run(&s.state)?;
-    let plan = bind_plan(&cloud, &file, path).await?;
+    let plan = bind_plan(&cloud, &file, path, &discover_options(&s)).await?;
     for v in &plan.vms {
         if let Outcome::Skipped { reason } = &v.record.outcome {
             eprintln!("skip {} ({}): {reason}", v.name, v.path);
@@ -195,19 +195,35 @@ async fn run_plan(s: RunSettings, path: &Path) -> Result<Exit, CliError> {
     execute_waves(cloud, journal, &meta, &frozen, entries, drive).await
 }
 
+/// What discovery does for this run (its flags: `--no-carry-role-assignments`,
+/// `--rebuild-linux-os`; a plan file's VMs take them from `run` too).
+fn discover_options(s: &RunSettings) -> DiscoverOptions {
+    DiscoverOptions {
+        carry_roles: s.carry_role_assignments,
+        rebuild: s.rebuild.clone(),
+    }
+}
+
 /// The plan of `file` bound to today's inventory: re-planned from its
 /// selector when it lists no VMs, else its VMs re-classified and refused
 /// (exit 2) if any changed since planning.
-async fn bind_plan(cloud: &ArmCloud, file: &PlanFile, path: &Path) -> Result<Plan, CliError> {
+async fn bind_plan(
+    cloud: &ArmCloud,
+    file: &PlanFile,
+    path: &Path,
+    discover: &DiscoverOptions,
+) -> Result<Plan, CliError> {
     if file.vms.is_empty() {
         let mut sel = file.selector.clone();
         sel.subscriptions = file.subscriptions.clone();
-        return Ok(build_plan(cloud, &sel, &file.options, &file.waves, false)
-            .await?
-            .0);
+        return Ok(
+            build_plan(cloud, &sel, &file.options, &file.waves, false, discover)
+                .await?
+                .0,
+        );
     }
     let ids: Vec<_> = file.vms.iter().map(|v| v.id.clone()).collect();
-    let (mut vms, missing) = classify_all(cloud, &ids, true, file.options.carry_role_assignments)
+    let (mut vms, missing) = classify_all(cloud, &ids, true, discover)
         .await
         .map_err(plan_err)?;
     // Locks, backup and quota as at planning (blockers change fingerprints).

@@ -319,8 +319,11 @@ fn seed_model(
                 json!({"provisionVMAgent": true, "enableAutomaticUpdates": true})
         }
         OsKind::Linux => {
-            os_profile["linuxConfiguration"] =
-                json!({"disablePasswordAuthentication": true, "provisionVMAgent": true})
+            // Password sign-in off implies SSH keys: a VM GET returns them
+            // (REST docs, LinuxConfiguration.ssh.publicKeys), never a password.
+            os_profile["linuxConfiguration"] = json!({"disablePasswordAuthentication": true, "provisionVMAgent": true,
+                "ssh": {"publicKeys": [{"path": "/home/azureuser/.ssh/authorized_keys",
+                                        "keyData": format!("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEmulator {}", spec.name)}]}})
         }
     }
     let mut security = json!({});

@@ -30,6 +30,8 @@ impl<'a> DiskModel<'a> {
         name => "name";
         /// Region.
         location => "location";
+        /// `managedBy`: the VM a disk is attached to (absent when detached).
+        managed_by => "managedBy";
     }
 
     raw_fields! {
@@ -78,6 +80,9 @@ impl<'a> DiskProperties<'a> {
         disk_state => "diskState";
         /// `provisioningState`.
         provisioning_state => "provisioningState";
+        /// `uniqueId`: stable for the life of the resource (a disk re-created
+        /// under the same name gets a new one).
+        unique_id => "uniqueId";
     }
 
     raw_fields! {
@@ -126,6 +131,32 @@ impl<'a> DiskProperties<'a> {
         present(self.0, "encryptionSettingsCollection")
             .and_then(|c| c.get("enabled"))
             .and_then(Value::as_bool)
+    }
+
+    /// The key vault references of the ADE stamp: every
+    /// `diskEncryptionKey` (`sourceVault.id`, `secretUrl`) and
+    /// `keyEncryptionKey` (`sourceVault.id`, `keyUrl`) of
+    /// `encryptionSettingsCollection.encryptionSettings[]`, as
+    /// `(vault id, secret or key URL)`.
+    pub fn ade_key_refs(&self) -> Vec<(Option<&'a str>, &'a str)> {
+        let settings = present(self.0, "encryptionSettingsCollection")
+            .and_then(|c| c.get("encryptionSettings"))
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        let mut out = Vec::new();
+        for s in settings {
+            for (key, url) in [
+                ("diskEncryptionKey", "secretUrl"),
+                ("keyEncryptionKey", "keyUrl"),
+            ] {
+                let k = object(s, key);
+                if let Some(u) = string(k, url) {
+                    out.push((string(object(k, "sourceVault"), "id"), u));
+                }
+            }
+        }
+        out
     }
 
     /// `securityProfile.securityType` (`TrustedLaunch`...).

@@ -101,6 +101,13 @@ impl<'a> ExtensionModel<'a> {
         string(self.settings(), "EncryptionOperation")
     }
 
+    /// A public setting `properties.settings.<key>` as a string (ADE:
+    /// `KeyVaultURL`, `KeyVaultResourceId`, `KeyEncryptionKeyURL`,
+    /// `KekVaultResourceId`).
+    pub fn setting(&self, key: &str) -> Option<&'a str> {
+        string(self.settings(), key)
+    }
+
     /// ADE public setting `properties.settings.VolumeType`.
     pub fn volume_type(&self) -> Option<&'a str> {
         string(self.settings(), "VolumeType")
