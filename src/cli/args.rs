@@ -366,6 +366,11 @@ pub struct ReportArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub output: ReportFormat,
+    // wt-report (issue 14): the HTML timeline.
+    /// Write the run's self-contained HTML timeline to FILE (instead of
+    /// printing the report).
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
 }
 
 /// `approve`: open an approval gate of a planned run.

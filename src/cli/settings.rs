@@ -71,6 +71,7 @@ impl Settings {
             Command::Report(a) => Settings::Report(ReportSettings {
                 state: a.state,
                 format: a.output,
+                html: a.html,
             }),
             Command::Approve(a) => Settings::Approve(ApproveSettings {
                 state: a.state,
@@ -381,6 +382,8 @@ pub struct ReportSettings {
     pub state: PathBuf,
     /// Output format.
     pub format: ReportFormat,
+    /// `--html FILE` (wt-report, issue 14): write the HTML timeline there.
+    pub html: Option<PathBuf>,
 }
 
 /// `approve`.

@@ -26,7 +26,7 @@ use crate::step::VmRecord;
 
 pub use estimate::Estimate;
 pub use findings::{Finding, Severity};
-pub use frozen::{FrozenPlan, FrozenWave};
+pub use frozen::{FrozenFinding, FrozenPlan, FrozenWave};
 pub use waves::{Budget, BudgetScope, WaveTarget};
 
 /// Schema id of `plan --output json` (see docs/plan-schema.md).

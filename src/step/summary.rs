@@ -170,6 +170,9 @@ pub struct RecordSummary {
     pub attempts: u32,
     /// Length and newest time of the history.
     pub history: HistoryTail,
+    /// Timed phases (see [`crate::step::timing`]).
+    #[serde(default)]
+    pub spans: Vec<crate::step::Span>,
 }
 
 impl RecordSummary {
@@ -188,6 +191,7 @@ impl RecordSummary {
                 len: rec.history.len(),
                 last_at: rec.history.last().map(|h| h.at.clone()),
             },
+            spans: rec.spans.clone(),
         }
     }
 

@@ -105,6 +105,7 @@ async fn journal_probe(dir: &Path, probe: JournalProbe) -> Result<Exit, CliError
     let report = |format| ReportSettings {
         state: state.clone(),
         format,
+        html: None,
     };
     let started = Instant::now();
     let exit = match probe {
@@ -321,6 +322,7 @@ async fn run(a: FleetBench) -> Result<Exit, CliError> {
         max_parallel: a.max_parallel,
         failure_budget: None,
         failure_scope: "cumulative".into(),
+        findings: Vec::new(),
     };
     let tmp = tempfile::tempdir().map_err(|e| fail(e.to_string()))?;
     let state = tmp.path().join("state");
