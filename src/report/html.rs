@@ -251,7 +251,10 @@ fn timeline(o: &mut String, plan: Option<&FrozenPlan>, vms: &[RecordSummary], ru
         );
     }
     o.push_str("<span><i class=\"legend-downtime\" style=\"background:rgba(220,38,38,.16);border:1px solid #dc2626\"></i>downtime</span></div>\n");
-    o.push_str("<div class=\"timeline\" id=\"timeline\"><div class=\"axis\">");
+    let _ = write!(
+        o,
+        "<div class=\"timeline\" id=\"timeline\" data-t0=\"{t0}\" data-t1=\"{t1}\"><div class=\"axis\">"
+    );
     for k in 0..=4 {
         let at = t0 + range * f64::from(k) / 4.0;
         let _ = write!(

@@ -39,6 +39,8 @@ mod locks;
 mod multi_sub;
 /// Azure's own refusals reproduced by the emulator (the naive path).
 mod platform_rules;
+/// Downtime in `report --output json`, the HTML timeline in Chromium (issue 14).
+mod report_timeline;
 /// Microsoft's Python SDKs (azure-mgmt-compute, azure-storage-blob) drive the emulator (issue 11).
 mod sdk_conformance;
 /// Discovery by tag, name glob, and feature registration (issue 6).
