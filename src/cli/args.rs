@@ -355,6 +355,11 @@ pub struct PlanArgs {
     /// Also write the plan file (TOML) here.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    // wt-report (issue 14): what the downtime estimates assume.
+    /// Guest write rate assumed while a VM runs, MiB/s: sets how much the
+    /// pre-copy rounds leave for the final (offline) delta.
+    #[arg(long, value_name = "MIB_PER_S", default_value_t = 1.0)]
+    pub assume_churn: f64,
 }
 
 /// `report`: the state of a run (during or after).

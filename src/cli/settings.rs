@@ -412,6 +412,8 @@ pub struct PlanSettings {
     pub output: ReportFormat,
     /// `--out FILE`.
     pub out: Option<PathBuf>,
+    /// What the estimates assume (wt-report, issue 14: `--assume-churn`).
+    pub assumptions: crate::plan::Assumptions,
 }
 
 impl PlanSettings {
@@ -420,6 +422,13 @@ impl PlanSettings {
         conn.poll = Some(conn.poll_or(DEFAULT_POLL_SECS)?);
         let selector = selector_of(&a)?;
         let (options, waves) = options_of(&a)?;
+        // wt-report (issue 14): the estimate's assumed guest write rate.
+        if !(a.assume_churn.is_finite() && a.assume_churn >= 0.0) {
+            return Err(CliError::BadInput(format!(
+                "--assume-churn {} must be a number of MiB/s, 0 or more",
+                a.assume_churn
+            )));
+        }
         Ok(PlanSettings {
             conn,
             selector,
@@ -428,6 +437,10 @@ impl PlanSettings {
             register_feature: a.register_feature,
             output: a.output,
             out: a.out,
+            assumptions: crate::plan::Assumptions {
+                churn_mib_s: a.assume_churn,
+                ..Default::default()
+            },
         })
     }
 }

@@ -498,6 +498,86 @@ mod tests {
         );
     }
 
+    /// Every string from Azure or the journal, set to markup, comes out as
+    /// text: names, reasons, next actions, wave names, findings, plan source.
+    #[test]
+    fn injected_markup_is_escaped_everywhere() {
+        use crate::model::ResourceId;
+        use crate::plan::{FrozenFinding, FrozenWave};
+        use crate::step::{Span, VmRecord};
+        const EVIL: &str = "<script>alert(1)</script><img src=x onerror=alert(2)>\"'&";
+        let vm = |n: &str| ResourceId::new("s", "rg", "Microsoft.Compute", "virtualMachines", n);
+        // ARM ids cannot hold `<>"&`; a quote they can.
+        let mut parked = VmRecord::new(vm("o'parked"));
+        parked.outcome = Outcome::Parked {
+            reason: format!("reason {EVIL}"),
+            next_action: format!("next {EVIL}"),
+        };
+        for (phase, a, b) in [(Phase::Deallocate, 0.0, 1.0), (Phase::CopyRound, 1.0, 3.0)] {
+            parked.record_span(Span {
+                phase,
+                start: a,
+                end: b,
+                round: Some(1),
+                offline: true,
+                bytes: 0,
+            });
+        }
+        let mut skipped = VmRecord::new(vm("o'skipped"));
+        skipped.outcome = Outcome::Skipped {
+            reason: format!("skip {EVIL}"),
+        };
+        let vms: Vec<RecordSummary> = [parked, skipped].iter().map(RecordSummary::of).collect();
+        let plan = FrozenPlan {
+            source: format!("plan{EVIL}.toml"),
+            fingerprint: EVIL.into(),
+            waves: vec![FrozenWave {
+                name: format!("w{EVIL}"),
+                target: "100%".into(),
+                max_parallel: 1,
+                approval: false,
+                soak_secs: 0,
+            }],
+            assignment: [(vms[0].id.key(), 1)].into_iter().collect(),
+            max_parallel: 1,
+            failure_budget: None,
+            failure_scope: "cumulative".into(),
+            findings: vec![FrozenFinding {
+                vm: Some(vms[1].id.to_string()),
+                code: format!("c{EVIL}"),
+                severity: "blocker".into(),
+                message: format!("m{EVIL}"),
+            }],
+        };
+        let mut meta = RunMeta::new(
+            "http://x",
+            "public",
+            "none",
+            vec![EVIL.into()],
+            std::time::Duration::from_secs(1),
+            1,
+            vec![],
+        );
+        meta.run_id = format!("r{EVIL}");
+        let times = RunTimes::of(Some(&plan), &vms);
+        let entries: Vec<crate::step::VmEntry> = vms.iter().map(Into::into).collect();
+        let head = super::super::run_head(&meta, Some(&plan), &entries, &times);
+        let page = render(&meta, Some(&plan), &head, &vms, &times);
+        for raw in ["<script", "<img", "onerror=alert(2)>", "\"'&", "o'"] {
+            assert!(!page.contains(raw), "{raw} unescaped in the page");
+        }
+        assert!(page.contains("o&#39;parked") && page.contains("o&#39;skipped"));
+        let escaped = esc(EVIL);
+        // run id (title and text), subscription, fingerprint, reason, next
+        // action, skip reason, wave name (table and timeline), finding code
+        // and message, plan source.
+        let n = page.matches(&escaped).count();
+        assert!(n >= 12, "{n} escaped copies");
+        assert!(page.contains(&format!("reason {escaped}")));
+        assert!(page.contains(&format!("next {escaped}")));
+        assert!(page.contains(&format!("m{escaped}")));
+    }
+
     #[test]
     fn bars_are_placed_by_time_and_clamped_to_the_range() {
         assert_eq!(place(100.0, 200.0, 150.0, 250.0), (25.0, 50.0));

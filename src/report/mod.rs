@@ -125,6 +125,8 @@ pub fn plan_table(plan: &Plan) -> String {
             f.message
         ));
     }
+    out.push_str(&plan.assumptions.describe());
+    out.push('\n');
     out
 }
 
@@ -141,6 +143,10 @@ pub fn plan_markdown(plan: &Plan) -> String {
         plan.subscriptions.join("`, `"), plan.created_at, plan.fingerprint, plan.summary.selected, plan.summary.eligible,
         plan.summary.skipped, gib(plan.summary.estimate.bytes_to_copy), plan.summary.estimate.extra_storage_gib,
         plan.summary.estimate.arm_writes
+    ));
+    o.push_str(&format!(
+        "_{}._\n\n",
+        md_escape(&plan.assumptions.describe())
     ));
     o.push_str("## Waves\n\n| Wave | Name | Target | VMs | Parallel | Approval | Soak | Downtime (sum) |\n|---|---|---|---|---|---|---|---|\n");
     for w in &plan.waves {
