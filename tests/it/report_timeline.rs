@@ -410,3 +410,67 @@ async fn run_chromium(chromium: &Path, extra: &[String], file: &Path) -> Vec<u8>
     );
     out.stdout
 }
+
+/// The quoted string after each `prefix` in `src` (whitespace skipped).
+fn quoted_after(src: &str, prefix: &str) -> Vec<String> {
+    src.match_indices(prefix)
+        .filter_map(|(i, _)| {
+            let rest = src[i + prefix.len()..].trim_start();
+            let rest = rest.strip_prefix('"')?;
+            Some(rest[..rest.find('"')?].to_string())
+        })
+        .collect()
+}
+
+fn source(path: &str) -> String {
+    std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(path)).unwrap()
+}
+
+/// docs/troubleshooting.md names every finding code the tool can report
+/// and every Azure error code `src/azure/error.rs` classifies.
+#[test]
+fn troubleshooting_table_names_every_finding_and_error_code() {
+    let doc = source("docs/troubleshooting.md");
+    let lower = doc.to_ascii_lowercase();
+    let mut codes: Vec<String> = Vec::new();
+    let mut files = vec![PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src")];
+    while let Some(p) = files.pop() {
+        if p.is_dir() {
+            files.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        } else if p.extension().is_some_and(|e| e == "rs") {
+            let text = std::fs::read_to_string(&p).unwrap();
+            codes.extend(quoted_after(&text, "Finding::new("));
+        }
+    }
+    let preflight = source("src/plan/preflight.rs");
+    codes.extend(quoted_after(&preflight, ": &str ="));
+    let elig = source("src/step/eligibility.rs");
+    codes.extend(quoted_after(&elig, "skip("));
+    codes.extend(quoted_after(&elig, "path:"));
+    codes.retain(|c| !c.is_empty() && c.chars().all(|ch| ch.is_ascii_lowercase() || ch == '-'));
+    codes.sort();
+    codes.dedup();
+    for must in ["management-lock", "disk-quota", "linux-os-volume", "size-unavailable", "zone"] {
+        assert!(codes.iter().any(|c| c == must), "the scan missed {must}: {codes:?}");
+    }
+    let missing: Vec<&String> = codes
+        .iter()
+        .filter(|c| !doc.contains(&format!("`{c}`")))
+        .collect();
+    assert!(missing.is_empty(), "finding codes missing from docs/troubleshooting.md: {missing:?}");
+    let error = source("src/azure/error.rs");
+    let parse = &error[error.find("pub fn parse(code: &str) -> KnownCode").unwrap()..];
+    let parse = &parse[..parse.find("_ => KnownCode::Other").unwrap()];
+    let azure: Vec<String> = parse
+        .split('"')
+        .skip(1)
+        .step_by(2)
+        .map(String::from)
+        .collect();
+    assert!(azure.len() > 40, "{azure:?}");
+    let missing: Vec<&String> = azure
+        .iter()
+        .filter(|c| !lower.contains(&format!("`{c}`")))
+        .collect();
+    assert!(missing.is_empty(), "Azure error codes missing from docs/troubleshooting.md: {missing:?}");
+}
