@@ -12,7 +12,8 @@
 //!   finding messages, wave names) is HTML-escaped by [`esc`].
 //! - Geometry: the timeline spans the run's first to last recorded time;
 //!   a bar's `left` and `width` are its start and duration as percentages
-//!   of that range, inside its VM's track. Bars carry `data-phase`,
+//!   of that range, inside its VM's time box (`.tl-time`: the track less
+//!   the 2 px a minimum-width bar at the very end may take). Bars carry `data-phase`,
 //!   `data-start`, `data-end` and `data-secs` (and the downtime bar
 //!   `data-downtime`) so a browser test can check the layout.
 
@@ -102,9 +103,10 @@ th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .tl-wave{font-weight:600;padding:8px 0 2px;border-bottom:1px solid #bbb}
 .tl-label{width:300px;flex:none;overflow:hidden;white-space:nowrap;text-overflow:ellipsis;padding-right:8px}
 .tl-track{position:relative;flex:1;height:18px;background:#fafafa}
+.tl-time{position:absolute;left:0;right:2px;top:0;bottom:0}
 .bar{position:absolute;top:3px;height:12px;min-width:1px;opacity:.95}
 .downtime{position:absolute;top:0;height:18px;background:rgba(220,38,38,.16);border:1px solid #dc2626;box-sizing:border-box;min-width:2px}
-.axis{position:relative;height:18px;margin-left:300px;font-size:11px;color:#555}
+.axis{position:relative;height:18px;margin-left:300px;margin-right:2px;font-size:11px;color:#555}
 .tick{position:absolute;top:0;border-left:1px solid #bbb;padding-left:2px;height:16px;white-space:nowrap}
 .legend span{display:inline-block;margin:2px 10px 2px 0;font-size:12px}
 .legend i{display:inline-block;width:12px;height:10px;margin-right:4px;vertical-align:middle}
@@ -313,7 +315,7 @@ fn row(o: &mut String, r: &RecordSummary, t0: f64, range: f64) {
     };
     let _ = write!(
         o,
-        "<div class=\"tl-row\" data-vm=\"{}\"><div class=\"tl-label\" title=\"{}\">{label}</div><div class=\"tl-track\">",
+        "<div class=\"tl-row\" data-vm=\"{}\"><div class=\"tl-label\" title=\"{}\">{label}</div><div class=\"tl-track\"><div class=\"tl-time\">",
         esc(r.id.name()),
         esc(r.id.as_str()),
     );
@@ -346,7 +348,7 @@ fn row(o: &mut String, r: &RecordSummary, t0: f64, range: f64) {
             if s.offline { " (offline)" } else { "" }
         );
     }
-    o.push_str("</div></div>\n");
+    o.push_str("</div></div></div>\n");
 }
 
 fn breakdown(o: &mut String, vms: &[RecordSummary]) {

@@ -281,7 +281,9 @@ async fn html_timeline_is_self_contained_and_renders_in_chromium() {
                 let d = &row["downtime"];
                 assert!(!d.is_null(), "{name}: no downtime bar");
                 assert!(inside(d), "{name}: downtime bar outside its row: {d} {row}");
-                let tw = track["right"].as_f64().unwrap() - track["left"].as_f64().unwrap();
+                // Proportions are of the time box (the track less 2 px).
+                let time = &row["time"];
+                let tw = time["right"].as_f64().unwrap() - time["left"].as_f64().unwrap();
                 let want = secs / (t1 - t0) * tw;
                 let got = d["right"].as_f64().unwrap() - d["left"].as_f64().unwrap();
                 assert!(
@@ -292,7 +294,7 @@ async fn html_timeline_is_self_contained_and_renders_in_chromium() {
                 let start = (rec.spans.iter().find(|s| s.phase == Phase::Deallocate))
                     .unwrap()
                     .start;
-                let want_left = track["left"].as_f64().unwrap() + (start - t0) / (t1 - t0) * tw;
+                let want_left = time["left"].as_f64().unwrap() + (start - t0) / (t1 - t0) * tw;
                 assert!(
                     (d["left"].as_f64().unwrap() - want_left).abs() <= 2.0,
                     "{name}: downtime bar at {d} wants left {want_left}"
@@ -353,6 +355,7 @@ const out = {text: document.body.innerText, t0: +tl.dataset.t0, t1: +tl.dataset.
 for (const row of document.querySelectorAll('.tl-row')) {
   const d = row.querySelector('.downtime');
   out.rows.push({vm: row.dataset.vm, row: box(row), track: box(row.querySelector('.tl-track')),
+    time: box(row.querySelector('.tl-time')),
     downtime: d ? box(d) : null, bars: [...row.querySelectorAll('.bar')].map(box)});
 }
 const pre = document.createElement('pre'); pre.id = 'probe';
@@ -450,14 +453,26 @@ fn troubleshooting_table_names_every_finding_and_error_code() {
     codes.retain(|c| !c.is_empty() && c.chars().all(|ch| ch.is_ascii_lowercase() || ch == '-'));
     codes.sort();
     codes.dedup();
-    for must in ["management-lock", "disk-quota", "linux-os-volume", "size-unavailable", "zone"] {
-        assert!(codes.iter().any(|c| c == must), "the scan missed {must}: {codes:?}");
+    for must in [
+        "management-lock",
+        "disk-quota",
+        "linux-os-volume",
+        "size-unavailable",
+        "zone",
+    ] {
+        assert!(
+            codes.iter().any(|c| c == must),
+            "the scan missed {must}: {codes:?}"
+        );
     }
     let missing: Vec<&String> = codes
         .iter()
         .filter(|c| !doc.contains(&format!("`{c}`")))
         .collect();
-    assert!(missing.is_empty(), "finding codes missing from docs/troubleshooting.md: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "finding codes missing from docs/troubleshooting.md: {missing:?}"
+    );
     let error = source("src/azure/error.rs");
     let parse = &error[error.find("pub fn parse(code: &str) -> KnownCode").unwrap()..];
     let parse = &parse[..parse.find("_ => KnownCode::Other").unwrap()];
@@ -472,5 +487,8 @@ fn troubleshooting_table_names_every_finding_and_error_code() {
         .iter()
         .filter(|c| !lower.contains(&format!("`{c}`")))
         .collect();
-    assert!(missing.is_empty(), "Azure error codes missing from docs/troubleshooting.md: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "Azure error codes missing from docs/troubleshooting.md: {missing:?}"
+    );
 }
