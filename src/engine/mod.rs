@@ -73,9 +73,9 @@ fn phase_of(action: &Action, step: Step) -> Phase {
     }
 }
 
-/// Appends the span of `phase` from `start` until now, or extends the last
-/// span when it is of the same phase and round (consecutive NIC-hold waits,
-/// or an action repeated with nothing else recorded in between).
+/// Appends the span of `phase` from `start` until now (`offline` from the
+/// record's step); consecutive NIC-hold waits (held answers and their
+/// waits, nothing else recorded in between) extend one span instead.
 fn push_span(rec: &mut VmRecord, phase: Phase, start: f64, round: Option<u32>, bytes: u64) {
     let end = unix_now().max(start);
     let offline = offline_at(rec.step);

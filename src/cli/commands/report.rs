@@ -19,6 +19,7 @@ pub fn report(a: ReportSettings) -> Result<Exit, CliError> {
     let plan = crate::journal::state_dir::load_plan(&a.state);
     if let Some(file) = &a.html {
         write_html(file, &meta, plan.as_ref(), &journal)?;
+        eprintln!("timeline written to {}", file.display());
         return Ok(Exit::Done);
     }
     let stdout = std::io::stdout();
