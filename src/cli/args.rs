@@ -490,6 +490,11 @@ pub struct PlanArgs {
     /// Target encryption written into the plan.
     #[command(flatten)]
     pub target: TargetArgs,
+    // wt-report (issue 14): what the downtime estimates assume.
+    /// Guest write rate assumed while a VM runs, MiB/s: sets how much the
+    /// pre-copy rounds leave for the final (offline) delta.
+    #[arg(long, value_name = "MIB_PER_S", default_value_t = 1.0)]
+    pub assume_churn: f64,
 }
 
 /// `report`: the state of a run (during or after).
@@ -501,6 +506,11 @@ pub struct ReportArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub output: ReportFormat,
+    // wt-report (issue 14): the HTML timeline.
+    /// Write the run's self-contained HTML timeline to FILE (instead of
+    /// printing the report).
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
 }
 
 /// `approve`: open an approval gate of a planned run.

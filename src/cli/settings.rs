@@ -78,6 +78,7 @@ impl Settings {
             Command::Report(a) => Settings::Report(ReportSettings {
                 state: a.state,
                 format: a.output,
+                html: a.html,
             }),
             Command::Approve(a) => Settings::Approve(ApproveSettings {
                 state: a.state,
@@ -550,6 +551,8 @@ pub struct ReportSettings {
     pub state: PathBuf,
     /// Output format.
     pub format: ReportFormat,
+    /// `--html FILE` (wt-report, issue 14): write the HTML timeline there.
+    pub html: Option<PathBuf>,
 }
 
 /// `approve`.
@@ -580,6 +583,8 @@ pub struct PlanSettings {
     pub output: ReportFormat,
     /// `--out FILE`.
     pub out: Option<PathBuf>,
+    /// What the estimates assume (wt-report, issue 14: `--assume-churn`).
+    pub assumptions: crate::plan::Assumptions,
 }
 
 impl PlanSettings {
@@ -588,6 +593,13 @@ impl PlanSettings {
         conn.poll = Some(conn.poll_or(DEFAULT_POLL_SECS)?);
         let selector = selector_of(&a)?;
         let (options, waves) = options_of(&a)?;
+        // wt-report (issue 14): the estimate's assumed guest write rate.
+        if !(a.assume_churn.is_finite() && a.assume_churn >= 0.0) {
+            return Err(CliError::BadInput(format!(
+                "--assume-churn {} must be a number of MiB/s, 0 or more",
+                a.assume_churn
+            )));
+        }
         Ok(PlanSettings {
             conn,
             selector,
@@ -597,6 +609,10 @@ impl PlanSettings {
             rebuild: rebuild_options(&a.rebuild)?,
             output: a.output,
             out: a.out,
+            assumptions: crate::plan::Assumptions {
+                churn_mib_s: a.assume_churn,
+                ..Default::default()
+            },
         })
     }
 }

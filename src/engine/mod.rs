@@ -39,9 +39,99 @@ use crate::model::ResourceId;
 use crate::step::rollback::Trigger;
 use crate::step::validate::{DesRead, SKU_UNREAD, ValidationReads};
 use crate::step::{
-    Action, Decision, DecryptionState, DiskView, Observation, Outcome, Step, VmEntry, VmRecord,
-    VmView, guest,
+    Action, Decision, DecryptionState, DiskView, Observation, Outcome, Phase, Span, Step, VmEntry,
+    VmRecord, VmView, guest,
 };
+
+/// Unix seconds of the wall clock (the clock of [`Span`]s).
+pub(crate) fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// True while the source VM is deallocated or deleted at `step` (from the
+/// deallocation until the re-created VM has started).
+fn offline_at(step: Step) -> bool {
+    (Step::Deallocate..=Step::Start).contains(&step)
+}
+
+/// The phase an action's span is recorded under (at `step`); copy rounds
+/// are [`Phase::CopyRound`], the action-level span that reports replace by
+/// the round's sub-phase spans where those exist.
+fn phase_of(action: &Action, step: Step) -> Phase {
+    match action {
+        Action::CreateSnapshot { .. } => Phase::BackupSnapshot,
+        Action::StartVm if offline_at(step) => Phase::Start,
+        Action::StartVm | Action::DisableAde { .. } => Phase::Decrypt,
+        Action::RemoveExtension { .. } => Phase::RemoveExtension,
+        Action::Deallocate => Phase::Deallocate,
+        Action::SetDetach => Phase::Detach,
+        Action::CreateTargetDisk { .. }
+        | Action::CreateEmptyDisk { .. }
+        | Action::DeleteTargetDisk { .. } => Phase::CreateTargets,
+        Action::RevokeAccess { .. } => Phase::Revoke,
+        Action::CopyDisk { .. } | Action::CopyRound { .. } => Phase::CopyRound,
+        Action::VerifyCopies => Phase::VerifyCopy,
+        Action::DeleteVm => Phase::DeleteVm,
+        Action::RestoreTargetAccess { .. } | Action::CreateVm => Phase::CreateVm,
+        Action::ReinstallExtension { .. } | Action::GrantRole { .. } => Phase::PostStart,
+        Action::RestoreVm | Action::RestoreDeleteOptions | Action::ReenableAde { .. } => {
+            Phase::Rollback
+        }
+    }
+}
+
+/// Appends the span of `phase` from `start` until now (`offline` from the
+/// record's step); consecutive NIC-hold waits (held answers and their
+/// waits, nothing else recorded in between) extend one span instead.
+fn push_span(rec: &mut VmRecord, phase: Phase, start: f64, round: Option<u32>, bytes: u64) {
+    let end = unix_now().max(start);
+    let offline = offline_at(rec.step);
+    if let Some(last) = rec.spans.last_mut()
+        && last.phase == phase
+        && last.round == round
+        && last.offline == offline
+        && phase == Phase::NicHold
+    {
+        last.end = end;
+        return;
+    }
+    rec.record_span(Span {
+        phase,
+        start,
+        end,
+        round,
+        offline,
+        bytes,
+    });
+}
+
+/// At the advance from [`Step::Start`] (the VM observed running: the end of
+/// the downtime window) or [`Step::Verify`]: extends the step's action span
+/// to now, or records the step's span from `entered` when it needed no
+/// action (a re-created VM that Azure started itself).
+fn close_step_span(rec: &mut VmRecord, entered: f64) {
+    let phase = match rec.step {
+        Step::Start => Phase::Start,
+        Step::Verify => Phase::PostStart,
+        _ => return,
+    };
+    match rec.spans.last_mut() {
+        Some(last) if last.phase == phase => last.end = unix_now().max(last.end),
+        _ => push_span(rec, phase, entered, None, 0),
+    }
+}
+
+/// The round a copy action works on: the newest round number of the disks
+/// not yet sealed.
+fn open_round(rec: &VmRecord) -> Option<u32> {
+    rec.disks
+        .iter()
+        .filter_map(|d| d.rounds.last().map(|r| r.number))
+        .max()
+}
 
 /// Engine tuning.
 #[derive(Debug, Clone)]
@@ -239,6 +329,10 @@ impl Engine {
             self.record(&mut rec, "recover", json!({"pending": pending}))?;
         }
         let mut wait_started: Option<tokio::time::Instant> = None;
+        // Wall-clock start of the current wait for the guest's decryption.
+        let mut decrypt_wait: Option<f64> = None;
+        // Wall-clock time the current step was entered (in this process).
+        let mut step_entered = unix_now();
         self.progress.step(&rec.id, rec.step);
         loop {
             if self.cancelled() {
@@ -247,7 +341,7 @@ impl Engine {
             if let Some(reason) = rollback::finished(&rec) {
                 // The lease tag goes first, as for a finished migration.
                 if let Err(e) = self.lease.release_one(self.cloud(), &rec.id).await {
-                    if self.on_error(&mut rec, "release-lease", e).await? {
+                    if self.on_error(&mut rec, "release-lease", e, None).await? {
                         return Ok(rec);
                     }
                     continue;
@@ -262,7 +356,7 @@ impl Engine {
                 // between: the next resume removes it), as soon as the VM is
                 // done, so a later wave (or another run) never waits on it.
                 if let Err(e) = self.lease.release_one(self.cloud(), &rec.id).await {
-                    if self.on_error(&mut rec, "release-lease", e).await? {
+                    if self.on_error(&mut rec, "release-lease", e, None).await? {
                         return Ok(rec);
                     }
                     continue;
@@ -275,7 +369,7 @@ impl Engine {
             let obs = match self.observe(&rec).await {
                 Ok(o) => o,
                 Err(e) => {
-                    if self.on_error(&mut rec, "observe", e).await? {
+                    if self.on_error(&mut rec, "observe", e, None).await? {
                         return Ok(rec);
                     }
                     continue;
@@ -283,6 +377,13 @@ impl Engine {
             };
             match rollback::decide_of(&rec, &obs, &self.run_id) {
                 Decision::Advance => {
+                    if let Some(t0) = decrypt_wait.take() {
+                        push_span(&mut rec, Phase::Decrypt, t0, None, 0);
+                    }
+                    if rec.rollback.is_none() {
+                        close_step_span(&mut rec, step_entered);
+                    }
+                    step_entered = unix_now();
                     let detail = rollback::advance(&mut rec);
                     wait_started = None;
                     self.record(&mut rec, "advance", detail)?;
@@ -290,6 +391,9 @@ impl Engine {
                 }
                 Decision::Wait { reason } => {
                     let started = *wait_started.get_or_insert_with(tokio::time::Instant::now);
+                    if rec.step == Step::AwaitDecrypted {
+                        decrypt_wait.get_or_insert_with(unix_now);
+                    }
                     if rec.step == Step::AwaitDecrypted
                         && rec.rollback.is_none()
                         && started.elapsed() > self.opts.decrypt_max_wait
@@ -343,18 +447,31 @@ impl Engine {
     ) -> Result<bool, JournalError> {
         let name = action.name();
         if let Err(e) = self.lease.before(self.cloud(), &rec.id, name).await {
-            return self.on_error(rec, name, e).await;
+            return self.on_error(rec, name, e, None).await;
         }
         failpoint::hit(&format!("before-intent:{name}"));
         act::prepare_intent(rec, &action);
         rec.pending = Some(action.clone());
         self.record(rec, "intent", json!({"action": action}))?;
         failpoint::hit(&format!("after-intent:{name}"));
+        let round = matches!(action, Action::CopyRound { .. } | Action::CopyDisk { .. })
+            .then(|| open_round(rec))
+            .flatten();
+        let t0 = unix_now();
         let result = act::perform(self, rec, &action).await;
         failpoint::hit(&format!("after-act:{name}"));
         rec.pending = None;
         if result.is_ok() {
             self.lease.after(self.cloud(), &rec.id, name).await;
+        }
+        // A call Azure refused because it holds a resource is time spent
+        // in the hold (recorded by `on_error`), not in the action.
+        if !matches!(&result, Err(e) if matches!(e.retry, Retry::Held(_))) {
+            let bytes = match &result {
+                Ok(detail) => detail["bytes"].as_u64().unwrap_or(0),
+                Err(_) => 0,
+            };
+            push_span(rec, phase_of(&action, rec.step), t0, round, bytes);
         }
         match result {
             Ok(detail) => {
@@ -365,17 +482,20 @@ impl Engine {
                 )?;
                 Ok(false)
             }
-            Err(e) => self.on_error(rec, name, e).await,
+            Err(e) => self.on_error(rec, name, e, Some(t0)).await,
         }
     }
 
     /// Handles a failed call: journal it, then retry later or park.
-    /// Returns true if the VM parked.
+    /// Returns true if the VM parked. `since`: when the failed action began
+    /// (a held answer's wait is recorded as a [`Phase::NicHold`] span from
+    /// then until the wait ends).
     async fn on_error(
         &self,
         rec: &mut VmRecord,
         during: &str,
         e: CloudError,
+        since: Option<f64>,
     ) -> Result<bool, JournalError> {
         if let Retry::Held(hold) = e.retry
             && let Some(delay) = self.held_delay(&rec.id, rollback::phase(rec), hold)
@@ -383,9 +503,15 @@ impl Engine {
             // A hold Azure states (the NIC reservation) is waited out at a
             // steady pace and spends no step attempt until it has clearly
             // passed (three times its stated length).
+            let t0 = since.unwrap_or_else(unix_now);
             self.record(rec, "error", json!({"during": during, "transient": true, "held": true, "code": e.code, "message": e.message, "attempt": rec.attempts}))?;
             self.sleep(delay).await;
+            // Journaled with the next write (the next attempt's intent).
+            push_span(rec, Phase::NicHold, t0, None, 0);
             return Ok(false);
+        }
+        if let (Retry::Held(_), Some(t0)) = (e.retry, since) {
+            push_span(rec, Phase::NicHold, t0, None, 0);
         }
         rec.attempts += 1;
         self.record(rec, "error", json!({"during": during, "transient": e.is_transient(), "code": e.code, "message": e.message, "attempt": rec.attempts}))?;

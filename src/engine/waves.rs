@@ -24,18 +24,11 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::sync::watch;
 
-use super::{Cloud, Engine, EngineOptions, Progress};
+use super::{Cloud, Engine, EngineOptions, Progress, unix_now};
 use crate::journal::{Journal, JournalError, now_rfc3339, state_dir};
 use crate::model::ResourceId;
 use crate::plan::{Budget, BudgetScope, FrozenPlan};
 use crate::step::{Outcome, Step, VmEntry};
-
-fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
 
 /// How a wave run ended.
 #[derive(Debug, Clone, PartialEq)]

@@ -181,6 +181,9 @@ pub struct RecordSummary {
     /// What cleanup deleted so far.
     #[serde(default)]
     pub cleanup: Vec<CleanupEntry>,
+    /// Timed phases (see [`crate::step::timing`]).
+    #[serde(default)]
+    pub spans: Vec<crate::step::Span>,
 }
 
 impl RecordSummary {
@@ -202,6 +205,7 @@ impl RecordSummary {
             carried: rec.carried.clone(),
             rollback: rec.rollback.clone(),
             cleanup: rec.cleanup.clone(),
+            spans: rec.spans.clone(),
         }
     }
 

@@ -49,6 +49,8 @@ mod platform_rules;
 mod preservation;
 /// Rollback from every step, automatic rollback, no-op rollbacks (issue 13).
 mod rollback;
+/// Downtime in `report --output json`, the HTML timeline in Chromium (issue 14).
+mod report_timeline;
 /// Microsoft's Python SDKs (azure-mgmt-compute, azure-storage-blob) drive the emulator (issue 11).
 mod sdk_conformance;
 /// Discovery by tag, name glob, and feature registration (issue 6).

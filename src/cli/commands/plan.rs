@@ -26,7 +26,7 @@ pub async fn plan(a: PlanSettings) -> Result<Exit, CliError> {
     let (sel, options, waves) = (&a.selector, &a.options, &a.waves);
     let cloud = connect(&a.conn, None, poll).await?;
     let started = std::time::Instant::now();
-    let (plan, stats) = build_plan(
+    let (mut plan, stats) = build_plan(
         &cloud,
         sel,
         options,
@@ -38,6 +38,7 @@ pub async fn plan(a: PlanSettings) -> Result<Exit, CliError> {
         },
     )
     .await?;
+    plan.reestimate(a.assumptions);
     tracing::info!(secs = started.elapsed().as_secs_f64(), listed = stats.listed, source = %stats.source, "planned");
     if let Some(out) = &a.out {
         let text = crate::plan::file::render(&plan, sel, options, waves);

@@ -326,5 +326,6 @@ fn freeze(source: &str, plan: &Plan, file: &PlanFile) -> FrozenPlan {
             BudgetScope::Cumulative => "cumulative".into(),
             BudgetScope::PerWave => "per-wave".into(),
         },
+        findings: crate::plan::FrozenFinding::all_of(plan),
     }
 }
