@@ -15,6 +15,64 @@ pub struct Cli {
     /// The command.
     #[command(subcommand)]
     pub command: Command,
+    /// Options every command takes (az conventions).
+    #[command(flatten)]
+    pub global: GlobalArgs,
+}
+
+// --- az conventions (issue 14, wt-az): global options, `-o` formats,
+// completions, man page, `permissions`.
+
+/// Options every command takes, as `az` has them.
+#[derive(Debug, Clone, Default, Args)]
+pub struct GlobalArgs {
+    /// JMESPath query applied to the JSON output before it is formatted
+    /// (`--query "vms[?outcome=='parked'].name"`; http://jmespath.org).
+    #[arg(long, global = true, value_name = "JMESPATH")]
+    pub query: Option<String>,
+    /// Only show errors on stderr (no warnings).
+    #[arg(long, global = true)]
+    pub only_show_errors: bool,
+    /// More log lines on stderr (info).
+    #[arg(long, global = true)]
+    pub verbose: bool,
+    /// Full debug logs on stderr (every Azure request with its ids).
+    #[arg(long, global = true)]
+    pub debug: bool,
+}
+
+/// `permissions`: the least-privilege custom role, or a check of the caller's.
+#[derive(Debug, Args)]
+pub struct PermissionsArgs {
+    /// Connection (only `--check` sends anything).
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// Subscription (id or name) whose id is an assignable scope (repeatable).
+    #[arg(
+        long = "subscription",
+        value_name = "SUB",
+        env = "AZURE_SUBSCRIPTION_ID"
+    )]
+    pub subscriptions: Vec<String>,
+    /// Resource group to scope the role to (`RG` in each --subscription, or `SUB/RG`; repeatable).
+    #[arg(short = 'g', long = "resource-group", value_name = "RG")]
+    pub resource_groups: Vec<String>,
+    /// Assignable scope, a full id (`/subscriptions/ID[/resourceGroups/RG]`; repeatable).
+    #[arg(long = "scope", value_name = "ID")]
+    pub scopes: Vec<String>,
+    /// Scopes from this plan file's subscriptions.
+    #[arg(long, value_name = "FILE")]
+    pub plan: Option<PathBuf>,
+    /// Scopes from the subscriptions of the run journaled here.
+    #[arg(long, value_name = "DIR")]
+    pub state: Option<PathBuf>,
+    /// Ask Azure for the caller's effective permissions on each scope and
+    /// name the role's actions missing there (exit 2 if any is).
+    #[arg(long)]
+    pub check: bool,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value = "json")]
+    pub output: OutputArg,
 }
 
 /// Subcommands.
@@ -40,6 +98,17 @@ pub enum Command {
     Report(ReportArgs),
     /// Open an approval gate of a planned run, then `resume`.
     Approve(ApproveArgs),
+    /// Print the least-privilege custom role (JSON for `az role definition
+    /// create`), or check the caller's permissions with --check.
+    Permissions(PermissionsArgs),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), generated from these flags.
+    Man,
     /// Benchmarks in the built-in emulator.
     Bench {
         /// Benchmark.
@@ -147,7 +216,7 @@ pub struct RunArgs {
     #[command(flatten)]
     pub transfer: TransferArgs,
     /// Output of the final summary.
-    #[arg(long, value_enum, default_value = "table")]
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
     pub output: OutputArg,
 }
 
@@ -229,18 +298,29 @@ pub struct ResumeArgs {
     #[command(flatten)]
     pub transfer: TransferArgs,
     /// Output of the final summary.
-    #[arg(long, value_enum, default_value = "table")]
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
     pub output: OutputArg,
 }
 
-/// Output formats.
+/// Output formats (`-o`, as az has them).
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum OutputArg {
     /// Human table.
     Table,
     /// One JSON object.
     Json,
+    /// JSON, indented.
+    Jsonc,
+    /// Tab-separated values: one line per list item, scalar fields only.
+    Tsv,
+    /// YAML.
+    Yaml,
+    /// Markdown.
+    Markdown,
 }
+
+/// Report formats: the same as every command's.
+pub type ReportFormat = OutputArg;
 
 /// `status`.
 #[derive(Debug, Args)]
@@ -249,7 +329,7 @@ pub struct StatusArgs {
     #[arg(long, default_value = "state")]
     pub state: PathBuf,
     /// Output format.
-    #[arg(long, value_enum, default_value = "table")]
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
     pub output: OutputArg,
 }
 
@@ -288,17 +368,6 @@ pub struct DemoArgs {
     /// Transfer mode and parallelism.
     #[command(flatten)]
     pub transfer: TransferArgs,
-}
-
-/// Report formats.
-#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
-pub enum ReportFormat {
-    /// Human table.
-    Table,
-    /// One JSON object (docs/plan-schema.md, docs/report-schema.md).
-    Json,
-    /// Markdown for change tickets.
-    Markdown,
 }
 
 /// `plan`: discover, classify, preflight; a dry run that changes nothing.
@@ -350,7 +419,7 @@ pub struct PlanArgs {
     #[arg(long)]
     pub register_feature: bool,
     /// Output format on stdout.
-    #[arg(long, value_enum, default_value = "table")]
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
     pub output: ReportFormat,
     /// Also write the plan file (TOML) here.
     #[arg(long, value_name = "FILE")]
@@ -364,7 +433,7 @@ pub struct ReportArgs {
     #[arg(long, default_value = "state")]
     pub state: PathBuf,
     /// Output format.
-    #[arg(long, value_enum, default_value = "table")]
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
     pub output: ReportFormat,
 }
 

@@ -6,6 +6,8 @@ use comfy_table::Table;
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use serde_json::{Value, json};
 
+pub mod width;
+
 use crate::journal::RunMeta;
 use crate::plan::{FrozenPlan, Plan};
 use crate::step::{Outcome, RecordSummary, VmEntry, VmRecord};
@@ -30,6 +32,7 @@ pub fn plan_json(plan: &Plan) -> Value {
 pub fn plan_table(plan: &Plan) -> String {
     let mut t = Table::new();
     t.load_style(UTF8_FULL_CONDENSED);
+    width::fit(&mut t);
     t.set_header([
         "VM",
         "Resource group",
@@ -88,7 +91,7 @@ pub fn plan_table(plan: &Plan) -> String {
             f.message
         ));
     }
-    out
+    width::wrap(&out)
 }
 
 fn md_escape(s: &str) -> String {
@@ -235,6 +238,7 @@ impl Default for RunTable {
     fn default() -> Self {
         let mut t = Table::new();
         t.load_style(UTF8_FULL_CONDENSED);
+        width::fit(&mut t);
         t.set_header(["VM", "Wave", "Outcome", "Step", "Copied", "Reason"]);
         RunTable(t)
     }
@@ -257,7 +261,10 @@ impl RunTable {
 
     /// The table and the summary line (`head` from [`run_head`]).
     pub fn render(&self, meta: &RunMeta, head: &Value) -> String {
-        format!("{}\nrun {} | {}\n", self.0, meta.run_id, head["summary"])
+        width::wrap(&format!(
+            "{}\nrun {} | {}\n",
+            self.0, meta.run_id, head["summary"]
+        ))
     }
 }
 

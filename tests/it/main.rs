@@ -5,6 +5,8 @@
 /// Harness shared by all modules.
 mod support;
 
+/// az conventions: -o formats, --query, subscription names, table width, completions, logs (issue 14).
+mod az_conventions;
 /// The bad-input corpus in tests/bad_input/ (issue 4).
 mod bad_input;
 /// The scripting contract: flags, exit codes, status JSON, bad input.
@@ -37,6 +39,8 @@ mod guards;
 mod locks;
 /// Fleets across several subscriptions (issue 6).
 mod multi_sub;
+/// The least-privilege role and `permissions --check` (issue 14).
+mod permissions;
 /// Azure's own refusals reproduced by the emulator (the naive path).
 mod platform_rules;
 /// Microsoft's Python SDKs (azure-mgmt-compute, azure-storage-blob) drive the emulator (issue 11).

@@ -8,7 +8,7 @@ use super::execute::{Drive, execute, execute_waves};
 use super::plan::{build_plan, plan_err};
 use super::setup::{connect, planned_records, start_run};
 use crate::cli::error::{CliError, Exit};
-use crate::cli::settings::RunSettings;
+use crate::cli::settings::{RunSettings, is_subscription_id};
 use crate::discovery::{DiscoverError, classify_all, discover};
 use crate::engine::arm::ArmCloud;
 use crate::journal::RunMeta;
@@ -23,10 +23,24 @@ pub async fn run(s: RunSettings) -> Result<Exit, CliError> {
     if let Some(path) = s.plan.clone() {
         return run_plan(s, &path).await;
     }
+    let mut s = s;
     let poll = s.poll();
     let cloud = connect(&s.conn, None, poll)
         .await?
         .with_copy(s.copy.clone());
+    if let Some(sub) = s.subscription.as_mut().filter(|x| !is_subscription_id(x)) {
+        super::setup::resolve_subscriptions(cloud.client(), std::slice::from_mut(sub)).await?;
+        if let Some(vm) = s
+            .vms
+            .iter()
+            .find(|v| !v.subscription().eq_ignore_ascii_case(sub))
+        {
+            return Err(CliError::BadInput(format!(
+                "VM {vm} is in subscription {}, not --subscription {sub}",
+                vm.subscription()
+            )));
+        }
+    }
     let new = start_run(&s.state)?;
     let discovered = discover(&cloud, &s.vms).await.map_err(|e| match e {
         DiscoverError::UnknownVm(_) | DiscoverError::NotAVm(_) => CliError::BadInput(e.to_string()),

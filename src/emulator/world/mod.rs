@@ -37,6 +37,7 @@ mod extension;
 mod governance;
 mod guest;
 mod nic;
+mod permissions;
 mod sas;
 mod seed;
 mod snapshot;
@@ -445,6 +446,8 @@ pub(crate) struct World {
     pub(crate) hooks: super::faults::Hooks,
     /// Management locks, backup protection, usage limits.
     pub(crate) gov: super::governance::Governance,
+    /// Denied actions and subscription names (`permissions.rs`).
+    pub(crate) access: permissions::Access,
 }
 
 impl World {
@@ -489,6 +492,7 @@ impl World {
             offline: BTreeMap::new(),
             hooks: Default::default(),
             gov: Default::default(),
+            access: Default::default(),
         }
     }
 
