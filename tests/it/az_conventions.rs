@@ -7,7 +7,7 @@ use ade2eah::emulator::AdeSpec;
 use ade2eah::model::ResourceId;
 use serde_json::Value;
 
-use crate::support::{POLL, Rig, bin, linux_data, secret_hits, text, windows};
+use crate::support::{Rig, arm_args, bin, linux_data, secret_hits, text, windows};
 
 fn s(v: &[&str]) -> Vec<String> {
     v.iter().map(|x| x.to_string()).collect()
@@ -161,37 +161,19 @@ async fn tables_fit_80_columns() {
         assert_eq!(out.status.code(), Some(0), "{}", text(&out));
         let t = String::from_utf8_lossy(&out.stdout);
         assert!(t.contains("conv-linux-os"), "{t}");
-        for l in t.lines() {
-            assert!(
-                l.chars().count() <= 80,
-                "{cmd}: {} columns: {l}\n{t}",
-                l.chars().count()
-            );
-        }
+        assert_fits(cmd, &t);
     }
-    let out = bin(
-        &s(&[
-            "plan",
-            "--arm-endpoint",
-            &rig.emu.base_url(),
-            "--auth",
-            "none",
-            "--subscription",
-            rig.emu.subscription(),
-            "--poll-interval",
-            POLL,
-        ]),
-        &env,
-    )
-    .await;
+    let mut plan = arm_args(&rig, "plan");
+    plan.extend(s(&["--subscription", rig.emu.subscription()]));
+    let out = bin(&plan, &env).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let t = String::from_utf8_lossy(&out.stdout);
+    assert_fits("plan", &String::from_utf8_lossy(&out.stdout));
+}
+
+fn assert_fits(what: &str, t: &str) {
     for l in t.lines() {
-        assert!(
-            l.chars().count() <= 80,
-            "plan: {} columns: {l}\n{t}",
-            l.chars().count()
-        );
+        let n = l.chars().count();
+        assert!(n <= 80, "{what}: {n} columns: {l}\n{t}");
     }
 }
 
@@ -202,21 +184,16 @@ async fn subscription_by_name_resolves_and_an_unknown_name_is_bad_input() {
         .set_subscription_name(rig.emu.subscription(), "Contoso Prod");
     let vm = rig.emu.add_vm(windows("by-name", 0));
     let plan = |sub: &str| {
-        s(&[
-            "plan",
-            "--arm-endpoint",
-            &rig.emu.base_url(),
-            "--auth",
-            "none",
+        let mut a = arm_args(&rig, "plan");
+        a.extend(s(&[
             "--subscription",
             sub,
             "--vm",
             vm.as_str(),
             "-o",
             "json",
-            "--poll-interval",
-            POLL,
-        ])
+        ]));
+        a
     };
     let out = bin(&plan("contoso prod"), &[]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -236,22 +213,17 @@ async fn subscription_by_name_resolves_and_an_unknown_name_is_bad_input() {
     );
 
     // run: the name from AZURE_SUBSCRIPTION_ID, as az reads it.
-    let args = s(&[
-        "run",
-        "--arm-endpoint",
-        &rig.emu.base_url(),
-        "--auth",
-        "none",
+    let mut args = arm_args(&rig, "run");
+    let state = rig.state_dir().display().to_string();
+    args.extend(s(&[
         "--vm",
         vm.as_str(),
         "--state",
-        &rig.state_dir().display().to_string(),
+        &state,
         "--yes",
-        "--poll-interval",
-        POLL,
         "-o",
         "json",
-    ]);
+    ]));
     let out = bin(&args, &[("AZURE_SUBSCRIPTION_ID", "Contoso Prod")]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 }

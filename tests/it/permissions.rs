@@ -314,19 +314,12 @@ async fn check_names_the_denied_action_and_exits_2() {
     rig.emu
         .deny_action("Microsoft.Compute/disks/beginGetAccess/action");
     rig.emu.deny_action("Microsoft.Network/*/join/action");
-    let args: Vec<String> = [
-        "permissions",
-        "--check",
-        "--arm-endpoint",
-        &rig.emu.base_url(),
-        "--auth",
-        "none",
-        "--subscription",
-        rig.emu.subscription(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let check = |rig: &Rig| {
+        let mut a = crate::support::arm_args(rig, "permissions");
+        a.extend(["--check", "--subscription", rig.emu.subscription()].map(String::from));
+        a
+    };
+    let args = check(&rig);
     let out = bin(&args, &[]).await;
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -352,9 +345,7 @@ async fn check_names_the_denied_action_and_exits_2() {
     );
     // Nothing denied: exit 0.
     let ok = Rig::new().await;
-    let mut a = args.clone();
-    a[3] = ok.emu.base_url();
-    let out = bin(&a, &[]).await;
+    let out = bin(&check(&ok), &[]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     // The permissions API was asked, on the subscription scope.
     assert!(ok.emu.requests().iter().any(|r| {

@@ -127,6 +127,22 @@ impl Rig {
     }
 }
 
+/// `COMMAND --arm-endpoint URL --auth none --poll-interval P` for `rig`'s emulator.
+pub fn arm_args(rig: &Rig, command: &str) -> Vec<String> {
+    [
+        command,
+        "--arm-endpoint",
+        &rig.emu.base_url(),
+        "--auth",
+        "none",
+        "--poll-interval",
+        POLL,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
 /// Runs the real binary with `args` and extra environment.
 pub async fn bin(args: &[String], env: &[(&str, &str)]) -> Output {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_ade2eah"));

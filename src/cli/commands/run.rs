@@ -29,16 +29,23 @@ pub async fn run(s: RunSettings) -> Result<Exit, CliError> {
         .await?
         .with_copy(s.copy.clone());
     if let Some(sub) = s.subscription.as_mut().filter(|x| !is_subscription_id(x)) {
-        super::setup::resolve_subscriptions(cloud.client(), std::slice::from_mut(sub)).await?;
-        if let Some(vm) = s
+        let name = sub.clone();
+        let resolved =
+            super::setup::resolve_subscriptions(cloud.client(), std::slice::from_mut(sub)).await;
+        let stray = s
             .vms
             .iter()
-            .find(|v| !v.subscription().eq_ignore_ascii_case(sub))
-        {
-            return Err(CliError::BadInput(format!(
-                "VM {vm} is in subscription {}, not --subscription {sub}",
-                vm.subscription()
-            )));
+            .find(|v| !v.subscription().eq_ignore_ascii_case(sub));
+        match (resolved, stray) {
+            (Ok(()), None) => {}
+            (r, Some(vm)) => {
+                let why = r.err().map(|e| format!(" ({e})")).unwrap_or_default();
+                return Err(CliError::BadInput(format!(
+                    "VM {vm} is in subscription {}, not --subscription {name}{why}",
+                    vm.subscription()
+                )));
+            }
+            (Err(e), None) => return Err(e),
         }
     }
     let new = start_run(&s.state)?;
