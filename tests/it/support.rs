@@ -366,7 +366,10 @@ fn journal_dir_secret_hits(dir: &Path) -> Vec<String> {
                 .unwrap_or_else(|e| panic!("{}: not a JSON line ({e}): {line}", path.display()));
             strings_of(&v, &mut decoded);
         }
-        hits.extend(secret_hits(&format!("decoded {}", path.display()), decoded.as_bytes()));
+        hits.extend(secret_hits(
+            &format!("decoded {}", path.display()),
+            decoded.as_bytes(),
+        ));
     }
     if db.exists()
         && let Ok(journal) = ade2eah::journal::Journal::open(dir)
