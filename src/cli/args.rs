@@ -209,6 +209,11 @@ pub struct RunArgs {
     /// another run; only when that run is known to be dead.
     #[arg(long)]
     pub break_lease: bool,
+    /// First ask Azure for the caller's effective permissions on the run's
+    /// subscriptions and refuse (exit 2, naming each missing action) unless
+    /// every action of `ade2eah permissions` is granted (az conventions, wt-az).
+    #[arg(long)]
+    pub check_permissions: bool,
     /// Copy rounds and verification.
     #[command(flatten)]
     pub copy: CopyArgs,

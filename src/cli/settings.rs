@@ -390,6 +390,8 @@ pub struct RunSettings {
     pub max_parallel: usize,
     /// `--break-lease`.
     pub break_lease: bool,
+    /// `--check-permissions`.
+    pub check_permissions: bool,
     /// Journaled copy policy (plain runs).
     pub copy_policy: CopyPolicy,
     /// Transfer options (not journaled).
@@ -438,6 +440,7 @@ impl RunSettings {
             yes: a.yes,
             max_parallel: a.max_parallel,
             break_lease: a.break_lease,
+            check_permissions: a.check_permissions,
             copy_policy: copy_policy(&a.copy),
             copy: copy_options(&a.transfer),
             output: a.output,

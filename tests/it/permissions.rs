@@ -386,3 +386,38 @@ async fn scopes_come_from_flags_and_the_role_is_valid_without_any() {
     let out = bin(&args(&["--scope", "not-a-scope"]), &[]).await;
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_check_permissions_refuses_before_changing_anything() {
+    let rig = Rig::new().await;
+    let vm = rig.emu.add_vm(windows("perm-refused", 0));
+    rig.emu
+        .deny_action("Microsoft.Compute/virtualMachines/delete");
+    let mut args = crate::support::arm_args(&rig, "run");
+    let state = rig.state_dir().display().to_string();
+    args.extend(
+        [
+            "--subscription",
+            rig.emu.subscription(),
+            "--vm",
+            vm.as_str(),
+            "--state",
+            &state,
+            "--yes",
+            "--check-permissions",
+        ]
+        .map(String::from),
+    );
+    let out = bin(&args, &[]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("Microsoft.Compute/virtualMachines/delete on /subscriptions/"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        rig.emu.requests().iter().all(|r| !r.mutating),
+        "nothing sent that changes anything"
+    );
+}

@@ -73,10 +73,26 @@ pub async fn permissions(s: PermissionsSettings) -> Result<Exit, CliError> {
         .as_ref()
         .map(|c| c.client())
         .ok_or_else(|| CliError::Failed("internal: --check without a connection".into()))?;
+    let (report, refusal) = check_scopes(client, &scopes).await?;
+    crate::cli::output::print_value(s.output, &report)?;
+    match refusal {
+        None => Ok(Exit::Done),
+        Some(e) => Err(e),
+    }
+}
+
+/// Compares the caller's effective permissions on each scope with the
+/// role: the report (`{"role", "ok", "scopes": [{"scope", "missing"}]}`)
+/// and, when an action is missing anywhere, the bad-input error naming each
+/// (exit 2: nothing was changed).
+pub async fn check_scopes(
+    client: &crate::azure::ArmClient,
+    scopes: &[String],
+) -> Result<(Value, Option<CliError>), CliError> {
     let wanted = role_actions();
     let mut results: Vec<Value> = Vec::new();
     let mut problems: Vec<String> = Vec::new();
-    for scope in &scopes {
+    for scope in scopes {
         let granted = client.effective_permissions(scope).await.map_err(|e| {
             CliError::Failed(format!("cannot read the permissions on {scope}: {e}"))
         })?;
@@ -86,18 +102,15 @@ pub async fn permissions(s: PermissionsSettings) -> Result<Exit, CliError> {
         }
         results.push(json!({"scope": scope, "missing": missing}));
     }
-    crate::cli::output::print_value(
-        s.output,
-        &json!({"role": crate::azure::permissions::ROLE_NAME, "ok": problems.is_empty(), "scopes": results}),
-    )?;
-    if problems.is_empty() {
-        return Ok(Exit::Done);
-    }
-    Err(CliError::BadInput(format!(
-        "the caller lacks {} permission(s) the run needs; nothing was changed. Assign the role `ade2eah permissions` prints (or add these actions):\n  {}",
-        problems.len(),
-        problems.join("\n  ")
-    )))
+    let report = json!({"role": crate::azure::permissions::ROLE_NAME, "ok": problems.is_empty(), "scopes": results});
+    let refusal = (!problems.is_empty()).then(|| {
+        CliError::BadInput(format!(
+            "the caller lacks {} permission(s) the run needs; nothing was changed. Assign the role `ade2eah permissions` prints (or add these actions):\n  {}",
+            problems.len(),
+            problems.join("\n  ")
+        ))
+    });
+    Ok((report, refusal))
 }
 
 /// The scopes: `--scope`, then each subscription (or its `-g` groups).

@@ -48,6 +48,15 @@ pub async fn run(s: RunSettings) -> Result<Exit, CliError> {
             (Err(e), None) => return Err(e),
         }
     }
+    if s.check_permissions {
+        let subs: Vec<String> = s
+            .subscription
+            .iter()
+            .filter(|x| !x.is_empty())
+            .cloned()
+            .collect();
+        check_permissions(&cloud, &subs).await?;
+    }
     let new = start_run(&s.state)?;
     let discovered = discover(&cloud, &s.vms).await.map_err(|e| match e {
         DiscoverError::UnknownVm(_) | DiscoverError::NotAVm(_) => CliError::BadInput(e.to_string()),
@@ -81,6 +90,17 @@ pub async fn run(s: RunSettings) -> Result<Exit, CliError> {
     let (journal, entries) = new.begin(&meta, &records)?;
     drop(records);
     execute(cloud, journal, &meta, entries, drive(&s, s.max_parallel)).await
+}
+
+/// `--check-permissions`: refuses (exit 2) unless the caller has every
+/// action of the role on each subscription.
+async fn check_permissions(cloud: &ArmCloud, subscriptions: &[String]) -> Result<(), CliError> {
+    let scopes: Vec<String> = subscriptions
+        .iter()
+        .map(|s| format!("/subscriptions/{s}"))
+        .collect();
+    let (_, refusal) = super::permissions::check_scopes(cloud.client(), &scopes).await?;
+    refusal.map_or(Ok(()), Err)
 }
 
 /// The run's metadata: endpoint as connected, cloud, auth and poll interval
@@ -153,6 +173,9 @@ async fn run_plan(s: RunSettings, path: &Path) -> Result<Exit, CliError> {
     let cloud = connect(&s.conn, None, poll)
         .await?
         .with_copy(s.copy.clone());
+    if s.check_permissions {
+        check_permissions(&cloud, &file.subscriptions).await?;
+    }
     let new = start_run(&s.state)?;
     let plan = bind_plan(&cloud, &file, path).await?;
     for v in &plan.vms {
