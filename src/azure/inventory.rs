@@ -19,6 +19,9 @@ pub const BACKUP_API: &str = "2023-04-01";
 /// `authorization/.../stable/2022-04-01/authorization-RoleAssignmentsCalls.json`).
 pub const ROLE_ASSIGNMENTS_API: &str = "2022-04-01";
 
+/// API version of `GET /subscriptions` (Subscriptions - List).
+pub const SUBSCRIPTIONS_API: &str = "2022-12-01";
+
 /// Most pages followed in one listing (a guard against a looping `nextLink`).
 const MAX_PAGES: usize = 10_000;
 
@@ -44,7 +47,11 @@ impl ArmClient {
 
     /// Every `value[]` item of a listing, following `nextLink` (at most
     /// `MAX_PAGES` pages). `Ok(None)` when the first page is 404.
-    async fn get_pages(&self, first: String, api: &str) -> Result<Option<Vec<Value>>, AzureError> {
+    pub(crate) async fn get_pages(
+        &self,
+        first: String,
+        api: &str,
+    ) -> Result<Option<Vec<Value>>, AzureError> {
         let mut next = first;
         let mut out = Vec::new();
         for page_no in 0..MAX_PAGES {
@@ -211,6 +218,22 @@ impl ArmClient {
             &api,
         )
         .await
+    }
+
+    /// The subscriptions the caller can see, as `(subscriptionId,
+    /// displayName)` (`GET /subscriptions`, all pages): how `--subscription
+    /// NAME` is resolved.
+    pub async fn list_subscriptions(&self) -> Result<Vec<(String, String)>, AzureError> {
+        let items = self
+            .get_pages("/subscriptions".into(), SUBSCRIPTIONS_API)
+            .await?
+            .unwrap_or_default();
+        let field = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        Ok(items
+            .iter()
+            .map(|s| (field(s, "subscriptionId"), field(s, "displayName")))
+            .filter(|(id, _)| !id.is_empty())
+            .collect())
     }
 
     /// Registers `Microsoft.Compute/EncryptionAtHost` on `subscription`

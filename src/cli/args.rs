@@ -15,6 +15,64 @@ pub struct Cli {
     /// The command.
     #[command(subcommand)]
     pub command: Command,
+    /// Options every command takes (az conventions).
+    #[command(flatten)]
+    pub global: GlobalArgs,
+}
+
+// --- az conventions (issue 14, wt-az): global options, `-o` formats,
+// completions, man page, `permissions`.
+
+/// Options every command takes, as `az` has them.
+#[derive(Debug, Clone, Default, Args)]
+pub struct GlobalArgs {
+    /// JMESPath query applied to the JSON output before it is formatted
+    /// (`--query "vms[?outcome=='parked'].name"`; http://jmespath.org).
+    #[arg(long, global = true, value_name = "JMESPATH")]
+    pub query: Option<String>,
+    /// Only show errors on stderr (no warnings).
+    #[arg(long, global = true)]
+    pub only_show_errors: bool,
+    /// More log lines on stderr (info).
+    #[arg(long, global = true)]
+    pub verbose: bool,
+    /// Full debug logs on stderr (every Azure request with its ids).
+    #[arg(long, global = true)]
+    pub debug: bool,
+}
+
+/// `permissions`: the least-privilege custom role, or a check of the caller's.
+#[derive(Debug, Args)]
+pub struct PermissionsArgs {
+    /// Connection (only `--check` sends anything).
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// Subscription (id or name) whose id is an assignable scope (repeatable).
+    #[arg(
+        long = "subscription",
+        value_name = "SUB",
+        env = "AZURE_SUBSCRIPTION_ID"
+    )]
+    pub subscriptions: Vec<String>,
+    /// Resource group to scope the role to (`RG` in each --subscription, or `SUB/RG`; repeatable).
+    #[arg(short = 'g', long = "resource-group", value_name = "RG")]
+    pub resource_groups: Vec<String>,
+    /// Assignable scope, a full id (`/subscriptions/ID[/resourceGroups/RG]`; repeatable).
+    #[arg(long = "scope", value_name = "ID")]
+    pub scopes: Vec<String>,
+    /// Scopes from this plan file's subscriptions.
+    #[arg(long, value_name = "FILE")]
+    pub plan: Option<PathBuf>,
+    /// Scopes from the subscriptions of the run journaled here.
+    #[arg(long, value_name = "DIR")]
+    pub state: Option<PathBuf>,
+    /// Ask Azure for the caller's effective permissions on each scope and
+    /// name the role's actions missing there (exit 2 if any is).
+    #[arg(long)]
+    pub check: bool,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value = "json")]
+    pub output: OutputArg,
 }
 
 /// Subcommands.
@@ -45,6 +103,17 @@ pub enum Command {
     /// Delete what verified VMs no longer need (round and backup snapshots,
     /// original disks) after the retention; a dry run unless --yes.
     Cleanup(CleanupArgs),
+    /// Print the least-privilege custom role (JSON for `az role definition
+    /// create`), or check the caller's permissions with --check.
+    Permissions(PermissionsArgs),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), generated from these flags.
+    Man,
     /// Benchmarks in the built-in emulator.
     Bench {
         /// Benchmark.
@@ -153,6 +222,11 @@ pub struct RunArgs {
     /// Do not re-create role assignments; they are listed for the operator.
     #[arg(long, overrides_with = "carry_role_assignments")]
     pub no_carry_role_assignments: bool,
+    /// First ask Azure for the caller's effective permissions on the run's
+    /// subscriptions and refuse (exit 2, naming each missing action) unless
+    /// every action of `ade2eah permissions` is granted (az conventions, wt-az).
+    #[arg(long)]
+    pub check_permissions: bool,
     /// Copy rounds and verification.
     #[command(flatten)]
     pub copy: CopyArgs,
@@ -170,7 +244,7 @@ pub struct RunArgs {
     #[command(flatten)]
     pub rebuild: RebuildArgs,
     /// Output of the final summary.
-    #[arg(long, value_enum, default_value = "table")]
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
     pub output: OutputArg,
     // Rollback (issue 13, wt-back): automatic rollback policy, journaled per VM.
     /// Leave a VM whose re-create is refused after its delete parked
@@ -208,7 +282,7 @@ pub struct RollbackArgs {
     #[arg(long)]
     pub reenable_ade: bool,
     /// Output of the final summary.
-    #[arg(long, value_enum, default_value = "table")]
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
     pub output: OutputArg,
 }
 
@@ -328,7 +402,7 @@ pub struct ResumeArgs {
     #[command(flatten)]
     pub transfer: TransferArgs,
     /// Output of the final summary.
-    #[arg(long, value_enum, default_value = "table")]
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
     pub output: OutputArg,
 }
 
@@ -350,18 +424,29 @@ pub struct CleanupArgs {
     #[arg(long)]
     pub yes: bool,
     /// Output format.
-    #[arg(long, value_enum, default_value = "table")]
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
     pub output: OutputArg,
 }
 
-/// Output formats.
+/// Output formats (`-o`, as az has them).
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum OutputArg {
     /// Human table.
     Table,
     /// One JSON object.
     Json,
+    /// JSON, indented.
+    Jsonc,
+    /// Tab-separated values: one line per list item, scalar fields only.
+    Tsv,
+    /// YAML.
+    Yaml,
+    /// Markdown.
+    Markdown,
 }
+
+/// Report formats: the same as every command's.
+pub type ReportFormat = OutputArg;
 
 /// `status`.
 #[derive(Debug, Args)]
@@ -370,7 +455,7 @@ pub struct StatusArgs {
     #[arg(long, default_value = "state")]
     pub state: PathBuf,
     /// Output format.
-    #[arg(long, value_enum, default_value = "table")]
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
     pub output: OutputArg,
 }
 
@@ -409,17 +494,6 @@ pub struct DemoArgs {
     /// Transfer mode and parallelism.
     #[command(flatten)]
     pub transfer: TransferArgs,
-}
-
-/// Report formats.
-#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
-pub enum ReportFormat {
-    /// Human table.
-    Table,
-    /// One JSON object (docs/plan-schema.md, docs/report-schema.md).
-    Json,
-    /// Markdown for change tickets.
-    Markdown,
 }
 
 /// `plan`: discover, classify, preflight; a dry run that changes nothing.
@@ -482,7 +556,7 @@ pub struct PlanArgs {
     #[command(flatten)]
     pub rebuild: RebuildArgs,
     /// Output format on stdout.
-    #[arg(long, value_enum, default_value = "table")]
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
     pub output: ReportFormat,
     /// Also write the plan file (TOML) here.
     #[arg(long, value_name = "FILE")]
@@ -504,7 +578,7 @@ pub struct ReportArgs {
     #[arg(long, default_value = "state")]
     pub state: PathBuf,
     /// Output format.
-    #[arg(long, value_enum, default_value = "table")]
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
     pub output: ReportFormat,
     // wt-report (issue 14): the HTML timeline.
     /// Write the run's self-contained HTML timeline to FILE (instead of

@@ -36,9 +36,121 @@ pub use super::args::{OutputArg as Output, ReportFormat};
 /// `--poll-interval` is given (real Azure; the benchmarks scale it).
 pub const DEFAULT_POLL_SECS: f64 = 15.0;
 
+// --- az conventions (issue 14, wt-az): global options, `permissions`,
+// completions, man page, subscriptions by name.
+
+/// The options every command takes, validated.
+#[derive(Debug, Clone, Default)]
+pub struct GlobalSettings {
+    /// `--query` (checked to compile).
+    pub query: Option<String>,
+    /// stderr log level chosen by `--only-show-errors` / `--verbose` /
+    /// `--debug` (`None`: `ADE2EAH_LOG`, else warnings).
+    pub console_level: Option<&'static str>,
+}
+
+impl GlobalSettings {
+    /// Validates the global options.
+    pub fn from_args(a: &super::args::GlobalArgs) -> Result<GlobalSettings, CliError> {
+        if let Some(q) = &a.query {
+            super::output::check_query(q)?;
+        }
+        let flags = [a.only_show_errors, a.verbose, a.debug];
+        if flags.iter().filter(|f| **f).count() > 1 {
+            return Err(CliError::BadInput(
+                "--only-show-errors, --verbose and --debug exclude each other".into(),
+            ));
+        }
+        let console_level = match flags {
+            [true, _, _] => Some("error"),
+            [_, true, _] => Some("info"),
+            [_, _, true] => Some("debug"),
+            _ => None,
+        };
+        Ok(GlobalSettings {
+            query: a.query.clone(),
+            console_level,
+        })
+    }
+}
+
+/// Whether `s` is a subscription id (a GUID) rather than a display name.
+pub fn is_subscription_id(s: &str) -> bool {
+    s.len() == 36
+        && s.char_indices().all(|(i, c)| {
+            if matches!(i, 8 | 13 | 18 | 23) {
+                c == '-'
+            } else {
+                c.is_ascii_hexdigit()
+            }
+        })
+}
+
+/// `permissions`.
+#[derive(Debug)]
+pub struct PermissionsSettings {
+    /// Connection (`--check` and subscription names only).
+    pub conn: ConnSettings,
+    /// `--subscription` ids or names.
+    pub subscriptions: Vec<String>,
+    /// `-g` (`RG` or `SUB/RG`).
+    pub resource_groups: Vec<String>,
+    /// `--scope` ids.
+    pub scopes: Vec<String>,
+    /// `--plan FILE`.
+    pub plan: Option<PathBuf>,
+    /// `--state DIR`.
+    pub state: Option<PathBuf>,
+    /// `--check`.
+    pub check: bool,
+    /// Output format.
+    pub output: Output,
+}
+
+impl PermissionsSettings {
+    fn from_args(a: super::args::PermissionsArgs) -> Result<PermissionsSettings, CliError> {
+        for s in &a.scopes {
+            let ok = s.starts_with("/subscriptions/")
+                && ResourceId::parse(&format!("{}/providers/X/y/z", s.trim_end_matches('/')))
+                    .is_ok();
+            if !ok {
+                return Err(CliError::BadInput(format!(
+                    "--scope {s:?} must be /subscriptions/ID or /subscriptions/ID/resourceGroups/RG"
+                )));
+            }
+        }
+        if !a.resource_groups.is_empty() && a.subscriptions.is_empty() {
+            let qualified = a.resource_groups.iter().all(|g| g.contains('/'));
+            if !qualified {
+                return Err(CliError::BadInput(
+                    "-g RG needs --subscription (or write SUB/RG)".into(),
+                ));
+            }
+        }
+        let mut conn = ConnSettings::from_args(&a.conn)?;
+        conn.poll = Some(conn.poll_or(DEFAULT_POLL_SECS)?);
+        Ok(PermissionsSettings {
+            conn,
+            subscriptions: a.subscriptions,
+            resource_groups: a.resource_groups,
+            scopes: a.scopes,
+            plan: a.plan,
+            state: a.state,
+            check: a.check,
+            output: a.output,
+        })
+    }
+}
+
 /// One command with its validated settings.
 #[derive(Debug)]
 pub enum Settings {
+    /// `permissions`.
+    Permissions(PermissionsSettings),
+    /// `completions SHELL`.
+    Completions(clap_complete::Shell),
+    /// `man`.
+    Man,
     /// `run` (with or without `--plan`).
     Run(RunSettings),
     /// `resume` (plain or planned run).
@@ -69,6 +181,9 @@ impl Settings {
     /// Validates the parsed command line (and the environment it reads).
     pub fn from_command(cmd: Command) -> Result<Settings, CliError> {
         Ok(match cmd {
+            Command::Permissions(a) => Settings::Permissions(PermissionsSettings::from_args(a)?),
+            Command::Completions { shell } => Settings::Completions(shell),
+            Command::Man => Settings::Man,
             Command::Run(a) => Settings::Run(RunSettings::from_args(a)?),
             Command::Resume(a) => Settings::Resume(ResumeSettings::from_args(a)?),
             Command::Status(a) => Settings::Status(StatusSettings {
@@ -311,6 +426,8 @@ pub struct RunSettings {
     pub max_parallel: usize,
     /// `--break-lease`.
     pub break_lease: bool,
+    /// `--check-permissions`.
+    pub check_permissions: bool,
     /// Journaled copy policy (plain runs).
     pub copy_policy: CopyPolicy,
     /// Transfer options (not journaled).
@@ -341,7 +458,9 @@ impl RunSettings {
                 ));
             }
             let subscription = a.subscription.clone().unwrap_or_default();
-            for vm in &a.vms {
+            // (A subscription name is resolved, and checked, by the command.)
+            let named = !subscription.is_empty() && !is_subscription_id(&subscription);
+            for vm in a.vms.iter().filter(|_| !named) {
                 if !vm.subscription().eq_ignore_ascii_case(&subscription) {
                     return Err(CliError::BadInput(format!(
                         "VM {vm} is in subscription {}, not --subscription {}",
@@ -368,6 +487,7 @@ impl RunSettings {
             yes: a.yes,
             max_parallel: a.max_parallel,
             break_lease: a.break_lease,
+            check_permissions: a.check_permissions,
             copy_policy: copy_policy(&a.copy),
             copy: copy_options(&a.transfer),
             target_encryption: target_encryption(&a.target)?,
@@ -637,6 +757,23 @@ fn selector_of(a: &PlanArgs) -> Result<Selector, CliError> {
             subs.push(s.to_string());
         }
     }
+    let sel = Selector {
+        subscriptions: subs,
+        resource_groups: a.resource_groups.clone(),
+        vms: a.vms.clone(),
+        tags,
+        name: a.name.clone(),
+    };
+    // Subscription names are resolved by the command, which checks then.
+    if sel.subscriptions.iter().all(|s| is_subscription_id(s)) {
+        check_selector(&sel)?;
+    }
+    Ok(sel)
+}
+
+/// Every `--vm` and `-g SUB/RG` is in one of the selector's subscriptions.
+pub fn check_selector(sel: &Selector) -> Result<(), CliError> {
+    let (subs, a) = (&sel.subscriptions, sel);
     let listed = |sub: &str| subs.iter().any(|s| s.eq_ignore_ascii_case(sub));
     for vm in &a.vms {
         if !listed(vm.subscription()) {
@@ -657,13 +794,7 @@ fn selector_of(a: &PlanArgs) -> Result<Selector, CliError> {
             )));
         }
     }
-    Ok(Selector {
-        subscriptions: subs.clone(),
-        resource_groups: a.resource_groups.clone(),
-        vms: a.vms.clone(),
-        tags,
-        name: a.name.clone(),
-    })
+    Ok(())
 }
 
 fn options_of(a: &PlanArgs) -> Result<(PlanOptions, Vec<WaveSpec>), CliError> {

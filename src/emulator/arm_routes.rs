@@ -45,6 +45,10 @@ enum Route {
     BackupStatus,
     /// `.../Microsoft.Compute/diskEncryptionSets/{name}` (world/des.rs).
     Des(Target),
+    /// `GET {scope}/providers/Microsoft.Authorization/permissions` (world/permissions.rs).
+    Permissions,
+    /// `GET /subscriptions` (world/permissions.rs).
+    Subscriptions,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -91,6 +95,9 @@ fn parse_route(path: &str, subscription: &str) -> Result<Route, ArmError> {
         .collect();
     let low: Vec<String> = segs.iter().map(|s| s.to_ascii_lowercase()).collect();
     let l = |i: usize| low.get(i).map(String::as_str).unwrap_or("");
+    if l(0) == "subscriptions" && segs.len() == 1 {
+        return Ok(Route::Subscriptions);
+    }
     if l(0) != "subscriptions" || segs.len() < 3 {
         return Err(not_found_path(path));
     }
@@ -119,6 +126,13 @@ fn parse_route(path: &str, subscription: &str) -> Result<Route, ArmError> {
             scope,
             segs.get(i + 3).map(|s| s.to_string()),
         ));
+    }
+    if segs.len() >= 4
+        && l(segs.len() - 3) == "providers"
+        && l(segs.len() - 2) == "microsoft.authorization"
+        && l(segs.len() - 1) == "permissions"
+    {
+        return Ok(Route::Permissions);
     }
     if l(2) == "providers" {
         return match (l(3), segs.len()) {
@@ -204,8 +218,45 @@ enum Outcome {
     Location(LocationAnswer),
 }
 
-/// The fallback handler for every request.
-pub(crate) async fn handle(State(inner): State<Arc<Inner>>, req: Request) -> Response {
+/// The fallback handler for every request. ARM answers every request with
+/// an `x-ms-request-id` of its own and the `x-ms-correlation-request-id` the
+/// client sent (a new one when it sent none): the resource provider
+/// contract's common API details
+/// (github.com/cloud-and-ai-microsoft/resource-provider-contract/blob/master/v1.0/common-api-details.md,
+/// "Client Request Headers" / "Response Headers"); Azure support traces a
+/// request by these two.
+pub(crate) async fn handle(state: State<Arc<Inner>>, req: Request) -> Response {
+    let storage = req
+        .uri()
+        .path()
+        .trim_start_matches('/')
+        .get(..3)
+        .is_some_and(|p| p.eq_ignore_ascii_case("md-"));
+    let correlation = req
+        .headers()
+        .get("x-ms-correlation-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let mut resp = handle_arm(state, req).await;
+    if !storage {
+        let h = resp.headers_mut();
+        if !h.contains_key("x-ms-request-id") {
+            set(h, "x-ms-request-id", &uuid::Uuid::new_v4().to_string());
+        }
+        match correlation {
+            Some(c) => set(h, "x-ms-correlation-request-id", &c),
+            None if !h.contains_key("x-ms-correlation-request-id") => set(
+                h,
+                "x-ms-correlation-request-id",
+                &uuid::Uuid::new_v4().to_string(),
+            ),
+            None => {}
+        }
+    }
+    resp
+}
+
+async fn handle_arm(State(inner): State<Arc<Inner>>, req: Request) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
@@ -560,6 +611,8 @@ fn dispatch(
             reply(w.gov.usages(&current))
         }
         (Route::BackupStatus, "POST") => reply(w.gov.backup_status(&body)?),
+        (Route::Permissions, "GET") => reply(w.permissions()),
+        (Route::Subscriptions, "GET") => reply(w.subscription_list()),
         _ => Err(ArmError::new(
             405,
             "MethodNotAllowed",
@@ -668,9 +721,13 @@ fn set(h: &mut HeaderMap, name: &'static str, value: &str) {
 }
 
 fn common_headers(h: &mut HeaderMap, method: &Method, policy: &str) {
-    let id = uuid::Uuid::new_v4().to_string();
-    set(h, "x-ms-request-id", &id);
-    set(h, "x-ms-correlation-request-id", &id);
+    // (`handle` replaces the correlation id with the client's, if it sent one.)
+    set(h, "x-ms-request-id", &uuid::Uuid::new_v4().to_string());
+    set(
+        h,
+        "x-ms-correlation-request-id",
+        &uuid::Uuid::new_v4().to_string(),
+    );
     if method == Method::GET {
         set(h, "x-ms-ratelimit-remaining-subscription-reads", "249");
     } else if method == Method::DELETE {

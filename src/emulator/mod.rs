@@ -385,6 +385,18 @@ impl Emulator {
         self.world_now(|w| w.set_extension_failure(publisher, etype, message.map(str::to_string)))
     }
 
+    /// Denies `action` (`Microsoft.Compute/disks/delete`) to the caller: the
+    /// permissions API then lists it in `notActions` (requests are still
+    /// served; only `permissions --check` sees it).
+    pub fn deny_action(&self, action: &str) {
+        self.world_now(|w| w.access.deny(action))
+    }
+
+    /// Sets the display name `GET /subscriptions` reports for subscription `id`.
+    pub fn set_subscription_name(&self, id: &str, name: &str) {
+        self.world_now(|w| w.access.rename(id, name))
+    }
+
     /// Runs `f` on the world brought up to the current simulated time.
     fn world_now<T>(&self, f: impl FnOnce(&mut world::World) -> T) -> T {
         let now = self.inner.clock.now();

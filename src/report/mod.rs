@@ -11,6 +11,8 @@ use comfy_table::Table;
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use serde_json::{Value, json};
 
+pub mod width;
+
 use crate::journal::RunMeta;
 use crate::plan::{FrozenPlan, Plan};
 use crate::step::{Outcome, RecordSummary, VmEntry, VmRecord};
@@ -67,6 +69,7 @@ pub fn plan_json(plan: &Plan) -> Value {
 pub fn plan_table(plan: &Plan) -> String {
     let mut t = Table::new();
     t.load_style(UTF8_FULL_CONDENSED);
+    width::fit(&mut t);
     t.set_header([
         "VM",
         "Resource group",
@@ -127,7 +130,7 @@ pub fn plan_table(plan: &Plan) -> String {
     }
     out.push_str(&plan.assumptions.describe());
     out.push('\n');
-    out
+    width::wrap(&out)
 }
 
 fn md_escape(s: &str) -> String {
@@ -309,6 +312,7 @@ impl Default for RunTable {
     fn default() -> Self {
         let mut t = Table::new();
         t.load_style(UTF8_FULL_CONDENSED);
+        width::fit(&mut t);
         t.set_header([
             "VM", "Wave", "Outcome", "Step", "Copied", "Downtime", "Reason",
         ]);
@@ -339,12 +343,13 @@ impl RunTable {
     pub fn render(&self, meta: &RunMeta, head: &Value) -> String {
         let s = &head["summary"];
         let mut o = format!(
-            "{}\nrun {} | {} total, {} verified, {} parked, {} skipped, {} in progress\n",
+            "{}\nrun {} | {} total, {} verified, {} parked, {} rolled back, {} skipped, {} in progress\n",
             self.0,
             meta.run_id,
             s["total"],
             s["verified"],
             s["parked"],
+            s["rolled_back"],
             s["skipped"],
             s["in_progress"]
         );
@@ -357,7 +362,7 @@ impl RunTable {
                 totals_text(w)
             ));
         }
-        o
+        width::wrap(&o)
     }
 }
 

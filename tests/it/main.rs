@@ -5,6 +5,8 @@
 /// Harness shared by all modules.
 mod support;
 
+/// az conventions: -o formats, --query, subscription names, table width, completions, logs (issue 14).
+mod az_conventions;
 /// The bad-input corpus in tests/bad_input/ (issue 4).
 mod bad_input;
 /// `ade2eah cleanup`: only what the journal owns, resumable (issue 13).
@@ -43,6 +45,8 @@ mod linux_rebuild;
 mod locks;
 /// Fleets across several subscriptions (issue 6).
 mod multi_sub;
+/// The least-privilege role and `permissions --check` (issue 14).
+mod permissions;
 /// Azure's own refusals reproduced by the emulator (the naive path).
 mod platform_rules;
 /// The same VM after migration: every property family round-trips, tags as before (issue 12).

@@ -170,6 +170,22 @@ impl Rig {
     }
 }
 
+/// `COMMAND --arm-endpoint URL --auth none --poll-interval P` for `rig`'s emulator.
+pub fn arm_args(rig: &Rig, command: &str) -> Vec<String> {
+    [
+        command,
+        "--arm-endpoint",
+        &rig.emu.base_url(),
+        "--auth",
+        "none",
+        "--poll-interval",
+        POLL,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
 /// Runs the real binary with `args` and extra environment.
 pub async fn bin(args: &[String], env: &[(&str, &str)]) -> Output {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_ade2eah"));
@@ -380,6 +396,24 @@ fn journal_dir_secret_hits(dir: &Path) -> Vec<String> {
             hits.extend(found);
         }
     }
+    // The log file (JSON lines): also every string value decoded, so a
+    // secret cannot hide behind a JSON escape.
+    for n in 0..=ade2eah::journal::log_file::KEEP {
+        let path = ade2eah::journal::state_dir::log_path(dir, n);
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let mut decoded = String::new();
+        for line in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("{}: not a JSON line ({e}): {line}", path.display()));
+            strings_of(&v, &mut decoded);
+        }
+        hits.extend(secret_hits(
+            &format!("decoded {}", path.display()),
+            decoded.as_bytes(),
+        ));
+    }
     if db.exists()
         && let Ok(journal) = ade2eah::journal::Journal::open(dir)
     {
@@ -390,6 +424,23 @@ fn journal_dir_secret_hits(dir: &Path) -> Vec<String> {
         hits.extend(secret_hits("decoded journal", decoded.as_bytes()));
     }
     hits
+}
+
+/// Every string (keys and values) in `v`, one per line.
+fn strings_of(v: &Value, out: &mut String) {
+    match v {
+        Value::String(s) => {
+            out.push_str(s);
+            out.push('\n');
+        }
+        Value::Array(a) => a.iter().for_each(|x| strings_of(x, out)),
+        Value::Object(m) => m.iter().for_each(|(k, x)| {
+            out.push_str(k);
+            out.push('\n');
+            strings_of(x, out);
+        }),
+        _ => {}
+    }
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {

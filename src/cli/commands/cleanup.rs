@@ -45,13 +45,12 @@ pub async fn cleanup(s: CleanupSettings) -> Result<Exit, CliError> {
     };
     let report = run_cleanup(&cloud, &journal, &opts).await?;
     journal.flush()?;
-    match s.output {
-        Output::Json => println!(
-            "{}",
-            serde_json::to_string(&report)
-                .map_err(|e| CliError::Failed(format!("cannot write the output: {e}")))?
-        ),
-        Output::Table => print!("{}", table(&report)),
+    if s.output == Output::Table && crate::cli::output::own_rendering(s.output) {
+        print!("{}", table(&report));
+    } else {
+        let v = serde_json::to_value(&report)
+            .map_err(|e| CliError::Failed(format!("cannot write the output: {e}")))?;
+        crate::cli::output::print_value(s.output, &v)?;
     }
     if report.errors() > 0 {
         eprintln!(

@@ -148,10 +148,12 @@ pub fn print_summary(meta: &RunMeta, journal: &Journal, output: Output) -> Resul
     use std::io::Write;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(64 << 10, stdout.lock());
-    match output {
-        Output::Json => write_status_json(&mut out, meta, journal)?,
-        Output::Table => writeln!(out, "{}", status_table_of(journal)?)
-            .map_err(|e| CliError::Failed(format!("cannot write the output: {e}")))?,
+    if output == Output::Table && crate::cli::output::own_rendering(output) {
+        writeln!(out, "{}", status_table_of(journal)?)
+            .map_err(|e| CliError::Failed(format!("cannot write the output: {e}")))?;
+    } else {
+        // (Markdown: the generic rendering of the status JSON.)
+        crate::cli::output::write_data(&mut out, output, |w| write_status_json(w, meta, journal))?;
     }
     out.flush()
         .map_err(|e| CliError::Failed(format!("cannot write the output: {e}")))

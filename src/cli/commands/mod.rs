@@ -6,9 +6,11 @@ pub mod approve;
 pub mod bench_copy;
 pub mod bench_fleet;
 pub mod cleanup;
+pub mod completions;
 pub mod demo;
 pub mod emulator;
 pub mod execute;
+pub mod permissions;
 pub mod plan;
 pub mod report;
 pub mod resume;
@@ -23,6 +25,9 @@ use super::settings::Settings;
 /// Runs one command.
 pub async fn dispatch(settings: Settings) -> Result<Exit, CliError> {
     match settings {
+        Settings::Permissions(s) => permissions::permissions(s).await,
+        Settings::Completions(shell) => completions::completions(shell),
+        Settings::Man => completions::man(),
         Settings::Run(s) => run::run(s).await,
         Settings::Resume(s) => resume::resume(s).await,
         Settings::Status(s) => status::status(s),

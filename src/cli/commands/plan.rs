@@ -3,7 +3,7 @@
 
 use super::setup::connect;
 use crate::cli::error::{CliError, Exit};
-use crate::cli::settings::{DEFAULT_POLL_SECS, PlanSettings, ReportFormat};
+use crate::cli::settings::{DEFAULT_POLL_SECS, PlanSettings, ReportFormat, is_subscription_id};
 use crate::discovery::{DiscoverOptions, classify_all, select, suggest_sizes};
 use crate::engine::arm::ArmCloud;
 use crate::journal::now_rfc3339;
@@ -23,8 +23,14 @@ pub fn plan_err(e: PlanError) -> CliError {
 /// `ade2eah plan`.
 pub async fn plan(a: PlanSettings) -> Result<Exit, CliError> {
     let poll = a.conn.poll_or(DEFAULT_POLL_SECS)?;
-    let (sel, options, waves) = (&a.selector, &a.options, &a.waves);
+    let (options, waves) = (&a.options, &a.waves);
     let cloud = connect(&a.conn, None, poll).await?;
+    let mut sel = a.selector.clone();
+    if !sel.subscriptions.iter().all(|s| is_subscription_id(s)) {
+        super::setup::resolve_subscriptions(cloud.client(), &mut sel.subscriptions).await?;
+        crate::cli::settings::check_selector(&sel)?;
+    }
+    let sel = &sel;
     let started = std::time::Instant::now();
     let (mut plan, stats) = build_plan(
         &cloud,
@@ -52,9 +58,11 @@ pub async fn plan(a: PlanSettings) -> Result<Exit, CliError> {
         );
     }
     match a.output {
-        ReportFormat::Json => println!("{}", crate::report::plan_json(&plan)),
+        f if !crate::cli::output::own_rendering(f) => {
+            crate::cli::output::print_value(f, &crate::report::plan_json(&plan))?
+        }
         ReportFormat::Markdown => print!("{}", crate::report::plan_markdown(&plan)),
-        ReportFormat::Table => print!("{}", crate::report::plan_table(&plan)),
+        _ => print!("{}", crate::report::plan_table(&plan)),
     }
     Ok(Exit::Done)
 }

@@ -82,11 +82,13 @@ pub fn write_run(
     let times = run_times(plan, journal, &entries)?;
     let head = report::run_head(meta, plan, &entries, &times);
     match format {
-        ReportFormat::Json => {
-            crate::cli::output::write_with_vms(out, &head, entries.len(), |i| {
-                Ok(report::run_vm_json(plan, &journal.summary(&entries[i].id)?))
-            })?;
-            out.write_all(b"\n").map_err(io)
+        f if !crate::cli::output::own_rendering(f) => {
+            crate::cli::output::write_data(out, f, |out| {
+                crate::cli::output::write_with_vms(out, &head, entries.len(), |i| {
+                    Ok(report::run_vm_json(plan, &journal.summary(&entries[i].id)?))
+                })?;
+                out.write_all(b"\n").map_err(io)
+            })
         }
         ReportFormat::Table => {
             let mut t = report::RunTable::default();
@@ -95,7 +97,7 @@ pub fn write_run(
             }
             out.write_all(t.render(meta, &head).as_bytes()).map_err(io)
         }
-        ReportFormat::Markdown => {
+        _ => {
             out.write_all(report::markdown_head(meta, &head).as_bytes())
                 .map_err(io)?;
             for e in &entries {

@@ -8,7 +8,7 @@ use super::execute::{Drive, execute, execute_waves};
 use super::plan::{build_plan, plan_err};
 use super::setup::{connect, planned_records, start_run};
 use crate::cli::error::{CliError, Exit};
-use crate::cli::settings::RunSettings;
+use crate::cli::settings::{RunSettings, is_subscription_id};
 use crate::discovery::{DiscoverError, DiscoverOptions, classify_all, discover};
 use crate::engine::arm::ArmCloud;
 use crate::journal::RunMeta;
@@ -23,10 +23,40 @@ pub async fn run(s: RunSettings) -> Result<Exit, CliError> {
     if let Some(path) = s.plan.clone() {
         return run_plan(s, &path).await;
     }
+    let mut s = s;
     let poll = s.poll();
     let cloud = connect(&s.conn, None, poll)
         .await?
         .with_copy(s.copy.clone());
+    if let Some(sub) = s.subscription.as_mut().filter(|x| !is_subscription_id(x)) {
+        let name = sub.clone();
+        let resolved =
+            super::setup::resolve_subscriptions(cloud.client(), std::slice::from_mut(sub)).await;
+        let stray = s
+            .vms
+            .iter()
+            .find(|v| !v.subscription().eq_ignore_ascii_case(sub));
+        match (resolved, stray) {
+            (Ok(()), None) => {}
+            (r, Some(vm)) => {
+                let why = r.err().map(|e| format!(" ({e})")).unwrap_or_default();
+                return Err(CliError::BadInput(format!(
+                    "VM {vm} is in subscription {}, not --subscription {name}{why}",
+                    vm.subscription()
+                )));
+            }
+            (Err(e), None) => return Err(e),
+        }
+    }
+    if s.check_permissions {
+        let subs: Vec<String> = s
+            .subscription
+            .iter()
+            .filter(|x| !x.is_empty())
+            .cloned()
+            .collect();
+        check_permissions(&cloud, &subs).await?;
+    }
     let new = start_run(&s.state)?;
     let discovered = discover(&cloud, &s.vms, &discover_options(&s))
         .await
@@ -79,6 +109,17 @@ fn apply_target(
         f.target_encryption = choice.unwrap_or_default();
         f.guest_check = guest_check;
     }
+}
+
+/// `--check-permissions`: refuses (exit 2) unless the caller has every
+/// action of the role on each subscription.
+async fn check_permissions(cloud: &ArmCloud, subscriptions: &[String]) -> Result<(), CliError> {
+    let scopes: Vec<String> = subscriptions
+        .iter()
+        .map(|s| format!("/subscriptions/{s}"))
+        .collect();
+    let (_, refusal) = super::permissions::check_scopes(cloud.client(), &scopes).await?;
+    refusal.map_or(Ok(()), Err)
 }
 
 /// The run's metadata: endpoint as connected, cloud, auth and poll interval
@@ -152,6 +193,9 @@ async fn run_plan(s: RunSettings, path: &Path) -> Result<Exit, CliError> {
     let cloud = connect(&s.conn, None, poll)
         .await?
         .with_copy(s.copy.clone());
+    if s.check_permissions {
+        check_permissions(&cloud, &file.subscriptions).await?;
+    }
     let new = start_run(&s.state)?;
     let plan = bind_plan(&cloud, &file, path, &discover_options(&s)).await?;
     for v in &plan.vms {

@@ -39,6 +39,7 @@ mod extension;
 mod governance;
 mod guest;
 mod nic;
+mod permissions;
 mod sas;
 mod seed;
 mod snapshot;
@@ -472,6 +473,8 @@ pub(crate) struct World {
     /// `publisher.type` (lower case) → the message its handler fails with
     /// (a seeded extension failure, extension.rs).
     ext_failures: BTreeMap<String, String>,
+    /// Denied actions and subscription names (`permissions.rs`).
+    pub(crate) access: permissions::Access,
 }
 
 impl World {
@@ -522,6 +525,7 @@ impl World {
             bitlocker_left: BTreeMap::new(),
             role_assignments: BTreeMap::new(),
             ext_failures: BTreeMap::new(),
+            access: Default::default(),
         }
     }
 
