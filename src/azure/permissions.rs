@@ -125,6 +125,18 @@ pub const OPERATIONS: &[Operation] = &[
         ]
     ),
     op!("PATCH", VM, ["Microsoft.Compute/virtualMachines/write"]),
+    // The instance view, read apart from a model read with `$expand=userData`.
+    op!(
+        "GET",
+        "/subscriptions/{s}/resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachines/{vm}/instanceView",
+        ["Microsoft.Compute/virtualMachines/instanceView/read"]
+    ),
+    // `--guest-check`: Run Command in the guest.
+    op!(
+        "POST",
+        "/subscriptions/{s}/resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachines/{vm}/runCommand",
+        ["Microsoft.Compute/virtualMachines/runCommand/action"]
+    ),
     op!("DELETE", VM, ["Microsoft.Compute/virtualMachines/delete"]),
     op!(
         "POST",
@@ -156,6 +168,12 @@ pub const OPERATIONS: &[Operation] = &[
     ),
     op!(
         "PUT",
+        "/subscriptions/{s}/resourceGroups/{rg}/providers/Microsoft.Compute/disks/{d}",
+        ["Microsoft.Compute/disks/write"]
+    ),
+    // A sealed target gets the source's access settings back.
+    op!(
+        "PATCH",
         "/subscriptions/{s}/resourceGroups/{rg}/providers/Microsoft.Compute/disks/{d}",
         ["Microsoft.Compute/disks/write"]
     ),
@@ -194,6 +212,30 @@ pub const OPERATIONS: &[Operation] = &[
         "POST",
         "/subscriptions/{s}/resourceGroups/{rg}/providers/Microsoft.Compute/snapshots/{d}/endGetAccess",
         ["Microsoft.Compute/snapshots/endGetAccess/action"]
+    ),
+    // `cleanup --yes`: round and backup snapshots past the retention.
+    op!(
+        "DELETE",
+        "/subscriptions/{s}/resourceGroups/{rg}/providers/Microsoft.Compute/snapshots/{d}",
+        ["Microsoft.Compute/snapshots/delete"]
+    ),
+    // Disk encryption sets the new disks use (validate-before-delete).
+    op!(
+        "GET",
+        "/subscriptions/{s}/resourceGroups/{rg}/providers/Microsoft.Compute/diskEncryptionSets/{d}",
+        ["Microsoft.Compute/diskEncryptionSets/read"]
+    ),
+    // The system-assigned principal's role assignments: read at discovery,
+    // granted to the new principal after the re-create.
+    op!(
+        "GET",
+        "{scope...}/providers/Microsoft.Authorization/roleAssignments",
+        ["Microsoft.Authorization/roleAssignments/read"]
+    ),
+    op!(
+        "PUT",
+        "{scope...}/providers/Microsoft.Authorization/roleAssignments/{a}",
+        ["Microsoft.Authorization/roleAssignments/write"]
     ),
     // Long-running operation status (Azure-AsyncOperation and Location URLs).
     op!(

@@ -16,8 +16,7 @@ use super::args::RebuildArgs;
 use super::args::{
     AuthArg, BenchCommand, BenchCopyArgs, BenchFleetArgs, CleanupArgs, CloudArg, Command, ConnArgs,
     CopyArgs, DemoArgs, EmulatorCommand, PlanArgs, ResumeArgs, RollbackArgs, RunArgs, ServeArgs,
-    TransferArg,
-    TransferArgs, VerifyArg,
+    TransferArg, TransferArgs, VerifyArg,
 };
 use super::error::CliError;
 use crate::azure::{self, AuthMode};

@@ -84,7 +84,10 @@ fn prepare_round(rec: &mut VmRecord, offline: bool) {
             continue;
         }
         let d = &mut rec.disks[i];
-        if d.open_round().is_none() {
+        // A finished offline round whose seal is not journaled yet gets no
+        // new round: the round action only checks the seal and records it.
+        let sealed_pending = d.rounds.last().is_some_and(|r| r.offline && r.copied);
+        if d.open_round().is_none() && !sealed_pending {
             d.rounds_opened = d.rounds_opened.max(d.rounds.len() as u32) + 1;
             let number = d.rounds_opened;
             let name =
@@ -421,7 +424,7 @@ async fn copy_rounds(engine: &Engine, rec: &mut VmRecord, offline: bool) -> Clou
     let todo: Vec<usize> = {
         let r = shared.lock().unwrap_or_else(|p| p.into_inner());
         (0..r.disks.len())
-            .filter(|&i| !r.disks[i].copied && r.disks[i].open_round().is_some())
+            .filter(|&i| !r.disks[i].copied && !r.disks[i].rounds.is_empty())
             .collect()
     };
     let results =

@@ -59,7 +59,10 @@ fn reads_of_rich_models_are_unchanged() {
     // `ADE2EAH_BLESS_GOLDEN=1 cargo test golden` rewrites the golden file,
     // and the diff shows in review exactly what changed.
     if std::env::var_os("ADE2EAH_BLESS_GOLDEN").is_some() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/src/plan/testdata/rich_reads.json");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/src/plan/testdata/rich_reads.json"
+        );
         std::fs::write(path, serde_json::to_string_pretty(&now).unwrap() + "\n").unwrap();
         return;
     }

@@ -5,9 +5,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::cleanup::CleanupEntry;
 use super::reinstall::Carried;
 use super::rollback::{RollbackPolicy, RollbackState};
-use super::cleanup::CleanupEntry;
 use super::timing::Span;
 use super::{Action, Step};
 use crate::model::ResourceId;

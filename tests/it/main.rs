@@ -51,10 +51,10 @@ mod permissions;
 mod platform_rules;
 /// The same VM after migration: every property family round-trips, tags as before (issue 12).
 mod preservation;
-/// Rollback from every step, automatic rollback, no-op rollbacks (issue 13).
-mod rollback;
 /// Downtime in `report --output json`, the HTML timeline in Chromium (issue 14).
 mod report_timeline;
+/// Rollback from every step, automatic rollback, no-op rollbacks (issue 13).
+mod rollback;
 /// Microsoft's Python SDKs (azure-mgmt-compute, azure-storage-blob) drive the emulator (issue 11).
 mod sdk_conformance;
 /// Discovery by tag, name glob, and feature registration (issue 6).

@@ -42,6 +42,28 @@ fn mixed(e: &Emulator) -> Vec<ResourceId> {
         e.add_vm(linux_data("perm-l")),
     ]
 }
+/// A VM with extensions, a system-assigned identity with roles, its OS disk
+/// on a disk encryption set and a `DenyAll` data disk.
+fn rich(e: &Emulator) -> Vec<ResourceId> {
+    let mut spec = windows("perm-rich", 1).with_extensions_and_roles();
+    spec.data_disks[0].properties = serde_json::json!({"networkAccessPolicy": "DenyAll"});
+    let vm = e.add_vm(spec);
+    let des = e.add_des("rg-keys", "des-perm", "westeurope");
+    let model = e.vm_get(&vm).expect("the seeded VM");
+    let os = model["properties"]["storageProfile"]["osDisk"]["managedDisk"]["id"]
+        .as_str()
+        .and_then(|id| ResourceId::parse(id).ok())
+        .expect("an OS disk id");
+    assert!(e.set_disk_encryption_set(&os, &des));
+    vec![vm]
+}
+/// A Linux VM whose OS volume is ADE-encrypted (`--rebuild-linux-os`).
+fn linux_os(e: &Emulator) -> Vec<ResourceId> {
+    let mut s = linux_data("perm-lin-os");
+    s.ade = ade2eah::emulator::AdeSpec::LinuxOsAndData;
+    s.system_identity = true;
+    vec![e.add_vm(s)]
+}
 fn named(e: &Emulator) -> Vec<ResourceId> {
     e.set_subscription_name(e.subscription(), "Contoso Prod");
     win(e)
@@ -96,8 +118,36 @@ const SCENARIOS: &[Scenario] = &[
         named,
         &["permissions --check {conn} --subscription \"Contoso Prod\""],
     ),
-    // Expected after the merges (issue 13/12 helpers): rollback, cleanup,
-    // extension reinstall scenarios, one line each.
+    (
+        "extensions, roles, a DES, a DenyAll disk, --guest-check",
+        Start::Default,
+        rich,
+        &["run {conn} --subscription {sub} {vm} --state {state} --yes --guest-check"],
+    ),
+    (
+        "crash after the delete, rollback with ADE re-enabled",
+        Start::Default,
+        win,
+        &[
+            "ADE2EAH_FAILPOINTS=after-act:delete-vm run {conn} --subscription {sub} {vm} --state {state} --yes",
+            "rollback {conn} --state {state} {vm} --yes --reenable-ade",
+        ],
+    ),
+    (
+        "cleanup after the retention",
+        Start::Default,
+        win,
+        &[
+            "run {conn} --subscription {sub} {vm} --state {state} --yes",
+            "cleanup {conn} --state {state} --older-than 0s --yes",
+        ],
+    ),
+    (
+        "Linux OS volume rebuilt",
+        Start::Default,
+        linux_os,
+        &["run {conn} --subscription {sub} {vm} --state {state} --yes --rebuild-linux-os"],
+    ),
 ];
 
 /// Splits a command template into (env, args) after filling it in.

@@ -79,12 +79,13 @@ async fn migrate(
     let cloud: ArmCloud = connect(&conn, None, poll).await?;
     let dir = tempfile::tempdir().map_err(|e| CliError::Failed(e.to_string()))?;
     let new = start_run(dir.path())?;
-    let mut records: Vec<VmRecord> = discover(&cloud, std::slice::from_ref(&vm), &Default::default())
-        .await
-        .map_err(|e| CliError::Failed(e.to_string()))?
-        .into_iter()
-        .map(|(r, _)| r)
-        .collect();
+    let mut records: Vec<VmRecord> =
+        discover(&cloud, std::slice::from_ref(&vm), &Default::default())
+            .await
+            .map_err(|e| CliError::Failed(e.to_string()))?
+            .into_iter()
+            .map(|(r, _)| r)
+            .collect();
     for r in &mut records {
         r.copy_policy = policy;
     }
