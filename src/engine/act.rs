@@ -514,6 +514,23 @@ async fn copy_one(
         let skip_below = with_rec(shared, |r| {
             r.disks[i].rounds.last().map_or(0, |l| l.done_upto)
         });
+        if attempt > 0 {
+            // A renewal grants again what the failed attempt revoked (and
+            // recorded closed): journal them open first, so a crash between
+            // the grant and its revoke leaves no grant the journal forgot.
+            let mut again = vec![round.snapshot.clone(), plan.target.clone()];
+            again.extend(previous.iter().cloned());
+            with_rec(shared, |r| {
+                for id in &again {
+                    r.sas_opened(id);
+                }
+                engine.journal_write(
+                    r,
+                    "sas-renew",
+                    json!({"disk": plan.source, "attempt": attempt}),
+                )
+            })?;
+        }
         let mut granted: Vec<ResourceId> = Vec::new();
         let result = async {
             let src = cloud
