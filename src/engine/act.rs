@@ -71,14 +71,7 @@ fn prepare_round(rec: &mut VmRecord, offline: bool) {
             let name =
                 crate::step::eligibility::derived_name(d.source.name(), &format!("-eah-r{number}"));
             let snapshot = d.source.sibling("Microsoft.Compute", "snapshots", &name);
-            d.rounds.push(Round {
-                number,
-                snapshot,
-                offline,
-                done_upto: 0,
-                bytes: 0,
-                copied: false,
-            });
+            d.rounds.push(Round::open(number, snapshot, offline));
         }
         let d = &rec.disks[i];
         let mut ids = vec![d.target.clone()];

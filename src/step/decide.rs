@@ -321,7 +321,9 @@ fn create_targets(rec: &VmRecord, obs: &Observation, run_id: &str) -> Decision {
 
 /// A SAS grant this run may have left open on a source disk or a round
 /// snapshot (crash between grant and revoke) is revoked before anything
-/// else; one this run did not grant parks the VM.
+/// else; one this run did not grant parks the VM. Grants the engine keeps
+/// for the next round (`kept_sas`, valid only within the process that
+/// granted them) are not leftovers.
 fn leftover_sas(rec: &VmRecord, obs: &Observation) -> Option<Decision> {
     for d in &rec.disks {
         let ids = std::iter::once(&d.source).chain(d.rounds.iter().map(|r| &r.snapshot));
@@ -329,7 +331,7 @@ fn leftover_sas(rec: &VmRecord, obs: &Observation) -> Option<Decision> {
             let Some(Some(v)) = obs.disk(id) else {
                 continue;
             };
-            if !v.has_open_sas() {
+            if !v.has_open_sas() || rec.kept_sas.contains(id) {
                 continue;
             }
             return Some(if rec.open_sas.contains(id) {
@@ -361,26 +363,10 @@ fn is_uploadable(t: &DiskView) -> bool {
     matches!(t.state.as_str(), "ReadyToUpload" | "ActiveUpload")
 }
 
-/// Total bytes the latest finished online round moved (all disks), and the
-/// one before it.
-fn online_deltas(rec: &VmRecord) -> (u64, u64) {
-    let nth_from_end = |d: &super::record::DiskPlan, k: usize| {
-        d.rounds
-            .iter()
-            .filter(|r| r.copied && !r.offline)
-            .rev()
-            .nth(k)
-            .map_or(0, |r| r.bytes)
-    };
-    let last = rec.disks.iter().map(|d| nth_from_end(d, 0)).sum();
-    let prev = rec.disks.iter().map(|d| nth_from_end(d, 1)).sum();
-    (last, prev)
-}
-
-/// Online rounds while the VM runs. Stop rule: after at most
-/// `max_online_rounds`, once a round moved no more than
-/// `offline_target_bytes`, or once a delta round stopped shrinking by half
-/// (the guest writes as fast as we copy: more rounds would not help).
+/// Online rounds while the VM runs: the first (full) round, then delta
+/// rounds while [`super::precopy::verdict`] predicts that another one
+/// shrinks the offline window meaningfully (a rule in time, with caps on
+/// rounds and on online time).
 fn pre_copy(rec: &VmRecord, obs: &Observation, vm: &VmView, run_id: &str) -> Decision {
     if let Some(d) = leftover_sas(rec, obs).or_else(|| source_gone(rec, obs)) {
         return d;
@@ -436,11 +422,11 @@ fn pre_copy(rec: &VmRecord, obs: &Observation, vm: &VmView, run_id: &str) -> Dec
     if done == 0 {
         return Decision::Act(Action::CopyRound { offline: false });
     }
-    let (last, prev) = online_deltas(rec);
-    if last <= policy.offline_target_bytes || (done >= 2 && last.saturating_mul(2) > prev) {
-        return Decision::Advance;
+    if super::precopy::verdict(rec).is_continue() {
+        Decision::Act(Action::CopyRound { offline: false })
+    } else {
+        Decision::Advance
     }
-    Decision::Act(Action::CopyRound { offline: false })
 }
 
 /// The offline round: the VM must be deallocated (a consistent final
@@ -923,14 +909,9 @@ mod tests {
     }
 
     fn round(n: u32, offline: bool, copied: bool) -> super::super::record::Round {
-        super::super::record::Round {
-            number: n,
-            snapshot: id(&format!("snapshots/os-eah-r{n}")),
-            offline,
-            done_upto: 0,
-            bytes: 0,
-            copied,
-        }
+        let mut r = super::super::record::Round::open(n, id(&format!("snapshots/os-eah-r{n}")), offline);
+        r.copied = copied;
+        r
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod body;
 pub mod decide;
 pub mod eligibility;
 pub mod observe;
+pub mod precopy;
 pub mod record;
 pub mod summary;
 pub mod timing;
