@@ -440,6 +440,19 @@ pub struct BenchCopyArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
+    // wt-copy (issue 15): the downtime matrix and the issue's small-disk setup.
+    /// Run the matrix instead: disk sizes (`--matrix-sizes`) × allocation
+    /// (30%, 95%) × steady guest writes (0.1, 1, 10 MiB/s), each against
+    /// the full-copy baseline and the lower bound.
+    #[arg(long)]
+    pub matrix: bool,
+    /// Disk sizes of the matrix, GiB.
+    #[arg(long, value_delimiter = ',', default_value = "32,128,1024")]
+    pub matrix_sizes: Vec<u64>,
+    /// Run issue 15's small-disk setup instead: two VMs with 512 MiB and
+    /// 256 MiB of data, 64 KiB/s guest writes per disk, 4 MiB/s write cap.
+    #[arg(long, conflicts_with = "matrix")]
+    pub small_disks: bool,
 }
 
 fn parse_id(s: &str) -> Result<ResourceId, String> {

@@ -742,6 +742,11 @@ pub struct BenchCopySettings {
     pub time_scale: f64,
     /// One JSON object instead of a table.
     pub json: bool,
+    // wt-copy (issue 15)
+    /// `--matrix` with these disk sizes (GiB, each at least 1), or empty.
+    pub matrix_sizes: Vec<u64>,
+    /// `--small-disks`.
+    pub small_disks: bool,
 }
 
 impl BenchCopySettings {
@@ -760,6 +765,17 @@ impl BenchCopySettings {
             churn_gib: a.churn_gib,
             time_scale: a.time_scale,
             json: a.json,
+            matrix_sizes: if a.matrix {
+                if a.matrix_sizes.is_empty() || a.matrix_sizes.contains(&0) {
+                    return Err(CliError::BadInput(
+                        "--matrix-sizes must list sizes of at least 1 GiB".into(),
+                    ));
+                }
+                a.matrix_sizes
+            } else {
+                Vec::new()
+            },
+            small_disks: a.small_disks,
         })
     }
 }

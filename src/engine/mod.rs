@@ -19,6 +19,7 @@
 
 pub mod act;
 pub mod arm;
+pub mod grants;
 pub mod lease;
 pub mod waves;
 
@@ -111,6 +112,8 @@ pub struct Engine {
     /// Per VM and step: when Azure first answered "held" (NIC reservation)
     /// in this process, and how many held answers since.
     holds: Arc<std::sync::Mutex<HeldSince>>,
+    /// SAS grants kept between copy rounds ([`grants`]).
+    grants: Arc<grants::Grants>,
 }
 
 impl Engine {
@@ -133,6 +136,7 @@ impl Engine {
             progress,
             cancel,
             holds: Arc::default(),
+            grants: Arc::default(),
         }
     }
 
@@ -223,8 +227,19 @@ impl Engine {
         }
     }
 
-    /// One VM's loop. Returns when the VM is verified, parked, or the run is cancelled.
+    /// One VM's loop (see [`Engine::drive_steps`]); the SAS grants kept
+    /// between copy rounds are dropped from the record when this process
+    /// does not hold them (they are leftovers after a crash, and the rules
+    /// revoke them) and revoked when the VM's loop ends for any reason.
     async fn drive(&self, mut rec: VmRecord) -> Result<VmRecord, JournalError> {
+        rec.kept_sas.retain(|id| self.grants.holds(id));
+        let mut rec = self.drive_steps(rec).await?;
+        act::release_kept(self, &mut rec).await?;
+        Ok(rec)
+    }
+
+    /// One VM's loop. Returns when the VM is verified, parked, or the run is cancelled.
+    async fn drive_steps(&self, mut rec: VmRecord) -> Result<VmRecord, JournalError> {
         if let Some(pending) = rec.pending.take() {
             // Intent without result: the call may or may not have happened.
             // The rules re-observe Azure, so nothing more is needed here.
@@ -452,6 +467,10 @@ impl Engine {
 
     pub(crate) fn opts(&self) -> &EngineOptions {
         &self.opts
+    }
+
+    pub(crate) fn grants(&self) -> &grants::Grants {
+        &self.grants
     }
 
     pub(crate) fn progress(&self) -> &dyn Progress {

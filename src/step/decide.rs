@@ -909,7 +909,8 @@ mod tests {
     }
 
     fn round(n: u32, offline: bool, copied: bool) -> super::super::record::Round {
-        let mut r = super::super::record::Round::open(n, id(&format!("snapshots/os-eah-r{n}")), offline);
+        let mut r =
+            super::super::record::Round::open(n, id(&format!("snapshots/os-eah-r{n}")), offline);
         r.copied = copied;
         r
     }
