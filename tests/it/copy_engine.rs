@@ -399,17 +399,17 @@ async fn status_during_a_run_shows_each_disk_with_bytes_rate_and_eta() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_offline_window_reuses_the_online_grants_and_records_its_sub_phases() {
+async fn the_offline_window_grants_each_disk_at_once_and_records_its_sub_phases() {
     let rig = Rig::new().await;
     let vm = rig.emu.add_vm(windows("window", 1));
     let before = source_digests(&rig.emu, &vm);
     let out = rig.run(std::slice::from_ref(&vm), &[]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_migrated(&rig.emu, &vm, &before);
-    // Between the deallocate and the VM delete, per disk: one grant for the
-    // final snapshot and one read grant on the sealed target. The last
-    // online round's snapshot grant and the target's write grant are kept
-    // from the online round (before: 3 grants for the round, 3 for the
+    // Between the deallocate and the VM delete, per disk: the round's three
+    // grants (final snapshot, last online snapshot, target) and one read
+    // grant on the sealed target; the verification reuses the round's two
+    // snapshot grants (before: 3 grants for the round, 3 for the
     // verification).
     let reqs = rig.emu.requests();
     let vm_path = vm.as_str().to_ascii_lowercase();
@@ -429,7 +429,7 @@ async fn the_offline_window_reuses_the_online_grants_and_records_its_sub_phases(
         .iter()
         .filter(|r| r.path.ends_with("/beginGetAccess") && r.status < 300)
         .count();
-    assert_eq!(grants, 2 * 2, "two disks, two grants each");
+    assert_eq!(grants, 2 * 4, "two disks, four grants each");
     let rec = ade2eah::journal::Journal::open_to_read(rig.state_dir())
         .and_then(|j| j.get(&vm))
         .expect("journal readable");
