@@ -91,6 +91,9 @@ pub struct VerifyFigures {
 pub trait Cloud: Send + Sync {
     /// GET a VM, optionally with `$expand=instanceView`.
     async fn get_vm(&self, id: &ResourceId, instance_view: bool) -> CloudResult<Option<Value>>;
+    /// GET the full VM model to journal: `$expand=userData` plus the
+    /// instance view at `properties.instanceView` (two reads).
+    async fn get_vm_model(&self, id: &ResourceId) -> CloudResult<Option<Value>>;
     /// GET a managed disk or a snapshot (by the id's type).
     async fn get_disk(&self, id: &ResourceId) -> CloudResult<Option<Value>>;
     /// Is `Microsoft.Compute/EncryptionAtHost` registered on the subscription?
@@ -102,6 +105,26 @@ pub trait Cloud: Send + Sync {
         location: &str,
         size: &str,
     ) -> CloudResult<(Option<bool>, bool)>;
+    /// GET a disk encryption set (`Ok(None)`: 404).
+    async fn get_disk_encryption_set(&self, id: &ResourceId) -> CloudResult<Option<Value>>;
+    /// The resource SKU of VM size `size` in `location`, as JSON
+    /// (`name`, `capabilities`, `restrictions`); `None` when not offered.
+    async fn vm_sku(
+        &self,
+        subscription: &str,
+        location: &str,
+        size: &str,
+    ) -> CloudResult<Option<Value>>;
+    /// The Compute usages of `location` (`Ok(None)`: 404).
+    async fn compute_usages(
+        &self,
+        subscription: &str,
+        location: &str,
+    ) -> CloudResult<Option<Vec<Value>>>;
+    /// Every management lock at and below the subscription (`Ok(None)`: 404).
+    async fn list_locks(&self, subscription: &str) -> CloudResult<Option<Vec<Value>>>;
+    /// Run Command on a VM (a read of the guest; waits): the operation's output.
+    async fn run_command(&self, vm: &ResourceId, body: &Value) -> CloudResult<Value>;
     /// PUT a VM (create or full update); waits for the operation.
     async fn put_vm(&self, id: &ResourceId, body: &Value) -> CloudResult<()>;
     /// PATCH a VM; waits for the operation.
@@ -116,8 +139,22 @@ pub trait Cloud: Send + Sync {
     async fn put_extension(&self, id: &ResourceId, body: &Value) -> CloudResult<()>;
     /// DELETE a VM extension; waits.
     async fn delete_extension(&self, id: &ResourceId) -> CloudResult<()>;
+    /// GET the VM's extensions (VirtualMachineExtensions_List, `value[]`).
+    async fn list_extensions(&self, vm: &ResourceId) -> CloudResult<Vec<Value>>;
+    /// Role assignments of `principal` at, above or below the subscription
+    /// (`$filter=principalId eq '{principal}'`), every page.
+    async fn list_role_assignments(
+        &self,
+        subscription: &str,
+        principal: &str,
+    ) -> CloudResult<Vec<Value>>;
+    /// PUT a role assignment by its full id (`{scope}/providers/
+    /// Microsoft.Authorization/roleAssignments/{guid}`); synchronous.
+    async fn put_role_assignment(&self, id: &str, body: &Value) -> CloudResult<()>;
     /// PUT a disk; waits.
     async fn put_disk(&self, id: &ResourceId, body: &Value) -> CloudResult<()>;
+    /// PATCH a disk (properties merge); waits.
+    async fn patch_disk(&self, id: &ResourceId, body: &Value) -> CloudResult<()>;
     /// DELETE a disk; waits.
     async fn delete_disk(&self, id: &ResourceId) -> CloudResult<()>;
     /// PUT a snapshot; waits.

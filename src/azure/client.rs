@@ -71,6 +71,38 @@ struct Raw {
     status: u16,
     headers: HeaderMap,
     body: Bytes,
+    /// The `x-ms-correlation-request-id` sent (one per operation: a
+    /// long-running operation's polls reuse its first request's).
+    correlation: String,
+}
+
+/// Logs one ARM answer for Azure support: method, path (never the query,
+/// which may hold a `$skipToken`), status, duration, and the ids Azure
+/// traces a request by: the `x-ms-correlation-request-id` this client sent
+/// and Azure echoed, and the `x-ms-request-id` Azure assigned
+/// (learn.microsoft.com/azure/azure-resource-manager/management/request-limits-and-throttling
+/// and the resource provider contract's common API details list both as the
+/// ids support asks for).
+fn log_answer(
+    method: &Method,
+    path: &str,
+    status: u16,
+    started: std::time::Instant,
+    sent: &str,
+    h: &HeaderMap,
+) {
+    let header = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).unwrap_or("");
+    tracing::info!(
+        target: "ade2eah::arm",
+        %method,
+        path,
+        status,
+        duration_ms = started.elapsed().as_millis() as u64,
+        correlation_id = sent,
+        x_ms_correlation_request_id = header("x-ms-correlation-request-id"),
+        x_ms_request_id = header("x-ms-request-id"),
+        "arm request"
+    );
 }
 
 /// The ARM client. Cheap to clone (shared inside).
@@ -254,10 +286,15 @@ impl ArmClient {
         url: Url,
         body: Option<&Value>,
         poll: bool,
+        correlation: Option<&str>,
     ) -> Result<Raw, AzureError> {
         self.check_host(&url)?;
         let inner = &self.inner;
         let path = url.path().to_string();
+        let correlation = correlation
+            .map(str::to_string)
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let correlation = &correlation;
         with_retries(
             &inner.cfg.retry,
             || {
@@ -281,13 +318,19 @@ impl ArmClient {
                         .http
                         .request(method.clone(), url)
                         .bearer_auth(token.expose_secret())
-                        .header("x-ms-client-request-id", uuid::Uuid::new_v4().to_string());
+                        .header("x-ms-client-request-id", uuid::Uuid::new_v4().to_string())
+                        .header("x-ms-correlation-request-id", correlation.as_str());
                     if let Some(b) = body {
                         rb = rb.json(b);
                     }
+                    let started = std::time::Instant::now();
                     let resp = match rb.send().await {
                         Ok(r) => r,
-                        Err(e) => return Attempt::Retry(AzureError::transport(e), None),
+                        Err(e) => {
+                            let e = AzureError::transport(e);
+                            tracing::warn!(target: "ade2eah::arm", %method, path = %path, correlation_id = %correlation, error = %e, "arm request failed");
+                            return Attempt::Retry(e, None);
+                        }
                     };
                     let status = resp.status().as_u16();
                     let headers = resp.headers().clone();
@@ -296,11 +339,12 @@ impl ArmClient {
                         Ok(b) => b,
                         Err(e) => return Attempt::Retry(AzureError::transport(e), None),
                     };
-                    tracing::debug!(%method, path = %path, status, "arm");
+                    log_answer(&method, &path, status, started, correlation, &headers);
                     let raw = Raw {
                         status,
                         headers,
                         body,
+                        correlation: correlation.clone(),
                     };
                     if status == 429 {
                         inner.counters.throttled.fetch_add(1, Ordering::Relaxed);
@@ -332,7 +376,7 @@ impl ArmClient {
         url: Url,
         body: Option<&Value>,
     ) -> Result<Raw, AzureError> {
-        let raw = self.send(method, url, body, false).await?;
+        let raw = self.send(method, url, body, false, None).await?;
         if raw.status >= 400 {
             Err(http_error(&raw))
         } else {
@@ -344,7 +388,7 @@ impl ArmClient {
         &self,
         url: Url,
     ) -> Result<Option<Fetched<T>>, AzureError> {
-        let raw = self.send(Method::GET, url, None, false).await?;
+        let raw = self.send(Method::GET, url, None, false, None).await?;
         if raw.status == 404 {
             return Ok(None);
         }
@@ -394,7 +438,15 @@ impl ArmClient {
             }
             tokio::time::sleep(delay).await;
             if let Some(op) = &async_op {
-                let raw = self.send(Method::GET, parse(op)?, None, true).await?;
+                let raw = self
+                    .send(
+                        Method::GET,
+                        parse(op)?,
+                        None,
+                        true,
+                        Some(&first.correlation),
+                    )
+                    .await?;
                 if raw.status >= 400 {
                     return Err(http_error(&raw));
                 }
@@ -407,7 +459,7 @@ impl ArmClient {
                         if out.is_none()
                             && let Some(loc) = &location
                         {
-                            return self.final_location(parse(loc)?).await;
+                            return self.final_location(parse(loc)?, &first.correlation).await;
                         }
                         return Ok(out);
                     }
@@ -424,7 +476,15 @@ impl ArmClient {
                     Some(_) => delay = retry_after(&raw.headers).unwrap_or(poll),
                 }
             } else if let Some(loc) = &location {
-                let raw = self.send(Method::GET, parse(loc)?, None, true).await?;
+                let raw = self
+                    .send(
+                        Method::GET,
+                        parse(loc)?,
+                        None,
+                        true,
+                        Some(&first.correlation),
+                    )
+                    .await?;
                 match raw.status {
                     202 => delay = retry_after(&raw.headers).unwrap_or(poll),
                     204 => return Ok(None),
@@ -435,8 +495,14 @@ impl ArmClient {
         }
     }
 
-    async fn final_location(&self, url: Url) -> Result<Option<Value>, AzureError> {
-        let raw = self.send(Method::GET, url, None, true).await?;
+    async fn final_location(
+        &self,
+        url: Url,
+        correlation: &str,
+    ) -> Result<Option<Value>, AzureError> {
+        let raw = self
+            .send(Method::GET, url, None, true, Some(correlation))
+            .await?;
         if raw.status >= 400 {
             return Err(http_error(&raw));
         }
@@ -456,7 +522,7 @@ impl ArmClient {
 
     /// DELETE that treats "already gone" as done.
     async fn delete(&self, url: Url) -> Result<(), AzureError> {
-        let raw = self.send(Method::DELETE, url, None, false).await?;
+        let raw = self.send(Method::DELETE, url, None, false, None).await?;
         match raw.status {
             404 | 204 => Ok(()),
             s if s >= 400 => Err(http_error(&raw)),
@@ -485,6 +551,35 @@ impl ArmClient {
         };
         self.get_json(self.url(id.as_str(), self.compute(), extra)?)
             .await
+    }
+
+    /// GET a VM with `$expand=userData` (the only read that returns
+    /// `properties.userData`, facts §11; `$expand` takes one value), then its
+    /// instance view separately, placed at `properties.instanceView` as
+    /// `$expand=instanceView` would; `None` on 404. This is the full model
+    /// journaled before anything changes.
+    pub async fn get_vm_model(&self, id: &ResourceId) -> Result<Option<Value>, AzureError> {
+        let Some(f) = self
+            .get_json::<wire::VirtualMachine>(self.url(
+                id.as_str(),
+                self.compute(),
+                &[("$expand", "userData")],
+            )?)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let mut model = f.raw;
+        let iv: Option<Fetched<Value>> = self
+            .get_json(self.url(&format!("{id}/instanceView"), self.compute(), &[])?)
+            .await?;
+        if let (Some(iv), Some(props)) = (
+            iv,
+            model.get_mut("properties").and_then(Value::as_object_mut),
+        ) {
+            props.insert("instanceView".into(), iv.raw);
+        }
+        Ok(Some(model))
     }
 
     /// GET a VM's instance view; `None` on 404.
@@ -605,6 +700,17 @@ impl ArmClient {
         .map(|_| ())
     }
 
+    /// PATCH a disk and wait.
+    pub async fn patch_disk(&self, id: &ResourceId, body: &Value) -> Result<(), AzureError> {
+        self.mutate(
+            Method::PATCH,
+            self.url(id.as_str(), self.disks(), &[])?,
+            Some(body),
+        )
+        .await
+        .map(|_| ())
+    }
+
     /// PUT a snapshot and wait.
     pub async fn put_snapshot(&self, id: &ResourceId, body: &Value) -> Result<(), AzureError> {
         self.put_disk(id, body).await
@@ -704,6 +810,19 @@ impl ArmClient {
         Ok(self.get_json::<Value>(url).await?.map(|f| f.raw))
     }
 
+    /// PUT to an ARM path (waiting for an operation if one is started).
+    /// Used by `azure::inventory`.
+    pub(crate) async fn put_value(
+        &self,
+        path: &str,
+        api: &str,
+        body: &Value,
+    ) -> Result<(), AzureError> {
+        self.mutate(Method::PUT, self.url(path, api, &[])?, Some(body))
+            .await
+            .map(|_| ())
+    }
+
     /// POST to an ARM path; returns the JSON body (no long-running operation).
     /// Used by `azure::inventory`.
     pub(crate) async fn post_value(
@@ -716,6 +835,30 @@ impl ArmClient {
             .send_ok(Method::POST, self.url(path, api, &[])?, body)
             .await?;
         Ok(serde_json::from_slice(&raw.body).unwrap_or(Value::Null))
+    }
+
+    /// GET a disk encryption set; `None` on 404.
+    pub async fn get_disk_encryption_set(
+        &self,
+        id: &ResourceId,
+    ) -> Result<Option<Value>, AzureError> {
+        Ok(self
+            .get_json::<Value>(self.url(id.as_str(), self.disks(), &[])?)
+            .await?
+            .map(|f| f.raw))
+    }
+
+    /// POST `runCommand` on a VM (`{"commandId", "script"}`) and wait; returns
+    /// the operation's output (`{"value": [{"code", "message"}...]}`).
+    pub async fn run_command(&self, vm: &ResourceId, body: &Value) -> Result<Value, AzureError> {
+        Ok(self
+            .mutate(
+                Method::POST,
+                self.url(&format!("{vm}/runCommand"), self.compute(), &[])?,
+                Some(body),
+            )
+            .await?
+            .unwrap_or(Value::Null))
     }
 
     /// The VM sizes offered in `location` (resource SKUs), all pages.
@@ -769,7 +912,7 @@ mod tests {
 
     #[test]
     fn error_envelopes_parse_with_and_without_wrapper() {
-        let raw = Raw { status: 429, headers: HeaderMap::new(), body: Bytes::from_static(br#"{"code":"OperationNotAllowed","message":"too many","details":[{"code":"TooManyRequests","message":"HighCostGet30Min"}]}"#) };
+        let raw = Raw { status: 429, headers: HeaderMap::new(), body: Bytes::from_static(br#"{"code":"OperationNotAllowed","message":"too many","details":[{"code":"TooManyRequests","message":"HighCostGet30Min"}]}"#), correlation: String::new() };
         let AzureError::Http { code, message, .. } = http_error(&raw) else {
             panic!()
         };
@@ -779,6 +922,7 @@ mod tests {
             status: 502,
             headers: HeaderMap::new(),
             body: Bytes::from_static(b"<html>bad gateway sig=abcdefgh</html>"),
+            correlation: String::new(),
         };
         let AzureError::Http { code, message, .. } = http_error(&raw) else {
             panic!()

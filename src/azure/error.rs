@@ -255,6 +255,13 @@ pub enum KnownCode {
     BadRequest,
     /// `ScopeLocked`: a management lock forbids the change.
     Locked,
+    /// `PrincipalNotFound`: a role assignment for a principal the directory
+    /// does not know yet (a system-assigned principal created moments ago
+    /// replicates within minutes; Microsoft docs "Assign Azure roles using
+    /// the REST API", principalType).
+    PrincipalNotFound,
+    /// `RequestDisallowedByPolicy`: an Azure Policy `deny` assignment.
+    Policy,
     /// Anything else.
     Other,
 }
@@ -316,6 +323,8 @@ impl KnownCode {
             | "crc64mismatch"
             | "invalidoperation" => KnownCode::BadRequest,
             "scopelocked" => KnownCode::Locked,
+            "principalnotfound" => KnownCode::PrincipalNotFound,
+            "requestdisallowedbypolicy" => KnownCode::Policy,
             _ => KnownCode::Other,
         }
     }
@@ -396,8 +405,8 @@ fn by_code(
         KnownCode::OperationNotAllowed | KnownCode::Conflict if lower.contains(EVER_ADE_TEXT) => {
             ever_ade()
         }
-        KnownCode::OperationNotAllowed
-        | KnownCode::AnotherOperationInProgress
+        KnownCode::OperationNotAllowed => operation_not_allowed(&lower, retry_after),
+        KnownCode::AnotherOperationInProgress
         | KnownCode::Conflict
         | KnownCode::RetryableDueToAnotherOperation => transient,
         KnownCode::NicReserved => ErrorClass::Held {
@@ -407,9 +416,19 @@ fn by_code(
         | KnownCode::SkuNotAvailable
         | KnownCode::ServerSide
         | KnownCode::ExtensionTimeout => transient,
+        // A reinstalled extension (not ADE) names its publisher in Azure's
+        // message ("... (publisher 'P' and type 'T') ...").
+        KnownCode::ExtensionFailed
+            if lower.contains("publisher '") && !lower.contains("azurediskencryption") =>
+        {
+            terminal(
+                "an extension reinstalled on the re-created VM reported a failure inside the guest; read its message above, fix the cause (the extension's own logs in the guest), delete the failed extension (`az vm extension delete`), then run `ade2eah resume` to install it again; the VM itself is migrated and running",
+            )
+        }
         KnownCode::ExtensionFailed => terminal(
             "the ADE extension reported a failure inside the guest; read its message above, inspect the guest (`manage-bde -status` on Windows, `cryptsetup status`/`lsblk` on Linux), fix the cause, then run `ade2eah resume`",
         ),
+        KnownCode::PrincipalNotFound => transient,
         KnownCode::InvalidVhd => terminal(
             "the copied disk has no valid fixed-VHD footer; `ade2eah resume` deletes that target disk (created by this run) and copies again",
         ),
@@ -420,6 +439,9 @@ fn by_code(
             "the identity lacks a permission (see README, 'Permissions needed on real Azure'); grant it, then run `ade2eah resume`",
         ),
         KnownCode::Locked => terminal(locked_remedy(message)),
+        KnownCode::Policy => terminal(
+            "an Azure Policy assignment denies this request (identifiers in the message); ask its owner for an exemption or change the request, then run `ade2eah resume`",
+        ),
         KnownCode::BadRequest | KnownCode::CopySource if lower.contains(EVER_ADE_TEXT) => {
             ever_ade()
         }
@@ -438,6 +460,61 @@ fn by_code(
             ),
         },
     }
+}
+
+/// `OperationNotAllowed` is Compute's catch-all for refusals (facts §11,
+/// §7.3). Its 429 form is throttling (handled before this). Otherwise it is
+/// terminal by default; only the documented forms that describe a state
+/// already moving on by itself (another operation running, a delete or power
+/// change under way, a resource still being provisioned or deleted) are
+/// retried. The terminal forms name what the operator does:
+///
+/// | message contains | verdict |
+/// |---|---|
+/// | "another operation is in progress", "marked for deletion", "ongoing operation", "is being deleted", "provisioning state" (or "provisioningState") | transient |
+/// | "quota" / "exceed" (core, disk or snapshot quota) | terminal: raise the quota |
+/// | "availability zone" / "zonal" (e.g. a `*_ZRS` disk with zones) | terminal: zone vs disk SKU |
+/// | "failed state" (an extension in a failed state) | terminal: fix or remove the extension |
+/// | "activeupload" / "readytoupload" / "activesas" (a disk with open upload/SAS access) | terminal: `resume` revokes access first |
+/// | anything else | terminal: read the message |
+fn operation_not_allowed(lower: &str, retry_after: Option<Duration>) -> ErrorClass {
+    const IN_FLUX: [&str; 6] = [
+        "another operation is in progress",
+        "marked for deletion",
+        "ongoing operation",
+        "is being deleted",
+        "provisioning state",
+        "provisioningstate",
+    ];
+    if IN_FLUX.iter().any(|m| lower.contains(m)) {
+        return ErrorClass::Transient { retry_after };
+    }
+    if lower.contains("quota") || lower.contains("exceed") {
+        return terminal(
+            "a quota is exhausted (cores, disks or snapshots in the region); raise it (`az vm list-usage -l <region>`, then a quota request) or free capacity, then run `ade2eah resume`",
+        );
+    }
+    if lower.contains("availability zone") || lower.contains("zonal") {
+        return terminal(
+            "Azure refuses this zone placement (a zone-redundant `*_ZRS` disk takes no zone; a zonal disk cannot join an availability set); check the disk SKU and the VM's zone, fix the cause, then run `ade2eah resume`",
+        );
+    }
+    if lower.contains("failed state") {
+        return terminal(
+            "an extension on the VM is in a failed state and blocks VM operations; fix or remove that extension (`az vm extension list`, `az vm extension delete`), then run `ade2eah resume`",
+        );
+    }
+    if ["activeupload", "readytoupload", "activesas"]
+        .iter()
+        .any(|s| lower.contains(s))
+    {
+        return terminal(
+            "a disk still has upload or SAS access open; run `ade2eah resume` (it revokes access it opened first); if the access is not this run's, end it with `az disk revoke-access`",
+        );
+    }
+    terminal(
+        "Azure does not allow this operation in the resource's current state; read the message, fix the cause, then run `ade2eah resume`",
+    )
 }
 
 /// The remedy of a `ScopeLocked` refusal, naming the locked scope(s) from
@@ -529,7 +606,6 @@ mod tests {
     #[test]
     fn documented_transients_are_retried() {
         for (s, c) in [
-            (409, "OperationNotAllowed"),
             (409, "AnotherOperationInProgress"),
             (409, "SkuNotAvailable"),
             (500, "InternalServerError"),
@@ -554,6 +630,68 @@ mod tests {
                 timeout: true
             }),
             ErrorClass::Transient { .. }
+        ));
+    }
+
+    /// The `OperationNotAllowed` table: only its throttling form and the
+    /// documented "state is moving on" forms are retried (facts §7.3, §11).
+    #[test]
+    fn operation_not_allowed_is_terminal_unless_in_flux_or_throttling() {
+        let transient = [
+            "Operation 'start' is not allowed on VM 'v' since another operation is in progress.",
+            "Operation 'start' is not allowed on VM 'v' since the VM is marked for deletion. You can only retry the Delete operation (or wait for an ongoing one to complete).",
+            "An ongoing operation is changing power state of Virtual Machine v to Running. Please perform operation start after some time.",
+            "Disk 'd' is being deleted.",
+            "Disk 'd' cannot be attached while its provisioning state is 'Updating'.",
+        ];
+        for m in transient {
+            assert!(
+                matches!(
+                    classify(&http(409, "OperationNotAllowed", m)),
+                    ErrorClass::Transient { .. }
+                ),
+                "{m}"
+            );
+        }
+        let terminal = [
+            (
+                "Operation could not be completed as it results in exceeding approved Total Regional Cores quota.",
+                "quota",
+            ),
+            (
+                "Disk d with SKU Premium_ZRS cannot be created in an availability zone.",
+                "ZRS",
+            ),
+            (
+                "Operation 'start' is not allowed on VM 'v' since VM has extension 'mon' in failed state.",
+                "extension",
+            ),
+            (
+                "Disk 'd' cannot be attached while it is in state 'ActiveUpload'.",
+                "revokes",
+            ),
+            ("Something new.", "read the message"),
+        ];
+        for (m, hint) in terminal {
+            match classify(&http(409, "OperationNotAllowed", m)) {
+                ErrorClass::Terminal { remedy } => {
+                    assert!(remedy.contains(hint), "{m}: {remedy}");
+                    assert!(remedy.contains("resume"), "{m}: {remedy}");
+                }
+                c => panic!("{m}: {c:?}"),
+            }
+        }
+        // The same refusal as the result of a long-running operation.
+        assert!(matches!(
+            classify(&AzureError::Operation {
+                code: "OperationNotAllowed".into(),
+                message: terminal[0].0.into()
+            }),
+            ErrorClass::Terminal { .. }
+        ));
+        assert!(matches!(
+            classify(&http(429, "OperationNotAllowed", terminal[0].0)),
+            ErrorClass::Throttled { .. }
         ));
     }
 

@@ -15,6 +15,13 @@ pub const LOCKS_API: &str = "2016-09-01";
 /// (spec `recoveryservicesbackup/.../stable/2023-04-01`, example `AzureIaasVm/GetBackupStatus.json`).
 pub const BACKUP_API: &str = "2023-04-01";
 
+/// API version of `Microsoft.Authorization/roleAssignments` (spec
+/// `authorization/.../stable/2022-04-01/authorization-RoleAssignmentsCalls.json`).
+pub const ROLE_ASSIGNMENTS_API: &str = "2022-04-01";
+
+/// API version of `GET /subscriptions` (Subscriptions - List).
+pub const SUBSCRIPTIONS_API: &str = "2022-12-01";
+
 /// Most pages followed in one listing (a guard against a looping `nextLink`).
 const MAX_PAGES: usize = 10_000;
 
@@ -40,7 +47,11 @@ impl ArmClient {
 
     /// Every `value[]` item of a listing, following `nextLink` (at most
     /// `MAX_PAGES` pages). `Ok(None)` when the first page is 404.
-    async fn get_pages(&self, first: String, api: &str) -> Result<Option<Vec<Value>>, AzureError> {
+    pub(crate) async fn get_pages(
+        &self,
+        first: String,
+        api: &str,
+    ) -> Result<Option<Vec<Value>>, AzureError> {
         let mut next = first;
         let mut out = Vec::new();
         for page_no in 0..MAX_PAGES {
@@ -86,6 +97,61 @@ impl ArmClient {
             }
         }
         Ok(out)
+    }
+
+    /// Role assignments of `principal` anywhere in `subscription`
+    /// (RoleAssignments_ListForSubscription with `$filter=principalId eq
+    /// '{id}'`: "at, above or below the scope for the specified principal"),
+    /// following `nextLink`. A 404 reads as none.
+    pub async fn list_role_assignments(
+        &self,
+        subscription: &str,
+        principal: &str,
+    ) -> Result<Vec<Value>, AzureError> {
+        let path = format!(
+            "/subscriptions/{subscription}/providers/Microsoft.Authorization/roleAssignments"
+        );
+        let filter = format!("principalId eq '{principal}'");
+        let mut out = Vec::new();
+        let mut next: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let page = match &next {
+                None => {
+                    self.get_value(&path, ROLE_ASSIGNMENTS_API, &[("$filter", &filter)])
+                        .await?
+                }
+                Some(n) => self.get_value(n, ROLE_ASSIGNMENTS_API, &[]).await?,
+            };
+            let Some(page) = page else { break };
+            if let Some(v) = page.get("value").and_then(Value::as_array) {
+                out.extend(v.iter().cloned());
+            }
+            match page.get("nextLink").and_then(Value::as_str) {
+                Some(n) if !n.is_empty() => next = Some(n.to_string()),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// RoleAssignments_CreateById: PUT `{scope}/providers/Microsoft.Authorization/roleAssignments/{guid}`
+    /// (201 new, 200 existing; no long-running operation).
+    pub async fn put_role_assignment(&self, id: &str, body: &Value) -> Result<(), AzureError> {
+        self.put_value(id, ROLE_ASSIGNMENTS_API, body).await
+    }
+
+    /// The extensions of a VM (VirtualMachineExtensions_List, one page).
+    pub async fn list_extensions(
+        &self,
+        vm: &crate::model::ResourceId,
+    ) -> Result<Vec<Value>, AzureError> {
+        let api = self.config().api.compute.clone();
+        let page = self
+            .get_value(&format!("{vm}/extensions"), &api, &[])
+            .await?;
+        Ok(page
+            .and_then(|p| p.get("value").and_then(Value::as_array).cloned())
+            .unwrap_or_default())
     }
 
     /// Management locks at or above `scope` (a resource or resource-group id).
@@ -152,6 +218,22 @@ impl ArmClient {
             &api,
         )
         .await
+    }
+
+    /// The subscriptions the caller can see, as `(subscriptionId,
+    /// displayName)` (`GET /subscriptions`, all pages): how `--subscription
+    /// NAME` is resolved.
+    pub async fn list_subscriptions(&self) -> Result<Vec<(String, String)>, AzureError> {
+        let items = self
+            .get_pages("/subscriptions".into(), SUBSCRIPTIONS_API)
+            .await?
+            .unwrap_or_default();
+        let field = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        Ok(items
+            .iter()
+            .map(|s| (field(s, "subscriptionId"), field(s, "displayName")))
+            .filter(|(id, _)| !id.is_empty())
+            .collect())
     }
 
     /// Registers `Microsoft.Compute/EncryptionAtHost` on `subscription`

@@ -18,6 +18,7 @@ pub mod auth;
 pub mod client;
 pub mod error;
 pub mod inventory;
+pub mod permissions;
 pub mod retry;
 pub mod storage;
 pub mod throttle;

@@ -15,6 +15,64 @@ pub struct Cli {
     /// The command.
     #[command(subcommand)]
     pub command: Command,
+    /// Options every command takes (az conventions).
+    #[command(flatten)]
+    pub global: GlobalArgs,
+}
+
+// --- az conventions (issue 14, wt-az): global options, `-o` formats,
+// completions, man page, `permissions`.
+
+/// Options every command takes, as `az` has them.
+#[derive(Debug, Clone, Default, Args)]
+pub struct GlobalArgs {
+    /// JMESPath query applied to the JSON output before it is formatted
+    /// (`--query "vms[?outcome=='parked'].name"`; http://jmespath.org).
+    #[arg(long, global = true, value_name = "JMESPATH")]
+    pub query: Option<String>,
+    /// Only show errors on stderr (no warnings).
+    #[arg(long, global = true)]
+    pub only_show_errors: bool,
+    /// More log lines on stderr (info).
+    #[arg(long, global = true)]
+    pub verbose: bool,
+    /// Full debug logs on stderr (every Azure request with its ids).
+    #[arg(long, global = true)]
+    pub debug: bool,
+}
+
+/// `permissions`: the least-privilege custom role, or a check of the caller's.
+#[derive(Debug, Args)]
+pub struct PermissionsArgs {
+    /// Connection (only `--check` sends anything).
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// Subscription (id or name) whose id is an assignable scope (repeatable).
+    #[arg(
+        long = "subscription",
+        value_name = "SUB",
+        env = "AZURE_SUBSCRIPTION_ID"
+    )]
+    pub subscriptions: Vec<String>,
+    /// Resource group to scope the role to (`RG` in each --subscription, or `SUB/RG`; repeatable).
+    #[arg(short = 'g', long = "resource-group", value_name = "RG")]
+    pub resource_groups: Vec<String>,
+    /// Assignable scope, a full id (`/subscriptions/ID[/resourceGroups/RG]`; repeatable).
+    #[arg(long = "scope", value_name = "ID")]
+    pub scopes: Vec<String>,
+    /// Scopes from this plan file's subscriptions.
+    #[arg(long, value_name = "FILE")]
+    pub plan: Option<PathBuf>,
+    /// Scopes from the subscriptions of the run journaled here.
+    #[arg(long, value_name = "DIR")]
+    pub state: Option<PathBuf>,
+    /// Ask Azure for the caller's effective permissions on each scope and
+    /// name the role's actions missing there (exit 2 if any is).
+    #[arg(long)]
+    pub check: bool,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value = "json")]
+    pub output: OutputArg,
 }
 
 /// Subcommands.
@@ -40,6 +98,22 @@ pub enum Command {
     Report(ReportArgs),
     /// Open an approval gate of a planned run, then `resume`.
     Approve(ApproveArgs),
+    /// Bring VMs of the run in --state back to their original VM on their original disks.
+    Rollback(RollbackArgs),
+    /// Delete what verified VMs no longer need (round and backup snapshots,
+    /// original disks) after the retention; a dry run unless --yes.
+    Cleanup(CleanupArgs),
+    /// Print the least-privilege custom role (JSON for `az role definition
+    /// create`), or check the caller's permissions with --check.
+    Permissions(PermissionsArgs),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), generated from these flags.
+    Man,
     /// Benchmarks in the built-in emulator.
     Bench {
         /// Benchmark.
@@ -140,15 +214,114 @@ pub struct RunArgs {
     /// another run; only when that run is known to be dead.
     #[arg(long)]
     pub break_lease: bool,
+    // Extensions and identity (issue 12, wt-ext):
+    /// Grant the re-created VM's new system-assigned principal the role
+    /// assignments of the old one (the default).
+    #[arg(long, overrides_with = "no_carry_role_assignments")]
+    pub carry_role_assignments: bool,
+    /// Do not re-create role assignments; they are listed for the operator.
+    #[arg(long, overrides_with = "carry_role_assignments")]
+    pub no_carry_role_assignments: bool,
+    /// First ask Azure for the caller's effective permissions on the run's
+    /// subscriptions and refuse (exit 2, naming each missing action) unless
+    /// every action of `ade2eah permissions` is granted (az conventions, wt-az).
+    #[arg(long)]
+    pub check_permissions: bool,
     /// Copy rounds and verification.
     #[command(flatten)]
     pub copy: CopyArgs,
     /// Transfer mode and parallelism.
     #[command(flatten)]
     pub transfer: TransferArgs,
+    /// Target encryption (overrides the plan file's).
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Also check inside the guest through Run Command (volumes seen,
+    /// BitLocker / dm-crypt off); on Windows also before the copy.
+    #[arg(long)]
+    pub guest_check: bool,
+    /// Linux VMs with an ADE OS volume.
+    #[command(flatten)]
+    pub rebuild: RebuildArgs,
     /// Output of the final summary.
-    #[arg(long, value_enum, default_value = "table")]
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
     pub output: OutputArg,
+    // Rollback (issue 13, wt-back): automatic rollback policy, journaled per VM.
+    /// Leave a VM whose re-create is refused after its delete parked
+    /// (deleted) for the operator, instead of bringing the original back.
+    #[arg(long)]
+    pub no_auto_rollback: bool,
+    /// Also roll back a VM whose verification after start fails.
+    #[arg(long)]
+    pub rollback_on_verify_failure: bool,
+}
+
+/// `rollback` (issue 13, wt-back).
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// Connection (endpoint and cloud default to the journaled run's).
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// Journal directory of the run.
+    #[arg(long, default_value = "state")]
+    pub state: PathBuf,
+    /// VM to roll back (repeatable; full ARM resource id).
+    #[arg(long = "vm", value_name = "RESOURCE_ID", value_parser = parse_id, required_unless_present = "wave")]
+    pub vms: Vec<ResourceId>,
+    /// Roll back every VM of this wave of a planned run (1-based).
+    #[arg(long, value_name = "N")]
+    pub wave: Option<usize>,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub yes: bool,
+    /// Also roll back VMs verified on their new disks (writes made since
+    /// the migration stay on the new disks).
+    #[arg(long)]
+    pub force: bool,
+    /// Re-enable ADE on the restored VM with the journaled key vault settings.
+    #[arg(long)]
+    pub reenable_ade: bool,
+    /// Output of the final summary.
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
+    pub output: OutputArg,
+}
+
+// Target encryption, validate-before-delete and verification (wt-des).
+/// Encryption of the new disks (`run`, `plan`).
+#[derive(Debug, Clone, Args)]
+pub struct TargetArgs {
+    /// Put every new disk on this disk encryption set (customer-managed
+    /// keys); default: each new disk keeps its source disk's encryption.
+    #[arg(long, value_name = "DES_ID", value_parser = parse_id)]
+    pub disk_encryption_set: Option<ResourceId>,
+    /// Put every new disk on platform-managed keys, even where the source
+    /// used a disk encryption set.
+    #[arg(long)]
+    pub platform_keys: bool,
+}
+
+// ---- Linux rebuild (issue 13, wt-clean) ----
+
+/// Linux VMs whose OS volume is ADE-encrypted (`run`, `plan`).
+#[derive(Debug, Clone, Args)]
+pub struct RebuildArgs {
+    /// Rebuild Linux VMs with an ADE-encrypted OS volume from their image,
+    /// with EAH, on a new OS disk and new EMPTY data disks (the original
+    /// disks are kept; their data is not carried over). Off: they are skipped.
+    #[arg(long)]
+    pub rebuild_linux_os: bool,
+    /// Image to rebuild from (`publisher:offer:sku:version` or an image
+    /// resource id; default: the VM's own imageReference).
+    #[arg(long, value_name = "URN_OR_ID", requires = "rebuild_linux_os")]
+    pub image: Option<String>,
+    /// File holding an SSH public key for the admin user of rebuilt VMs
+    /// (repeatable; needed for VMs that sign in by password only).
+    #[arg(
+        long = "ssh-public-key",
+        value_name = "FILE",
+        requires = "rebuild_linux_os"
+    )]
+    pub ssh_public_keys: Vec<PathBuf>,
 }
 
 /// How disks are copied (`run`, `demo`).
@@ -229,18 +402,51 @@ pub struct ResumeArgs {
     #[command(flatten)]
     pub transfer: TransferArgs,
     /// Output of the final summary.
-    #[arg(long, value_enum, default_value = "table")]
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
     pub output: OutputArg,
 }
 
-/// Output formats.
+// ---- cleanup (issue 13, wt-clean) ----
+
+/// `cleanup`.
+#[derive(Debug, Args)]
+pub struct CleanupArgs {
+    /// Connection (endpoint and poll interval default to the journaled run's).
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// Journal directory of the run.
+    #[arg(long, default_value = "state")]
+    pub state: PathBuf,
+    /// Keep everything of a VM verified more recently than this (`7d`, `12h`, `30m`, `0s`).
+    #[arg(long, default_value = "7d", value_name = "DURATION")]
+    pub older_than: String,
+    /// Delete; without it, only list what would be deleted (dry run).
+    #[arg(long)]
+    pub yes: bool,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
+    pub output: OutputArg,
+}
+
+/// Output formats (`-o`, as az has them).
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum OutputArg {
     /// Human table.
     Table,
     /// One JSON object.
     Json,
+    /// JSON, indented.
+    Jsonc,
+    /// Tab-separated values: one line per list item, scalar fields only.
+    Tsv,
+    /// YAML.
+    Yaml,
+    /// Markdown.
+    Markdown,
 }
+
+/// Report formats: the same as every command's.
+pub type ReportFormat = OutputArg;
 
 /// `status`.
 #[derive(Debug, Args)]
@@ -249,7 +455,7 @@ pub struct StatusArgs {
     #[arg(long, default_value = "state")]
     pub state: PathBuf,
     /// Output format.
-    #[arg(long, value_enum, default_value = "table")]
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
     pub output: OutputArg,
 }
 
@@ -288,17 +494,6 @@ pub struct DemoArgs {
     /// Transfer mode and parallelism.
     #[command(flatten)]
     pub transfer: TransferArgs,
-}
-
-/// Report formats.
-#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
-pub enum ReportFormat {
-    /// Human table.
-    Table,
-    /// One JSON object (docs/plan-schema.md, docs/report-schema.md).
-    Json,
-    /// Markdown for change tickets.
-    Markdown,
 }
 
 /// `plan`: discover, classify, preflight; a dry run that changes nothing.
@@ -349,12 +544,31 @@ pub struct PlanArgs {
     /// Register Microsoft.Compute/EncryptionAtHost if it is not (the only write `plan` can send).
     #[arg(long)]
     pub register_feature: bool,
+    // Extensions and identity (issue 12, wt-ext):
+    /// Grant the re-created VM's new system-assigned principal the role
+    /// assignments of the old one (the default).
+    #[arg(long, overrides_with = "no_carry_role_assignments")]
+    pub carry_role_assignments: bool,
+    /// Do not re-create role assignments; they are listed for the operator.
+    #[arg(long, overrides_with = "carry_role_assignments")]
+    pub no_carry_role_assignments: bool,
+    /// Linux VMs with an ADE OS volume.
+    #[command(flatten)]
+    pub rebuild: RebuildArgs,
     /// Output format on stdout.
-    #[arg(long, value_enum, default_value = "table")]
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
     pub output: ReportFormat,
     /// Also write the plan file (TOML) here.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// Target encryption written into the plan.
+    #[command(flatten)]
+    pub target: TargetArgs,
+    // wt-report (issue 14): what the downtime estimates assume.
+    /// Guest write rate assumed while a VM runs, MiB/s: sets how much the
+    /// pre-copy rounds leave for the final (offline) delta.
+    #[arg(long, value_name = "MIB_PER_S", default_value_t = 1.0)]
+    pub assume_churn: f64,
 }
 
 /// `report`: the state of a run (during or after).
@@ -364,8 +578,13 @@ pub struct ReportArgs {
     #[arg(long, default_value = "state")]
     pub state: PathBuf,
     /// Output format.
-    #[arg(long, value_enum, default_value = "table")]
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
     pub output: ReportFormat,
+    // wt-report (issue 14): the HTML timeline.
+    /// Write the run's self-contained HTML timeline to FILE (instead of
+    /// printing the report).
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
 }
 
 /// `approve`: open an approval gate of a planned run.

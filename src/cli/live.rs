@@ -242,6 +242,7 @@ pub fn table(view: &LiveView) -> String {
     use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
     let mut t = Table::new();
     t.load_style(UTF8_FULL_CONDENSED);
+    crate::report::width::fit(&mut t);
     t.set_header(["VM", "outcome", "step", "disk", "done", "rate", "eta"]);
     for vm in &view.vms {
         let name = vm.id.rsplit('/').next().unwrap_or(&vm.id).to_string();

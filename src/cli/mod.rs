@@ -33,11 +33,16 @@ pub fn main() -> i32 {
             return code;
         }
     };
+    let global = match settings::GlobalSettings::from_args(&cli.global) {
+        Ok(g) => g,
+        Err(e) => return report(e),
+    };
+    output::set_query(global.query.clone());
     let settings = match settings::Settings::from_command(cli.command) {
         Ok(s) => s,
         Err(e) => return report(e),
     };
-    init_tracing();
+    init_tracing(&global);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -68,12 +73,31 @@ fn report(e: CliError) -> i32 {
     }
 }
 
-fn init_tracing() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("ADE2EAH_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
+/// Logs: on stderr at the level `--only-show-errors` / `--verbose` /
+/// `--debug` choose (else `ADE2EAH_LOG`, else warnings), and as JSON lines
+/// into the state folder's log file at debug level once a command attaches
+/// it (`journal::log_file`; every Azure request with its ids).
+fn init_tracing(global: &settings::GlobalSettings) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{EnvFilter, Layer};
+    let console = match global.console_level {
+        Some(level) => EnvFilter::new(level),
+        None => EnvFilter::try_from_env("ADE2EAH_LOG").unwrap_or_else(|_| EnvFilter::new("warn")),
+    };
+    let file = tracing_subscriber::fmt::layer()
+        .json()
+        .with_current_span(false)
+        .with_span_list(false)
+        .with_writer(|| crate::journal::log_file::LogWriter)
+        .with_filter(EnvFilter::new("ade2eah=debug,warn"));
+    let _ = tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_target(false)
+                .with_filter(console),
+        )
+        .with(file)
         .try_init();
 }

@@ -128,6 +128,10 @@ pub fn vm_json(rec: &RecordSummary) -> Value {
             reason,
             next_action,
         } => (Some(reason.clone()), Some(next_action.clone())),
+        Outcome::RolledBack { reason } => (
+            Some(reason.clone()),
+            Some("the original VM runs on its original disks: fix the cause, then migrate it again with a new run; the resources under rollback.left_to_clean can then be deleted".to_string()),
+        ),
         Outcome::InProgress | Outcome::Verified => (None, None),
     };
     json!({
@@ -148,8 +152,29 @@ pub fn vm_json(rec: &RecordSummary) -> Value {
             })).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
         "created": rec.created,
+        "cleanup": {
+            "left": rec.left_to_clean().iter().map(|o| json!({"kind": o.kind, "id": o.id})).collect::<Vec<_>>(),
+            "done": rec.cleanup.iter().filter(|e| e.state.is_done()).map(|e| json!({"kind": e.kind, "id": e.id, "state": e.state, "at": e.at})).collect::<Vec<_>>(),
+        },
         "open_sas": rec.open_sas,
         "history": rec.history.len,
+        "carried": carried_json(&rec.carried),
+        "operator_actions": rec.carried.operator_actions(),
+        "rollback": rec.rollback_json(),
+    })
+}
+
+/// What a VM gets back after the re-create (`status --output json`).
+fn carried_json(c: &crate::step::reinstall::Carried) -> Value {
+    json!({
+        "extensions": c.extensions.iter().map(|e| json!({
+            "name": e.name, "publisher": e.publisher, "type": e.handler_type,
+            "properties": e.body["properties"],
+        })).collect::<Vec<_>>(),
+        "manual_extensions": c.manual,
+        "old_principal": c.old_principal,
+        "carry_role_assignments": c.carry_roles,
+        "role_assignments": c.roles,
     })
 }
 
@@ -170,6 +195,7 @@ fn status_head(meta: &RunMeta, entries: &[VmEntry]) -> Value {
             "verified": count("verified"),
             "skipped": count("skipped"),
             "parked": count("parked"),
+            "rolled_back": count("rolled-back"),
             "in_progress": count("in-progress"),
         },
         "vms": [],
@@ -241,6 +267,7 @@ impl Default for StatusTable {
     fn default() -> Self {
         let mut t = Table::new();
         t.load_style(UTF8_FULL_CONDENSED);
+        crate::report::width::fit(&mut t);
         t.set_header([
             "VM",
             "outcome",
@@ -262,8 +289,15 @@ impl StatusTable {
                 reason,
                 next_action,
             } => format!("{reason} → {next_action}"),
-            Outcome::Verified => "EAH on, running, new disks".to_string(),
-            Outcome::InProgress => String::new(),
+            Outcome::Verified => match r.left_to_clean().len() {
+                0 => "EAH on, running, new disks".to_string(),
+                n => format!("EAH on, running, new disks; {n} left to clean (`ade2eah cleanup`)"),
+            },
+            Outcome::RolledBack { .. } => r.rolled_back_note(),
+            Outcome::InProgress => match &r.rollback {
+                Some(rb) => format!("rolling back ({}): {}", rb.step.name(), rb.reason),
+                None => String::new(),
+            },
         };
         self.0.add_row([
             r.id.name().to_string(),
@@ -302,4 +336,288 @@ pub fn status_table_of(journal: &Journal) -> Result<String, CliError> {
 /// Bytes in binary units.
 pub fn human_bytes(b: u64) -> String {
     indicatif::BinaryBytes(b).to_string()
+}
+
+// --- az conventions (issue 14, wt-az): `-o json|jsonc|tsv|yaml|markdown|table`
+// and `--query` over every command's JSON.
+
+use super::args::OutputArg;
+
+static QUERY: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+
+/// Sets the process's `--query` (once, by `cli::main`, after
+/// [`check_query`] accepted it).
+pub fn set_query(q: Option<String>) {
+    let _ = QUERY.set(q);
+}
+
+fn query() -> Option<&'static str> {
+    QUERY.get().and_then(|q| q.as_deref())
+}
+
+/// Compiles a JMESPath expression; the message for `--query` if it is not one.
+pub fn check_query(q: &str) -> Result<(), CliError> {
+    jmespath::compile(q)
+        .map(|_| ())
+        .map_err(|e| CliError::BadInput(format!("--query {q:?} is not a JMESPath expression: {e}")))
+}
+
+/// `value` filtered by `--query` (unchanged without one).
+pub fn apply_query(value: Value) -> Result<Value, CliError> {
+    let Some(q) = query() else {
+        return Ok(value);
+    };
+    let expr = jmespath::compile(q).map_err(|e| CliError::BadInput(format!("--query: {e}")))?;
+    let data = jmespath::Variable::from_json(&value.to_string())
+        .map_err(|e| CliError::Failed(format!("--query: {e}")))?;
+    let out = expr
+        .search(data)
+        .map_err(|e| CliError::BadInput(format!("--query {q:?}: {e}")))?;
+    serde_json::to_value(&*out).map_err(|e| CliError::Failed(format!("--query: {e}")))
+}
+
+/// Whether a command prints its own rendering of `format` (its table or
+/// Markdown), or the generic one of its JSON: with `--query` every format
+/// renders the queried JSON.
+pub fn own_rendering(format: OutputArg) -> bool {
+    query().is_none() && matches!(format, OutputArg::Table | OutputArg::Markdown)
+}
+
+/// Writes a command's JSON output in `format` after `--query`. `produce`
+/// writes the compact JSON; for `json` without a query it streams straight
+/// to `out` (constant memory on large journals), otherwise it is read back
+/// whole and rendered.
+pub fn write_data(
+    out: &mut dyn Write,
+    format: OutputArg,
+    produce: impl FnOnce(&mut dyn Write) -> Result<(), CliError>,
+) -> Result<(), CliError> {
+    if format == OutputArg::Json && query().is_none() {
+        return produce(out);
+    }
+    let mut buf: Vec<u8> = Vec::new();
+    produce(&mut buf)?;
+    let v: Value = serde_json::from_slice(&buf)
+        .map_err(|e| CliError::Failed(format!("internal: output is not JSON: {e}")))?;
+    let text = render(format, &apply_query(v)?);
+    out.write_all(text.as_bytes())
+        .map_err(|e| CliError::Failed(format!("cannot write the output: {e}")))
+}
+
+/// Prints `value` in `format` (after `--query`) on stdout.
+pub fn print_value(format: OutputArg, value: &Value) -> Result<(), CliError> {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    write_data(&mut out, format, |w| {
+        serde_json::to_writer(&mut *w, value)
+            .map_err(|e| CliError::Failed(format!("cannot write the output: {e}")))?;
+        w.write_all(b"\n")
+            .map_err(|e| CliError::Failed(format!("cannot write the output: {e}")))
+    })
+}
+
+/// `value` rendered in `format`, generically (what `--query` results and
+/// the formats a command has no own rendering for look like).
+pub fn render(format: OutputArg, value: &Value) -> String {
+    match format {
+        OutputArg::Json => format!("{value}\n"),
+        OutputArg::Jsonc => format!(
+            "{}\n",
+            serde_json::to_string_pretty(value).unwrap_or_default()
+        ),
+        OutputArg::Tsv => tsv(value),
+        OutputArg::Yaml => {
+            let mut s = String::new();
+            yaml(value, 0, &mut s);
+            s
+        }
+        OutputArg::Markdown => markdown(value),
+        OutputArg::Table => table(value),
+    }
+}
+
+/// The rows of a generic rendering: a list is one row per item, anything
+/// else one row.
+fn rows(value: &Value) -> Vec<&Value> {
+    match value {
+        Value::Array(a) => a.iter().collect(),
+        v => vec![v],
+    }
+}
+
+fn scalar_text(v: &Value) -> Option<String> {
+    match v {
+        Value::Null => Some(String::new()),
+        Value::String(s) => Some(s.replace(['\t', '\n', '\r'], " ")),
+        Value::Bool(_) | Value::Number(_) => Some(v.to_string()),
+        Value::Array(_) | Value::Object(_) => None,
+    }
+}
+
+/// Columns of a generic table: the scalar fields of the rows, in first-seen order.
+fn columns(rows: &[&Value]) -> Vec<String> {
+    let mut cols: Vec<String> = Vec::new();
+    for r in rows {
+        if let Value::Object(m) = r {
+            for (k, v) in m {
+                if scalar_text(v).is_some() && !cols.contains(k) {
+                    cols.push(k.clone());
+                }
+            }
+        }
+    }
+    cols
+}
+
+fn cells(row: &Value, cols: &[String]) -> Vec<String> {
+    match row {
+        Value::Object(m) => cols
+            .iter()
+            .map(|c| m.get(c).and_then(scalar_text).unwrap_or_default())
+            .collect(),
+        v => vec![scalar_text(v).unwrap_or_else(|| v.to_string())],
+    }
+}
+
+/// az's `tsv`: one line per row, its scalar fields tab-separated (nested
+/// values left out), no header.
+fn tsv(value: &Value) -> String {
+    let rows = rows(value);
+    let cols = columns(&rows);
+    let mut s = String::new();
+    for r in rows {
+        s.push_str(&cells(r, &cols).join("\t"));
+        s.push('\n');
+    }
+    s
+}
+
+fn markdown(value: &Value) -> String {
+    let rows = rows(value);
+    let cols = columns(&rows);
+    let esc = |c: String| c.replace('|', "\\|");
+    let heads = if cols.is_empty() {
+        vec!["value".to_string()]
+    } else {
+        cols.clone()
+    };
+    let mut s = format!(
+        "| {} |\n|{}\n",
+        heads.join(" | "),
+        "---|".repeat(heads.len())
+    );
+    for r in rows {
+        let c: Vec<String> = cells(r, &cols).into_iter().map(esc).collect();
+        s.push_str(&format!("| {} |\n", c.join(" | ")));
+    }
+    s
+}
+
+fn table(value: &Value) -> String {
+    let rows = rows(value);
+    let cols = columns(&rows);
+    let mut t = Table::new();
+    t.load_style(UTF8_FULL_CONDENSED);
+    crate::report::width::fit(&mut t);
+    if cols.is_empty() {
+        t.set_header(["value"]);
+    } else {
+        t.set_header(cols.clone());
+    }
+    for r in rows {
+        t.add_row(cells(r, &cols));
+    }
+    format!("{t}\n")
+}
+
+/// A YAML key or string: plain when it cannot be read as anything else,
+/// else JSON-quoted (a JSON string is a YAML double-quoted scalar).
+fn yaml_str(s: &str) -> String {
+    let plain = s
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '/' || c == '_')
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-./".contains(c))
+        && !matches!(
+            s.to_ascii_lowercase().as_str(),
+            "true" | "false" | "null" | "yes" | "no" | "on" | "off" | "y" | "n" | "~"
+        );
+    if plain {
+        s.to_string()
+    } else {
+        Value::String(s.to_string()).to_string()
+    }
+}
+
+/// Block-style YAML of `v` at `indent` spaces.
+fn yaml(v: &Value, indent: usize, out: &mut String) {
+    let pad = " ".repeat(indent);
+    match v {
+        Value::Object(m) if !m.is_empty() => {
+            for (k, item) in m {
+                out.push_str(&format!("{pad}{}:", yaml_str(k)));
+                yaml_child(item, indent, out);
+            }
+        }
+        Value::Array(a) if !a.is_empty() => {
+            for item in a {
+                let mut sub = String::new();
+                yaml(item, indent + 2, &mut sub);
+                // The item's first line starts after "- " in place of its indent.
+                out.push_str(&format!("{pad}- {}", &sub[indent + 2..]));
+            }
+        }
+        other => out.push_str(&format!("{pad}{}\n", yaml_scalar(other))),
+    }
+}
+
+fn yaml_child(v: &Value, indent: usize, out: &mut String) {
+    match v {
+        Value::Object(m) if !m.is_empty() => {
+            out.push('\n');
+            yaml(v, indent + 2, out);
+        }
+        Value::Array(a) if !a.is_empty() => {
+            out.push('\n');
+            yaml(v, indent + 2, out);
+        }
+        other => out.push_str(&format!(" {}\n", yaml_scalar(other))),
+    }
+}
+
+fn yaml_scalar(v: &Value) -> String {
+    match v {
+        Value::String(s) => yaml_str(s),
+        Value::Object(_) => "{}".into(),
+        Value::Array(_) => "[]".into(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod format_tests {
+    use super::*;
+
+    #[test]
+    fn yaml_nests_lists_and_maps() {
+        let v = serde_json::json!({"a": [1, {"b": "x y", "c": []}], "d": {"e": null}, "f": "true"});
+        let mut s = String::new();
+        yaml(&v, 0, &mut s);
+        assert_eq!(
+            s,
+            "a:\n  - 1\n  - b: \"x y\"\n    c: []\nd:\n  e: null\nf: \"true\"\n"
+        );
+    }
+
+    #[test]
+    fn tsv_and_markdown_rows() {
+        let v = serde_json::json!([{"n": "a", "k": 1, "x": {"deep": 1}}, {"n": "b|c", "k": 2}]);
+        // (Keys in alphabetical order.)
+        assert_eq!(tsv(&v), "1\ta\n2\tb|c\n");
+        assert_eq!(
+            markdown(&v),
+            "| k | n |\n|---|---|\n| 1 | a |\n| 2 | b\\|c |\n"
+        );
+    }
 }

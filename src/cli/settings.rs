@@ -12,10 +12,11 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::args::RebuildArgs;
 use super::args::{
-    AuthArg, BenchCommand, BenchCopyArgs, BenchFleetArgs, CloudArg, Command, ConnArgs, CopyArgs,
-    DemoArgs, EmulatorCommand, PlanArgs, ResumeArgs, RunArgs, ServeArgs, TransferArg, TransferArgs,
-    VerifyArg,
+    AuthArg, BenchCommand, BenchCopyArgs, BenchFleetArgs, CleanupArgs, CloudArg, Command, ConnArgs,
+    CopyArgs, DemoArgs, EmulatorCommand, PlanArgs, ResumeArgs, RollbackArgs, RunArgs, ServeArgs,
+    TransferArg, TransferArgs, VerifyArg,
 };
 use super::error::CliError;
 use crate::azure::{self, AuthMode};
@@ -26,6 +27,7 @@ use crate::plan::file::PlanOptions;
 use crate::plan::select::Selector;
 use crate::plan::waves::{Budget, BudgetScope, WaveSpec, parse_duration, parse_waves};
 use crate::step::CopyPolicy;
+use crate::step::rebuild::RebuildOptions;
 
 pub use super::args::{OutputArg as Output, ReportFormat};
 
@@ -33,9 +35,121 @@ pub use super::args::{OutputArg as Output, ReportFormat};
 /// `--poll-interval` is given (real Azure; the benchmarks scale it).
 pub const DEFAULT_POLL_SECS: f64 = 15.0;
 
+// --- az conventions (issue 14, wt-az): global options, `permissions`,
+// completions, man page, subscriptions by name.
+
+/// The options every command takes, validated.
+#[derive(Debug, Clone, Default)]
+pub struct GlobalSettings {
+    /// `--query` (checked to compile).
+    pub query: Option<String>,
+    /// stderr log level chosen by `--only-show-errors` / `--verbose` /
+    /// `--debug` (`None`: `ADE2EAH_LOG`, else warnings).
+    pub console_level: Option<&'static str>,
+}
+
+impl GlobalSettings {
+    /// Validates the global options.
+    pub fn from_args(a: &super::args::GlobalArgs) -> Result<GlobalSettings, CliError> {
+        if let Some(q) = &a.query {
+            super::output::check_query(q)?;
+        }
+        let flags = [a.only_show_errors, a.verbose, a.debug];
+        if flags.iter().filter(|f| **f).count() > 1 {
+            return Err(CliError::BadInput(
+                "--only-show-errors, --verbose and --debug exclude each other".into(),
+            ));
+        }
+        let console_level = match flags {
+            [true, _, _] => Some("error"),
+            [_, true, _] => Some("info"),
+            [_, _, true] => Some("debug"),
+            _ => None,
+        };
+        Ok(GlobalSettings {
+            query: a.query.clone(),
+            console_level,
+        })
+    }
+}
+
+/// Whether `s` is a subscription id (a GUID) rather than a display name.
+pub fn is_subscription_id(s: &str) -> bool {
+    s.len() == 36
+        && s.char_indices().all(|(i, c)| {
+            if matches!(i, 8 | 13 | 18 | 23) {
+                c == '-'
+            } else {
+                c.is_ascii_hexdigit()
+            }
+        })
+}
+
+/// `permissions`.
+#[derive(Debug)]
+pub struct PermissionsSettings {
+    /// Connection (`--check` and subscription names only).
+    pub conn: ConnSettings,
+    /// `--subscription` ids or names.
+    pub subscriptions: Vec<String>,
+    /// `-g` (`RG` or `SUB/RG`).
+    pub resource_groups: Vec<String>,
+    /// `--scope` ids.
+    pub scopes: Vec<String>,
+    /// `--plan FILE`.
+    pub plan: Option<PathBuf>,
+    /// `--state DIR`.
+    pub state: Option<PathBuf>,
+    /// `--check`.
+    pub check: bool,
+    /// Output format.
+    pub output: Output,
+}
+
+impl PermissionsSettings {
+    fn from_args(a: super::args::PermissionsArgs) -> Result<PermissionsSettings, CliError> {
+        for s in &a.scopes {
+            let ok = s.starts_with("/subscriptions/")
+                && ResourceId::parse(&format!("{}/providers/X/y/z", s.trim_end_matches('/')))
+                    .is_ok();
+            if !ok {
+                return Err(CliError::BadInput(format!(
+                    "--scope {s:?} must be /subscriptions/ID or /subscriptions/ID/resourceGroups/RG"
+                )));
+            }
+        }
+        if !a.resource_groups.is_empty() && a.subscriptions.is_empty() {
+            let qualified = a.resource_groups.iter().all(|g| g.contains('/'));
+            if !qualified {
+                return Err(CliError::BadInput(
+                    "-g RG needs --subscription (or write SUB/RG)".into(),
+                ));
+            }
+        }
+        let mut conn = ConnSettings::from_args(&a.conn)?;
+        conn.poll = Some(conn.poll_or(DEFAULT_POLL_SECS)?);
+        Ok(PermissionsSettings {
+            conn,
+            subscriptions: a.subscriptions,
+            resource_groups: a.resource_groups,
+            scopes: a.scopes,
+            plan: a.plan,
+            state: a.state,
+            check: a.check,
+            output: a.output,
+        })
+    }
+}
+
 /// One command with its validated settings.
 #[derive(Debug)]
 pub enum Settings {
+    /// `permissions`.
+    Permissions(PermissionsSettings),
+    /// `completions SHELL`.
+    Completions(clap_complete::Shell),
+    /// `man`.
+    Man,
     /// `run` (with or without `--plan`).
     Run(RunSettings),
     /// `resume` (plain or planned run).
@@ -48,10 +162,14 @@ pub enum Settings {
     Plan(PlanSettings),
     /// `approve`.
     Approve(ApproveSettings),
+    /// `rollback`.
+    Rollback(RollbackSettings),
     /// `demo`.
     Demo(DemoSettings),
     /// `emulator serve`.
     Serve(ServeSettings),
+    /// `cleanup`.
+    Cleanup(CleanupSettings),
     /// `bench fleet`.
     BenchFleet(BenchFleetSettings),
     /// `bench copy`.
@@ -62,6 +180,9 @@ impl Settings {
     /// Validates the parsed command line (and the environment it reads).
     pub fn from_command(cmd: Command) -> Result<Settings, CliError> {
         Ok(match cmd {
+            Command::Permissions(a) => Settings::Permissions(PermissionsSettings::from_args(a)?),
+            Command::Completions { shell } => Settings::Completions(shell),
+            Command::Man => Settings::Man,
             Command::Run(a) => Settings::Run(RunSettings::from_args(a)?),
             Command::Resume(a) => Settings::Resume(ResumeSettings::from_args(a)?),
             Command::Status(a) => Settings::Status(StatusSettings {
@@ -71,12 +192,15 @@ impl Settings {
             Command::Report(a) => Settings::Report(ReportSettings {
                 state: a.state,
                 format: a.output,
+                html: a.html,
             }),
             Command::Approve(a) => Settings::Approve(ApproveSettings {
                 state: a.state,
                 wave: a.wave,
             }),
+            Command::Rollback(a) => Settings::Rollback(RollbackSettings::from_args(a)?),
             Command::Plan(a) => Settings::Plan(PlanSettings::from_args(a)?),
+            Command::Cleanup(a) => Settings::Cleanup(CleanupSettings::from_args(a)?),
             Command::Demo(a) => Settings::Demo(DemoSettings::from_args(a)?),
             Command::Emulator {
                 command: EmulatorCommand::Serve(a),
@@ -236,6 +360,32 @@ pub fn copy_policy(a: &CopyArgs) -> CopyPolicy {
     }
 }
 
+// Target encryption (wt-des).
+/// `--disk-encryption-set` / `--platform-keys` (`None`: neither given);
+/// both together are bad input.
+pub fn target_encryption(
+    a: &crate::cli::args::TargetArgs,
+) -> Result<Option<crate::step::encryption::TargetEncryption>, CliError> {
+    use crate::step::encryption::TargetEncryption;
+    match (&a.disk_encryption_set, a.platform_keys) {
+        (Some(_), true) => Err(CliError::BadInput(
+            "--disk-encryption-set and --platform-keys conflict: choose customer-managed keys on a DES, or platform keys".into(),
+        )),
+        (Some(id), false) => {
+            if !id.is_type("Microsoft.Compute", "diskEncryptionSets") {
+                return Err(CliError::BadInput(format!(
+                    "--disk-encryption-set {id} is not a Microsoft.Compute/diskEncryptionSets id"
+                )));
+            }
+            Ok(Some(TargetEncryption::DiskEncryptionSet {
+                id: Box::new(id.clone()),
+            }))
+        }
+        (None, true) => Ok(Some(TargetEncryption::PlatformKeys)),
+        (None, false) => Ok(None),
+    }
+}
+
 /// The copy engine's options from `--transfer`, `--copy-parallel` and
 /// `--copy-parallel-total`.
 pub fn copy_options(a: &TransferArgs) -> CopyOptions {
@@ -275,12 +425,25 @@ pub struct RunSettings {
     pub max_parallel: usize,
     /// `--break-lease`.
     pub break_lease: bool,
+    /// `--check-permissions`.
+    pub check_permissions: bool,
     /// Journaled copy policy (plain runs).
     pub copy_policy: CopyPolicy,
     /// Transfer options (not journaled).
     pub copy: CopyOptions,
+    /// `--disk-encryption-set` / `--platform-keys` (journaled per VM).
+    pub target_encryption: Option<crate::step::encryption::TargetEncryption>,
+    /// `--guest-check` (journaled per VM).
+    pub guest_check: bool,
+    /// `--rebuild-linux-os` (with `--image`, `--ssh-public-key`).
+    pub rebuild: Option<RebuildOptions>,
     /// Output of the final summary.
     pub output: Output,
+    // Extensions and identity (issue 12, wt-ext):
+    /// `--carry-role-assignments` (default) / `--no-carry-role-assignments`.
+    pub carry_role_assignments: bool,
+    /// Automatic rollback policy (issue 13), journaled per VM.
+    pub rollback_policy: crate::step::RollbackPolicy,
 }
 
 impl RunSettings {
@@ -294,7 +457,9 @@ impl RunSettings {
                 ));
             }
             let subscription = a.subscription.clone().unwrap_or_default();
-            for vm in &a.vms {
+            // (A subscription name is resolved, and checked, by the command.)
+            let named = !subscription.is_empty() && !is_subscription_id(&subscription);
+            for vm in a.vms.iter().filter(|_| !named) {
                 if !vm.subscription().eq_ignore_ascii_case(&subscription) {
                     return Err(CliError::BadInput(format!(
                         "VM {vm} is in subscription {}, not --subscription {}",
@@ -321,9 +486,18 @@ impl RunSettings {
             yes: a.yes,
             max_parallel: a.max_parallel,
             break_lease: a.break_lease,
+            check_permissions: a.check_permissions,
             copy_policy: copy_policy(&a.copy),
             copy: copy_options(&a.transfer),
+            target_encryption: target_encryption(&a.target)?,
+            guest_check: a.guest_check,
+            rebuild: rebuild_options(&a.rebuild)?,
             output: a.output,
+            carry_role_assignments: !a.no_carry_role_assignments,
+            rollback_policy: crate::step::RollbackPolicy {
+                auto: !a.no_auto_rollback,
+                on_verify_failure: a.rollback_on_verify_failure,
+            },
         })
     }
 
@@ -365,6 +539,121 @@ impl ResumeSettings {
     }
 }
 
+/// `rollback` (issue 13, wt-back).
+#[derive(Debug)]
+pub struct RollbackSettings {
+    /// Connection and journal, as for `resume` (nothing else is unparked).
+    pub resume: ResumeSettings,
+    /// `--vm`, first occurrence of each kept.
+    pub vms: Vec<ResourceId>,
+    /// `--wave N` (checked against the plan by the command).
+    pub wave: Option<usize>,
+    /// `--yes`.
+    pub yes: bool,
+    /// `--force` and `--reenable-ade`.
+    pub request: crate::step::rollback::Request,
+}
+
+impl RollbackSettings {
+    fn from_args(a: RollbackArgs) -> Result<RollbackSettings, CliError> {
+        if a.wave == Some(0) {
+            return Err(CliError::BadInput("--wave is 1-based".into()));
+        }
+        let mut vms: Vec<ResourceId> = Vec::new();
+        for vm in a.vms {
+            if !vms.contains(&vm) {
+                vms.push(vm);
+            }
+        }
+        Ok(RollbackSettings {
+            resume: ResumeSettings {
+                conn: ConnSettings::from_args(&a.conn)?,
+                state: a.state,
+                max_parallel: None,
+                break_lease: false,
+                copy: default_copy_options(),
+                output: a.output,
+            },
+            vms,
+            wave: a.wave,
+            yes: a.yes,
+            request: crate::step::rollback::Request {
+                force: a.force,
+                reenable_ade: a.reenable_ade,
+            },
+        })
+    }
+}
+
+// ---- Linux rebuild and cleanup (issue 13, wt-clean) ----
+
+/// `--rebuild-linux-os`, `--image` (checked) and the SSH public keys read
+/// from the `--ssh-public-key` files (one key per non-empty line); `None`
+/// when the rebuild is off.
+fn rebuild_options(a: &RebuildArgs) -> Result<Option<RebuildOptions>, CliError> {
+    if !a.rebuild_linux_os {
+        return Ok(None);
+    }
+    if let Some(i) = &a.image {
+        crate::step::rebuild::parse_image(i).map_err(CliError::BadInput)?;
+    }
+    let mut keys = Vec::new();
+    for f in &a.ssh_public_keys {
+        let text = std::fs::read_to_string(f)
+            .map_err(|e| CliError::BadInput(format!("--ssh-public-key {}: {e}", f.display())))?;
+        let found: Vec<String> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(str::to_string)
+            .collect();
+        if found.is_empty()
+            || found
+                .iter()
+                .any(|k| !k.starts_with("ssh-") && !k.starts_with("ecdsa-"))
+        {
+            return Err(CliError::BadInput(format!(
+                "--ssh-public-key {}: expected OpenSSH public keys (ssh-rsa, ssh-ed25519, ecdsa-...), one per line",
+                f.display()
+            )));
+        }
+        keys.extend(found);
+    }
+    Ok(Some(RebuildOptions {
+        image: a.image.clone(),
+        ssh_public_keys: keys,
+    }))
+}
+
+/// `cleanup`.
+#[derive(Debug)]
+pub struct CleanupSettings {
+    /// Connection (endpoint and poll interval default to the journaled run's).
+    pub conn: ConnSettings,
+    /// Journal directory.
+    pub state: PathBuf,
+    /// `--older-than`.
+    pub retention: Duration,
+    /// `--yes`: delete (else dry run).
+    pub delete: bool,
+    /// Output format.
+    pub output: Output,
+}
+
+impl CleanupSettings {
+    fn from_args(a: CleanupArgs) -> Result<CleanupSettings, CliError> {
+        let secs = crate::plan::waves::parse_duration(&a.older_than)
+            .map_err(|m| CliError::BadInput(format!("--older-than: {m}")))?;
+        Ok(CleanupSettings {
+            conn: ConnSettings::from_args(&a.conn)?,
+            state: a.state,
+            retention: Duration::from_secs(secs),
+            delete: a.yes,
+            output: a.output,
+        })
+    }
+}
+
 /// `status`.
 #[derive(Debug)]
 pub struct StatusSettings {
@@ -381,6 +670,8 @@ pub struct ReportSettings {
     pub state: PathBuf,
     /// Output format.
     pub format: ReportFormat,
+    /// `--html FILE` (wt-report, issue 14): write the HTML timeline there.
+    pub html: Option<PathBuf>,
 }
 
 /// `approve`.
@@ -405,10 +696,14 @@ pub struct PlanSettings {
     pub waves: Vec<WaveSpec>,
     /// `--register-feature`.
     pub register_feature: bool,
+    /// `--rebuild-linux-os` (with `--image`, `--ssh-public-key`).
+    pub rebuild: Option<RebuildOptions>,
     /// Output format on stdout.
     pub output: ReportFormat,
     /// `--out FILE`.
     pub out: Option<PathBuf>,
+    /// What the estimates assume (wt-report, issue 14: `--assume-churn`).
+    pub assumptions: crate::plan::Assumptions,
 }
 
 impl PlanSettings {
@@ -417,14 +712,26 @@ impl PlanSettings {
         conn.poll = Some(conn.poll_or(DEFAULT_POLL_SECS)?);
         let selector = selector_of(&a)?;
         let (options, waves) = options_of(&a)?;
+        // wt-report (issue 14): the estimate's assumed guest write rate.
+        if !(a.assume_churn.is_finite() && a.assume_churn >= 0.0) {
+            return Err(CliError::BadInput(format!(
+                "--assume-churn {} must be a number of MiB/s, 0 or more",
+                a.assume_churn
+            )));
+        }
         Ok(PlanSettings {
             conn,
             selector,
             options,
             waves,
             register_feature: a.register_feature,
+            rebuild: rebuild_options(&a.rebuild)?,
             output: a.output,
             out: a.out,
+            assumptions: crate::plan::Assumptions {
+                churn_mib_s: a.assume_churn,
+                ..Default::default()
+            },
         })
     }
 }
@@ -449,6 +756,23 @@ fn selector_of(a: &PlanArgs) -> Result<Selector, CliError> {
             subs.push(s.to_string());
         }
     }
+    let sel = Selector {
+        subscriptions: subs,
+        resource_groups: a.resource_groups.clone(),
+        vms: a.vms.clone(),
+        tags,
+        name: a.name.clone(),
+    };
+    // Subscription names are resolved by the command, which checks then.
+    if sel.subscriptions.iter().all(|s| is_subscription_id(s)) {
+        check_selector(&sel)?;
+    }
+    Ok(sel)
+}
+
+/// Every `--vm` and `-g SUB/RG` is in one of the selector's subscriptions.
+pub fn check_selector(sel: &Selector) -> Result<(), CliError> {
+    let (subs, a) = (&sel.subscriptions, sel);
     let listed = |sub: &str| subs.iter().any(|s| s.eq_ignore_ascii_case(sub));
     for vm in &a.vms {
         if !listed(vm.subscription()) {
@@ -469,13 +793,7 @@ fn selector_of(a: &PlanArgs) -> Result<Selector, CliError> {
             )));
         }
     }
-    Ok(Selector {
-        subscriptions: subs.clone(),
-        resource_groups: a.resource_groups.clone(),
-        vms: a.vms.clone(),
-        tags,
-        name: a.name.clone(),
-    })
+    Ok(())
 }
 
 fn options_of(a: &PlanArgs) -> Result<(PlanOptions, Vec<WaveSpec>), CliError> {
@@ -485,6 +803,8 @@ fn options_of(a: &PlanArgs) -> Result<(PlanOptions, Vec<WaveSpec>), CliError> {
     }
     let mut o = PlanOptions {
         max_parallel: a.max_parallel,
+        target_encryption: target_encryption(&a.target)?,
+        carry_role_assignments: !a.no_carry_role_assignments,
         ..Default::default()
     };
     if let Some(b) = &a.failure_budget {

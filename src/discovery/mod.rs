@@ -16,6 +16,6 @@ pub mod records;
 pub mod select;
 pub mod sizes;
 
-pub use records::{DiscoverError, classify_all, discover};
+pub use records::{DiscoverError, DiscoverOptions, classify_all, discover};
 pub use select::select;
 pub use sizes::suggest_sizes;

@@ -1,9 +1,10 @@
 //! The preflight reads for `plan`: one unfiltered lock listing per
 //! subscription, one `backupStatus` read per relevant VM (eight at a time),
-//! one Compute usages listing per region of the eligible VMs. Each answer is
+//! one read of each disk encryption set the new disks use, one Compute
+//! usages listing per region of the eligible VMs. Each answer is
 //! handed, as plain data, to the pure check of the same name in
 //! [`crate::plan::preflight`], in this order: locks (a blocker takes a VM
-//! out, so the quota regions are computed after it), backup, quota.
+//! out, so the quota regions are computed after it), backup, DES, quota.
 
 use std::collections::BTreeMap;
 
@@ -14,6 +15,7 @@ use crate::azure::ArmClient;
 use crate::plan::preflight;
 use crate::plan::{Finding, PlannedVm};
 use crate::step::CopyPolicy;
+use crate::step::validate::DesRead;
 
 /// [`run`] once per subscription over that subscription's VMs (locks,
 /// backup status and usages are per subscription); `vms` keeps every VM,
@@ -49,6 +51,16 @@ pub async fn run(client: &ArmClient, subscription: &str, vms: &mut [PlannedVm]) 
     preflight::locks(listing, vms, &mut out);
     let answers = backup_status(client, subscription, preflight::backup_targets(vms)).await;
     preflight::backup(answers, vms, &mut out);
+    let mut des = Vec::new();
+    for id in preflight::des_targets(vms) {
+        let read = match client.get_disk_encryption_set(&id).await {
+            Ok(Some(v)) => DesRead::Found(v),
+            Ok(None) => DesRead::Missing,
+            Err(e) => DesRead::Unreadable(e.to_string()),
+        };
+        des.push((id, read));
+    }
+    preflight::des(&des, vms);
     let usages = usages(client, subscription, preflight::quota_regions(vms)).await;
     preflight::quota(&usages, vms, &CopyPolicy::default(), &mut out);
     preflight::finish(vms);

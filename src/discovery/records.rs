@@ -13,6 +13,7 @@ use crate::model::ResourceId;
 use crate::model::views::VmModel;
 use crate::plan::PlannedVm;
 use crate::plan::select::{PlanError, planned};
+use crate::step::rebuild::{MigrationPath, RebuildOptions};
 use crate::step::{Eligibility, Outcome, PlatformFacts, VmRecord, classify};
 
 /// Why discovery could not produce a plan.
@@ -58,11 +59,37 @@ where
     }
 }
 
+/// What discovery does beyond reading: carry role assignments, rebuild
+/// Linux OS volumes.
+#[derive(Debug, Clone)]
+pub struct DiscoverOptions {
+    /// Re-create the system-assigned principal's role assignments for the
+    /// new principal (`--carry-role-assignments`, the default).
+    pub carry_roles: bool,
+    /// `--rebuild-linux-os`: Linux VMs whose OS volume is ADE-encrypted are
+    /// rebuilt from an image instead of skipped.
+    pub rebuild: Option<RebuildOptions>,
+}
+
+impl Default for DiscoverOptions {
+    fn default() -> Self {
+        DiscoverOptions {
+            carry_roles: true,
+            rebuild: None,
+        }
+    }
+}
+
 /// Reads and classifies `vms`, returning one record per VM (skipped ones
-/// carry their reason) plus the migration path label of each.
+/// carry their reason) plus the migration path label of each. For eligible
+/// VMs it also journals what the re-created VM must get back
+/// ([`crate::step::reinstall::Carried`]): the extensions and the role
+/// assignments of the system-assigned principal (re-created when
+/// `opts.carry_roles`).
 pub async fn discover(
     cloud: &dyn Cloud,
     vms: &[ResourceId],
+    opts: &DiscoverOptions,
 ) -> Result<Vec<(VmRecord, String)>, DiscoverError> {
     for id in vms {
         if !id.is_type("Microsoft.Compute", "virtualMachines") {
@@ -74,7 +101,7 @@ pub async fn discover(
     let mut out = Vec::new();
     for id in vms {
         let cloud_err = |what: String| move |err| DiscoverError::Cloud { what, err };
-        let vm = retried(|| cloud.get_vm(id, true))
+        let vm = retried(|| cloud.get_vm_model(id))
             .await
             .map_err(cloud_err(format!("VM {id}")))?
             .ok_or_else(|| DiscoverError::UnknownVm(id.clone()))?;
@@ -120,14 +147,19 @@ pub async fn discover(
             feature_registered: registered,
             size_supports_eah: supports,
             size_restricted: restricted,
+            rebuild_linux_os: opts.rebuild.clone(),
         };
         let mut rec = VmRecord::new(id.clone());
         let path = match classify(&vm, &disks, &platform) {
             Eligibility::Eligible { facts, disks } => {
                 let path = crate::step::eligibility::path_label(&facts, &disks).to_string();
+                if facts.rebuild.is_some() {
+                    rec.path = MigrationPath::RebuildLinuxOs;
+                }
                 rec.facts = Some(facts);
                 rec.disks = disks;
                 rec.ade_sequence = Some(uuid::Uuid::new_v4().to_string());
+                rec.carried = carried(cloud, id, &vm, opts.carry_roles).await?;
                 path
             }
             Eligibility::Skip { path, reason } => {
@@ -144,6 +176,65 @@ pub async fn discover(
         );
         out.push((rec, path));
     }
+    Ok(out)
+}
+
+/// What the re-created VM must get back, read before anything changes:
+/// the extensions from the model's `resources[]` (or, when the model has
+/// none, from the extension list), and the role assignments of its
+/// system-assigned principal. A refused role-assignment read (no
+/// `roleAssignments/read`) is recorded for the operator, not fatal.
+async fn carried(
+    cloud: &dyn Cloud,
+    id: &ResourceId,
+    vm: &Value,
+    carry_roles: bool,
+) -> Result<crate::step::reinstall::Carried, DiscoverError> {
+    use crate::step::reinstall::{Carried, RoleGrant, plan_extensions};
+    let listed =
+        if vm.get("resources").is_none() {
+            Some(retried(|| cloud.list_extensions(id)).await.map_err(|err| {
+                DiscoverError::Cloud {
+                    what: format!("extensions of {id}"),
+                    err,
+                }
+            })?)
+        } else {
+            None
+        };
+    let (extensions, manual) = plan_extensions(vm, listed.as_deref());
+    let mut out = Carried {
+        extensions,
+        manual,
+        carry_roles,
+        ..Carried::default()
+    };
+    let model = VmModel::new(vm);
+    let principal = model
+        .identity()
+        .filter(|i| {
+            i.kind()
+                .is_some_and(|k| k.to_ascii_lowercase().contains("systemassigned"))
+        })
+        .and_then(|i| i.principal_id())
+        .map(str::to_string);
+    if let Some(p) = &principal {
+        match retried(|| cloud.list_role_assignments(id.subscription(), p)).await {
+            Ok(list) => {
+                out.roles = list
+                    .iter()
+                    .filter(|a| {
+                        a.pointer("/properties/principalId")
+                            .and_then(Value::as_str)
+                            .is_some_and(|x| x.eq_ignore_ascii_case(p))
+                    })
+                    .filter_map(RoleGrant::from_raw)
+                    .collect();
+            }
+            Err(e) => out.roles_unread = Some(e.message),
+        }
+    }
+    out.old_principal = principal;
     Ok(out)
 }
 
@@ -173,6 +264,7 @@ pub async fn classify_all(
     cloud: &dyn Cloud,
     ids: &[ResourceId],
     allow_missing: bool,
+    opts: &DiscoverOptions,
 ) -> Classified {
     const CHUNK: usize = 16;
     let chunks: Vec<Vec<ResourceId>> = ids.chunks(CHUNK).map(<[ResourceId]>::to_vec).collect();
@@ -180,7 +272,7 @@ pub async fn classify_all(
         futures::stream::iter(chunks.into_iter().map(|mut chunk| async move {
             let mut missing = Vec::new();
             loop {
-                match discover(cloud, &chunk).await {
+                match discover(cloud, &chunk, opts).await {
                     Ok(found) => {
                         let vms = found
                             .into_iter()

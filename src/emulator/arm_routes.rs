@@ -37,10 +37,18 @@ enum Route {
     ProviderRegister,
     /// `{scope}/providers/Microsoft.Authorization/locks[/{name}]`.
     Lock(String, Option<String>),
+    /// `{scope}/providers/Microsoft.Authorization/roleAssignments[/{name}]`.
+    RoleAssignment(String, Option<String>),
     /// `GET .../Microsoft.Compute/locations/{loc}/usages`.
     Usages(String),
     /// `POST .../Microsoft.RecoveryServices/locations/{loc}/backupStatus` (a read).
     BackupStatus,
+    /// `.../Microsoft.Compute/diskEncryptionSets/{name}` (world/des.rs).
+    Des(Target),
+    /// `GET {scope}/providers/Microsoft.Authorization/permissions` (world/permissions.rs).
+    Permissions,
+    /// `GET /subscriptions` (world/permissions.rs).
+    Subscriptions,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -87,6 +95,9 @@ fn parse_route(path: &str, subscription: &str) -> Result<Route, ArmError> {
         .collect();
     let low: Vec<String> = segs.iter().map(|s| s.to_ascii_lowercase()).collect();
     let l = |i: usize| low.get(i).map(String::as_str).unwrap_or("");
+    if l(0) == "subscriptions" && segs.len() == 1 {
+        return Ok(Route::Subscriptions);
+    }
     if l(0) != "subscriptions" || segs.len() < 3 {
         return Err(not_found_path(path));
     }
@@ -103,6 +114,25 @@ fn parse_route(path: &str, subscription: &str) -> Result<Route, ArmError> {
     {
         let scope = format!("/{}", segs[..i].join("/"));
         return Ok(Route::Lock(scope, segs.get(i + 3).map(|s| s.to_string())));
+    }
+    if let Some(i) = (2..segs.len()).find(|&i| {
+        l(i) == "providers"
+            && l(i + 1) == "microsoft.authorization"
+            && l(i + 2) == "roleassignments"
+    }) && (segs.len() == i + 3 || segs.len() == i + 4)
+    {
+        let scope = format!("/{}", segs[..i].join("/"));
+        return Ok(Route::RoleAssignment(
+            scope,
+            segs.get(i + 3).map(|s| s.to_string()),
+        ));
+    }
+    if segs.len() >= 4
+        && l(segs.len() - 3) == "providers"
+        && l(segs.len() - 2) == "microsoft.authorization"
+        && l(segs.len() - 1) == "permissions"
+    {
+        return Ok(Route::Permissions);
     }
     if l(2) == "providers" {
         return match (l(3), segs.len()) {
@@ -153,7 +183,7 @@ fn parse_route(path: &str, subscription: &str) -> Result<Route, ArmError> {
         ("microsoft.compute", "virtualmachines", 9) => match l(8) {
             "instanceview" => Ok(Route::Vm(target(), VmSub::InstanceView)),
             "extensions" => Ok(Route::Vm(target(), VmSub::ExtList)),
-            a @ ("deallocate" | "start" | "poweroff") => {
+            a @ ("deallocate" | "start" | "poweroff" | "runcommand") => {
                 Ok(Route::Vm(target(), VmSub::Action(a.to_string())))
             }
             _ => Err(not_found_path(path)),
@@ -170,6 +200,7 @@ fn parse_route(path: &str, subscription: &str) -> Result<Route, ArmError> {
             _ => Err(not_found_path(path)),
         },
         ("microsoft.network", "networkinterfaces", 8) => Ok(Route::Nic(target())),
+        ("microsoft.compute", "diskencryptionsets", 8) => Ok(Route::Des(target())),
         _ => Err(not_found_path(path)),
     }
 }
@@ -187,8 +218,45 @@ enum Outcome {
     Location(LocationAnswer),
 }
 
-/// The fallback handler for every request.
-pub(crate) async fn handle(State(inner): State<Arc<Inner>>, req: Request) -> Response {
+/// The fallback handler for every request. ARM answers every request with
+/// an `x-ms-request-id` of its own and the `x-ms-correlation-request-id` the
+/// client sent (a new one when it sent none): the resource provider
+/// contract's common API details
+/// (github.com/cloud-and-ai-microsoft/resource-provider-contract/blob/master/v1.0/common-api-details.md,
+/// "Client Request Headers" / "Response Headers"); Azure support traces a
+/// request by these two.
+pub(crate) async fn handle(state: State<Arc<Inner>>, req: Request) -> Response {
+    let storage = req
+        .uri()
+        .path()
+        .trim_start_matches('/')
+        .get(..3)
+        .is_some_and(|p| p.eq_ignore_ascii_case("md-"));
+    let correlation = req
+        .headers()
+        .get("x-ms-correlation-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let mut resp = handle_arm(state, req).await;
+    if !storage {
+        let h = resp.headers_mut();
+        if !h.contains_key("x-ms-request-id") {
+            set(h, "x-ms-request-id", &uuid::Uuid::new_v4().to_string());
+        }
+        match correlation {
+            Some(c) => set(h, "x-ms-correlation-request-id", &c),
+            None if !h.contains_key("x-ms-correlation-request-id") => set(
+                h,
+                "x-ms-correlation-request-id",
+                &uuid::Uuid::new_v4().to_string(),
+            ),
+            None => {}
+        }
+    }
+    resp
+}
+
+async fn handle_arm(State(inner): State<Arc<Inner>>, req: Request) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
@@ -365,7 +433,9 @@ pub(crate) async fn handle(State(inner): State<Arc<Inner>>, req: Request) -> Res
         if let Some(f) = fault {
             arm_hooks(&mut w, &f, &route);
         }
-        let o = match lock_refusal(&w, &route, &method, &body) {
+        let o = match lock_refusal(&w, &route, &method, &body)
+            .or_else(|| policy_refusal(&w, &route, &method, &body))
+        {
             Some(e) => Err(e),
             None => dispatch(&mut w, &sub, &route, &method, &query, body, inject, now),
         };
@@ -432,7 +502,11 @@ fn dispatch(
     let m = method.as_str();
     match (route, m) {
         (Route::Vm(t, VmSub::Model), "GET") => {
-            reply(w.vm_get(t, query_has(query, "$expand", "instanceView"))?)
+            if query_has(query, "$expand", "userData") {
+                reply(w.vm_get_user_data(t)?)
+            } else {
+                reply(w.vm_get(t, query_has(query, "$expand", "instanceView"))?)
+            }
         }
         (Route::Vm(t, VmSub::Model), "PUT") => Ok(Outcome::Reply(w.vm_put(t, body, inject, now)?)),
         (Route::Vm(t, VmSub::Model), "PATCH") => {
@@ -440,9 +514,14 @@ fn dispatch(
         }
         (Route::Vm(t, VmSub::Model), "DELETE") => Ok(Outcome::Reply(w.vm_delete(t, inject, now)?)),
         (Route::Vm(t, VmSub::InstanceView), "GET") => reply(w.vm_instance_view(t)?),
+        (Route::Vm(t, VmSub::Action(a)), "POST") if a == "runcommand" => {
+            Ok(Outcome::Reply(w.run_command(t, &body, inject, now)?))
+        }
         (Route::Vm(t, VmSub::Action(a)), "POST") => {
             Ok(Outcome::Reply(w.vm_action(t, a, inject, now)?))
         }
+        (Route::Des(t), "GET") => reply(w.des_get(t)?),
+        (Route::Des(t), "PUT") => Ok(Outcome::Reply(w.des_put(t, &body)?)),
         (Route::Vm(t, VmSub::Ext(n)), "GET") => reply(w.ext_get(t, n)?),
         (Route::Vm(t, VmSub::ExtList), "GET") => {
             reply(w.ext_list(t, query_has(query, "$expand", "instanceView"))?)
@@ -504,11 +583,36 @@ fn dispatch(
             body: None,
             lro: None,
         })),
+        (Route::RoleAssignment(scope, None), "GET") => {
+            let filter = url::form_urlencoded::parse(query.as_bytes())
+                .find(|(k, _)| k.eq_ignore_ascii_case("$filter"))
+                .map(|(_, v)| v.into_owned());
+            reply(w.role_assignment_list(scope, filter.as_deref()))
+        }
+        (Route::RoleAssignment(scope, Some(n)), "GET") => reply(w.role_assignment_get(scope, n)?),
+        (Route::RoleAssignment(scope, Some(n)), "PUT") => {
+            let (status, v) = w.role_assignment_put(scope, n, &body, now)?;
+            Ok(Outcome::Reply(Reply {
+                status,
+                body: Some(v),
+                lro: None,
+            }))
+        }
+        (Route::RoleAssignment(scope, Some(n)), "DELETE") => {
+            let (status, body) = w.role_assignment_delete(scope, n);
+            Ok(Outcome::Reply(Reply {
+                status,
+                body,
+                lro: None,
+            }))
+        }
         (Route::Usages(loc), "GET") => {
             let current = w.usage_counts(loc);
             reply(w.gov.usages(&current))
         }
         (Route::BackupStatus, "POST") => reply(w.gov.backup_status(&body)?),
+        (Route::Permissions, "GET") => reply(w.permissions()),
+        (Route::Subscriptions, "GET") => reply(w.subscription_list()),
         _ => Err(ArmError::new(
             405,
             "MethodNotAllowed",
@@ -551,6 +655,20 @@ fn page_of(base: &str, path: &str, query: &str, n: usize, o: Outcome) -> Outcome
     }
     r.body = Some(body);
     Outcome::Reply(r)
+}
+
+/// The `RequestDisallowedByPolicy` refusal of a VM PUT or PATCH whose body
+/// a deny policy assignment matches (see `governance`).
+fn policy_refusal(
+    w: &super::world::World,
+    route: &Route,
+    method: &Method,
+    body: &Value,
+) -> Option<ArmError> {
+    match (route, method.as_str()) {
+        (Route::Vm(t, VmSub::Model), "PUT" | "PATCH") => w.gov.policy_check(&t.id, &t.name, body),
+        _ => None,
+    }
 }
 
 /// The `ScopeLocked` refusal of a mutating request, if a management lock
@@ -603,9 +721,13 @@ fn set(h: &mut HeaderMap, name: &'static str, value: &str) {
 }
 
 fn common_headers(h: &mut HeaderMap, method: &Method, policy: &str) {
-    let id = uuid::Uuid::new_v4().to_string();
-    set(h, "x-ms-request-id", &id);
-    set(h, "x-ms-correlation-request-id", &id);
+    // (`handle` replaces the correlation id with the client's, if it sent one.)
+    set(h, "x-ms-request-id", &uuid::Uuid::new_v4().to_string());
+    set(
+        h,
+        "x-ms-correlation-request-id",
+        &uuid::Uuid::new_v4().to_string(),
+    );
     if method == Method::GET {
         set(h, "x-ms-ratelimit-remaining-subscription-reads", "249");
     } else if method == Method::DELETE {

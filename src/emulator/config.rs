@@ -40,6 +40,10 @@ pub struct EmulatorConfig {
     pub decrypt_bytes_per_sec: f64,
     /// Simulated seconds the Linux ADE daemon waits before decrypting (120).
     pub linux_decrypt_delay_secs: f64,
+    /// Simulated seconds BitLocker keeps decrypting a Windows guest after the
+    /// ADE extension reported "Disable Encryption completed" (facts §2.4:
+    /// the API can report decrypted while BitLocker still runs). Default 0.
+    pub windows_bitlocker_lag_secs: f64,
     /// Simulated seconds a feature registration takes (180).
     pub feature_registration_secs: f64,
     /// Throttling token buckets (default: Azure's limits, off).
@@ -70,6 +74,7 @@ impl Default for EmulatorConfig {
             nic_reservation_secs: 180.0,
             decrypt_bytes_per_sec: 60.0 * 1024.0 * 1024.0,
             linux_decrypt_delay_secs: 120.0,
+            windows_bitlocker_lag_secs: 0.0,
             feature_registration_secs: 180.0,
             throttle: Default::default(),
             lro_location_only: false,

@@ -31,8 +31,15 @@ pub struct DiskSpec {
     pub allocated_fraction: f64,
     /// LUN for data disks (`None` = next free); ignored for the OS disk.
     pub lun: Option<i32>,
-    /// Disk SKU (`Premium_LRS`, `StandardSSD_LRS`...).
+    /// Disk SKU (`Premium_LRS`, `StandardSSD_LRS`, `Premium_ZRS`...; a
+    /// `*_ZRS` disk of a zonal VM is seeded without a zone).
     pub sku: String,
+    /// Extra disk `properties` the seeded disk has (tier, burstingEnabled,
+    /// maxShares, networkAccessPolicy, dataAccessAuthMode...; the emulator's
+    /// stored set), an object; `null` for none.
+    pub properties: serde_json::Value,
+    /// The disk's tags (an object).
+    pub tags: serde_json::Value,
 }
 
 impl DiskSpec {
@@ -43,6 +50,8 @@ impl DiskSpec {
             allocated_fraction: 0.6,
             lun,
             sku: "Premium_LRS".into(),
+            properties: serde_json::Value::Null,
+            tags: serde_json::json!({}),
         }
     }
 }
@@ -121,10 +130,24 @@ pub struct VmSpec {
     /// over its disks (about a tenth of it as TRIMs), so a copy that misses a
     /// delta is caught by the byte comparison. 0 = an idle guest.
     pub churn_bytes_per_sec: f64,
+    /// Extra VM model merged over the seeded one (objects merge, anything
+    /// else replaces): property families such as `userData`,
+    /// `applicationProfile`, `virtualMachineScaleSet` + `platformFaultDomain`,
+    /// `storageProfile.diskControllerType`, `identity`, `plan`... An object;
+    /// `null` for none.
+    pub model: serde_json::Value,
     /// Subscription the VM lives in (`None`: the emulator's primary one;
     /// else one of its [`super::EmulatorConfig::extra_subscriptions`]; an id
     /// not configured is served from then on, with the feature registered).
     pub subscription: Option<String>,
+    /// Extensions other than ADE, each as its PUT body `{"name", "tags"?,
+    /// "properties"}` (protected settings accepted and dropped, as a PUT
+    /// does). None by default.
+    pub extensions: Vec<serde_json::Value>,
+    /// Role assignments of the system-assigned principal, `(roleDefinitionId,
+    /// scope)` (needs [`VmSpec::system_identity`]); `{subscription}` in
+    /// either stands for the VM's subscription. None by default.
+    pub role_assignments: Vec<(String, String)>,
 }
 
 impl VmSpec {
@@ -146,7 +169,10 @@ impl VmSpec {
             hyper_v_generation: "V2".into(),
             system_identity: false,
             churn_bytes_per_sec: 0.0,
+            model: serde_json::Value::Null,
             subscription: None,
+            extensions: Vec::new(),
+            role_assignments: Vec::new(),
         }
     }
 
@@ -163,6 +189,67 @@ impl VmSpec {
     /// The same VM in subscription `sub` (see [`VmSpec::subscription`]).
     pub fn in_subscription(mut self, sub: &str) -> Self {
         self.subscription = Some(sub.to_string());
+        self
+    }
+
+    /// The same VM with what a production VM carries besides ADE: an Azure
+    /// Monitor agent and a dependency agent with public settings, a custom
+    /// script whose command is in protected settings, a system-assigned
+    /// identity with two role assignments (Reader on its resource group,
+    /// Monitoring Metrics Publisher on the subscription).
+    pub fn with_extensions_and_roles(mut self) -> Self {
+        let win = self.os == OsKind::Windows;
+        // `{subscription}` is the VM's subscription, filled in when seeded.
+        let sub = "{subscription}";
+        let (ama, cse_pub, cse_type, cse_ver) = if win {
+            (
+                "AzureMonitorWindowsAgent",
+                "Microsoft.Compute",
+                "CustomScriptExtension",
+                "1.10",
+            )
+        } else {
+            (
+                "AzureMonitorLinuxAgent",
+                "Microsoft.Azure.Extensions",
+                "CustomScript",
+                "2.1",
+            )
+        };
+        self.extensions = vec![
+            serde_json::json!({"name": "AzureMonitorAgent", "tags": {"owner": "observability"},
+                "properties": {"publisher": "Microsoft.Azure.Monitor", "type": ama, "typeHandlerVersion": "1.22",
+                    "autoUpgradeMinorVersion": true, "enableAutomaticUpgrade": true,
+                    "settings": {"authentication": {"managedIdentity": {"identifier-name": "object_id", "identifier-value": "system"}}}}}),
+            serde_json::json!({"name": "DependencyAgent",
+                "properties": {"publisher": "Microsoft.Azure.Monitoring.DependencyAgent",
+                    "type": if win { "DependencyAgentWindows" } else { "DependencyAgentLinux" },
+                    "typeHandlerVersion": "9.10", "autoUpgradeMinorVersion": true, "suppressFailures": true,
+                    "provisionAfterExtensions": ["AzureMonitorAgent"], "settings": {"enableAMA": "true"}}}),
+            serde_json::json!({"name": "bootstrap",
+                "properties": {"publisher": cse_pub, "type": cse_type, "typeHandlerVersion": cse_ver,
+                    "autoUpgradeMinorVersion": true, "settings": {"fileUris": ["https://example.invalid/bootstrap.ps1"]},
+                    "protectedSettings": {"commandToExecute": "powershell -File bootstrap.ps1 -Token s3cret"}}}),
+        ];
+        self.system_identity = true;
+        let role = |guid: &str| {
+            format!("/subscriptions/{sub}/providers/Microsoft.Authorization/roleDefinitions/{guid}")
+        };
+        self.role_assignments = vec![
+            // Reader
+            (
+                role("acdd72a7-3385-48ef-bd42-f606fba81ae7"),
+                format!(
+                    "/subscriptions/{sub}/resourceGroups/{}",
+                    self.resource_group
+                ),
+            ),
+            // Monitoring Metrics Publisher
+            (
+                role("3913510d-42f4-4e42-8a64-420c390055eb"),
+                format!("/subscriptions/{sub}"),
+            ),
+        ];
         self
     }
 

@@ -113,10 +113,31 @@ const DEFAULT_LIMITS: &[(&str, &str, u64)] = &[
     ("ZRSSnapshotCount", "ZRSStorageSnapshots", 75_000),
 ];
 
+/// An Azure Policy assignment with the `deny` effect on VM writes whose
+/// request body has `value` at JSON pointer `field` (issue 13: the refusal
+/// that makes a re-create fail terminally, for the automatic rollback).
+///
+/// Azure Policy evaluates a create or update request against the assigned
+/// definitions in scope and refuses a match of a `deny` policy with HTTP 403
+/// `RequestDisallowedByPolicy`, "Resource '<name>' was disallowed by
+/// policy. Policy identifiers: ..." (Microsoft docs, "Resolve errors for
+/// request disallowed by policy", learn.microsoft.com/azure/azure-resource-
+/// manager/troubleshooting/error-policy-requestdisallowedbypolicy).
+/// INFERRED simplification: only the request body is matched (Azure
+/// evaluates the resulting resource), and only one field per assignment.
+#[derive(Debug, Clone)]
+struct PolicyDeny {
+    scope: String,
+    name: String,
+    field: String,
+    value: Value,
+}
+
 /// Locks, backup protection and usage limits of one emulator.
 #[derive(Debug, Clone)]
 pub(crate) struct Governance {
     locks: BTreeMap<String, Lock>,
+    policies: Vec<PolicyDeny>,
     backup: BTreeMap<String, Protection>,
     limits: BTreeMap<String, (String, u64)>,
 }
@@ -125,6 +146,7 @@ impl Default for Governance {
     fn default() -> Self {
         Governance {
             locks: BTreeMap::new(),
+            policies: Vec::new(),
             backup: BTreeMap::new(),
             limits: DEFAULT_LIMITS
                 .iter()
@@ -306,6 +328,40 @@ impl Governance {
         None
     }
 
+    /// Assigns a deny policy `name` at `scope`: VM writes whose body has
+    /// `value` at JSON pointer `field` are refused.
+    pub(crate) fn add_policy_deny(&mut self, scope: &str, name: &str, field: &str, value: Value) {
+        self.policies
+            .retain(|p| p.name != name || norm(&p.scope) != norm(scope));
+        self.policies.push(PolicyDeny {
+            scope: scope.trim_end_matches('/').to_string(),
+            name: name.to_string(),
+            field: field.to_string(),
+            value,
+        });
+    }
+
+    /// The 403 `RequestDisallowedByPolicy` refusal of a write of `target`
+    /// (named `name`) with `body`, if a deny assignment in scope matches.
+    pub(crate) fn policy_check(&self, target: &str, name: &str, body: &Value) -> Option<ArmError> {
+        let p = self
+            .policies
+            .iter()
+            .find(|p| covers(&p.scope, target) && body.pointer(&p.field) == Some(&p.value))?;
+        let id = format!(
+            "{}/providers/Microsoft.Authorization/policyAssignments/{}",
+            p.scope, p.name
+        );
+        Some(ArmError::new(
+            403,
+            "RequestDisallowedByPolicy",
+            format!(
+                "Resource '{name}' was disallowed by policy. Policy identifiers: '[{{\"policyAssignment\":{{\"name\":\"{}\",\"id\":\"{id}\"}}}}]'.",
+                p.name
+            ),
+        ))
+    }
+
     /// Marks VM `vm_id` protected by Azure Backup in `vault_id` with `policy`.
     pub(crate) fn protect(&mut self, vm_id: &str, vault_id: &str, policy: &str) {
         let segs: Vec<&str> = vm_id.trim_matches('/').split('/').collect();
@@ -364,6 +420,14 @@ impl Governance {
             .map(|(l, _)| l.clone())
             .unwrap_or_else(|| name.to_string());
         self.limits.insert(key, (label, limit));
+    }
+
+    /// The limit of usage `name`, if it is tracked.
+    pub(crate) fn limit(&self, name: &str) -> Option<u64> {
+        self.limits
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, (_, l))| *l)
     }
 
     /// `GET .../locations/{loc}/usages`: `current` gives the counts in use.

@@ -291,6 +291,13 @@ impl Emulator {
         })
     }
 
+    /// Assigns an Azure Policy `deny` at `scope`: a VM PUT or PATCH whose
+    /// body has `value` at JSON pointer `field` is refused with 403
+    /// `RequestDisallowedByPolicy` (see `governance`).
+    pub fn add_policy_deny(&self, scope: &str, name: &str, field: &str, value: serde_json::Value) {
+        self.world_now(|w| w.gov.add_policy_deny(scope, name, field, value))
+    }
+
     /// Removes management lock `name` at `scope`; false if there was none.
     pub fn remove_lock(&self, scope: &str, name: &str) -> bool {
         self.world_now(|w| w.gov.remove_lock(scope, name))
@@ -311,6 +318,83 @@ impl Emulator {
     /// `StandardSnapshotCount`, ...) served by `.../locations/{loc}/usages`.
     pub fn set_usage_limit(&self, name: &str, limit: u64) {
         self.world_now(|w| w.gov.set_limit(name, limit))
+    }
+
+    /// Adds a disk encryption set `name` in resource group `rg` and
+    /// `location` (encryption type `EncryptionAtRestWithCustomerKey`).
+    pub fn add_des(&self, rg: &str, name: &str, location: &str) -> ResourceId {
+        let id = format!(
+            "/subscriptions/{}/resourceGroups/{rg}/providers/Microsoft.Compute/diskEncryptionSets/{name}",
+            self.subscription()
+        );
+        self.world_now(|w| w.add_des(&id, location, "EncryptionAtRestWithCustomerKey"));
+        ResourceId::parse(&id).expect("a DES id")
+    }
+
+    /// Refuses (403) or allows again every read of DES `id`.
+    pub fn set_des_readable(&self, id: &ResourceId, readable: bool) {
+        self.world_now(|w| w.set_des_readable(id.as_str(), readable))
+    }
+
+    /// Puts existing disk `disk` on DES `des` (customer-managed keys), as if
+    /// it had been created so; false when the disk or the DES is unknown.
+    pub fn set_disk_encryption_set(&self, disk: &ResourceId, des: &ResourceId) -> bool {
+        self.world_now(|w| w.set_disk_des(disk.as_str(), des.as_str()))
+    }
+
+    /// Restricts VM size `size` in availability zone `zone` for the
+    /// subscription (a `Zone` restriction in the resource SKUs; creates there
+    /// are refused with `SkuNotAvailable`).
+    pub fn restrict_size_in_zone(&self, size: &str, zone: &str) {
+        self.world_now(|w| w.restrict_size_in_zone(size, zone))
+    }
+
+    /// The VM's GET body with its instance view, as ARM answers it
+    /// (`identity.principalId`, `resources[]`), or `None` if it does not exist.
+    pub fn vm_get(&self, vm: &ResourceId) -> Option<serde_json::Value> {
+        let t = world::Target {
+            id: vm.to_string(),
+            rg: vm.resource_group().to_string(),
+            name: vm.name().to_string(),
+        };
+        self.world_now(|w| w.vm_get(&t, true).ok())
+    }
+
+    /// Role assignments at, above or below `scope` (of `principal` only,
+    /// when given), as `GET {scope}/providers/Microsoft.Authorization/roleAssignments` lists them.
+    pub fn role_assignments(&self, scope: &str, principal: Option<&str>) -> Vec<serde_json::Value> {
+        let filter = principal.map(|p| format!("principalId eq '{p}'"));
+        self.world_now(|w| {
+            w.role_assignment_list(scope, filter.as_deref())["value"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+    }
+
+    /// Grants `role` (a role definition id) at `scope` to `principal`, as a
+    /// role assignment PUT would; returns its id (empty if refused).
+    pub fn add_role_assignment(&self, scope: &str, role: &str, principal: &str) -> String {
+        let now = self.inner.clock.now();
+        self.world_now(|w| w.seed_role_assignment(scope, role, principal, now))
+    }
+
+    /// Makes the handler of `publisher`/`etype` extensions fail with
+    /// `message` on every later PUT (`None`: succeed again).
+    pub fn fail_extension(&self, publisher: &str, etype: &str, message: Option<&str>) {
+        self.world_now(|w| w.set_extension_failure(publisher, etype, message.map(str::to_string)))
+    }
+
+    /// Denies `action` (`Microsoft.Compute/disks/delete`) to the caller: the
+    /// permissions API then lists it in `notActions` (requests are still
+    /// served; only `permissions --check` sees it).
+    pub fn deny_action(&self, action: &str) {
+        self.world_now(|w| w.access.deny(action))
+    }
+
+    /// Sets the display name `GET /subscriptions` reports for subscription `id`.
+    pub fn set_subscription_name(&self, id: &str, name: &str) {
+        self.world_now(|w| w.access.rename(id, name))
     }
 
     /// Runs `f` on the world brought up to the current simulated time.

@@ -12,7 +12,10 @@ use super::Engine;
 use crate::cloud::{Access, CloudError, CloudResult, Retry};
 use crate::failpoint;
 use crate::model::{ResourceId, SasUrl};
-use crate::step::{Action, CreatedKind, Phase, Round, Span, Step, VerifyMode, VmRecord, body};
+use crate::step::rebuild::{self, MigrationPath};
+use crate::step::{
+    Action, CreatedKind, DiskRole, Phase, Round, Span, Step, VerifyMode, VmRecord, body,
+};
 
 /// Updates the record *before* the intent is journaled, so that resources
 /// the action may create and SAS grants it may open are on disk before the
@@ -22,12 +25,24 @@ pub fn prepare_intent(rec: &mut VmRecord, action: &Action) {
         Action::CreateSnapshot { snapshot, .. } => {
             rec.remember_created(CreatedKind::Snapshot, snapshot)
         }
-        Action::CreateTargetDisk { target, .. } => {
+        Action::CreateTargetDisk { target, .. } | Action::CreateEmptyDisk { target, .. } => {
             rec.remember_created(CreatedKind::TargetDisk, target)
         }
         Action::CreateVm => {
             let id = rec.id.clone();
             rec.remember_created(CreatedKind::Vm, &id);
+            // The rebuilt VM's PUT creates its OS disk (FromImage).
+            if rec.path == MigrationPath::RebuildLinuxOs {
+                let os: Vec<ResourceId> = rec
+                    .disks
+                    .iter()
+                    .filter(|d| d.role == DiskRole::Os)
+                    .map(|d| d.target.clone())
+                    .collect();
+                for t in os {
+                    rec.remember_created(CreatedKind::TargetDisk, &t);
+                }
+            }
         }
         Action::CopyDisk { .. } => prepare_round(rec, true),
         Action::CopyRound { offline } => prepare_round(rec, *offline),
@@ -52,7 +67,13 @@ pub fn prepare_intent(rec: &mut VmRecord, action: &Action) {
         | Action::SetDetach
         | Action::DeleteTargetDisk { .. }
         | Action::RevokeAccess { .. }
-        | Action::DeleteVm => {}
+        | Action::RestoreTargetAccess { .. }
+        | Action::ReinstallExtension { .. }
+        | Action::GrantRole { .. }
+        | Action::DeleteVm
+        | Action::RestoreVm
+        | Action::RestoreDeleteOptions
+        | Action::ReenableAde { .. } => {}
     }
 }
 
@@ -65,7 +86,10 @@ fn prepare_round(rec: &mut VmRecord, offline: bool) {
             continue;
         }
         let d = &mut rec.disks[i];
-        if d.open_round().is_none() {
+        // A finished offline round whose seal is not journaled yet gets no
+        // new round: the round action only checks the seal and records it.
+        let sealed_pending = d.rounds.last().is_some_and(|r| r.offline && r.copied);
+        if d.open_round().is_none() && !sealed_pending {
             d.rounds_opened = d.rounds_opened.max(d.rounds.len() as u32) + 1;
             let number = d.rounds_opened;
             let name =
@@ -124,6 +148,27 @@ fn sas_lifetime(size: u64, min: Duration) -> Duration {
         .min(Duration::from_secs(5_184_000))
 }
 
+/// The journaled original VM model (every VM past discovery has one).
+fn original_model(rec: &VmRecord) -> CloudResult<&Value> {
+    rec.original_model
+        .as_ref()
+        .ok_or_else(|| internal("original model missing"))
+}
+
+/// The VM's current model, read just before a PATCH that sends whole arrays.
+async fn current_vm(engine: &Engine, id: &ResourceId) -> CloudResult<Value> {
+    engine
+        .cloud()
+        .get_vm(id, false)
+        .await?
+        .ok_or_else(|| CloudError {
+            retry: Retry::Transient,
+            code: Some("NotFound".into()),
+            message: "the VM was not found while reading it to PATCH deleteOption".into(),
+            retry_after: None,
+        })
+}
+
 fn internal(message: impl Into<String>) -> CloudError {
     CloudError {
         retry: Retry::Terminal,
@@ -141,6 +186,14 @@ pub async fn perform(engine: &Engine, rec: &mut VmRecord, action: &Action) -> Cl
         .clone()
         .ok_or_else(|| internal("VM has no discovery facts"))?;
     match action {
+        Action::ReinstallExtension { extension } => {
+            reinstall_extension(engine, rec, extension).await
+        }
+        Action::GrantRole {
+            principal_id,
+            role_definition_id,
+            scope,
+        } => grant_role(engine, rec, principal_id, role_definition_id, scope).await,
         Action::CreateSnapshot { disk, snapshot } => {
             let plan = rec
                 .disks
@@ -174,15 +227,7 @@ pub async fn perform(engine: &Engine, rec: &mut VmRecord, action: &Action) -> Cl
             .map(|_| json!({"extension": extension})),
         Action::Deallocate => cloud.deallocate_vm(&rec.id).await.map(|_| json!({})),
         Action::SetDetach => {
-            let current = cloud
-                .get_vm(&rec.id, false)
-                .await?
-                .ok_or_else(|| CloudError {
-                    retry: Retry::Transient,
-                    code: Some("NotFound".into()),
-                    message: "the VM was not found while setting deleteOption".into(),
-                    retry_after: None,
-                })?;
+            let current = current_vm(engine, &rec.id).await?;
             cloud
                 .patch_vm(&rec.id, &body::detach_patch(&current))
                 .await
@@ -199,6 +244,16 @@ pub async fn perform(engine: &Engine, rec: &mut VmRecord, action: &Action) -> Cl
             reset_copy(rec, target);
             Ok(json!({"disk": target}))
         }
+        Action::CreateEmptyDisk { source, target } => {
+            let plan = rec
+                .disks
+                .iter()
+                .find(|d| &d.source == source)
+                .ok_or_else(|| internal("unknown disk"))?;
+            let b = rebuild::empty_disk(plan, &facts, engine.run_id());
+            cloud.put_disk(target, &b).await?;
+            Ok(json!({"disk": target}))
+        }
         Action::DeleteTargetDisk { target } => {
             if !rec.created_by_run(target) {
                 return Err(internal(format!(
@@ -210,24 +265,147 @@ pub async fn perform(engine: &Engine, rec: &mut VmRecord, action: &Action) -> Cl
             Ok(json!({"disk": target}))
         }
         Action::RevokeAccess { disk } => {
-            cloud.revoke_access(disk).await?;
+            match cloud.revoke_access(disk).await {
+                Ok(()) => {}
+                // Rollback: an upload target whose copy stopped before its
+                // footer cannot be sealed; Azure refuses the revoke with
+                // `InvalidVhd` and the grant ends (the disk keeps its
+                // partial copy, listed to clean).
+                Err(e)
+                    if e.code.as_deref() == Some("InvalidVhd")
+                        && rec.disks.iter().any(|d| &d.target == disk && !d.copied) =>
+                {
+                    if let Some(rb) = rec.rollback.as_mut() {
+                        if !rb.unsealed.contains(disk) {
+                            rb.unsealed.push(disk.clone());
+                        }
+                    } else {
+                        return Err(e);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
             rec.sas_closed(disk);
             Ok(json!({"disk": disk}))
         }
         Action::CopyDisk { .. } => copy_rounds(engine, rec, true).await,
         Action::CopyRound { offline } => copy_rounds(engine, rec, *offline).await,
         Action::VerifyCopies => verify_copies(engine, rec).await,
-        Action::DeleteVm => cloud.delete_vm(&rec.id).await.map(|_| json!({})),
-        Action::CreateVm => {
-            let original = rec
-                .original_model
-                .as_ref()
-                .ok_or_else(|| internal("original model missing"))?;
+        Action::DeleteVm => {
+            cloud.delete_vm(&rec.id).await?;
+            if let Some(rb) = rec.rollback.as_mut() {
+                rb.new_vm_removed = true;
+            }
+            Ok(json!({}))
+        }
+        Action::RestoreTargetAccess { disk } => {
+            let plan = rec
+                .disks
+                .iter()
+                .find(|d| &d.target == disk)
+                .ok_or_else(|| internal("unknown target disk"))?;
+            let Some(want) = body::target_access(&plan.source_model) else {
+                return Ok(json!({"disk": disk, "restored": false}));
+            };
             cloud
-                .put_vm(&rec.id, &body::recreate_vm(original, &rec.disks))
+                .patch_disk(disk, &json!({ "properties": want }))
+                .await?;
+            Ok(json!({"disk": disk, "access": want}))
+        }
+        Action::CreateVm => {
+            let original = original_model(rec)?;
+            let b = match (rec.path, &facts.rebuild) {
+                (MigrationPath::RebuildLinuxOs, Some(spec)) => {
+                    rebuild::vm_body(original, &rec.disks, spec)
+                }
+                (MigrationPath::RebuildLinuxOs, None) => {
+                    return Err(internal("rebuild path without a rebuild spec"));
+                }
+                (MigrationPath::Copy, _) => body::recreate_vm(original, &rec.disks),
+            };
+            cloud.put_vm(&rec.id, &b).await.map(|_| json!({}))
+        }
+        Action::RestoreVm => {
+            cloud
+                .put_vm(&rec.id, &body::restore_vm(original_model(rec)?))
+                .await?;
+            if let Some(rb) = rec.rollback.as_mut() {
+                rb.vm_restored = true;
+            }
+            Ok(json!({}))
+        }
+        Action::RestoreDeleteOptions => {
+            let current = current_vm(engine, &rec.id).await?;
+            cloud
+                .patch_vm(
+                    &rec.id,
+                    &body::restore_delete_options_patch(&current, original_model(rec)?),
+                )
                 .await
                 .map(|_| json!({}))
         }
+        Action::ReenableAde {
+            extension,
+            sequence_version,
+        } => {
+            let original = original_model(rec)?;
+            let b = body::reenable_ade(original, &facts, sequence_version)
+                .ok_or_else(|| internal("no ADE extension settings journaled"))?;
+            cloud
+                .put_extension(extension, &b)
+                .await
+                .map(|_| json!({"extension": extension}))
+        }
+    }
+}
+
+/// PUTs the journaled body of a carried extension.
+async fn reinstall_extension(
+    engine: &Engine,
+    rec: &VmRecord,
+    extension: &ResourceId,
+) -> CloudResult<Value> {
+    let want = rec
+        .carried
+        .extensions
+        .iter()
+        .find(|e| e.name.eq_ignore_ascii_case(extension.name()))
+        .ok_or_else(|| internal(format!("extension {} is not journaled", extension.name())))?;
+    engine.cloud().put_extension(extension, &want.body).await?;
+    Ok(json!({"extension": extension}))
+}
+
+/// Creates a role assignment (new GUID name) granting `role` at `scope` to
+/// `principal`, with the condition and description of the old one. Azure's
+/// `RoleAssignmentExists` (the same principal, role and scope under another
+/// name: a grant made before a crash and not yet listed) is the effect
+/// already in place.
+async fn grant_role(
+    engine: &Engine,
+    rec: &VmRecord,
+    principal: &str,
+    role: &str,
+    scope: &str,
+) -> CloudResult<Value> {
+    let grant = rec
+        .carried
+        .roles
+        .iter()
+        .find(|g| {
+            g.role_definition_id.eq_ignore_ascii_case(role) && g.scope.eq_ignore_ascii_case(scope)
+        })
+        .ok_or_else(|| internal(format!("role {role} at {scope} is not journaled")))?;
+    let id = crate::step::reinstall::role_assignment_id(scope, &uuid::Uuid::new_v4().to_string());
+    match engine
+        .cloud()
+        .put_role_assignment(&id, &grant.body(principal))
+        .await
+    {
+        Ok(()) => Ok(json!({"role_assignment": id})),
+        Err(e) if e.code.as_deref() == Some("RoleAssignmentExists") => {
+            Ok(json!({"role_assignment": "exists"}))
+        }
+        Err(e) => Err(e),
     }
 }
 
@@ -241,7 +419,7 @@ async fn copy_rounds(engine: &Engine, rec: &mut VmRecord, offline: bool) -> Clou
     let todo: Vec<usize> = {
         let r = shared.lock().unwrap_or_else(|p| p.into_inner());
         (0..r.disks.len())
-            .filter(|&i| !r.disks[i].copied && r.disks[i].open_round().is_some())
+            .filter(|&i| !r.disks[i].copied && !r.disks[i].rounds.is_empty())
             .collect()
     };
     let results =

@@ -79,8 +79,31 @@ fn map<T>(r: Result<T, AzureError>) -> CloudResult<T> {
 
 #[async_trait]
 impl Cloud for ArmCloud {
+    async fn list_extensions(&self, vm: &ResourceId) -> CloudResult<Vec<Value>> {
+        map(self.client.list_extensions(vm).await)
+    }
+
+    async fn list_role_assignments(
+        &self,
+        subscription: &str,
+        principal: &str,
+    ) -> CloudResult<Vec<Value>> {
+        map(self
+            .client
+            .list_role_assignments(subscription, principal)
+            .await)
+    }
+
+    async fn put_role_assignment(&self, id: &str, body: &Value) -> CloudResult<()> {
+        map(self.client.put_role_assignment(id, body).await)
+    }
+
     async fn get_vm(&self, id: &ResourceId, instance_view: bool) -> CloudResult<Option<Value>> {
         map(self.client.get_vm(id, instance_view).await).map(|o| o.map(|f| f.raw))
+    }
+
+    async fn get_vm_model(&self, id: &ResourceId) -> CloudResult<Option<Value>> {
+        map(self.client.get_vm_model(id).await)
     }
 
     async fn get_disk(&self, id: &ResourceId) -> CloudResult<Option<Value>> {
@@ -130,6 +153,43 @@ impl Cloud for ArmCloud {
         Ok((Some(supports), restricted))
     }
 
+    async fn get_disk_encryption_set(&self, id: &ResourceId) -> CloudResult<Option<Value>> {
+        map(self.client.get_disk_encryption_set(id).await)
+    }
+
+    async fn vm_sku(
+        &self,
+        subscription: &str,
+        location: &str,
+        size: &str,
+    ) -> CloudResult<Option<Value>> {
+        let skus = map(self.client.list_vm_skus(subscription, location).await)?;
+        Ok(skus
+            .into_iter()
+            .find(|s| {
+                s.name
+                    .as_deref()
+                    .is_some_and(|n| n.eq_ignore_ascii_case(size))
+            })
+            .and_then(|s| serde_json::to_value(s).ok()))
+    }
+
+    async fn compute_usages(
+        &self,
+        subscription: &str,
+        location: &str,
+    ) -> CloudResult<Option<Vec<Value>>> {
+        map(self.client.compute_usages(subscription, location).await)
+    }
+
+    async fn list_locks(&self, subscription: &str) -> CloudResult<Option<Vec<Value>>> {
+        map(self.client.list_subscription_locks(subscription).await)
+    }
+
+    async fn run_command(&self, vm: &ResourceId, body: &Value) -> CloudResult<Value> {
+        map(self.client.run_command(vm, body).await)
+    }
+
     async fn put_vm(&self, id: &ResourceId, body: &Value) -> CloudResult<()> {
         map(self.client.put_vm(id, body).await).map(|_| ())
     }
@@ -160,6 +220,10 @@ impl Cloud for ArmCloud {
 
     async fn put_disk(&self, id: &ResourceId, body: &Value) -> CloudResult<()> {
         map(self.client.put_disk(id, body).await).map(|_| ())
+    }
+
+    async fn patch_disk(&self, id: &ResourceId, body: &Value) -> CloudResult<()> {
+        map(self.client.patch_disk(id, body).await).map(|_| ())
     }
 
     async fn delete_disk(&self, id: &ResourceId) -> CloudResult<()> {

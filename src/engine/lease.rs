@@ -21,9 +21,12 @@
 //!   the run that journaled the DELETE reaches `create-vm` (step order), and
 //!   right after the re-create succeeds the keeper writes the lease onto the
 //!   new VM, so it survives the re-creation.
-//! - When a run ends, verified VMs get the lease *released*: the tag is
-//!   rewritten with an expiry of now (`released` semantics without needing
-//!   tag deletion).
+//! - When a VM ends (verified, rolled back) its lease is *released*: the
+//!   tag is removed, so the VM's tags are key for key what they were before
+//!   the run. The release happens before the end is journaled: a crash in
+//!   between leaves the tag until the next `resume` (or rollback) ends that
+//!   VM. A parked VM keeps the lease (it is still mid-migration and another
+//!   journal must not pick it up).
 //! - The check is not atomic (ARM tags have no compare-and-swap here): two
 //!   runs starting within one GET/PATCH round trip could both pass once; the
 //!   re-check before the next destructive step then parks the loser. Runs
@@ -41,8 +44,8 @@ use crate::cloud::{Cloud, CloudError, CloudResult, Retry};
 use crate::model::ResourceId;
 use crate::model::views::VmModel;
 
-/// The tag carrying the lease.
-pub const LEASE_TAG: &str = "ade2eah-lease";
+/// The tag carrying the lease (defined with the other tags the core reads).
+pub use crate::step::observe::LEASE_TAG;
 /// Lease lifetime (renewed at every destructive step past half of it); the
 /// journal owns the value because it stores the run's lease settings.
 pub const DEFAULT_TTL: Duration = crate::journal::DEFAULT_LEASE_TTL;
@@ -128,7 +131,7 @@ pub fn judge(
 }
 
 /// Actions that change the VM itself; the lease is checked before each.
-pub const DESTRUCTIVE: [&str; 7] = [
+pub const DESTRUCTIVE: [&str; 10] = [
     "disable-ade",
     "remove-extension",
     "deallocate",
@@ -136,6 +139,9 @@ pub const DESTRUCTIVE: [&str; 7] = [
     "delete-vm",
     "create-vm",
     "start-vm",
+    "restore-vm",
+    "restore-delete-options",
+    "reenable-ade",
 ];
 
 /// True when `action` (an [`crate::step::Action::name`]) changes the VM.
@@ -227,26 +233,38 @@ impl LeaseKeeper {
         }
     }
 
-    /// Marks the lease of each VM as released (expiry = now), best effort.
+    /// Removes this run's lease tag from `vm`, leaving every other tag as it
+    /// is (PATCH with the full tag set minus [`LEASE_TAG`]; a PATCH's tags
+    /// replace the VM's). Called when the VM ends (verified here, rolled
+    /// back by the rollback runner) *before* that end is journaled, so a
+    /// crash in between leaves the tag only until the next `resume` ends the
+    /// VM again. A tag that is absent or held by another run is left alone.
+    /// The VM's tags are then key for key what they were before the run
+    /// (the re-create body carries the original tags, without the lease).
+    pub async fn release_one(&self, cloud: &dyn Cloud, vm: &ResourceId) -> CloudResult<()> {
+        let Some(model) = cloud.get_vm(vm, false).await? else {
+            return Ok(());
+        };
+        let view = VmModel::new(&model);
+        let ours = view
+            .tag(LEASE_TAG)
+            .and_then(Lease::parse)
+            .is_some_and(|l| l.run_id == self.run_id);
+        if !ours {
+            return Ok(());
+        }
+        let mut tags = view.tag_map().cloned().unwrap_or_default();
+        tags.remove(LEASE_TAG);
+        cloud
+            .patch_vm(vm, &json!({ "tags": Value::Object(tags) }))
+            .await
+    }
+
+    /// [`LeaseKeeper::release_one`] for each VM, best effort (failures are
+    /// logged).
     pub async fn release(&self, cloud: &dyn Cloud, vms: &[ResourceId]) {
         for vm in vms {
-            let Ok(Some(model)) = cloud.get_vm(vm, false).await else {
-                continue;
-            };
-            let tag = VmModel::new(&model).tag(LEASE_TAG).and_then(Lease::parse);
-            let now = OffsetDateTime::now_utc();
-            if tag.is_none_or(|l| l.run_id != self.run_id || l.expiry <= now) {
-                continue;
-            }
-            let mut tags = VmModel::new(&model).tags().cloned().unwrap_or(Value::Null);
-            tags[LEASE_TAG] = Value::String(
-                Lease {
-                    run_id: self.run_id.clone(),
-                    expiry: now,
-                }
-                .value(),
-            );
-            if let Err(e) = cloud.patch_vm(vm, &json!({ "tags": tags })).await {
+            if let Err(e) = self.release_one(cloud, vm).await {
                 tracing::warn!("releasing the lease on {vm} failed: {e}");
             }
         }

@@ -19,8 +19,10 @@
 
 pub mod act;
 pub mod arm;
+pub mod cleanup;
 pub mod grants;
 pub mod lease;
+pub mod rollback;
 pub mod waves;
 
 use std::sync::Arc;
@@ -35,10 +37,102 @@ pub use crate::cloud::{Access, Cloud, CloudError, CloudResult, CopyFigures, Retr
 use crate::failpoint;
 use crate::journal::{Journal, JournalError, now_rfc3339};
 use crate::model::ResourceId;
+use crate::step::rollback::Trigger;
+use crate::step::validate::{DesRead, SKU_UNREAD, ValidationReads};
 use crate::step::{
-    Action, Decision, DiskView, Observation, Outcome, Step, VmEntry, VmRecord, VmView, decide,
-    needs,
+    Action, Decision, DecryptionState, DiskView, Observation, Outcome, Phase, Span, Step, VmEntry,
+    VmRecord, VmView, guest,
 };
+
+/// Unix seconds of the wall clock (the clock of [`Span`]s).
+pub(crate) fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// True while the source VM is deallocated or deleted at `step` (from the
+/// deallocation until the re-created VM has started).
+fn offline_at(step: Step) -> bool {
+    (Step::Deallocate..=Step::Start).contains(&step)
+}
+
+/// The phase an action's span is recorded under (at `step`); copy rounds
+/// are [`Phase::CopyRound`], the action-level span that reports replace by
+/// the round's sub-phase spans where those exist.
+fn phase_of(action: &Action, step: Step) -> Phase {
+    match action {
+        Action::CreateSnapshot { .. } => Phase::BackupSnapshot,
+        Action::StartVm if offline_at(step) => Phase::Start,
+        Action::StartVm | Action::DisableAde { .. } => Phase::Decrypt,
+        Action::RemoveExtension { .. } => Phase::RemoveExtension,
+        Action::Deallocate => Phase::Deallocate,
+        Action::SetDetach => Phase::Detach,
+        Action::CreateTargetDisk { .. }
+        | Action::CreateEmptyDisk { .. }
+        | Action::DeleteTargetDisk { .. } => Phase::CreateTargets,
+        Action::RevokeAccess { .. } => Phase::Revoke,
+        Action::CopyDisk { .. } | Action::CopyRound { .. } => Phase::CopyRound,
+        Action::VerifyCopies => Phase::VerifyCopy,
+        Action::DeleteVm => Phase::DeleteVm,
+        Action::RestoreTargetAccess { .. } | Action::CreateVm => Phase::CreateVm,
+        Action::ReinstallExtension { .. } | Action::GrantRole { .. } => Phase::PostStart,
+        Action::RestoreVm | Action::RestoreDeleteOptions | Action::ReenableAde { .. } => {
+            Phase::Rollback
+        }
+    }
+}
+
+/// Appends the span of `phase` from `start` until now (`offline` from the
+/// record's step); consecutive NIC-hold waits (held answers and their
+/// waits, nothing else recorded in between) extend one span instead.
+fn push_span(rec: &mut VmRecord, phase: Phase, start: f64, round: Option<u32>, bytes: u64) {
+    let end = unix_now().max(start);
+    let offline = offline_at(rec.step);
+    if let Some(last) = rec.spans.last_mut()
+        && last.phase == phase
+        && last.round == round
+        && last.offline == offline
+        && phase == Phase::NicHold
+    {
+        last.end = end;
+        return;
+    }
+    rec.record_span(Span {
+        phase,
+        start,
+        end,
+        round,
+        offline,
+        bytes,
+    });
+}
+
+/// At the advance from [`Step::Start`] (the VM observed running: the end of
+/// the downtime window) or [`Step::Verify`]: extends the step's action span
+/// to now, or records the step's span from `entered` when it needed no
+/// action (a re-created VM that Azure started itself).
+fn close_step_span(rec: &mut VmRecord, entered: f64) {
+    let phase = match rec.step {
+        Step::Start => Phase::Start,
+        Step::Verify => Phase::PostStart,
+        _ => return,
+    };
+    match rec.spans.last_mut() {
+        Some(last) if last.phase == phase => last.end = unix_now().max(last.end),
+        _ => push_span(rec, phase, entered, None, 0),
+    }
+}
+
+/// The round a copy action works on: the newest round number of the disks
+/// not yet sealed.
+fn open_round(rec: &VmRecord) -> Option<u32> {
+    rec.disks
+        .iter()
+        .filter_map(|d| d.rounds.last().map(|r| r.number))
+        .max()
+}
 
 /// Engine tuning.
 #[derive(Debug, Clone)]
@@ -53,6 +147,9 @@ pub struct EngineOptions {
     pub retry_base: Duration,
     /// Longest wait for the guest to finish decrypting before parking.
     pub decrypt_max_wait: Duration,
+    /// Longest wait at `verify` for checks that may still resolve (the VM
+    /// agent becoming ready, the in-guest check) before parking.
+    pub verify_max_wait: Duration,
     /// SAS lifetime requested for copies.
     pub sas_duration: Duration,
     /// Lifetime of the Azure-side VM lease ([`lease`]).
@@ -70,6 +167,7 @@ impl EngineOptions {
             max_step_attempts: 8,
             retry_base: poll_interval,
             decrypt_max_wait: Duration::from_secs(72 * 3600),
+            verify_max_wait: Duration::from_secs(30 * 60),
             sas_duration: Duration::from_secs(6 * 3600),
             lease_ttl: lease::DEFAULT_TTL,
             break_lease: false,
@@ -97,7 +195,7 @@ impl Progress for NoProgress {
 }
 
 /// See [`Engine::held_delay`].
-type HeldSince = std::collections::HashMap<(ResourceId, Step), (tokio::time::Instant, u32)>;
+type HeldSince = std::collections::HashMap<(ResourceId, String), (tokio::time::Instant, u32)>;
 
 /// The engine for one run.
 #[derive(Clone)]
@@ -215,7 +313,7 @@ impl Engine {
     ) -> Result<(), JournalError> {
         rec.note(now_rfc3339(), kind, detail.to_string());
         self.journal.write(rec, kind, detail)?;
-        failpoint::hit(&format!("after-journal:{kind}:{}", rec.step));
+        failpoint::hit(&format!("after-journal:{kind}:{}", rollback::phase(rec)));
         Ok(())
     }
 
@@ -246,44 +344,73 @@ impl Engine {
             self.record(&mut rec, "recover", json!({"pending": pending}))?;
         }
         let mut wait_started: Option<tokio::time::Instant> = None;
+        // Wall-clock start of the current wait for the guest's decryption.
+        let mut decrypt_wait: Option<f64> = None;
+        // Wall-clock time the current step was entered (in this process).
+        let mut step_entered = unix_now();
         self.progress.step(&rec.id, rec.step);
         loop {
             if self.cancelled() {
                 return Ok(rec);
             }
-            if rec.step == Step::Done {
+            if let Some(reason) = rollback::finished(&rec) {
+                // The lease tag goes first, as for a finished migration.
+                if let Err(e) = self.lease.release_one(self.cloud(), &rec.id).await {
+                    if self.on_error(&mut rec, "release-lease", e, None).await? {
+                        return Ok(rec);
+                    }
+                    continue;
+                }
+                rec.outcome = Outcome::RolledBack { reason };
+                self.record(&mut rec, "rolled-back", json!({}))?;
+                self.progress.finished(&rec.id, &rec.outcome);
+                return Ok(rec);
+            }
+            if rec.step == Step::Done && rec.rollback.is_none() {
+                // The lease tag goes before the end is journaled (a crash in
+                // between: the next resume removes it), as soon as the VM is
+                // done, so a later wave (or another run) never waits on it.
+                if let Err(e) = self.lease.release_one(self.cloud(), &rec.id).await {
+                    if self.on_error(&mut rec, "release-lease", e, None).await? {
+                        return Ok(rec);
+                    }
+                    continue;
+                }
                 rec.outcome = Outcome::Verified;
                 self.record(&mut rec, "verified", json!({}))?;
-                // Released as soon as the VM is done, so a later wave (or
-                // another run) never waits on it.
-                self.lease
-                    .release(self.cloud(), std::slice::from_ref(&rec.id))
-                    .await;
                 self.progress.finished(&rec.id, &rec.outcome);
                 return Ok(rec);
             }
             let obs = match self.observe(&rec).await {
                 Ok(o) => o,
                 Err(e) => {
-                    if self.on_error(&mut rec, "observe", e).await? {
+                    if self.on_error(&mut rec, "observe", e, None).await? {
                         return Ok(rec);
                     }
                     continue;
                 }
             };
-            match decide(&rec, &obs, &self.run_id) {
+            match rollback::decide_of(&rec, &obs, &self.run_id) {
                 Decision::Advance => {
-                    let from = rec.step;
-                    rec.step = rec.step.next();
-                    rec.attempts = 0;
+                    if let Some(t0) = decrypt_wait.take() {
+                        push_span(&mut rec, Phase::Decrypt, t0, None, 0);
+                    }
+                    if rec.rollback.is_none() {
+                        close_step_span(&mut rec, step_entered);
+                    }
+                    step_entered = unix_now();
+                    let detail = rollback::advance(&mut rec);
                     wait_started = None;
-                    let to = rec.step;
-                    self.record(&mut rec, "advance", json!({"from": from, "to": to}))?;
+                    self.record(&mut rec, "advance", detail)?;
                     self.progress.step(&rec.id, rec.step);
                 }
                 Decision::Wait { reason } => {
                     let started = *wait_started.get_or_insert_with(tokio::time::Instant::now);
+                    if rec.step == Step::AwaitDecrypted {
+                        decrypt_wait.get_or_insert_with(unix_now);
+                    }
                     if rec.step == Step::AwaitDecrypted
+                        && rec.rollback.is_none()
                         && started.elapsed() > self.opts.decrypt_max_wait
                     {
                         self.park(
@@ -296,14 +423,27 @@ impl Engine {
                         )?;
                         return Ok(rec);
                     }
+                    if rec.step == Step::Verify && started.elapsed() > self.opts.verify_max_wait {
+                        self.park(
+                            &mut rec,
+                            format!(
+                                "verification did not complete within {:?}: {reason}",
+                                self.opts.verify_max_wait
+                            ),
+                            "check the VM agent and the guest (boot diagnostics), then run `ade2eah resume`",
+                        )?;
+                        return Ok(rec);
+                    }
                     self.sleep(self.opts.poll_interval).await;
                 }
                 Decision::Park {
                     reason,
                     next_action,
                 } => {
-                    self.park(&mut rec, reason, next_action)?;
-                    return Ok(rec);
+                    if !self.roll_back_instead(&mut rec, Trigger::Park, &reason)? {
+                        self.park(&mut rec, reason, next_action)?;
+                        return Ok(rec);
+                    }
                 }
                 Decision::Act(action) => {
                     if self.act_journaled(&mut rec, action).await? {
@@ -322,18 +462,31 @@ impl Engine {
     ) -> Result<bool, JournalError> {
         let name = action.name();
         if let Err(e) = self.lease.before(self.cloud(), &rec.id, name).await {
-            return self.on_error(rec, name, e).await;
+            return self.on_error(rec, name, e, None).await;
         }
         failpoint::hit(&format!("before-intent:{name}"));
         act::prepare_intent(rec, &action);
         rec.pending = Some(action.clone());
         self.record(rec, "intent", json!({"action": action}))?;
         failpoint::hit(&format!("after-intent:{name}"));
+        let round = matches!(action, Action::CopyRound { .. } | Action::CopyDisk { .. })
+            .then(|| open_round(rec))
+            .flatten();
+        let t0 = unix_now();
         let result = act::perform(self, rec, &action).await;
         failpoint::hit(&format!("after-act:{name}"));
         rec.pending = None;
         if result.is_ok() {
             self.lease.after(self.cloud(), &rec.id, name).await;
+        }
+        // A call Azure refused because it holds a resource is time spent
+        // in the hold (recorded by `on_error`), not in the action.
+        if !matches!(&result, Err(e) if matches!(e.retry, Retry::Held(_))) {
+            let bytes = match &result {
+                Ok(detail) => detail["bytes"].as_u64().unwrap_or(0),
+                Err(_) => 0,
+            };
+            push_span(rec, phase_of(&action, rec.step), t0, round, bytes);
         }
         match result {
             Ok(detail) => {
@@ -344,34 +497,47 @@ impl Engine {
                 )?;
                 Ok(false)
             }
-            Err(e) => self.on_error(rec, name, e).await,
+            Err(e) => self.on_error(rec, name, e, Some(t0)).await,
         }
     }
 
     /// Handles a failed call: journal it, then retry later or park.
-    /// Returns true if the VM parked.
+    /// Returns true if the VM parked. `since`: when the failed action began
+    /// (a held answer's wait is recorded as a [`Phase::NicHold`] span from
+    /// then until the wait ends).
     async fn on_error(
         &self,
         rec: &mut VmRecord,
         during: &str,
         e: CloudError,
+        since: Option<f64>,
     ) -> Result<bool, JournalError> {
         if let Retry::Held(hold) = e.retry
-            && let Some(delay) = self.held_delay(&rec.id, rec.step, hold)
+            && let Some(delay) = self.held_delay(&rec.id, rollback::phase(rec), hold)
         {
             // A hold Azure states (the NIC reservation) is waited out at a
             // steady pace and spends no step attempt until it has clearly
             // passed (three times its stated length).
+            let t0 = since.unwrap_or_else(unix_now);
             self.record(rec, "error", json!({"during": during, "transient": true, "held": true, "code": e.code, "message": e.message, "attempt": rec.attempts}))?;
             self.sleep(delay).await;
+            // Journaled with the next write (the next attempt's intent).
+            push_span(rec, Phase::NicHold, t0, None, 0);
             return Ok(false);
+        }
+        if let (Retry::Held(_), Some(t0)) = (e.retry, since) {
+            push_span(rec, Phase::NicHold, t0, None, 0);
         }
         rec.attempts += 1;
         self.record(rec, "error", json!({"during": during, "transient": e.is_transient(), "code": e.code, "message": e.message, "attempt": rec.attempts}))?;
         if !e.is_transient() {
+            let reason = format!("{during} failed: {}", e.message);
+            if self.roll_back_instead(rec, Trigger::TerminalError, &reason)? {
+                return Ok(false);
+            }
             self.park(
                 rec,
-                format!("{during} failed: {}", e.message),
+                reason,
                 "fix the cause described, then run `ade2eah resume`",
             )?;
             return Ok(true);
@@ -406,10 +572,13 @@ impl Engine {
     /// minute late; exponential backoff could end it up to 180 s late.
     /// The window is kept once it has run out, so every later held answer
     /// at this step spends an attempt and the VM parks as for any transient.
-    fn held_delay(&self, vm: &ResourceId, step: Step, hold: Duration) -> Option<Duration> {
+    /// The window is per step, a rollback step counting apart from the
+    /// forward step it began at (a refused create reserves the NIC again,
+    /// facts §11: the restore waits out a hold of its own).
+    fn held_delay(&self, vm: &ResourceId, phase: String, hold: Duration) -> Option<Duration> {
         let mut holds = self.holds.lock().unwrap_or_else(|p| p.into_inner());
         let now = tokio::time::Instant::now();
-        let (since, n) = holds.entry((vm.clone(), step)).or_insert((now, 0));
+        let (since, n) = holds.entry((vm.clone(), phase)).or_insert((now, 0));
         if now.duration_since(*since) > hold.saturating_mul(3) {
             return None;
         }
@@ -435,18 +604,125 @@ impl Engine {
     }
 
     async fn observe(&self, rec: &VmRecord) -> CloudResult<Observation> {
-        let n = needs(rec);
+        let n = rollback::needs_of(rec);
         let mut obs = Observation::default();
         if n.vm {
             let vm = self.cloud.get_vm(&rec.id, n.instance_view).await?;
             obs.vm = Some(vm.as_ref().map(|v| VmView::from_raw(v, None)));
+            if rec.rollback.is_none()
+                && matches!(rec.step, Step::Reinstall | Step::Verify)
+                && let Some(v) = &vm
+            {
+                obs.carried = Some(self.observe_carried(rec, v, n.role_assignments).await?);
+            }
         }
         for d in &n.disks {
             let disk = self.cloud.get_disk(d).await?;
             obs.disks
                 .insert(d.key(), disk.as_ref().map(DiskView::from_raw));
         }
+        if n.validate {
+            obs.validation = Some(self.validation_reads(rec).await?);
+        }
+        if n.guest && self.guest_can_answer(rec.step, &obs) {
+            obs.guest = Some(self.guest_check(rec).await?);
+        }
         Ok(obs)
+    }
+
+    /// The fresh reads of validate-before-delete ([`crate::step::validate`]):
+    /// the size's SKU, every DES the new disks use (a refused read is
+    /// "unreadable", not an error), the region's usages and the locks.
+    async fn validation_reads(&self, rec: &VmRecord) -> CloudResult<ValidationReads> {
+        let Some(f) = rec.facts.as_ref() else {
+            return Ok(ValidationReads::default());
+        };
+        let sub = rec.id.subscription();
+        let mut reads = ValidationReads::default();
+        // A read Azure refuses (a missing permission) skips its check rather
+        // than blocking the run; a transient failure is retried as usual.
+        fn refused<T>(
+            r: CloudResult<T>,
+            what: &str,
+            unread: &mut Vec<String>,
+        ) -> CloudResult<Option<T>> {
+            match r {
+                Ok(v) => Ok(Some(v)),
+                Err(e) if !e.is_transient() => {
+                    unread.push(format!("{what}: {}", e.message));
+                    Ok(None)
+                }
+                Err(e) => Err(e),
+            }
+        }
+        let sku = self.cloud.vm_sku(sub, &f.location, &f.size).await;
+        reads.sku = refused(sku, SKU_UNREAD, &mut reads.unread)?.flatten();
+        let usages = self.cloud.compute_usages(sub, &f.location).await;
+        reads.usages = refused(usages, "usages", &mut reads.unread)?.flatten();
+        let locks = self.cloud.list_locks(sub).await;
+        reads.locks = refused(locks, "locks", &mut reads.unread)?.flatten();
+        let ids = crate::step::encryption::des_ids(
+            &f.target_encryption,
+            rec.disks.iter().map(|d| &d.source_model),
+        );
+        for id in ids {
+            let read = match self.cloud.get_disk_encryption_set(&id).await {
+                Ok(Some(v)) => DesRead::Found(v),
+                Ok(None) => DesRead::Missing,
+                Err(e) if !e.is_transient() => DesRead::Unreadable(e.message),
+                Err(e) => return Err(e),
+            };
+            reads.des.push((id, read));
+        }
+        Ok(reads)
+    }
+
+    /// The guest can answer Run Command: before the copy once the API
+    /// reports it decrypted, after the start once it runs with its agent ready.
+    fn guest_can_answer(&self, step: Step, obs: &Observation) -> bool {
+        let Some(Some(vm)) = &obs.vm else {
+            return false;
+        };
+        match step {
+            Step::AwaitDecrypted => vm.decryption == DecryptionState::Complete,
+            _ => vm.power.as_deref() == Some("running") && vm.vm_agent_ready == Some(true),
+        }
+    }
+
+    /// `--guest-check`: Run Command on the VM, its output read by [`guest::parse`].
+    async fn guest_check(&self, rec: &VmRecord) -> CloudResult<Option<guest::GuestReport>> {
+        let Some(f) = rec.facts.as_ref() else {
+            return Ok(None);
+        };
+        let out = self
+            .cloud
+            .run_command(&rec.id, &guest::run_command_body(f.os))
+            .await?;
+        Ok(guest::parse(f.os, &out))
+    }
+
+    /// The extensions, principal and (when `roles`) the principal's role
+    /// assignments of the VM as read in `vm`.
+    async fn observe_carried(
+        &self,
+        rec: &VmRecord,
+        vm: &serde_json::Value,
+        roles: bool,
+    ) -> CloudResult<crate::step::reinstall::CarriedView> {
+        let mut seen = crate::step::reinstall::CarriedView::from_vm(vm);
+        if roles && let Some(p) = seen.principal_id.clone() {
+            let listed = self
+                .cloud
+                .list_role_assignments(rec.id.subscription(), &p)
+                .await?;
+            seen.roles = Some(
+                listed
+                    .iter()
+                    .filter_map(crate::step::reinstall::RoleAssignmentView::from_raw)
+                    .collect(),
+            );
+        }
+        Ok(seen)
     }
 
     /// The engine's cloud (for actions).

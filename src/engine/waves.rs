@@ -24,18 +24,11 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::sync::watch;
 
-use super::{Cloud, Engine, EngineOptions, Progress};
+use super::{Cloud, Engine, EngineOptions, Progress, unix_now};
 use crate::journal::{Journal, JournalError, now_rfc3339, state_dir};
 use crate::model::ResourceId;
 use crate::plan::{Budget, BudgetScope, FrozenPlan};
 use crate::step::{Outcome, Step, VmEntry};
-
-fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
 
 /// How a wave run ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -73,7 +66,7 @@ impl Progress for BudgetWatch {
         self.inner.copy(vm, disk, done, total)
     }
     fn finished(&self, vm: &ResourceId, outcome: &Outcome) {
-        if matches!(outcome, Outcome::Parked { .. }) && !*self.tripped.borrow() {
+        if outcome.is_failure() && !*self.tripped.borrow() {
             let n = self.failures.fetch_add(1, Ordering::SeqCst) + 1;
             if let Some(b) = self.budget
                 && b.exceeded(self.base + n, self.over as usize)
@@ -157,7 +150,7 @@ impl WaveRun {
                     records
                         .iter()
                         .filter(|r| r.wave.is_some_and(|w| w < n))
-                        .filter(|r| matches!(r.outcome, Outcome::Parked { .. }))
+                        .filter(|r| r.outcome.is_failure())
                         .count() as u64,
                     eligible_total as u64,
                 ),

@@ -41,6 +41,7 @@ use crate::step::{RecordSummary, Step, VmEntry, VmRecord};
 
 pub mod inspect;
 mod layout;
+pub mod log_file;
 mod migrate;
 pub mod state_dir;
 

@@ -40,6 +40,18 @@ pub const PROGRESS_FILE: &str = "fleet-progress.json";
 pub const APPROVALS_FILE: &str = "approvals.json";
 /// The live view of a running run.
 pub const LIVE_FILE: &str = "live.json";
+/// Structured logs (JSON lines) of the processes that wrote the journal,
+/// rotated by size into `ade2eah.log.1` .. `ade2eah.log.N` (`super::log_file`).
+pub const LOG_FILE: &str = "ade2eah.log";
+
+/// Path of the log file in `dir`; `n > 0` names its n-th rotated copy.
+pub fn log_path(dir: &Path, n: usize) -> PathBuf {
+    if n == 0 {
+        dir.join(LOG_FILE)
+    } else {
+        dir.join(format!("{LOG_FILE}.{n}"))
+    }
+}
 
 /// Path of the sled database in `dir`.
 pub fn db_path(dir: &Path) -> PathBuf {

@@ -1,6 +1,14 @@
 //! Compute usage names (the quota counters `az vm list-usage` shows) for
-//! managed disks and snapshots by SKU: domain vocabulary shared by the
-//! planner's quota check and the emulator's usages answer.
+//! managed disks and snapshots by SKU, and what a disk SKU implies for its
+//! placement: domain vocabulary shared by the planner's quota check, the
+//! target-disk body and the emulator.
+
+/// True for a zone-redundant disk SKU (`Premium_ZRS`, `StandardSSD_ZRS`):
+/// such a disk has no `zones`, Azure refuses one created with them, and it
+/// attaches to a VM in any zone (facts §11).
+pub fn is_zone_redundant(sku: &str) -> bool {
+    sku.to_ascii_lowercase().ends_with("_zrs")
+}
 
 /// The Compute usage that counts managed disks of `sku`, when Azure has one.
 /// Names from public usage listings (`az vm list-usage`): `StandardDiskCount`,

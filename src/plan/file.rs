@@ -11,6 +11,7 @@ use toml::Spanned;
 use super::waves::{Budget, BudgetScope, WaveSpec, WaveTarget, parse_duration};
 use super::{Plan, fingerprint};
 use crate::model::ResourceId;
+use crate::step::encryption::TargetEncryption;
 
 /// Plan file format version.
 pub const VERSION: u32 = 1;
@@ -81,6 +82,10 @@ struct RawOptions {
     snapshot_retention: Option<Spanned<String>>,
     #[serde(default)]
     verification: Option<Spanned<String>>,
+    #[serde(default)]
+    disk_encryption_set: Option<Spanned<String>>,
+    #[serde(default)]
+    platform_keys: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -95,6 +100,10 @@ struct RawWave {
     approval: bool,
     #[serde(default)]
     soak: Option<Spanned<NumOrStr>>,
+    #[serde(default)]
+    disk_encryption_set: Option<Spanned<String>>,
+    #[serde(default)]
+    platform_keys: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -126,6 +135,15 @@ pub struct PlanOptions {
     pub snapshot_retention: String,
     /// `full` (default) or `quick`.
     pub verification: String,
+    /// Encryption of the new disks (`disk_encryption_set = "ID"` or
+    /// `platform_keys = true`; `None`: carried from the sources). A wave's
+    /// own setting overrides it; `run --disk-encryption-set/--platform-keys`
+    /// overrides both.
+    pub target_encryption: Option<TargetEncryption>,
+    /// Re-create the system-assigned principal's role assignments for the
+    /// new principal (`--carry-role-assignments`, default; not written to
+    /// the plan file: `run --plan` takes it from its own flags).
+    pub carry_role_assignments: bool,
 }
 
 impl Default for PlanOptions {
@@ -137,6 +155,8 @@ impl Default for PlanOptions {
             soak_secs: 0,
             snapshot_retention: "keep".into(),
             verification: "full".into(),
+            target_encryption: None,
+            carry_role_assignments: true,
         }
     }
 }
@@ -337,6 +357,11 @@ pub fn parse(file: &str, text: &str) -> Result<PlanFile, PlanFileError> {
         }
         options.verification = s.get_ref().clone();
     }
+    options.target_encryption = target_of(
+        &raw.options.disk_encryption_set,
+        &raw.options.platform_keys,
+        &err,
+    )?;
 
     let mut waves = Vec::new();
     for w in &raw.waves {
@@ -355,6 +380,7 @@ pub fn parse(file: &str, text: &str) -> Result<PlanFile, PlanFileError> {
                 Some(s) => dur(s)?,
                 None => options.soak_secs,
             },
+            target_encryption: target_of(&w.disk_encryption_set, &w.platform_keys, &err)?,
         });
     }
     if waves.is_empty() {
@@ -436,6 +462,50 @@ pub fn parse(file: &str, text: &str) -> Result<PlanFile, PlanFileError> {
     })
 }
 
+/// `disk_encryption_set` / `platform_keys` of `[options]` or a wave.
+fn target_of(
+    des: &Option<Spanned<String>>,
+    pk: &Option<Spanned<bool>>,
+    err: &dyn Fn(Range<usize>, String) -> PlanFileError,
+) -> Result<Option<TargetEncryption>, PlanFileError> {
+    match (des, pk) {
+        (Some(d), Some(p)) if *p.get_ref() => Err(err(
+            d.span(),
+            "disk_encryption_set and platform_keys = true conflict".into(),
+        )),
+        (Some(d), _) => {
+            let id = ResourceId::parse(d.get_ref())
+                .ok()
+                .filter(|i| i.is_type("Microsoft.Compute", "diskEncryptionSets"))
+                .ok_or_else(|| {
+                    err(
+                        d.span(),
+                        format!(
+                            "disk_encryption_set {:?} is not a Microsoft.Compute/diskEncryptionSets id",
+                            d.get_ref()
+                        ),
+                    )
+                })?;
+            Ok(Some(TargetEncryption::DiskEncryptionSet {
+                id: Box::new(id),
+            }))
+        }
+        (None, Some(p)) if *p.get_ref() => Ok(Some(TargetEncryption::PlatformKeys)),
+        _ => Ok(None),
+    }
+}
+
+/// The plan-file lines of a target-encryption setting.
+fn render_target(t: &Option<TargetEncryption>) -> String {
+    match t {
+        Some(TargetEncryption::DiskEncryptionSet { id }) => {
+            format!("disk_encryption_set = {}\n", q(id.as_str()))
+        }
+        Some(TargetEncryption::PlatformKeys) => "platform_keys = true\n".into(),
+        _ => String::new(),
+    }
+}
+
 fn q(s: &str) -> String {
     toml::Value::String(s.to_string()).to_string()
 }
@@ -515,6 +585,10 @@ pub fn render(
         q(&options.snapshot_retention)
     ));
     o.push_str(&format!("verification = {}\n", q(&options.verification)));
+    if options.target_encryption.is_none() {
+        o.push_str("# disk_encryption_set = \"/subscriptions/.../diskEncryptionSets/NAME\"  # new disks on this DES (default: each keeps its source's encryption)\n# platform_keys = true        # or: new disks on platform-managed keys\n");
+    }
+    o.push_str(&render_target(&options.target_encryption));
     for (w, pw) in waves.iter().zip(&plan.waves) {
         o.push_str(&format!(
             "\n# wave {}: {} VM(s)\n[[waves]]\n",
@@ -533,6 +607,7 @@ pub fn render(
         if w.soak_secs != options.soak_secs {
             o.push_str(&format!("soak = \"{}s\"\n", w.soak_secs));
         }
+        o.push_str(&render_target(&w.target_encryption));
     }
     for v in &plan.vms {
         o.push_str("\n[[vm]]\n");

@@ -115,25 +115,40 @@ pub fn advisories(rec: &VmRecord) -> Vec<Finding> {
         && t.to_ascii_lowercase().contains("systemassigned")
     {
         let principal = identity.principal_id().unwrap_or("?");
-        out.push(Finding::new("system-identity", w, format!(
-            "system-assigned identity (principal {principal}): the re-created VM gets a NEW principal; list its role assignments now with `az role assignment list --assignee {principal} --all` and re-grant them after migration"
-        )));
+        let c = &rec.carried;
+        if c.old_principal.is_some() && c.carry_roles && c.roles_unread.is_none() {
+            out.push(Finding::new("system-identity", i, format!(
+                "system-assigned identity (principal {principal}): the re-created VM gets a NEW principal; the run grants it the {} role assignment(s) of the old one (`--no-carry-role-assignments` to leave them out); Key Vault access policies and grants outside Azure RBAC must still be redone by hand",
+                c.roles.len()
+            )));
+        } else {
+            out.push(Finding::new("system-identity", w, format!(
+                "system-assigned identity (principal {principal}): the re-created VM gets a NEW principal; list its role assignments now with `az role assignment list --assignee {principal} --all` and re-grant them after migration"
+            )));
+        }
     }
-    let others: Vec<String> = vm
-        .extensions()
-        .filter(|r| !is_ade_extension(r))
-        .filter_map(|r| {
-            r.name()
-                .or_else(|| r.id().and_then(|s| s.rsplit('/').next()))
-        })
-        .map(str::to_string)
-        .collect();
+    let c = &rec.carried;
+    let others: Vec<String> = if !c.extensions.is_empty() || !c.manual.is_empty() {
+        // Read at discovery: only those the run reinstalls (the others have
+        // their own `extension-protected-settings` finding).
+        c.extensions.iter().map(|e| e.name.clone()).collect()
+    } else {
+        vm.extensions()
+            .filter(|r| !is_ade_extension(r))
+            .filter_map(|r| {
+                r.name()
+                    .or_else(|| r.id().and_then(|s| s.rsplit('/').next()))
+            })
+            .map(str::to_string)
+            .collect()
+    };
     if !others.is_empty() {
         out.push(Finding::new("other-extensions", i, format!(
             "other extensions ({}) are re-installed on the re-created VM from the original model",
             others.join(", ")
         )));
     }
+    out.extend(carried(rec));
     if let Some(z) = vm.zone() {
         out.push(Finding::new(
             "zone",
@@ -172,6 +187,57 @@ pub fn advisories(rec: &VmRecord) -> Vec<Finding> {
             out.push(Finding::new("not-running", i, format!(
                 "the VM is {power}; it is included in the plan (the ADE disable step needs the guest agent, so expect the run to start it)")));
         }
+    }
+    out
+}
+
+/// What the run carries to the re-created VM and what it leaves to the
+/// operator ([`crate::step::reinstall::Carried`], read at discovery).
+pub fn carried(rec: &VmRecord) -> Vec<Finding> {
+    let c = &rec.carried;
+    let mut out = Vec::new();
+    for m in &c.manual {
+        out.push(Finding::new(
+            "extension-protected-settings",
+            Severity::Warning,
+            format!(
+                "extension {} ({}.{}) is not reinstalled: {}; {}",
+                m.name, m.publisher, m.handler_type, m.reason, m.remedy
+            ),
+        ));
+    }
+    let grants: Vec<String> = c
+        .roles
+        .iter()
+        .map(|r| format!("{} at {}", r.role_definition_id, r.scope))
+        .collect();
+    if !grants.is_empty() && c.carry_roles {
+        out.push(Finding::new(
+            "role-assignments-carried",
+            Severity::Info,
+            format!(
+                "role assignments granted to the new principal after the re-create: {}",
+                grants.join("; ")
+            ),
+        ));
+    } else if !grants.is_empty() {
+        out.push(Finding::new(
+            "role-assignments-not-carried",
+            Severity::Warning,
+            format!(
+                "--no-carry-role-assignments: these role assignments are NOT re-created; grant them to the new principal after the run: {}",
+                grants.join("; ")
+            ),
+        ));
+    }
+    if let Some(why) = &c.roles_unread {
+        out.push(Finding::new(
+            "role-assignments-unread",
+            Severity::Warning,
+            format!(
+                "the role assignments of the system-assigned principal could not be read ({why}); grant `Microsoft.Authorization/roleAssignments/read` or re-grant them by hand after the run"
+            ),
+        ));
     }
     out
 }

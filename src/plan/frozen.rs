@@ -26,6 +26,36 @@ pub struct FrozenWave {
     pub soak_secs: u64,
 }
 
+/// A dry-run finding as frozen at `run --plan` (the HTML report lists them).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FrozenFinding {
+    /// The VM's ARM id (`None` for a plan-level finding).
+    pub vm: Option<String>,
+    /// Stable finding code (docs/troubleshooting.md).
+    pub code: String,
+    /// `info` / `warning` / `blocker`.
+    pub severity: String,
+    /// What was found and what to do.
+    pub message: String,
+}
+
+impl FrozenFinding {
+    /// Every finding of `plan`: the VMs' (in plan order), then the plan's.
+    pub fn all_of(plan: &super::Plan) -> Vec<FrozenFinding> {
+        let of = |vm: Option<String>, f: &super::Finding| FrozenFinding {
+            vm,
+            code: f.code.clone(),
+            severity: f.severity.label().to_string(),
+            message: f.message.clone(),
+        };
+        plan.vms
+            .iter()
+            .flat_map(|v| v.findings.iter().map(|f| of(Some(v.id.to_string()), f)))
+            .chain(plan.findings.iter().map(|f| of(None, f)))
+            .collect()
+    }
+}
+
 /// The plan as frozen in the state dir.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FrozenPlan {
@@ -43,6 +73,9 @@ pub struct FrozenPlan {
     pub failure_budget: Option<String>,
     /// `cumulative` / `per-wave`.
     pub failure_scope: String,
+    /// The dry-run findings of the plan as bound at `run --plan`.
+    #[serde(default)]
+    pub findings: Vec<FrozenFinding>,
 }
 
 impl FrozenPlan {

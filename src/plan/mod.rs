@@ -24,9 +24,9 @@ use serde::Serialize;
 use crate::model::ResourceId;
 use crate::step::VmRecord;
 
-pub use estimate::Estimate;
+pub use estimate::{Assumptions, Estimate};
 pub use findings::{Finding, Severity};
-pub use frozen::{FrozenPlan, FrozenWave};
+pub use frozen::{FrozenFinding, FrozenPlan, FrozenWave};
 pub use waves::{Budget, BudgetScope, WaveTarget};
 
 /// Schema id of `plan --output json` (see docs/plan-schema.md).
@@ -108,6 +108,8 @@ pub struct Plan {
     pub vms: Vec<PlannedVm>,
     /// Subscription-level findings (feature registration, ...).
     pub findings: Vec<Finding>,
+    /// What the estimates assume ([`Plan::reestimate`]).
+    pub assumptions: Assumptions,
 }
 
 /// Plan counts.
@@ -193,6 +195,32 @@ impl Plan {
             waves: planned,
             vms,
             findings,
+            assumptions: Assumptions::default(),
         })
+    }
+
+    /// Estimates every eligible VM again under `a` (ineligible VMs stay at
+    /// zero) and sums waves and summary again.
+    pub fn reestimate(&mut self, a: Assumptions) {
+        self.assumptions = a;
+        for v in &mut self.vms {
+            v.estimate = if v.eligible {
+                Estimate::model(&v.record, &a)
+            } else {
+                Estimate::default()
+            };
+        }
+        let by_id: std::collections::HashMap<String, Estimate> =
+            self.vms.iter().map(|v| (v.id.key(), v.estimate)).collect();
+        for w in &mut self.waves {
+            w.estimate = Estimate::default();
+            for e in w.vms.iter().filter_map(|id| by_id.get(&id.key())) {
+                w.estimate.add(e);
+            }
+        }
+        self.summary.estimate = Estimate::default();
+        for v in self.vms.iter().filter(|v| v.eligible) {
+            self.summary.estimate.add(&v.estimate);
+        }
     }
 }

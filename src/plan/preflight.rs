@@ -20,9 +20,11 @@ use serde_json::Value;
 
 use super::findings::{Finding, Severity};
 use super::{Estimate, PlannedVm, fingerprint};
+use crate::model::ResourceId;
 use crate::model::usage::{disk_usage_name, snapshot_usage_name};
-use crate::model::views::{BackupStatus, DiskModel, LockModel, UsageModel, VmModel};
-use crate::step::{CopyPolicy, Outcome};
+use crate::model::views::{BackupStatus, DesModel, DiskModel, VmModel};
+use crate::step::validate::{self, DesRead, Lock as LockInfo};
+use crate::step::{CopyPolicy, Outcome, encryption};
 
 /// A lock that blocks the migration (on the VM, its resource group or
 /// subscription; or ReadOnly on a disk or NIC).
@@ -35,6 +37,16 @@ pub const BACKUP: &str = "backup-protected";
 pub const QUOTA: &str = "disk-quota";
 /// A preflight read failed: the check was not made.
 pub const UNREAD: &str = "preflight-unread";
+/// The encryption the new disks get (info).
+pub const TARGET_ENCRYPTION: &str = "target-encryption";
+/// A disk encryption set the new disks need cannot be used.
+pub const DES: &str = "disk-encryption-set";
+/// Defender for Cloud's agentless scanner needs key access for CMK disks.
+pub const DEFENDER_CMK: &str = "defender-cmk-scan";
+
+/// The Defender for Cloud Servers Scanner Resource Provider application
+/// (facts §8): its service principal needs key access to scan CMK disks.
+pub const DEFENDER_SCANNER_APP_ID: &str = "0c7668b5-3260-4ad0-9f53-34ed54fa19b2";
 
 /// Usage share above which the plan warns.
 const QUOTA_WARN: f64 = 0.8;
@@ -45,11 +57,6 @@ fn relevant(v: &PlannedVm) -> bool {
 
 fn norm(s: &str) -> String {
     s.trim().trim_end_matches('/').to_ascii_lowercase()
-}
-
-fn covers(scope: &str, id: &str) -> bool {
-    let (s, i) = (norm(scope), norm(id));
-    i == s || i.starts_with(&format!("{s}/"))
 }
 
 /// Adds a blocker: the VM leaves the plan (skipped with the finding's message).
@@ -71,43 +78,6 @@ pub fn finish(vms: &mut [PlannedVm]) {
         v.findings
             .sort_by(|a, b| b.severity.cmp(&a.severity).then(a.code.cmp(&b.code)));
         v.fingerprint = fingerprint::of_vm(&v.record, &v.path, v.eligible);
-    }
-}
-
-struct LockInfo {
-    id: String,
-    name: String,
-    scope: String,
-    level: String,
-}
-
-impl LockInfo {
-    fn parse(v: &Value) -> Option<LockInfo> {
-        let lock = LockModel::new(v);
-        let id = lock.id()?.to_string();
-        let at = id
-            .to_ascii_lowercase()
-            .find("/providers/microsoft.authorization/locks/")?;
-        Some(LockInfo {
-            scope: id[..at].to_string(),
-            name: lock
-                .name()
-                .map(str::to_string)
-                .unwrap_or_else(|| id.rsplit('/').next().unwrap_or_default().to_string()),
-            level: lock.level().unwrap_or("NotSpecified").to_string(),
-            id,
-        })
-    }
-
-    fn read_only(&self) -> bool {
-        self.level.eq_ignore_ascii_case("ReadOnly")
-    }
-
-    fn remedy(&self) -> String {
-        format!(
-            "remove lock {} on {} for the migration window, re-add it after (`az lock delete --ids {}`; re-create it with `az lock create --name {} --lock-type {} --scope {}` once the VM is verified), then plan again",
-            self.name, self.scope, self.id, self.name, self.level, self.scope
-        )
     }
 }
 
@@ -169,7 +139,7 @@ pub fn locks(
         let model = v.record.original_model.clone().unwrap_or(Value::Null);
         let (disks, nics) = linked(&model);
         for l in &locks {
-            if covers(&l.scope, &vm_id) {
+            if l.covers(&vm_id) {
                 let ro = if l.read_only() {
                     " (ReadOnly also refuses deallocate, start, the extension changes and every update)"
                 } else {
@@ -186,7 +156,7 @@ pub fn locks(
                 block(v, Finding::new(LOCK, Severity::Blocker, msg));
                 continue;
             }
-            let hit = |ids: &[String]| ids.iter().find(|d| covers(&l.scope, d)).cloned();
+            let hit = |ids: &[String]| ids.iter().find(|d| l.covers(d)).cloned();
             let (what, id) = match (hit(&disks), hit(&nics)) {
                 (Some(d), _) => ("disk", d),
                 (None, Some(n)) => ("NIC", n),
@@ -332,13 +302,9 @@ pub fn quota(
         for &i in &idx {
             for (u, c) in needs(&vms[i], policy) {
                 *total.entry(u).or_default() += c;
-                quota.entry(u).or_insert_with(|| {
-                    usages
-                        .iter()
-                        .map(UsageModel::new)
-                        .find(|x| x.name().is_some_and(|n| n.eq_ignore_ascii_case(u)))
-                        .and_then(|x| Some((x.limit()?, x.current_value()?)))
-                });
+                quota
+                    .entry(u)
+                    .or_insert_with(|| validate::usage_of(&usages, u));
             }
         }
         let mut used: BTreeMap<&'static str, u64> = BTreeMap::new();
@@ -389,6 +355,100 @@ pub fn quota(
                     100.0 * QUOTA_WARN
                 )));
             }
+        }
+    }
+}
+
+/// Every DES the new disks of the relevant VMs use (distinct).
+pub fn des_targets(vms: &[PlannedVm]) -> Vec<ResourceId> {
+    let mut out: Vec<ResourceId> = Vec::new();
+    for v in vms.iter().filter(|v| relevant(v) && v.eligible) {
+        for id in vm_des(v) {
+            if !out.iter().any(|o| o.key() == id.key()) {
+                out.push(id);
+            }
+        }
+    }
+    out
+}
+
+fn vm_des(v: &PlannedVm) -> Vec<ResourceId> {
+    let choice = encryption::choice_of(&v.record);
+    encryption::des_ids(&choice, v.record.disks.iter().map(|d| &d.source_model))
+}
+
+/// The target-encryption checks: an info finding naming each new disk's
+/// encryption; a blocker per DES that is missing, unreadable, in another
+/// region or of another type ([`validate::des_problem`], the check the
+/// run repeats before deleting the VM); and, for VMs whose new disks use a
+/// DES, the Defender for Cloud agentless-scanning grant to check (facts §8:
+/// the scanner reads CMK disks only with Get/WrapKey/UnwrapKey on the key,
+/// role Key Vault Crypto Service Encryption User on RBAC vaults).
+pub fn des(answers: &[(ResourceId, DesRead)], vms: &mut [PlannedVm]) {
+    for v in vms.iter_mut().filter(|v| relevant(v) && v.eligible) {
+        let choice = encryption::choice_of(&v.record);
+        let disks: Vec<String> = v
+            .record
+            .disks
+            .iter()
+            .map(|d| {
+                format!(
+                    "{} {}",
+                    d.target.name(),
+                    encryption::expected(&choice, &d.source_model).describe()
+                )
+            })
+            .collect();
+        v.findings.push(Finding::new(
+            TARGET_ENCRYPTION,
+            Severity::Info,
+            format!("new disks ({}): {}", choice.label(), disks.join(", ")),
+        ));
+        let location = v.location.clone();
+        let mut vaults = Vec::new();
+        for id in vm_des(v) {
+            let kind = v
+                .record
+                .disks
+                .iter()
+                .map(|d| encryption::expected(&choice, &d.source_model))
+                .find(|e| e.des.as_ref().is_some_and(|x| x.key() == id.key()))
+                .map(|e| e.kind)
+                .unwrap_or_default();
+            let Some((_, read)) = answers.iter().find(|(a, _)| a.key() == id.key()) else {
+                continue;
+            };
+            if let DesRead::Found(d) = read
+                && let Some(kv) = DesModel::new(d).key_vault_id()
+            {
+                vaults.push((id.name().to_string(), kv.to_string()));
+            }
+            if let Some(p) = validate::des_problem(&id, read, &location, &kind) {
+                block(
+                    v,
+                    Finding::new(
+                        DES,
+                        Severity::Blocker,
+                        format!(
+                            "{p}; fix the DES (or choose another with --disk-encryption-set, or --platform-keys), then plan again"
+                        ),
+                    ),
+                );
+            }
+        }
+        if !vm_des(v).is_empty() {
+            let at = if vaults.is_empty() {
+                "the DES's key vault".to_string()
+            } else {
+                vaults
+                    .iter()
+                    .map(|(d, kv)| format!("{kv} (DES {d})"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            v.findings.push(Finding::new(DEFENDER_CMK, Severity::Warning, format!(
+                "the new disks use customer-managed keys: Defender for Cloud's agentless scanner reads them only if its service principal (app {DEFENDER_SCANNER_APP_ID}, \"Microsoft Defender for Cloud Servers Scanner Resource Provider\") has Get, WrapKey and UnwrapKey on the key in {at}: role Key Vault Crypto Service Encryption User (e147488a-f6f5-4113-8e2d-b22465e65bf6) on RBAC vaults, an access policy otherwise; this tool does not read that grant (it needs Microsoft Graph): check with `az role assignment list --assignee $(az ad sp show --id {DEFENDER_SCANNER_APP_ID} --query id -o tsv) --all`, or scanning of this VM stops silently"
+            )));
         }
     }
 }

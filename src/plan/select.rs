@@ -110,6 +110,18 @@ pub fn planned(rec: crate::step::VmRecord, path: String) -> PlannedVm {
     if path != "not-ade" && path != "already-eah" {
         f.extend(findings::advisories(&rec));
     }
+    if let Some(spec) = rec.facts.as_ref().and_then(|x| x.rebuild.as_ref()) {
+        f.push(Finding::new(
+            "linux-rebuild",
+            findings::Severity::Warning,
+            format!(
+                "rebuilt from image {} with EAH on new empty disks (--rebuild-linux-os); NOT carried over: {}. \
+                 The original disks and backup snapshots are kept for recovery.",
+                spec.image_reference,
+                spec.not_carried.join("; ")
+            ),
+        ));
+    }
     f.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.code.cmp(&b.code)));
     let fp = fingerprint::of_vm(&rec, &path, eligible);
     PlannedVm {

@@ -86,6 +86,8 @@ pub struct WaveSpec {
     pub approval: bool,
     /// Seconds to wait after the previous wave ended.
     pub soak_secs: u64,
+    /// Encryption of this wave's new disks (overrides the plan's option).
+    pub target_encryption: Option<crate::step::encryption::TargetEncryption>,
 }
 
 impl WaveSpec {
@@ -97,6 +99,7 @@ impl WaveSpec {
             max_parallel: None,
             approval: false,
             soak_secs: 0,
+            target_encryption: None,
         }
     }
 }
@@ -205,12 +208,14 @@ pub fn parse_duration(s: &str) -> Result<u64, String> {
         Some('s') => (&t[..t.len() - 1], 1),
         Some('m') => (&t[..t.len() - 1], 60),
         Some('h') => (&t[..t.len() - 1], 3600),
+        Some('d') => (&t[..t.len() - 1], 86400),
         _ => (t, 1),
     };
     num.trim()
         .parse::<u64>()
-        .map(|n| n * mul)
-        .map_err(|_| format!("duration {s:?} is not like 90s, 10m or 2h"))
+        .ok()
+        .and_then(|n| n.checked_mul(mul))
+        .ok_or_else(|| format!("duration {s:?} is not like 90s, 10m, 2h or 7d"))
 }
 
 #[cfg(test)]
@@ -241,5 +246,7 @@ mod tests {
         assert_eq!(Budget::parse("49%").unwrap().allowed(4), 1);
         assert_eq!(parse_duration("10m").unwrap(), 600);
         assert_eq!(parse_duration("7").unwrap(), 7);
+        assert_eq!(parse_duration("7d").unwrap(), 7 * 86400);
+        assert!(parse_duration("99999999999999999d").is_err());
     }
 }

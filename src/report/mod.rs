@@ -1,14 +1,53 @@
 //! Reports: the dry-run plan ([`plan_json`], [`plan_table`],
 //! [`plan_markdown`]) and a run's state ([`run_json`], [`run_table`],
-//! [`run_markdown`]). JSON schemas: docs/plan-schema.md, docs/report-schema.md.
+//! [`run_markdown`]), with each VM's downtime and timing ([`timing`]), and
+//! the self-contained HTML timeline ([`html`]). JSON schemas:
+//! docs/plan-schema.md.
+
+pub mod html;
+pub mod timing;
 
 use comfy_table::Table;
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use serde_json::{Value, json};
 
+pub mod width;
+
 use crate::journal::RunMeta;
 use crate::plan::{FrozenPlan, Plan};
 use crate::step::{Outcome, RecordSummary, VmEntry, VmRecord};
+use timing::Totals;
+
+/// Downtime and time totals of a run and of each of its waves.
+#[derive(Debug, Clone, Default)]
+pub struct RunTimes {
+    /// Every VM of the run.
+    pub run: Totals,
+    /// Per 1-based wave.
+    pub waves: std::collections::BTreeMap<usize, Totals>,
+}
+
+impl RunTimes {
+    /// Adds one VM (of wave `wave`).
+    pub fn add(&mut self, wave: Option<usize>, r: &RecordSummary) {
+        self.run.add(&r.spans);
+        if let Some(w) = wave {
+            self.waves.entry(w).or_default().add(&r.spans);
+        }
+    }
+
+    /// The totals of `summaries` (records of one run, `plan` for waves).
+    pub fn of<'a>(
+        plan: Option<&FrozenPlan>,
+        summaries: impl IntoIterator<Item = &'a RecordSummary>,
+    ) -> Self {
+        let mut t = RunTimes::default();
+        for r in summaries {
+            t.add(wave_of(plan, &r.id), r);
+        }
+        t
+    }
+}
 
 /// Schema id of `report --output json`.
 pub const REPORT_SCHEMA: &str = "ade2eah.report/v1";
@@ -30,6 +69,7 @@ pub fn plan_json(plan: &Plan) -> Value {
 pub fn plan_table(plan: &Plan) -> String {
     let mut t = Table::new();
     t.load_style(UTF8_FULL_CONDENSED);
+    width::fit(&mut t);
     t.set_header([
         "VM",
         "Resource group",
@@ -88,7 +128,9 @@ pub fn plan_table(plan: &Plan) -> String {
             f.message
         ));
     }
-    out
+    out.push_str(&plan.assumptions.describe());
+    out.push('\n');
+    width::wrap(&out)
 }
 
 fn md_escape(s: &str) -> String {
@@ -104,6 +146,10 @@ pub fn plan_markdown(plan: &Plan) -> String {
         plan.subscriptions.join("`, `"), plan.created_at, plan.fingerprint, plan.summary.selected, plan.summary.eligible,
         plan.summary.skipped, gib(plan.summary.estimate.bytes_to_copy), plan.summary.estimate.extra_storage_gib,
         plan.summary.estimate.arm_writes
+    ));
+    o.push_str(&format!(
+        "_{}._\n\n",
+        md_escape(&plan.assumptions.describe())
     ));
     o.push_str("## Waves\n\n| Wave | Name | Target | VMs | Parallel | Approval | Soak | Downtime (sum) |\n|---|---|---|---|---|---|---|---|\n");
     for w in &plan.waves {
@@ -152,9 +198,15 @@ fn wave_of(plan: Option<&FrozenPlan>, id: &crate::model::ResourceId) -> Option<u
     plan.and_then(|p| p.wave_of(id))
 }
 
-/// The run-level part of `report --output json` (docs/report-schema.md),
-/// with `"vms": []`: summary and per-wave counts from the index alone.
-pub fn run_head(meta: &RunMeta, plan: Option<&FrozenPlan>, entries: &[VmEntry]) -> Value {
+/// The run-level part of `report --output json` (docs/plan-schema.md),
+/// with `"vms": []`: summary and per-wave counts from the index, timing
+/// totals from `times`.
+pub fn run_head(
+    meta: &RunMeta,
+    plan: Option<&FrozenPlan>,
+    entries: &[VmEntry],
+    times: &RunTimes,
+) -> Value {
     let count = |l: &str| entries.iter().filter(|r| r.outcome.label() == l).count();
     let waves_of: Vec<Option<usize>> = entries.iter().map(|r| wave_of(plan, &r.id)).collect();
     let waves: Vec<Value> = plan
@@ -172,14 +224,21 @@ pub fn run_head(meta: &RunMeta, plan: Option<&FrozenPlan>, entries: &[VmEntry]) 
                             .map(|(r, _)| r)
                     };
                     let of = |l: &str| members().filter(|r| r.outcome.label() == l).count();
-                    json!({"index": n, "name": w.name, "target": w.target, "max_parallel": w.max_parallel,
+                    let mut j = json!({"index": n, "name": w.name, "target": w.target, "max_parallel": w.max_parallel,
                            "approval": w.approval, "soak_secs": w.soak_secs,
                            "vms": members().count(),
-                           "verified": of("verified"), "parked": of("parked"), "in_progress": of("in-progress")})
+                           "verified": of("verified"), "parked": of("parked"), "rolled_back": of("rolled-back"),
+                           "in_progress": of("in-progress")});
+                    merge(&mut j, times.waves.get(&n).cloned().unwrap_or_default().json());
+                    j
                 })
                 .collect()
         })
         .unwrap_or_default();
+    let mut summary = json!({"total": entries.len(), "verified": count("verified"), "parked": count("parked"),
+                    "rolled_back": count("rolled-back"), "skipped": count("skipped"),
+                    "in_progress": count("in-progress")});
+    merge(&mut summary, times.run.json());
     json!({
         "schema": REPORT_SCHEMA,
         "run_id": meta.run_id,
@@ -188,19 +247,31 @@ pub fn run_head(meta: &RunMeta, plan: Option<&FrozenPlan>, entries: &[VmEntry]) 
         "subscriptions": meta.subscriptions,
         "plan_fingerprint": plan.map(|p| p.fingerprint.clone()),
         "failure_budget": plan.and_then(|p| p.failure_budget.clone()),
-        "summary": {"total": entries.len(), "verified": count("verified"), "parked": count("parked"),
-                    "skipped": count("skipped"), "in_progress": count("in-progress")},
+        "summary": summary,
         "waves": waves,
         "vms": [],
     })
 }
 
+/// Adds the fields of the object `more` to the object `into`.
+fn merge(into: &mut Value, more: Value) {
+    if let (Some(a), Value::Object(b)) = (into.as_object_mut(), more) {
+        a.extend(b);
+    }
+}
+
+/// The next action of a parked VM.
+fn next_action(r: &RecordSummary) -> Option<&str> {
+    match &r.outcome {
+        Outcome::Parked { next_action, .. } => Some(next_action),
+        _ => None,
+    }
+}
+
 /// One VM of `report --output json`.
 pub fn run_vm_json(plan: Option<&FrozenPlan>, r: &RecordSummary) -> Value {
-    let next = match &r.outcome {
-        Outcome::Parked { next_action, .. } => Some(next_action.clone()),
-        _ => None,
-    };
+    let next = next_action(r);
+    let (downtime_secs, timing) = timing::vm_json(&r.spans, &r.disks);
     json!({
         "id": r.id.as_str(),
         "wave": wave_of(plan, &r.id),
@@ -212,17 +283,23 @@ pub fn run_vm_json(plan: Option<&FrozenPlan>, r: &RecordSummary) -> Value {
         "bytes_copied": r.bytes_copied(),
         "attempts": r.attempts,
         "updated_at": r.history.last_at,
+        "operator_actions": r.carried.operator_actions(),
+        "rollback": r.rollback_json(),
+        "left_to_clean": r.left_to_clean().len(),
+        "downtime_secs": downtime_secs,
+        "timing": timing,
     })
 }
 
-/// `report --output json` of records held in memory (docs/report-schema.md).
+/// `report --output json` of records held in memory (docs/plan-schema.md).
 /// The `report` command streams the same bytes from the journal.
 pub fn run_json(meta: &RunMeta, plan: Option<&FrozenPlan>, records: &[VmRecord]) -> Value {
     let entries: Vec<VmEntry> = records.iter().map(VmEntry::of).collect();
-    let mut j = run_head(meta, plan, &entries);
-    j["vms"] = records
+    let sums: Vec<RecordSummary> = records.iter().map(RecordSummary::of).collect();
+    let mut j = run_head(meta, plan, &entries, &RunTimes::of(plan, &sums));
+    j["vms"] = sums
         .iter()
-        .map(|r| run_vm_json(plan, &RecordSummary::of(r)))
+        .map(|r| run_vm_json(plan, r))
         .collect::<Vec<_>>()
         .into();
     j
@@ -235,7 +312,10 @@ impl Default for RunTable {
     fn default() -> Self {
         let mut t = Table::new();
         t.load_style(UTF8_FULL_CONDENSED);
-        t.set_header(["VM", "Wave", "Outcome", "Step", "Copied", "Reason"]);
+        width::fit(&mut t);
+        t.set_header([
+            "VM", "Wave", "Outcome", "Step", "Copied", "Downtime", "Reason",
+        ]);
         RunTable(t)
     }
 }
@@ -251,24 +331,92 @@ impl RunTable {
             r.outcome.label().to_string(),
             r.step.to_string(),
             gib(r.bytes_copied()),
-            r.reason().unwrap_or_default().to_string(),
+            downtime_cell(r),
+            match &r.outcome {
+                Outcome::RolledBack { .. } => r.rolled_back_note(),
+                _ => r.reason().unwrap_or_default().to_string(),
+            },
         ]);
     }
 
-    /// The table and the summary line (`head` from [`run_head`]).
+    /// The table and the summary lines (`head` from [`run_head`]).
     pub fn render(&self, meta: &RunMeta, head: &Value) -> String {
-        format!("{}\nrun {} | {}\n", self.0, meta.run_id, head["summary"])
+        let s = &head["summary"];
+        let mut o = format!(
+            "{}\nrun {} | {} total, {} verified, {} parked, {} rolled back, {} skipped, {} in progress\n",
+            self.0,
+            meta.run_id,
+            s["total"],
+            s["verified"],
+            s["parked"],
+            s["rolled_back"],
+            s["skipped"],
+            s["in_progress"]
+        );
+        o.push_str(&format!("downtime: {}\n", totals_text(s)));
+        for w in head["waves"].as_array().into_iter().flatten() {
+            o.push_str(&format!(
+                "wave {} {}: {}\n",
+                w["index"],
+                w["name"].as_str().unwrap_or(""),
+                totals_text(w)
+            ));
+        }
+        width::wrap(&o)
     }
+}
+
+/// A VM's downtime for tables: `4m05s`, `4m05s (still down)`, or `-`.
+fn downtime_cell(r: &RecordSummary) -> String {
+    match timing::downtime(&r.spans) {
+        Some(d) if d.open => format!("{} (still down)", timing::duration(d.secs())),
+        Some(d) => timing::duration(d.secs()),
+        None => "-".into(),
+    }
+}
+
+/// Where a VM's downtime went, for Markdown: the non-zero categories.
+fn breakdown_text(r: &RecordSummary) -> String {
+    timing::downtime(&r.spans)
+        .map(|d| {
+            d.breakdown
+                .iter()
+                .filter(|(_, v)| *v >= 0.05)
+                .map(|(k, v)| format!("{k} {}", timing::duration(*v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
+}
+
+/// The downtime totals of a summary or wave object of [`run_head`].
+fn totals_text(t: &Value) -> String {
+    let n = t["vms_down"].as_u64().unwrap_or(0);
+    if n == 0 {
+        return "no VM deallocated".into();
+    }
+    let f = |k: &str| timing::duration(t[k].as_f64().unwrap_or(0.0));
+    format!(
+        "{n} VM(s) down, {} in total, longest {}, mean {}; elapsed {}",
+        f("downtime_secs_total"),
+        f("downtime_secs_max"),
+        timing::duration(t["downtime_secs_total"].as_f64().unwrap_or(0.0) / n as f64),
+        f("elapsed_secs"),
+    )
 }
 
 /// `report --output table` of records held in memory.
 pub fn run_table(meta: &RunMeta, plan: Option<&FrozenPlan>, records: &[VmRecord]) -> String {
     let entries: Vec<VmEntry> = records.iter().map(VmEntry::of).collect();
+    let sums: Vec<RecordSummary> = records.iter().map(RecordSummary::of).collect();
     let mut t = RunTable::default();
-    for r in records {
-        t.add(plan, &RecordSummary::of(r));
+    for r in &sums {
+        t.add(plan, r);
     }
-    t.render(meta, &run_head(meta, plan, &entries))
+    t.render(
+        meta,
+        &run_head(meta, plan, &entries, &RunTimes::of(plan, &sums)),
+    )
 }
 
 /// The part of `report --output markdown` before the VM rows (`head` from
@@ -276,51 +424,73 @@ pub fn run_table(meta: &RunMeta, plan: Option<&FrozenPlan>, records: &[VmRecord]
 pub fn markdown_head(meta: &RunMeta, head: &Value) -> String {
     let s = &head["summary"];
     let mut o = format!(
-        "# ADE → encryption at host: run report\n\n- Run: `{}` (started {})\n- Subscription: `{}`\n- VMs: {} total, **{} verified**, {} parked, {} skipped, {} in progress\n\n",
+        "# ADE → encryption at host: run report\n\n- Run: `{}` (started {})\n- Subscription: `{}`\n- VMs: {} total, **{} verified**, {} parked, {} rolled back, {} skipped, {} in progress\n- Downtime: {}\n\n",
         meta.run_id,
         meta.created_at,
         meta.subscriptions.join("`, `"),
         s["total"],
         s["verified"],
         s["parked"],
+        s["rolled_back"],
         s["skipped"],
-        s["in_progress"]
+        s["in_progress"],
+        totals_text(s)
     );
     if let Some(w) = head["waves"].as_array().filter(|w| !w.is_empty()) {
-        o.push_str("## Waves\n\n| Wave | Name | VMs | Verified | Parked | In progress |\n|---|---|---|---|---|---|\n");
+        o.push_str("## Waves\n\n| Wave | Name | VMs | Verified | Parked | In progress | Downtime |\n|---|---|---|---|---|---|---|\n");
         for w in w {
             o.push_str(&format!(
-                "| {} | {} | {} | {} | {} | {} |\n",
+                "| {} | {} | {} | {} | {} | {} | {} |\n",
                 w["index"],
-                w["name"].as_str().unwrap_or(""),
+                md_escape(w["name"].as_str().unwrap_or("")),
                 w["vms"],
                 w["verified"],
                 w["parked"],
-                w["in_progress"]
+                w["in_progress"],
+                totals_text(w)
             ));
         }
         o.push('\n');
     }
     o.push_str(
-        "## VMs\n\n| VM | Wave | Outcome | Step | Reason / next action |\n|---|---|---|---|---|\n",
+        "## VMs\n\n| VM | Wave | Outcome | Step | Downtime | Where the downtime went | Reason / next action |\n|---|---|---|---|---|---|---|\n",
     );
     o
 }
 
 /// One VM row of `report --output markdown`.
 pub fn markdown_row(plan: Option<&FrozenPlan>, r: &RecordSummary) -> String {
-    let next = match &r.outcome {
-        Outcome::Parked { next_action, .. } => format!(" — {next_action}"),
+    let next = match (&r.outcome, &r.rollback) {
+        (Outcome::Parked { next_action, .. }, _) => format!(" — {next_action}"),
+        (Outcome::RolledBack { .. }, Some(rb)) => {
+            let clean = crate::step::rollback::left_to_clean(&r.created);
+            format!(
+                " — restored: {}; ADE {}; left to clean: {}",
+                crate::step::rollback::restored(rb).join(", "),
+                crate::step::rollback::ade_note(rb),
+                if clean.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    clean
+                        .iter()
+                        .map(|c| format!("`{}`", c.name()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            )
+        }
         _ => String::new(),
     };
     format!(
-        "| {} | {} | {} | {} | {}{} |\n",
+        "| {} | {} | {} | {} | {} | {} | {}{} |\n",
         r.id.name(),
         wave_of(plan, &r.id)
             .map(|w| w.to_string())
             .unwrap_or_else(|| "-".into()),
         r.outcome.label(),
         r.step,
+        downtime_cell(r),
+        breakdown_text(r),
         md_escape(r.reason().unwrap_or_default()),
         md_escape(&next)
     )
@@ -329,9 +499,11 @@ pub fn markdown_row(plan: Option<&FrozenPlan>, r: &RecordSummary) -> String {
 /// `report --output markdown` of records held in memory.
 pub fn run_markdown(meta: &RunMeta, plan: Option<&FrozenPlan>, records: &[VmRecord]) -> String {
     let entries: Vec<VmEntry> = records.iter().map(VmEntry::of).collect();
-    let mut o = markdown_head(meta, &run_head(meta, plan, &entries));
-    for r in records {
-        o.push_str(&markdown_row(plan, &RecordSummary::of(r)));
+    let sums: Vec<RecordSummary> = records.iter().map(RecordSummary::of).collect();
+    let times = RunTimes::of(plan, &sums);
+    let mut o = markdown_head(meta, &run_head(meta, plan, &entries, &times));
+    for r in &sums {
+        o.push_str(&markdown_row(plan, r));
     }
     o
 }

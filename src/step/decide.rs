@@ -26,23 +26,59 @@ pub struct Needs {
     pub instance_view: bool,
     /// GET these disks (or snapshots).
     pub disks: Vec<ResourceId>,
+    /// Make the validate-before-delete reads (SKU, DES, usages, locks).
+    pub validate: bool,
+    /// Run the in-guest check (`--guest-check`) when the VM can answer:
+    /// at `AwaitDecrypted` only once the API reports the guest decrypted,
+    /// at `Verify` only once the VM runs with its agent ready.
+    pub guest: bool,
+    /// List the role assignments of the VM's system-assigned principal.
+    pub role_assignments: bool,
 }
 
 /// The reads [`decide`] needs at `rec.step`.
 pub fn needs(rec: &VmRecord) -> Needs {
+    if rec.path == super::rebuild::MigrationPath::RebuildLinuxOs
+        && let Some(n) = super::rebuild::needs(rec)
+    {
+        return n;
+    }
     let vm = |iv| Needs {
         vm: true,
         instance_view: iv,
-        disks: Vec::new(),
+        ..Needs::default()
     };
+    let targets = || rec.disks.iter().map(|d| d.target.clone()).collect();
+    let guest_check = rec.facts.as_ref().is_some_and(|f| f.guest_check);
     match rec.step {
         Step::Snapshot => Needs {
             disks: rec.disks.iter().map(|d| d.snapshot.clone()).collect(),
+            // Validated once before the run's first change, too.
+            validate: rec.created.is_empty(),
             ..Needs::default()
         },
         Step::CreateTargets => Needs {
-            disks: rec.disks.iter().map(|d| d.target.clone()).collect(),
+            disks: targets(),
             ..Needs::default()
+        },
+        Step::Validate => Needs {
+            disks: targets(),
+            validate: true,
+            ..vm(true)
+        },
+        Step::AwaitDecrypted => Needs {
+            guest: guest_check
+                && rec
+                    .facts
+                    .as_ref()
+                    .is_some_and(|f| f.os == super::record::OsType::Windows),
+            ..vm(true)
+        },
+        Step::Verify => Needs {
+            disks: targets(),
+            guest: guest_check,
+            role_assignments: rec.carried.grants_roles(),
+            ..vm(true)
         },
         Step::PreCopy | Step::FinalCopy | Step::VerifyCopy => Needs {
             vm: true,
@@ -56,14 +92,17 @@ pub fn needs(rec: &VmRecord) -> Needs {
                         .chain(d.rounds.iter().map(|r| r.snapshot.clone()))
                 })
                 .collect(),
+            ..Needs::default()
         },
         Step::DisableAde
-        | Step::AwaitDecrypted
         | Step::RemoveExtension
         | Step::Deallocate
         | Step::DeleteVm
-        | Step::Start
-        | Step::Verify => vm(true),
+        | Step::Start => vm(true),
+        Step::Reinstall => Needs {
+            role_assignments: rec.carried.grants_roles(),
+            ..vm(true)
+        },
         Step::DetachOnDelete | Step::Recreate => vm(false),
         Step::Done => Needs::default(),
     }
@@ -78,21 +117,31 @@ pub fn decide(rec: &VmRecord, obs: &Observation, run_id: &str) -> Decision {
             "run `ade2eah status` and report this; the VM was not changed by this step",
         );
     }
+    if rec.path == super::rebuild::MigrationPath::RebuildLinuxOs
+        && let Some(d) = super::rebuild::decide(rec, obs, run_id)
+    {
+        return d;
+    }
     match rec.step {
-        Step::Snapshot => snapshots(rec, obs, run_id),
+        Step::Snapshot => super::validate::before_first_change(rec, obs)
+            .unwrap_or_else(|| snapshots(rec, obs, run_id)),
         Step::DisableAde => with_vm(obs, |vm| disable_ade(rec, vm)),
-        Step::AwaitDecrypted => with_vm(obs, await_decrypted),
+        Step::AwaitDecrypted => with_vm(obs, |vm| await_decrypted(rec, obs, vm)),
         Step::RemoveExtension => with_vm(obs, remove_extension),
         Step::Deallocate => with_vm(obs, deallocate),
         Step::DetachOnDelete => with_vm(obs, detach),
         Step::CreateTargets => create_targets(rec, obs, run_id),
         Step::PreCopy => with_vm(obs, |vm| pre_copy(rec, obs, vm, run_id)),
+        Step::Validate => with_vm(obs, |vm| super::validate::decide(rec, obs, vm)),
         Step::FinalCopy => with_vm(obs, |vm| final_copy(rec, obs, vm)),
         Step::VerifyCopy => with_vm(obs, |vm| verify_copy(rec, obs, vm)),
         Step::DeleteVm => delete_vm(rec, obs),
         Step::Recreate => recreate(rec, obs),
         Step::Start => with_vm(obs, start),
-        Step::Verify => with_vm(obs, |vm| verify(rec, vm)),
+        Step::Reinstall => with_vm(obs, |vm| {
+            super::reinstall::decide(rec, vm, obs.carried.as_ref())
+        }),
+        Step::Verify => with_vm(obs, |vm| verify(rec, obs, vm)),
         Step::Done => Decision::Advance,
     }
 }
@@ -114,7 +163,7 @@ fn is_ours(d: &DiskView, run_id: &str) -> bool {
     d.run_tag.as_deref() == Some(run_id)
 }
 
-fn not_ours(id: &ResourceId) -> Decision {
+pub(super) fn not_ours(id: &ResourceId) -> Decision {
     Decision::park(
         format!(
             "{} already exists and was not created by this run (no matching ade2eah-run tag)",
@@ -200,7 +249,32 @@ pub fn on_unpark(rec: &mut VmRecord, previous_reason: &str) {
     }
 }
 
-fn await_decrypted(vm: &VmView) -> Decision {
+fn await_decrypted(rec: &VmRecord, obs: &Observation, vm: &VmView) -> Decision {
+    let decision = await_decrypted_api(vm);
+    if decision != Decision::Advance || !needs(rec).guest {
+        return decision;
+    }
+    // The API says decrypted; on Windows BitLocker may still be decrypting
+    // in the background (facts §2.4): the guest has the last word.
+    match &obs.guest {
+        None => Decision::Wait {
+            reason: "the in-guest check has not run yet".into(),
+        },
+        Some(None) => Decision::park(
+            "the in-guest check (Run Command) reported no volume",
+            "check that Run Command works on the VM (VM agent ready, `az vm run-command invoke --command-id RunPowerShellScript --scripts \"manage-bde -status\"`), then run `ade2eah resume`; or resume without --guest-check after checking BitLocker by hand",
+        ),
+        Some(Some(r)) if !r.encrypted().is_empty() => Decision::Wait {
+            reason: format!(
+                "the API reports decrypted but BitLocker is still at work in the guest: {}",
+                r.describe_encrypted()
+            ),
+        },
+        Some(Some(_)) => Decision::Advance,
+    }
+}
+
+fn await_decrypted_api(vm: &VmView) -> Decision {
     let disabling = vm.ade_extensions.iter().any(|(_, op)| {
         op.as_deref()
             .is_some_and(|o| o.eq_ignore_ascii_case("DisableEncryption"))
@@ -516,6 +590,19 @@ fn verify_copy(rec: &VmRecord, obs: &Observation, vm: &VmView) -> Decision {
             });
         }
     }
+    // Sealed, verified and closed: now the source's access settings, which
+    // could have blocked the copy's own SAS writes (body::target_access).
+    for d in &rec.disks {
+        if let (Some(want), Some(Some(t))) = (
+            super::body::target_access(&d.source_model),
+            obs.disk(&d.target),
+        ) && !super::body::access_in_place(&want, &t.access)
+        {
+            return Decision::Act(Action::RestoreTargetAccess {
+                disk: d.target.clone(),
+            });
+        }
+    }
     Decision::Advance
 }
 
@@ -535,6 +622,12 @@ fn delete_vm(rec: &VmRecord, obs: &Observation) -> Decision {
             "run `ade2eah resume` to finish the copy",
         );
     }
+    delete_vm_observed(rec, obs)
+}
+
+/// The VM side of deleting the VM: deallocated, the original resource
+/// (same vmId), every disk and NIC set to `Detach`.
+pub(super) fn delete_vm_observed(rec: &VmRecord, obs: &Observation) -> Decision {
     with_vm_or_gone(obs, |vm| {
         if vm.power.as_deref().is_some_and(|p| p != "deallocated") && vm.is_settled() {
             return vm_started_during_offline_copy();
@@ -604,34 +697,25 @@ fn start(vm: &VmView) -> Decision {
     }
 }
 
-fn verify(rec: &VmRecord, vm: &VmView) -> Decision {
-    let mut problems = Vec::new();
-    if !vm.encryption_at_host {
-        problems.push("encryption at host is off".to_string());
-    }
-    if vm.power.as_deref() != Some("running") {
-        problems.push(format!(
-            "power state is {}",
-            vm.power.as_deref().unwrap_or("unknown")
-        ));
-    }
-    if !vm.ade_extensions.is_empty() {
-        problems.push("an ADE extension is present".to_string());
-    }
-    for d in &rec.disks {
-        let attached = match d.role {
-            DiskRole::Os => vm.os_disk.as_ref(),
-            DiskRole::Data { lun } => vm.data_disks.get(&lun),
-        };
-        if attached != Some(&d.target) {
-            problems.push(format!("{:?} is not {}", d.role, d.target.name()));
-        }
-    }
-    if problems.is_empty() {
+/// The final check after start (issue 12, deliverable 6): EAH on, running,
+/// VM agent ready, no ADE extension, every disk a new one with the expected
+/// encryption type and DES, tags equal to the original model's (the lease
+/// tag aside), extensions reinstalled and roles granted
+/// ([`super::reinstall::verify_problems`]), and with `--guest-check` no
+/// encrypted volume in the guest.
+/// Problems that may still resolve (agent not ready yet, guest not yet
+/// asked) wait; a mismatch parks with every difference listed.
+fn verify(rec: &VmRecord, obs: &Observation, vm: &VmView) -> Decision {
+    let (problems, pending) = verify_problems(rec, obs, vm);
+    if problems.is_empty() && pending.is_empty() {
         Decision::Advance
-    } else if !vm.is_settled() {
+    } else if problems.is_empty() || !vm.is_settled() {
         Decision::Wait {
-            reason: "an operation is running on the VM".into(),
+            reason: if problems.is_empty() {
+                pending.join("; ")
+            } else {
+                "an operation is running on the VM".into()
+            },
         }
     } else {
         Decision::park(
@@ -641,12 +725,104 @@ fn verify(rec: &VmRecord, vm: &VmView) -> Decision {
     }
 }
 
+/// (mismatches, checks still pending) of [`verify`].
+pub fn verify_problems(
+    rec: &VmRecord,
+    obs: &Observation,
+    vm: &VmView,
+) -> (Vec<String>, Vec<String>) {
+    let mut problems = super::reinstall::verify_problems(rec, obs.carried.as_ref());
+    let mut pending = Vec::new();
+    if !vm.encryption_at_host {
+        problems.push("encryption at host is off".to_string());
+    }
+    if vm.power.as_deref() != Some("running") {
+        problems.push(format!(
+            "power state is {}",
+            vm.power.as_deref().unwrap_or("unknown")
+        ));
+    }
+    match vm.vm_agent_ready {
+        Some(true) => {}
+        Some(false) => pending.push("the VM agent is not ready yet".to_string()),
+        None => pending.push("the VM agent has not reported yet".to_string()),
+    }
+    if !vm.ade_extensions.is_empty() {
+        problems.push("an ADE extension is present".to_string());
+    }
+    let choice = super::encryption::choice_of(rec);
+    for d in &rec.disks {
+        let attached = match d.role {
+            DiskRole::Os => vm.os_disk.as_ref(),
+            DiskRole::Data { lun } => vm.data_disks.get(&lun),
+        };
+        if attached != Some(&d.target) {
+            problems.push(format!("{:?} is not {}", d.role, d.target.name()));
+        }
+        let want = super::encryption::expected(&choice, &d.source_model);
+        match obs.disk(&d.target) {
+            Some(Some(t)) if !want.matches(&t.encryption) => problems.push(format!(
+                "disk {} has {} ({}), expected {}",
+                d.target.name(),
+                t.encryption.describe(),
+                t.encryption.kind,
+                want.describe()
+            )),
+            Some(Some(_)) => {}
+            Some(None) => problems.push(format!("disk {} does not exist", d.target.name())),
+            None => pending.push(format!("disk {} not observed", d.target.name())),
+        }
+    }
+    problems.extend(tag_differences(rec, vm));
+    if needs(rec).guest {
+        match &obs.guest {
+            None => pending.push("the in-guest check has not run yet".to_string()),
+            Some(None) => problems.push("the in-guest check reported no volume".to_string()),
+            Some(Some(r)) if !r.encrypted().is_empty() => problems.push(format!(
+                "the guest reports encrypted volumes: {}",
+                r.describe_encrypted()
+            )),
+            Some(Some(_)) => {}
+        }
+    }
+    (problems, pending)
+}
+
+/// Differences between the VM's tags and the original model's, key by key
+/// (the lease tag, the tool's own, aside).
+pub fn tag_differences(rec: &VmRecord, vm: &VmView) -> Vec<String> {
+    use super::observe::LEASE_TAG;
+    let Some(orig) = rec.original_model.as_ref() else {
+        return Vec::new();
+    };
+    let empty = serde_json::Map::new();
+    let before = orig
+        .get("tags")
+        .and_then(serde_json::Value::as_object)
+        .unwrap_or(&empty);
+    let after = vm.tags.as_object().unwrap_or(&empty);
+    let mut out = Vec::new();
+    for (k, v) in before.iter().filter(|(k, _)| k.as_str() != LEASE_TAG) {
+        match after.get(k) {
+            None => out.push(format!("tag {k} is missing (was {v})")),
+            Some(now) if now != v => out.push(format!("tag {k} is {now} (was {v})")),
+            Some(_) => {}
+        }
+    }
+    for (k, v) in after.iter().filter(|(k, _)| k.as_str() != LEASE_TAG) {
+        if !before.contains_key(k) {
+            out.push(format!("tag {k}={v} was added"));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::observe::DiskView;
     use super::super::record::DiskPlan;
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
     use std::collections::BTreeMap;
 
     const RG: &str = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute";
@@ -690,13 +866,16 @@ mod tests {
             all_detach: false,
             decryption: DecryptionState::Encrypted,
             vm_id: Some("orig".into()),
+            tags: Value::Null,
+            vm_agent_ready: Some(true),
+            delete_options: BTreeMap::new(),
         }
     }
 
     fn obs_vm(v: Option<VmView>) -> Observation {
         Observation {
             vm: Some(v),
-            disks: BTreeMap::new(),
+            ..Observation::default()
         }
     }
 
@@ -708,7 +887,57 @@ mod tests {
             size_bytes: None,
             upload_size_bytes: Some((1 << 30) + 512),
             run_tag: tag.map(str::to_string),
+            access: json!({}),
+            encryption: crate::step::encryption::DiskEncryption::platform(),
+            zones: Vec::new(),
+            sku: Some("Premium_LRS".into()),
         }
+    }
+
+    /// A sealed, verified target of a source with `networkAccessPolicy`
+    /// `DenyAll`: the policy is restored once, after the seal and before the
+    /// VM is deleted; with it in place the step advances.
+    #[test]
+    fn verify_copy_restores_the_source_access_policy_after_the_seal() {
+        let mut rec = record(Step::VerifyCopy);
+        rec.disks[0].copied = true;
+        rec.disks[0].verified = true;
+        rec.disks[0].source_model = json!({"properties": {"networkAccessPolicy": "DenyAll"}});
+        let mut obs = obs_vm(Some(vm("deallocated")));
+        obs.disks
+            .insert(id("disks/os-eah").key(), Some(disk("ActiveSAS", Some("r"))));
+        rec.open_sas.push(id("disks/os-eah"));
+        assert!(
+            matches!(
+                decide(&rec, &obs, "r"),
+                Decision::Act(Action::RevokeAccess { .. })
+            ),
+            "closed first"
+        );
+        rec.open_sas.clear();
+        let mut sealed = disk("Unattached", Some("r"));
+        sealed.access = json!({"networkAccessPolicy": "AllowAll"});
+        obs.disks
+            .insert(id("disks/os-eah").key(), Some(sealed.clone()));
+        assert_eq!(
+            decide(&rec, &obs, "r"),
+            Decision::Act(Action::RestoreTargetAccess {
+                disk: id("disks/os-eah")
+            })
+        );
+        sealed.access = json!({"networkAccessPolicy": "DenyAll"});
+        obs.disks.insert(id("disks/os-eah").key(), Some(sealed));
+        assert_eq!(decide(&rec, &obs, "r"), Decision::Advance);
+        rec.disks[0].source_model = json!({"properties": {"networkAccessPolicy": "AllowAll"}});
+        obs.disks.insert(
+            id("disks/os-eah").key(),
+            Some(disk("Unattached", Some("r"))),
+        );
+        assert_eq!(
+            decide(&rec, &obs, "r"),
+            Decision::Advance,
+            "defaults: nothing to do"
+        );
     }
 
     #[test]
@@ -999,13 +1228,143 @@ mod tests {
             Decision::Advance
         );
         let rec = record(Step::Verify);
+        let with_target = |v: VmView| {
+            let mut o = obs_vm(Some(v));
+            o.disks
+                .insert(id("disks/os-eah").key(), Some(disk("Attached", Some("r"))));
+            o
+        };
         assert!(matches!(
-            decide(&rec, &obs_vm(Some(v.clone())), "r"),
+            decide(&rec, &with_target(v.clone()), "r"),
             Decision::Park { .. }
         ));
         v.ade_extensions.clear();
         v.encryption_at_host = true;
-        assert_eq!(decide(&rec, &obs_vm(Some(v)), "r"), Decision::Advance);
+        assert_eq!(decide(&rec, &with_target(v), "r"), Decision::Advance);
+    }
+
+    const DES1: &str =
+        "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/diskEncryptionSets/des1";
+
+    /// A verified-looking VM at `verify` whose source disk is on DES1, and
+    /// the observation of its target with `target_encryption`.
+    fn cmk_verify(target_encryption: Value) -> (VmRecord, Observation) {
+        let mut rec = record(Step::Verify);
+        rec.original_model = Some(
+            json!({"tags": {"app": "erp", "ade2eah-lease": "x"}, "properties": {"vmId": "orig"}}),
+        );
+        rec.disks[0].source_model = json!({"properties": {"encryption": {"type": "EncryptionAtRestWithCustomerKey", "diskEncryptionSetId": DES1}}});
+        rec.facts = Some(crate::step::record::VmFacts {
+            os: crate::step::record::OsType::Windows,
+            location: "westeurope".into(),
+            zone: None,
+            size: "Standard_D4s_v5".into(),
+            ade_extension: None,
+            dual_pass: false,
+            volume_type: "All".into(),
+            target_encryption: Default::default(),
+            guest_check: false,
+            rebuild: None,
+        });
+        let mut v = vm("running");
+        v.ade_extensions.clear();
+        v.encryption_at_host = true;
+        v.os_disk = Some(id("disks/os-eah"));
+        v.tags = json!({"app": "erp", "ade2eah-lease": "y"});
+        let mut o = obs_vm(Some(v));
+        let mut t = disk("Attached", Some("r"));
+        t.encryption = crate::step::encryption::DiskEncryption::of_disk(
+            &json!({"properties": {"encryption": target_encryption}}),
+        );
+        o.disks.insert(id("disks/os-eah").key(), Some(t));
+        (rec, o)
+    }
+
+    fn park_reason(d: Decision) -> String {
+        match d {
+            Decision::Park { reason, .. } => reason,
+            other => panic!("expected a park, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn verify_checks_encryption_des_and_tags_beyond_the_flag() {
+        let right = json!({"type": "EncryptionAtRestWithCustomerKey", "diskEncryptionSetId": DES1});
+        let (rec, obs) = cmk_verify(right.clone());
+        assert_eq!(
+            decide(&rec, &obs, "r"),
+            Decision::Advance,
+            "carried DES, same tags"
+        );
+
+        let (rec, obs) = cmk_verify(json!({"type": "EncryptionAtRestWithPlatformKey"}));
+        let r = park_reason(decide(&rec, &obs, "r"));
+        assert!(
+            r.contains("has PMK") && r.contains("expected CMK via des1"),
+            "{r}"
+        );
+
+        let (rec, obs) = cmk_verify(
+            json!({"type": "EncryptionAtRestWithCustomerKey", "diskEncryptionSetId": DES1.replace("des1", "des2")}),
+        );
+        let r = park_reason(decide(&rec, &obs, "r"));
+        assert!(
+            r.contains("CMK via des2") && r.contains("expected CMK via des1"),
+            "{r}"
+        );
+
+        let (rec, mut obs) = cmk_verify(right.clone());
+        if let Some(Some(v)) = obs.vm.as_mut() {
+            v.tags = json!({"app": "crm", "new": "1"});
+        }
+        let r = park_reason(decide(&rec, &obs, "r"));
+        assert!(r.contains("tag app is \"crm\" (was \"erp\")"), "{r}");
+        assert!(r.contains("tag new=\"1\" was added"), "{r}");
+
+        let (rec, mut obs) = cmk_verify(right);
+        if let Some(Some(v)) = obs.vm.as_mut() {
+            v.vm_agent_ready = Some(false);
+        }
+        assert!(
+            matches!(decide(&rec, &obs, "r"), Decision::Wait { .. }),
+            "the agent may still become ready"
+        );
+    }
+
+    #[test]
+    fn guest_check_holds_the_copy_while_bitlocker_still_decrypts() {
+        let (mut rec, _) = cmk_verify(json!({}));
+        rec.step = Step::AwaitDecrypted;
+        rec.facts.as_mut().unwrap().guest_check = true;
+        let mut v = vm("running");
+        v.decryption = DecryptionState::Complete;
+        let mut obs = obs_vm(Some(v));
+        assert!(
+            matches!(decide(&rec, &obs, "r"), Decision::Wait { .. }),
+            "guest not asked yet"
+        );
+        let busy = json!({"value": [{"message": "ade2eah-volume C: DecryptionInProgress 40"}]});
+        obs.guest = Some(crate::step::guest::parse(
+            crate::step::record::OsType::Windows,
+            &busy,
+        ));
+        match decide(&rec, &obs, "r") {
+            Decision::Wait { reason } => assert!(reason.contains("BitLocker"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+        let done = json!({"value": [{"message": "ade2eah-volume C: FullyDecrypted 0"}]});
+        obs.guest = Some(crate::step::guest::parse(
+            crate::step::record::OsType::Windows,
+            &done,
+        ));
+        assert_eq!(decide(&rec, &obs, "r"), Decision::Advance);
+        rec.facts.as_mut().unwrap().guest_check = false;
+        obs.guest = None;
+        assert_eq!(
+            decide(&rec, &obs, "r"),
+            Decision::Advance,
+            "without --guest-check the API decides"
+        );
     }
 
     #[test]

@@ -29,6 +29,9 @@ pub struct PlatformFacts {
     pub size_supports_eah: Option<bool>,
     /// The size is restricted for this subscription/region (`NotAvailableForSubscription`).
     pub size_restricted: bool,
+    /// The operator's opt-in to rebuild Linux VMs with an ADE OS volume
+    /// (`--rebuild-linux-os`); `None`: they are skipped with guidance.
+    pub rebuild_linux_os: Option<super::rebuild::RebuildOptions>,
 }
 
 /// The outcome of classifying one VM.
@@ -127,15 +130,24 @@ pub fn classify(
         OsType::Windows => "All",
         OsType::Linux => "Data",
     };
+    let mut rebuild = None;
     if os == OsType::Linux && linux_os_volume_encrypted(vm, disks, &roles[0].1) {
-        return skip(
-            "linux-os-volume",
-            "Linux VM with an ADE-encrypted OS volume: Azure cannot disable ADE on a Linux OS volume. \
-             Rebuild the VM from an image with encryption at host and move the data (see README, 'Linux OS volumes')"
-                .into(),
-        );
+        let Some(opts) = &platform.rebuild_linux_os else {
+            return skip(
+                "linux-os-volume",
+                "Linux VM with an ADE-encrypted OS volume: Azure cannot disable ADE on a Linux OS volume. \
+                 Rebuild it from its image with encryption at host and new empty data disks with \
+                 --rebuild-linux-os (originals kept), or by hand (see README, 'Linux OS volumes')"
+                    .into(),
+            );
+        };
+        match super::rebuild::rebuild_spec(vm, opts) {
+            Ok(spec) => rebuild = Some(Box::new(spec)),
+            Err(why) => return skip("linux-os-volume", format!("cannot rebuild: {why}")),
+        }
     }
-    if ext.is_none() {
+    // (A rebuild decrypts nothing: whether the guest finished is moot.)
+    if ext.is_none() && rebuild.is_none() {
         // Ever-ADE VM whose extension is gone: only safe if the guest says every
         // volume is decrypted; otherwise copying would carry encrypted volumes.
         let iv = props.instance_view();
@@ -185,6 +197,7 @@ pub fn classify(
         }
     }
 
+    let model_id = model.id().and_then(|s| ResourceId::parse(s).ok());
     let mut plans = Vec::new();
     for (role, id) in roles {
         let Some(model) = disks.get(&id.key()) else {
@@ -207,6 +220,14 @@ pub fn classify(
                 format!("disk {} has no diskSizeBytes", id.name()),
             );
         };
+        let target = match (&rebuild, role, model_id.as_ref()) {
+            (Some(_), DiskRole::Os, Some(vm_id)) => super::rebuild::os_target(vm_id, &id),
+            _ => id.sibling(
+                "Microsoft.Compute",
+                "disks",
+                &derived_name(id.name(), TARGET_SUFFIX),
+            ),
+        };
         plans.push(DiskPlan {
             role,
             source_size_bytes: size_bytes,
@@ -216,11 +237,7 @@ pub fn classify(
                 "snapshots",
                 &derived_name(id.name(), SNAPSHOT_SUFFIX),
             ),
-            target: id.sibling(
-                "Microsoft.Compute",
-                "disks",
-                &derived_name(id.name(), TARGET_SUFFIX),
-            ),
+            target,
             source: id,
             copied: false,
             bytes_copied: 0,
@@ -238,6 +255,9 @@ pub fn classify(
             ade_extension: ext,
             dual_pass,
             volume_type: volume_type.into(),
+            target_encryption: Default::default(),
+            guest_check: false,
+            rebuild,
         },
         disks: plans,
     }
@@ -245,6 +265,9 @@ pub fn classify(
 
 /// The migration path label for a VM that is eligible.
 pub fn path_label(facts: &VmFacts, disks: &[DiskPlan]) -> &'static str {
+    if facts.rebuild.is_some() {
+        return "linux-rebuild";
+    }
     match (facts.os, disks.len() > 1) {
         (OsType::Windows, false) => "windows-os",
         (OsType::Windows, true) => "windows-all-volumes",
@@ -345,6 +368,7 @@ mod tests {
             feature_registered: true,
             size_supports_eah: Some(true),
             size_restricted: false,
+            rebuild_linux_os: None,
         }
     }
 

@@ -10,13 +10,20 @@
 //! are the durable [`VmRecord`] and an [`Observation`]; output is a decision.
 
 pub mod body;
+pub mod cleanup;
 pub mod decide;
 pub mod eligibility;
+pub mod encryption;
+pub mod guest;
 pub mod observe;
 pub mod precopy;
+pub mod rebuild;
 pub mod record;
+pub mod reinstall;
+pub mod rollback;
 pub mod summary;
 pub mod timing;
+pub mod validate;
 
 pub use decide::{Needs, decide, needs};
 pub use eligibility::{Eligibility, PlatformFacts, classify};
@@ -25,6 +32,7 @@ pub use record::{
     CopyPolicy, CreatedKind, CreatedResource, DiskPlan, DiskRole, HistoryEntry, Outcome, Round,
     VerifyMode, VmFacts, VmRecord,
 };
+pub use rollback::{RollbackPolicy, RollbackState, RollbackStep};
 pub use summary::{DiskSummary, HistoryTail, RecordSummary, VmEntry};
 pub use timing::{Phase, Span};
 
@@ -57,6 +65,11 @@ pub enum Step {
     /// Online rounds: snapshot, copy (first round full, then the delta
     /// against the previous round) while the VM runs.
     PreCopy,
+    /// Validate before delete: fresh reads of everything the re-create
+    /// needs (size in the zone, EAH capability, DES, zone vs disk SKU,
+    /// quota, locks) while the VM still exists and runs; a refusal found
+    /// here parks the VM before any downtime.
+    Validate,
     /// Deallocate the VM (needed for a consistent final snapshot and for
     /// read SAS on its disks).
     Deallocate,
@@ -72,7 +85,13 @@ pub enum Step {
     Recreate,
     /// Start the new VM if it is not running.
     Start,
-    /// Check EAH on, running, no ADE extension, the new disks attached.
+    /// Reinstall the extensions other than ADE from the journaled model and
+    /// grant the new system-assigned principal the old one's roles
+    /// ([`reinstall`]).
+    Reinstall,
+    /// Check EAH on, running, VM agent ready, no ADE extension, the new
+    /// disks attached with the expected encryption, tags as before (and,
+    /// with `--guest-check`, the guest's volumes decrypted).
     Verify,
     /// Nothing left to do.
     Done,
@@ -80,7 +99,7 @@ pub enum Step {
 
 impl Step {
     /// Every step in execution order.
-    pub const ORDER: [Step; 15] = [
+    pub const ORDER: [Step; 17] = [
         Step::Snapshot,
         Step::DisableAde,
         Step::AwaitDecrypted,
@@ -88,12 +107,14 @@ impl Step {
         Step::DetachOnDelete,
         Step::CreateTargets,
         Step::PreCopy,
+        Step::Validate,
         Step::Deallocate,
         Step::FinalCopy,
         Step::VerifyCopy,
         Step::DeleteVm,
         Step::Recreate,
         Step::Start,
+        Step::Reinstall,
         Step::Verify,
         Step::Done,
     ];
@@ -130,12 +151,14 @@ impl Step {
             Step::DetachOnDelete => "detach-on-delete",
             Step::CreateTargets => "create-targets",
             Step::PreCopy => "pre-copy",
+            Step::Validate => "validate",
             Step::Deallocate => "deallocate",
             Step::FinalCopy => "final-copy",
             Step::VerifyCopy => "verify-copy",
             Step::DeleteVm => "delete-vm",
             Step::Recreate => "recreate",
             Step::Start => "start",
+            Step::Reinstall => "reinstall",
             Step::Verify => "verify",
             Step::Done => "done",
         }
@@ -177,6 +200,11 @@ pub enum Action {
         source: ResourceId,
         target: ResourceId,
     },
+    /// PUT an `Empty` data disk for the rebuild path ([`rebuild`]).
+    CreateEmptyDisk {
+        source: ResourceId,
+        target: ResourceId,
+    },
     /// Delete a target disk this run created that holds an unfinished copy.
     DeleteTargetDisk { target: ResourceId },
     /// End SAS access left open on a disk (for example after a crash).
@@ -194,8 +222,33 @@ pub enum Action {
     VerifyCopies,
     /// DELETE the VM resource.
     DeleteVm,
-    /// PUT the VM again, on the target disks, with EAH on.
+    /// PATCH a sealed target disk with the source disk's access settings
+    /// (`body::target_access`): network access policy, disk access, public
+    /// network access, data access auth mode.
+    RestoreTargetAccess { disk: ResourceId },
+    /// PUT the VM again, on the target disks, with EAH on (on the rebuild
+    /// path: from the image, on a new OS disk and the empty data disks).
     CreateVm,
+    /// PUT an extension (other than ADE) from the journaled original model.
+    ReinstallExtension { extension: ResourceId },
+    /// Grant the re-created VM's principal a role the old principal had
+    /// (a new role assignment, new GUID name).
+    GrantRole {
+        principal_id: String,
+        role_definition_id: String,
+        scope: String,
+    },
+    /// Rollback: PUT the original VM from the journaled model on its
+    /// original disks ([`body::restore_vm`]).
+    RestoreVm,
+    /// Rollback: PATCH the original `deleteOption` of every disk and NIC.
+    RestoreDeleteOptions,
+    /// Rollback (`--reenable-ade`): PUT the ADE extension with
+    /// `EnableEncryption` and the journaled key vault settings.
+    ReenableAde {
+        extension: ResourceId,
+        sequence_version: String,
+    },
 }
 
 impl Action {
@@ -209,6 +262,7 @@ impl Action {
             Action::Deallocate => "deallocate",
             Action::SetDetach => "set-detach",
             Action::CreateTargetDisk { .. } => "create-target-disk",
+            Action::CreateEmptyDisk { .. } => "create-empty-disk",
             Action::DeleteTargetDisk { .. } => "delete-target-disk",
             Action::RevokeAccess { .. } => "revoke-access",
             Action::CopyDisk { .. } => "copy-disk",
@@ -216,7 +270,13 @@ impl Action {
             Action::CopyRound { offline: true } => "copy-round-offline",
             Action::VerifyCopies => "verify-copies",
             Action::DeleteVm => "delete-vm",
+            Action::RestoreTargetAccess { .. } => "restore-target-access",
             Action::CreateVm => "create-vm",
+            Action::ReinstallExtension { .. } => "reinstall-extension",
+            Action::GrantRole { .. } => "grant-role",
+            Action::RestoreVm => "restore-vm",
+            Action::RestoreDeleteOptions => "restore-delete-options",
+            Action::ReenableAde { .. } => "reenable-ade",
         }
     }
 }

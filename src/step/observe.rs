@@ -51,6 +51,16 @@ pub struct VmView {
     pub decryption: DecryptionState,
     /// `vmId` (a new GUID for every created VM resource).
     pub vm_id: Option<String>,
+    /// `tags` verbatim (`Null` when absent).
+    pub tags: Value,
+    /// The guest agent's state from the instance view (`vmAgent.statuses`):
+    /// `Some(true)` when it reports `ProvisioningState/succeeded` / `Ready`,
+    /// `None` when the view has no agent status.
+    pub vm_agent_ready: Option<bool>,
+    /// `deleteOption` of the OS disk (`os`), each data disk (`lun:N`) and
+    /// each NIC (`nic:<id, case-folded>`), lowercased; an absent one reads
+    /// as `detach` (Azure's default for attached disks and NICs).
+    pub delete_options: BTreeMap<String, String>,
 }
 
 impl VmView {
@@ -90,6 +100,9 @@ impl VmView {
                 .map(instance_decryption_state)
                 .unwrap_or(DecryptionState::Unknown),
             vm_id: props.vm_id().map(str::to_string),
+            tags: model.tags().cloned().unwrap_or(Value::Null),
+            vm_agent_ready: iv.and_then(vm_agent_ready),
+            delete_options: delete_options(vm),
         }
     }
 
@@ -110,6 +123,25 @@ pub fn power_state(iv: InstanceView<'_>) -> Option<String> {
     iv.power_state().map(str::to_ascii_lowercase)
 }
 
+/// `Some(true)` when the instance view's guest agent status says ready
+/// (`ProvisioningState/succeeded` with display status `Ready`), `Some(false)`
+/// for any other status, `None` without one.
+pub fn vm_agent_ready(iv: InstanceView<'_>) -> Option<bool> {
+    let mut any = false;
+    let mut ready = false;
+    for s in iv.vm_agent_statuses() {
+        any = true;
+        let code_ok = s
+            .code()
+            .is_some_and(|c| c.eq_ignore_ascii_case("ProvisioningState/succeeded"));
+        let display_ok = s
+            .display_status()
+            .is_none_or(|d| d.eq_ignore_ascii_case("Ready"));
+        ready |= code_ok && display_ok;
+    }
+    any.then_some(ready)
+}
+
 /// ADE extensions of a VM model (`resources[]`), matched on publisher + type.
 pub fn ade_extensions(vm: &Value) -> Vec<(ResourceId, Option<String>)> {
     VmModel::new(vm)
@@ -128,6 +160,31 @@ pub fn is_ade_extension(ext: &ExtensionModel<'_>) -> bool {
     let etype = ext.handler_type().unwrap_or_default();
     publisher.eq_ignore_ascii_case(ADE_PUBLISHER)
         && ADE_TYPES.iter().any(|t| t.eq_ignore_ascii_case(etype))
+}
+
+/// See [`VmView::delete_options`].
+pub fn delete_options(vm: &Value) -> BTreeMap<String, String> {
+    let norm = |v: Option<&str>| v.unwrap_or("Detach").to_ascii_lowercase();
+    let model = VmModel::new(vm);
+    let sp = model.storage_profile();
+    let mut out = BTreeMap::new();
+    if let Some(d) = sp.os_disk() {
+        out.insert("os".to_string(), norm(d.delete_option()));
+    }
+    for d in sp.data_disks() {
+        if let Some(lun) = d.lun() {
+            out.insert(format!("lun:{lun}"), norm(d.delete_option()));
+        }
+    }
+    for n in model.properties().network_interfaces() {
+        let id = n
+            .id_value()
+            .as_str()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        out.insert(format!("nic:{id}"), norm(n.delete_option()));
+    }
+    out
 }
 
 fn all_detach(vm: &Value) -> bool {
@@ -230,10 +287,24 @@ pub struct DiskView {
     pub upload_size_bytes: Option<u64>,
     /// The run id tag we put on resources we create, if present.
     pub run_tag: Option<String>,
+    /// The access settings as read (`networkAccessPolicy`, `diskAccessId`,
+    /// `publicNetworkAccess`, `dataAccessAuthMode`; see
+    /// [`super::body::TARGET_DEFERRED_ACCESS`]), an object.
+    pub access: Value,
+    /// At-rest encryption (`encryption.type`, `diskEncryptionSetId`).
+    pub encryption: super::encryption::DiskEncryption,
+    /// `zones` (empty when regional).
+    pub zones: Vec<String>,
+    /// `sku.name`.
+    pub sku: Option<String>,
 }
 
 /// Tag we put on every resource the run creates.
 pub const RUN_TAG: &str = "ade2eah-run";
+
+/// Tag carrying a run's Azure-side lease on a VM (`crate::engine::lease`);
+/// removed when the VM ends, never carried into a re-created VM.
+pub const LEASE_TAG: &str = "ade2eah-lease";
 
 impl DiskView {
     /// Builds a view from a disk or snapshot GET body.
@@ -250,6 +321,22 @@ impl DiskView {
             size_bytes: props.disk_size_bytes(),
             upload_size_bytes: props.upload_size_bytes(),
             run_tag: model.tag(RUN_TAG).map(str::to_string),
+            access: Value::Object(
+                super::body::TARGET_DEFERRED_ACCESS
+                    .iter()
+                    .filter_map(|k| props.raw().get(*k).map(|v| (k.to_string(), v.clone())))
+                    .collect(),
+            ),
+            encryption: super::encryption::DiskEncryption::of_disk(d),
+            zones: model
+                .zones()
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect(),
+            sku: model.sku_name().map(str::to_string),
         }
     }
 
@@ -270,6 +357,14 @@ pub struct Observation {
     pub vm: Option<Option<VmView>>,
     /// Disks and snapshots read this round, by case-folded id.
     pub disks: BTreeMap<String, Option<DiskView>>,
+    /// The validate-before-delete reads (at [`super::Step::Validate`] only).
+    pub validation: Option<super::validate::ValidationReads>,
+    /// The in-guest check's report (`--guest-check`), when it was made;
+    /// `Some(None)` when the command ran but reported no volume.
+    pub guest: Option<Option<super::guest::GuestReport>>,
+    /// Extensions, principal and its role assignments of the VM, when read
+    /// (steps `reinstall` and `verify`).
+    pub carried: Option<super::reinstall::CarriedView>,
 }
 
 impl Observation {

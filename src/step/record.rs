@@ -5,6 +5,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::cleanup::CleanupEntry;
+use super::reinstall::Carried;
+use super::rollback::{RollbackPolicy, RollbackState};
 use super::timing::Span;
 use super::{Action, Step};
 use crate::model::ResourceId;
@@ -21,9 +24,18 @@ pub enum Outcome {
     Skipped { reason: String },
     /// Stopped at a safe step; `resume` retries from there.
     Parked { reason: String, next_action: String },
+    /// Brought back to its original VM on its original disks (by the
+    /// `rollback` command, or automatically after a refused re-create);
+    /// `reason` is why. Counts as a failure for the exit code of `run`.
+    RolledBack { reason: String },
 }
 
 impl Outcome {
+    /// True for the outcomes a failure budget counts: parked or rolled back.
+    pub fn is_failure(&self) -> bool {
+        matches!(self, Outcome::Parked { .. } | Outcome::RolledBack { .. })
+    }
+
     /// Short word for tables and JSON.
     pub fn label(&self) -> &'static str {
         match self {
@@ -31,6 +43,7 @@ impl Outcome {
             Outcome::Verified => "verified",
             Outcome::Skipped { .. } => "skipped",
             Outcome::Parked { .. } => "parked",
+            Outcome::RolledBack { .. } => "rolled-back",
         }
     }
 }
@@ -61,6 +74,18 @@ pub struct VmFacts {
     pub dual_pass: bool,
     /// `VolumeType` to send with `DisableEncryption` (`All` Windows, `Data` Linux).
     pub volume_type: String,
+    /// Target encryption (wt-des): encryption of the new disks (carried from
+    /// the sources unless `--disk-encryption-set` / `--platform-keys`).
+    #[serde(default)]
+    pub target_encryption: super::encryption::TargetEncryption,
+    /// `--guest-check`: verify inside the guest through Run Command (volumes
+    /// seen, BitLocker / dm-crypt off), on Windows also before the copy.
+    #[serde(default)]
+    pub guest_check: bool,
+    /// Set for a Linux VM with an ADE OS volume rebuilt from its image
+    /// (`--rebuild-linux-os`, [`super::rebuild`]).
+    #[serde(default)]
+    pub rebuild: Option<Box<super::rebuild::RebuildSpec>>,
 }
 
 /// The ADE extension resource found on a VM by publisher and type.
@@ -322,6 +347,9 @@ pub struct VmRecord {
     pub step: Step,
     /// Standing in the run.
     pub outcome: Outcome,
+    /// Which variant of the steps the VM follows (copy, or the Linux rebuild).
+    #[serde(default)]
+    pub path: super::rebuild::MigrationPath,
     /// Discovery facts (absent for skipped VMs that could not be classified).
     pub facts: Option<VmFacts>,
     /// The full original VM model (GET body), captured before any destructive step.
@@ -354,6 +382,21 @@ pub struct VmRecord {
     /// (downtime, timeline, benchmark breakdown).
     #[serde(default)]
     pub spans: Vec<Span>,
+    /// Extensions and role assignments carried to the re-created VM
+    /// ([`super::reinstall`]), captured at discovery.
+    #[serde(default)]
+    pub carried: Carried,
+    /// When to roll back by itself (`--no-auto-rollback`,
+    /// `--rollback-on-verify-failure`), fixed at `run`.
+    #[serde(default)]
+    pub rollback_policy: RollbackPolicy,
+    /// The rollback in progress or done, if any (see [`super::rollback`]).
+    #[serde(default)]
+    pub rollback: Option<RollbackState>,
+    /// What `ade2eah cleanup` deleted (or is deleting) of this VM's
+    /// resources, journaled intent first ([`super::cleanup`]).
+    #[serde(default)]
+    pub cleanup: Vec<CleanupEntry>,
 }
 
 impl VmRecord {
@@ -363,6 +406,7 @@ impl VmRecord {
             id,
             step: Step::Snapshot,
             outcome: Outcome::InProgress,
+            path: super::rebuild::MigrationPath::Copy,
             facts: None,
             original_model: None,
             disks: Vec::new(),
@@ -375,6 +419,10 @@ impl VmRecord {
             copy_policy: CopyPolicy::default(),
             history: Vec::new(),
             spans: Vec::new(),
+            carried: Carried::default(),
+            rollback_policy: RollbackPolicy::default(),
+            rollback: None,
+            cleanup: Vec::new(),
         }
     }
 

@@ -15,7 +15,9 @@ use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
 use super::Step;
+use super::cleanup::CleanupEntry;
 use super::record::{CreatedResource, DiskPlan, DiskRole, Outcome, Round, VmRecord};
+use super::reinstall::Carried;
 use crate::model::ResourceId;
 
 /// One VM's place in a run, without its large fields.
@@ -170,6 +172,18 @@ pub struct RecordSummary {
     pub attempts: u32,
     /// Length and newest time of the history.
     pub history: HistoryTail,
+    /// Extensions and role assignments carried, and what is left to the operator.
+    #[serde(default)]
+    pub carried: Carried,
+    /// The rollback in progress or done, if any.
+    #[serde(default)]
+    pub rollback: Option<super::rollback::RollbackState>,
+    /// What cleanup deleted so far.
+    #[serde(default)]
+    pub cleanup: Vec<CleanupEntry>,
+    /// Timed phases (see [`crate::step::timing`]).
+    #[serde(default)]
+    pub spans: Vec<crate::step::Span>,
 }
 
 impl RecordSummary {
@@ -188,7 +202,58 @@ impl RecordSummary {
                 len: rec.history.len(),
                 last_at: rec.history.last().map(|h| h.at.clone()),
             },
+            carried: rec.carried.clone(),
+            rollback: rec.rollback.clone(),
+            cleanup: rec.cleanup.clone(),
+            spans: rec.spans.clone(),
         }
+    }
+
+    /// The owned resources of a verified VM that cleanup has not deleted yet.
+    pub fn left_to_clean(&self) -> Vec<super::cleanup::Owned> {
+        super::cleanup::left_to_clean(
+            &self.outcome,
+            self.disks.iter().map(|d| super::cleanup::DiskRefs {
+                source: &d.source,
+                snapshot: &d.snapshot,
+                target: &d.target,
+                rounds: &d.rounds,
+                source_model: None,
+            }),
+            &self.created,
+            &self.cleanup,
+        )
+    }
+
+    /// The rollback's account for status and reports: what was restored,
+    /// the state of ADE and what is left to clean (`null` without one).
+    pub fn rollback_json(&self) -> serde_json::Value {
+        let Some(rb) = &self.rollback else {
+            return serde_json::Value::Null;
+        };
+        serde_json::json!({
+            "step": rb.step.name(),
+            "from": rb.from.name(),
+            "reason": rb.reason,
+            "restored": if rb.step == super::rollback::RollbackStep::Done { super::rollback::restored(rb) } else { Vec::new() },
+            "ade": super::rollback::ade_note(rb),
+            "left_to_clean": super::rollback::left_to_clean(&self.created),
+            "unsealed": rb.unsealed,
+        })
+    }
+
+    /// One line for a rolled-back VM: why, ADE, and how much is left to
+    /// clean (the reason alone for other outcomes).
+    pub fn rolled_back_note(&self) -> String {
+        let reason = self.reason().unwrap_or_default();
+        let Some(rb) = &self.rollback else {
+            return reason.to_string();
+        };
+        format!(
+            "rolled back: {reason}; original VM on its original disks; ADE {}; {} resource(s) left to clean",
+            super::rollback::ade_note(rb),
+            super::rollback::left_to_clean(&self.created).len()
+        )
     }
 
     /// Bytes copied, all disks together.
@@ -199,7 +264,9 @@ impl RecordSummary {
     /// The reason of a skipped or parked VM.
     pub fn reason(&self) -> Option<&str> {
         match &self.outcome {
-            Outcome::Skipped { reason } | Outcome::Parked { reason, .. } => Some(reason),
+            Outcome::Skipped { reason }
+            | Outcome::Parked { reason, .. }
+            | Outcome::RolledBack { reason } => Some(reason),
             _ => None,
         }
     }

@@ -27,6 +27,10 @@ pub enum Phase {
     Detach,
     /// Creation of the target disks.
     CreateTargets,
+    /// One whole copy round as the engine's action saw it (snapshots,
+    /// grants, copy, revokes, and the seal of an offline round). Reports
+    /// use the round's sub-phase spans instead where those exist.
+    CopyRound,
     /// The incremental snapshots of one copy round.
     RoundSnapshot,
     /// SAS grants of one copy round (or of the verification).
@@ -64,6 +68,7 @@ impl Phase {
             Phase::RemoveExtension => "remove-extension",
             Phase::Detach => "detach",
             Phase::CreateTargets => "create-targets",
+            Phase::CopyRound => "copy-round",
             Phase::RoundSnapshot => "round-snapshot",
             Phase::Grant => "grant",
             Phase::Copy => "copy",

@@ -13,9 +13,13 @@ use crate::support::*;
 /// Crash cases run at once (each is its own emulator and binary).
 const PARALLEL: usize = 4;
 
-/// The VM of every case: Windows, OS + one data disk (two copies).
+/// The VM of every case: Windows, OS + one data disk (two copies); the data
+/// disk's network access policy is `DenyAll`, so the run also restores it on
+/// its target after the seal (`restore-target-access`, docs/preservation.md).
 fn spec(name: &str) -> ade2eah::emulator::VmSpec {
-    windows(name, 1)
+    let mut s = windows(name, 1);
+    s.data_disks[0].properties = serde_json::json!({"networkAccessPolicy": "DenyAll"});
+    s
 }
 
 /// Every `name@N` hit by one clean run, in order.

@@ -81,31 +81,36 @@ async fn a_vm_leased_by_another_run_parks_until_break_lease() {
     let again = rig.resume(&[]).await;
     assert_eq!(again.status.code(), Some(1), "{}", text(&again));
 
-    let mut args: Vec<String> = vec![
-        "resume".into(),
-        "--state".into(),
-        rig.state_dir().display().to_string(),
-        "--auth".into(),
-        "none".into(),
-        "--arm-endpoint".into(),
-        rig.emu.base_url(),
-        "--poll-interval".into(),
-        POLL.into(),
-    ];
-    args.push("--break-lease".into());
-    let taken = bin(&args, &[]).await;
+    let taken = rig.resume_with(&["--break-lease"], &[]).await;
     assert_eq!(taken.status.code(), Some(0), "{}", text(&taken));
     assert_migrated(&rig.emu, &vm, &before);
-    let run_id = st["run_id"].as_str().unwrap();
-    let after = lease_of(&rig, &vm).expect("the re-created VM carries the lease");
-    let lease = after.split_once(';').unwrap();
-    assert_eq!(lease.0, run_id, "lease survived the re-create: {after}");
-    let exp = time::OffsetDateTime::parse(lease.1, &time::format_description::well_known::Rfc3339)
-        .unwrap();
-    assert!(
-        exp <= time::OffsetDateTime::now_utc(),
-        "released at the end of the run: {after}"
+    // The lease survived the re-create (taken again on the new VM by a
+    // PATCH right after its PUT) and was released at
+    // the end by removing the tag: no trace of either run's lease is left
+    // (the dead run's lease was broken on purpose).
+    let vm_path = vm.as_str().to_ascii_lowercase();
+    let reqs = rig.emu.requests();
+    let on_vm = |r: &&ade2eah::emulator::RequestLog, m: &str| {
+        r.method == m && r.status < 300 && r.path.to_ascii_lowercase() == vm_path
+    };
+    let create = reqs
+        .iter()
+        .rposition(|r| on_vm(&r, "PUT"))
+        .expect("re-create PUT");
+    let patches: Vec<u64> = reqs[create..]
+        .iter()
+        .filter(|r| on_vm(r, "PATCH"))
+        .map(|r| r.seq)
+        .collect();
+    assert_eq!(
+        patches.len(),
+        2,
+        "after the re-create: the lease taken on the new VM, then released: {patches:?}"
     );
+    assert_eq!(lease_of(&rig, &vm), None, "released: the tag is gone");
+    let st = serde_json::to_value(rig.emu.state()).unwrap();
+    let m = find_by_id(&st["vms"], &vm).unwrap();
+    assert_eq!(m["model"]["tags"], serde_json::json!({}), "no tag added");
     assert_no_secrets(rig.state_dir(), &[&b, &again, &taken]);
 }
 

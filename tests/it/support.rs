@@ -60,6 +60,16 @@ impl Rig {
 
     /// `ade2eah run ... --vm ID...` exactly as the scripting contract writes it.
     pub async fn run(&self, vms: &[ResourceId], env: &[(&str, &str)]) -> Output {
+        self.run_with(vms, &[], env).await
+    }
+
+    /// [`Rig::run`] with `extra` flags after the contract's (`--no-auto-rollback`).
+    pub async fn run_with(
+        &self,
+        vms: &[ResourceId],
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Output {
         let mut args: Vec<String> = vec![
             "run".into(),
             "--arm-endpoint".into(),
@@ -80,12 +90,44 @@ impl Rig {
             "--poll-interval".into(),
             POLL.into(),
         ]);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        bin(&args, env).await
+    }
+
+    /// `ade2eah rollback --arm-endpoint URL --auth none --state DIR --vm ID... --yes
+    /// --poll-interval P` exactly as the scripting contract writes it, then `extra`.
+    pub async fn rollback(
+        &self,
+        vms: &[ResourceId],
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Output {
+        let mut args: Vec<String> = vec![
+            "rollback".into(),
+            "--arm-endpoint".into(),
+            self.emu.base_url(),
+            "--auth".into(),
+            "none".into(),
+            "--state".into(),
+            self.state_dir().display().to_string(),
+        ];
+        for vm in vms {
+            args.push("--vm".into());
+            args.push(vm.to_string());
+        }
+        args.extend(["--yes".into(), "--poll-interval".into(), POLL.into()]);
+        args.extend(extra.iter().map(|s| s.to_string()));
         bin(&args, env).await
     }
 
     /// `ade2eah resume --state DIR --auth none --arm-endpoint URL --poll-interval P`.
     pub async fn resume(&self, env: &[(&str, &str)]) -> Output {
-        let args: Vec<String> = vec![
+        self.resume_with(&[], env).await
+    }
+
+    /// [`Rig::resume`] with extra arguments (`--break-lease`...).
+    pub async fn resume_with(&self, extra: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut args: Vec<String> = vec![
             "resume".into(),
             "--state".into(),
             self.state_dir().display().to_string(),
@@ -96,6 +138,7 @@ impl Rig {
             "--poll-interval".into(),
             POLL.into(),
         ];
+        args.extend(extra.iter().map(|a| a.to_string()));
         bin(&args, env).await
     }
 
@@ -125,6 +168,22 @@ impl Rig {
     pub fn mutating_requests(&self) -> usize {
         self.emu.requests().iter().filter(|r| r.mutating).count()
     }
+}
+
+/// `COMMAND --arm-endpoint URL --auth none --poll-interval P` for `rig`'s emulator.
+pub fn arm_args(rig: &Rig, command: &str) -> Vec<String> {
+    [
+        command,
+        "--arm-endpoint",
+        &rig.emu.base_url(),
+        "--auth",
+        "none",
+        "--poll-interval",
+        POLL,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
 }
 
 /// Runs the real binary with `args` and extra environment.
@@ -337,6 +396,24 @@ fn journal_dir_secret_hits(dir: &Path) -> Vec<String> {
             hits.extend(found);
         }
     }
+    // The log file (JSON lines): also every string value decoded, so a
+    // secret cannot hide behind a JSON escape.
+    for n in 0..=ade2eah::journal::log_file::KEEP {
+        let path = ade2eah::journal::state_dir::log_path(dir, n);
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let mut decoded = String::new();
+        for line in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("{}: not a JSON line ({e}): {line}", path.display()));
+            strings_of(&v, &mut decoded);
+        }
+        hits.extend(secret_hits(
+            &format!("decoded {}", path.display()),
+            decoded.as_bytes(),
+        ));
+    }
     if db.exists()
         && let Ok(journal) = ade2eah::journal::Journal::open(dir)
     {
@@ -347,6 +424,23 @@ fn journal_dir_secret_hits(dir: &Path) -> Vec<String> {
         hits.extend(secret_hits("decoded journal", decoded.as_bytes()));
     }
     hits
+}
+
+/// Every string (keys and values) in `v`, one per line.
+fn strings_of(v: &Value, out: &mut String) {
+    match v {
+        Value::String(s) => {
+            out.push_str(s);
+            out.push('\n');
+        }
+        Value::Array(a) => a.iter().for_each(|x| strings_of(x, out)),
+        Value::Object(m) => m.iter().for_each(|(k, x)| {
+            out.push_str(k);
+            out.push('\n');
+            strings_of(x, out);
+        }),
+        _ => {}
+    }
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {

@@ -91,7 +91,7 @@ pub(super) async fn migrate_all(
     let cloud: ArmCloud = connect(&conn, None, poll).await?;
     let dir = tempfile::tempdir().map_err(|e| CliError::Failed(e.to_string()))?;
     let new = start_run(dir.path())?;
-    let mut records: Vec<VmRecord> = discover(&cloud, &ids)
+    let mut records: Vec<VmRecord> = discover(&cloud, &ids, &Default::default())
         .await
         .map_err(|e| CliError::Failed(e.to_string()))?
         .into_iter()

@@ -105,6 +105,7 @@ async fn journal_probe(dir: &Path, probe: JournalProbe) -> Result<Exit, CliError
     let report = |format| ReportSettings {
         state: state.clone(),
         format,
+        html: None,
     };
     let started = Instant::now();
     let exit = match probe {
@@ -299,7 +300,7 @@ async fn run(a: FleetBench) -> Result<Exit, CliError> {
     // Plan (GETs only), then one wave of every eligible VM.
     let plan_started = emu.sim_now_secs();
     let plan_wall = Instant::now();
-    let (vms, _) = crate::discovery::classify_all(&cloud, &ids, false)
+    let (vms, _) = crate::discovery::classify_all(&cloud, &ids, false, &Default::default())
         .await
         .map_err(|e| fail(format!("{e:?}")))?;
     let plan_sim = emu.sim_now_secs() - plan_started;
@@ -321,6 +322,7 @@ async fn run(a: FleetBench) -> Result<Exit, CliError> {
         max_parallel: a.max_parallel,
         failure_budget: None,
         failure_scope: "cumulative".into(),
+        findings: Vec::new(),
     };
     let tmp = tempfile::tempdir().map_err(|e| fail(e.to_string()))?;
     let state = tmp.path().join("state");
@@ -401,6 +403,7 @@ async fn run(a: FleetBench) -> Result<Exit, CliError> {
         .max(bound_writes)
         .max(bound_deletes);
     let arm_requests = after.arm_requests - before.arm_requests;
+    let downtime = downtime_vs_estimate(&emu, &eligible, &done);
     let (cpu1, hwm, rss) = self_usage();
     let journal_mem = if a.journal_records > 0 && !done.is_empty() {
         let jdir = tmp.path().join("journal-10k");
@@ -451,6 +454,7 @@ async fn run(a: FleetBench) -> Result<Exit, CliError> {
         "peak_rss_bytes": hwm,
         "rss_bytes": rss,
         "journal": journal_mem,
+        "downtime": downtime,
     });
     emu.shutdown().await;
     if a.json {
@@ -492,6 +496,16 @@ async fn run(a: FleetBench) -> Result<Exit, CliError> {
             after.throttled - before.throttled,
             after.retries - before.retries
         );
+        let d = &report["downtime"];
+        let g = |k: &str| d[k].as_f64().unwrap_or(0.0);
+        println!(
+            "downtime per VM (simulated): measured mean {:.0} s (max {:.0} s) vs plan estimate mean {:.0} s | measured/estimated {:.2} ({} VMs)",
+            g("measured_mean_secs"),
+            g("measured_max_secs"),
+            g("estimated_mean_secs"),
+            g("measured_over_estimated"),
+            d["vms"]
+        );
         println!(
             "orchestrator + emulator (one process): CPU {:.1} s, peak RSS {:.1} MiB, wall {:.1} s",
             f("cpu_secs"),
@@ -526,5 +540,45 @@ async fn run(a: FleetBench) -> Result<Exit, CliError> {
         Exit::Done
     } else {
         Exit::Incomplete
+    })
+}
+
+/// The plan's downtime estimate ([`crate::plan::Estimate::model`]) beside
+/// the emulator's measured downtime (simulated seconds the VM was not
+/// running) of every verified VM that was running before the run (a VM
+/// stopped beforehand was "down" all along). The estimate assumes no guest
+/// writes: the generated fleet's guests write nothing
+/// (`VmSpec::churn_bytes_per_sec` is 0).
+fn downtime_vs_estimate(
+    emu: &crate::emulator::Emulator,
+    planned: &[&crate::plan::PlannedVm],
+    done: &[crate::step::VmEntry],
+) -> Value {
+    let a = crate::plan::Assumptions {
+        churn_mib_s: 0.0,
+        ..Default::default()
+    };
+    let pairs: Vec<(f64, f64)> = planned
+        .iter()
+        .filter(|v| v.power_state == "running")
+        .filter(|v| {
+            done.iter()
+                .any(|d| d.id == v.id && d.outcome == Outcome::Verified)
+        })
+        .filter_map(|v| {
+            let est = crate::plan::Estimate::model(&v.record, &a).downtime_secs as f64;
+            emu.vm_offline_secs(&v.id).map(|m| (est, m))
+        })
+        .collect();
+    let n = pairs.len().max(1) as f64;
+    let est = pairs.iter().map(|p| p.0).sum::<f64>() / n;
+    let measured = pairs.iter().map(|p| p.1).sum::<f64>() / n;
+    json!({
+        "vms": pairs.len(),
+        "assumptions": a,
+        "estimated_mean_secs": est,
+        "measured_mean_secs": measured,
+        "measured_max_secs": pairs.iter().map(|p| p.1).fold(0.0, f64::max),
+        "measured_over_estimated": if est > 0.0 { measured / est } else { 0.0 },
     })
 }

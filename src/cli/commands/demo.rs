@@ -47,7 +47,7 @@ pub async fn demo(a: DemoSettings) -> Result<Exit, CliError> {
     let cloud = connect(&conn, None, poll).await?.with_copy(a.copy.clone());
     let client = cloud.client().clone();
     let new = start_run(state)?;
-    let discovered = discover(&cloud, &vms)
+    let discovered = discover(&cloud, &vms, &Default::default())
         .await
         .map_err(|e| CliError::Failed(e.to_string()))?;
     let meta = emulator_run_meta(&emu, poll, 8, vms.clone());

@@ -48,6 +48,20 @@ pub async fn execute(
     entries: Vec<VmEntry>,
     drive: Drive,
 ) -> Result<Exit, CliError> {
+    let done = drive_entries(cloud, journal, meta, entries, &drive).await?;
+    Ok(exit_for(&done))
+}
+
+/// Runs the active `entries` through one engine (progress display,
+/// Ctrl-C), flushes the journal and prints the summary; returns the
+/// index lines after (`run`, `resume`, `rollback`).
+pub async fn drive_entries(
+    cloud: ArmCloud,
+    journal: Arc<Journal>,
+    meta: &RunMeta,
+    entries: Vec<VmEntry>,
+    drive: &Drive,
+) -> Result<Vec<VmEntry>, CliError> {
     let opts = drive.engine_options(&journal)?;
     let live = Live::start(journal.dir(), progress_for(drive.output));
     let engine = Engine::new(
@@ -63,7 +77,7 @@ pub async fn execute(
     live.finish();
     journal.flush()?;
     print_summary(meta, &journal, drive.output)?;
-    Ok(exit_for(&done))
+    Ok(done)
 }
 
 /// Runs `entries` wave by wave as `plan` says, then prints the summary and
@@ -134,10 +148,12 @@ pub fn print_summary(meta: &RunMeta, journal: &Journal, output: Output) -> Resul
     use std::io::Write;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(64 << 10, stdout.lock());
-    match output {
-        Output::Json => write_status_json(&mut out, meta, journal)?,
-        Output::Table => writeln!(out, "{}", status_table_of(journal)?)
-            .map_err(|e| CliError::Failed(format!("cannot write the output: {e}")))?,
+    if output == Output::Table && crate::cli::output::own_rendering(output) {
+        writeln!(out, "{}", status_table_of(journal)?)
+            .map_err(|e| CliError::Failed(format!("cannot write the output: {e}")))?;
+    } else {
+        // (Markdown: the generic rendering of the status JSON.)
+        crate::cli::output::write_data(&mut out, output, |w| write_status_json(w, meta, journal))?;
     }
     out.flush()
         .map_err(|e| CliError::Failed(format!("cannot write the output: {e}")))

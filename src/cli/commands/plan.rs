@@ -3,8 +3,8 @@
 
 use super::setup::connect;
 use crate::cli::error::{CliError, Exit};
-use crate::cli::settings::{DEFAULT_POLL_SECS, PlanSettings, ReportFormat};
-use crate::discovery::{classify_all, select, suggest_sizes};
+use crate::cli::settings::{DEFAULT_POLL_SECS, PlanSettings, ReportFormat, is_subscription_id};
+use crate::discovery::{DiscoverOptions, classify_all, select, suggest_sizes};
 use crate::engine::arm::ArmCloud;
 use crate::journal::now_rfc3339;
 use crate::plan::file::PlanOptions;
@@ -23,10 +23,28 @@ pub fn plan_err(e: PlanError) -> CliError {
 /// `ade2eah plan`.
 pub async fn plan(a: PlanSettings) -> Result<Exit, CliError> {
     let poll = a.conn.poll_or(DEFAULT_POLL_SECS)?;
-    let (sel, options, waves) = (&a.selector, &a.options, &a.waves);
+    let (options, waves) = (&a.options, &a.waves);
     let cloud = connect(&a.conn, None, poll).await?;
+    let mut sel = a.selector.clone();
+    if !sel.subscriptions.iter().all(|s| is_subscription_id(s)) {
+        super::setup::resolve_subscriptions(cloud.client(), &mut sel.subscriptions).await?;
+        crate::cli::settings::check_selector(&sel)?;
+    }
+    let sel = &sel;
     let started = std::time::Instant::now();
-    let (plan, stats) = build_plan(&cloud, sel, options, waves, a.register_feature).await?;
+    let (mut plan, stats) = build_plan(
+        &cloud,
+        sel,
+        options,
+        waves,
+        a.register_feature,
+        &DiscoverOptions {
+            carry_roles: options.carry_role_assignments,
+            rebuild: a.rebuild.clone(),
+        },
+    )
+    .await?;
+    plan.reestimate(a.assumptions);
     tracing::info!(secs = started.elapsed().as_secs_f64(), listed = stats.listed, source = %stats.source, "planned");
     if let Some(out) = &a.out {
         let text = crate::plan::file::render(&plan, sel, options, waves);
@@ -40,9 +58,11 @@ pub async fn plan(a: PlanSettings) -> Result<Exit, CliError> {
         );
     }
     match a.output {
-        ReportFormat::Json => println!("{}", crate::report::plan_json(&plan)),
+        f if !crate::cli::output::own_rendering(f) => {
+            crate::cli::output::print_value(f, &crate::report::plan_json(&plan))?
+        }
         ReportFormat::Markdown => print!("{}", crate::report::plan_markdown(&plan)),
-        ReportFormat::Table => print!("{}", crate::report::plan_table(&plan)),
+        _ => print!("{}", crate::report::plan_table(&plan)),
     }
     Ok(Exit::Done)
 }
@@ -53,11 +73,20 @@ pub async fn build_plan(
     options: &PlanOptions,
     waves: &[WaveSpec],
     register_feature: bool,
+    discover: &DiscoverOptions,
 ) -> Result<(Plan, DiscoveryStats), CliError> {
     let client = cloud.client().clone();
     let mut stats = DiscoveryStats::default();
     let ids = select(&client, sel, &mut stats).await.map_err(plan_err)?;
-    let (mut vms, _) = classify_all(cloud, &ids, false).await.map_err(plan_err)?;
+    let (mut vms, _) = classify_all(cloud, &ids, false, discover)
+        .await
+        .map_err(plan_err)?;
+    // Target encryption (wt-des): the plan's choice, checked by the preflight.
+    for v in vms.iter_mut() {
+        if let Some(f) = v.record.facts.as_mut() {
+            f.target_encryption = options.target_encryption.clone().unwrap_or_default();
+        }
+    }
     let mut findings = Vec::new();
     // The feature is per subscription: one finding (or registration) for
     // each subscription with a VM that needs it.

@@ -8,8 +8,8 @@ use super::execute::{Drive, execute, execute_waves};
 use super::plan::{build_plan, plan_err};
 use super::setup::{connect, planned_records, start_run};
 use crate::cli::error::{CliError, Exit};
-use crate::cli::settings::RunSettings;
-use crate::discovery::{DiscoverError, classify_all, discover};
+use crate::cli::settings::{RunSettings, is_subscription_id};
+use crate::discovery::{DiscoverError, DiscoverOptions, classify_all, discover};
 use crate::engine::arm::ArmCloud;
 use crate::journal::RunMeta;
 use crate::plan::file::PlanFile;
@@ -23,15 +23,49 @@ pub async fn run(s: RunSettings) -> Result<Exit, CliError> {
     if let Some(path) = s.plan.clone() {
         return run_plan(s, &path).await;
     }
+    let mut s = s;
     let poll = s.poll();
     let cloud = connect(&s.conn, None, poll)
         .await?
         .with_copy(s.copy.clone());
+    if let Some(sub) = s.subscription.as_mut().filter(|x| !is_subscription_id(x)) {
+        let name = sub.clone();
+        let resolved =
+            super::setup::resolve_subscriptions(cloud.client(), std::slice::from_mut(sub)).await;
+        let stray = s
+            .vms
+            .iter()
+            .find(|v| !v.subscription().eq_ignore_ascii_case(sub));
+        match (resolved, stray) {
+            (Ok(()), None) => {}
+            (r, Some(vm)) => {
+                let why = r.err().map(|e| format!(" ({e})")).unwrap_or_default();
+                return Err(CliError::BadInput(format!(
+                    "VM {vm} is in subscription {}, not --subscription {name}{why}",
+                    vm.subscription()
+                )));
+            }
+            (Err(e), None) => return Err(e),
+        }
+    }
+    if s.check_permissions {
+        let subs: Vec<String> = s
+            .subscription
+            .iter()
+            .filter(|x| !x.is_empty())
+            .cloned()
+            .collect();
+        check_permissions(&cloud, &subs).await?;
+    }
     let new = start_run(&s.state)?;
-    let discovered = discover(&cloud, &s.vms).await.map_err(|e| match e {
-        DiscoverError::UnknownVm(_) | DiscoverError::NotAVm(_) => CliError::BadInput(e.to_string()),
-        DiscoverError::Cloud { .. } => CliError::Failed(e.to_string()),
-    })?;
+    let discovered = discover(&cloud, &s.vms, &discover_options(&s))
+        .await
+        .map_err(|e| match e {
+            DiscoverError::UnknownVm(_) | DiscoverError::NotAVm(_) => {
+                CliError::BadInput(e.to_string())
+            }
+            DiscoverError::Cloud { .. } => CliError::Failed(e.to_string()),
+        })?;
     for (rec, path) in &discovered {
         if let Outcome::Skipped { reason } = &rec.outcome {
             eprintln!("skip {} ({path}): {reason}", rec.id.name());
@@ -54,12 +88,38 @@ pub async fn run(s: RunSettings) -> Result<Exit, CliError> {
         .into_iter()
         .map(|(mut r, _)| {
             r.copy_policy = s.copy_policy;
+            apply_target(&mut r, s.target_encryption.clone(), s.guest_check);
+            r.rollback_policy = s.rollback_policy;
             r
         })
         .collect();
     let (journal, entries) = new.begin(&meta, &records)?;
     drop(records);
     execute(cloud, journal, &meta, entries, drive(&s, s.max_parallel)).await
+}
+
+/// Journals the target-encryption choice (`None`: carried from the
+/// sources) and `--guest-check` in the VM's facts.
+fn apply_target(
+    r: &mut VmRecord,
+    choice: Option<crate::step::encryption::TargetEncryption>,
+    guest_check: bool,
+) {
+    if let Some(f) = r.facts.as_mut() {
+        f.target_encryption = choice.unwrap_or_default();
+        f.guest_check = guest_check;
+    }
+}
+
+/// `--check-permissions`: refuses (exit 2) unless the caller has every
+/// action of the role on each subscription.
+async fn check_permissions(cloud: &ArmCloud, subscriptions: &[String]) -> Result<(), CliError> {
+    let scopes: Vec<String> = subscriptions
+        .iter()
+        .map(|s| format!("/subscriptions/{s}"))
+        .collect();
+    let (_, refusal) = super::permissions::check_scopes(cloud.client(), &scopes).await?;
+    refusal.map_or(Ok(()), Err)
 }
 
 /// The run's metadata: endpoint as connected, cloud, auth and poll interval
@@ -116,8 +176,9 @@ async fn run_plan(s: RunSettings, path: &Path) -> Result<Exit, CliError> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         CliError::BadInput(format!("cannot read plan file {}: {e}", path.display()))
     })?;
-    let file = crate::plan::file::parse(&path.display().to_string(), &text)
+    let mut file = crate::plan::file::parse(&path.display().to_string(), &text)
         .map_err(|e| CliError::BadInput(e.to_string()))?;
+    file.options.carry_role_assignments = s.carry_role_assignments;
     if let Some(sub) = &s.subscription
         && !file
             .subscriptions
@@ -132,14 +193,31 @@ async fn run_plan(s: RunSettings, path: &Path) -> Result<Exit, CliError> {
     let cloud = connect(&s.conn, None, poll)
         .await?
         .with_copy(s.copy.clone());
+    if s.check_permissions {
+        check_permissions(&cloud, &file.subscriptions).await?;
+    }
     let new = start_run(&s.state)?;
-    let plan = bind_plan(&cloud, &file, path).await?;
+    let plan = bind_plan(&cloud, &file, path, &discover_options(&s)).await?;
     for v in &plan.vms {
         if let Outcome::Skipped { reason } = &v.record.outcome {
             eprintln!("skip {} ({}): {reason}", v.name, v.path);
         }
     }
-    let records = planned_records(&plan.vms, "skipped in the plan");
+    let mut records = planned_records(&plan.vms, "skipped in the plan");
+    for (r, v) in records.iter_mut().zip(&plan.vms) {
+        // The run's flag, else the VM's wave's option, else the plan's.
+        let wave = v
+            .wave
+            .and_then(|w| file.waves.get(w.wrapping_sub(1)))
+            .and_then(|w| w.target_encryption.clone());
+        let choice = s
+            .target_encryption
+            .clone()
+            .or(wave)
+            .or_else(|| file.options.target_encryption.clone());
+        apply_target(r, choice, s.guest_check);
+        r.rollback_policy = s.rollback_policy;
+    }
     let vms = records.iter().map(|r| r.id.clone()).collect();
     let meta = meta_of(
         &s,
@@ -161,19 +239,37 @@ async fn run_plan(s: RunSettings, path: &Path) -> Result<Exit, CliError> {
     execute_waves(cloud, journal, &meta, &frozen, entries, drive).await
 }
 
+/// What discovery does for this run (its flags: `--no-carry-role-assignments`,
+/// `--rebuild-linux-os`; a plan file's VMs take them from `run` too).
+fn discover_options(s: &RunSettings) -> DiscoverOptions {
+    DiscoverOptions {
+        carry_roles: s.carry_role_assignments,
+        rebuild: s.rebuild.clone(),
+    }
+}
+
 /// The plan of `file` bound to today's inventory: re-planned from its
 /// selector when it lists no VMs, else its VMs re-classified and refused
 /// (exit 2) if any changed since planning.
-async fn bind_plan(cloud: &ArmCloud, file: &PlanFile, path: &Path) -> Result<Plan, CliError> {
+async fn bind_plan(
+    cloud: &ArmCloud,
+    file: &PlanFile,
+    path: &Path,
+    discover: &DiscoverOptions,
+) -> Result<Plan, CliError> {
     if file.vms.is_empty() {
         let mut sel = file.selector.clone();
         sel.subscriptions = file.subscriptions.clone();
-        return Ok(build_plan(cloud, &sel, &file.options, &file.waves, false)
-            .await?
-            .0);
+        return Ok(
+            build_plan(cloud, &sel, &file.options, &file.waves, false, discover)
+                .await?
+                .0,
+        );
     }
     let ids: Vec<_> = file.vms.iter().map(|v| v.id.clone()).collect();
-    let (mut vms, missing) = classify_all(cloud, &ids, true).await.map_err(plan_err)?;
+    let (mut vms, missing) = classify_all(cloud, &ids, true, discover)
+        .await
+        .map_err(plan_err)?;
     // Locks, backup and quota as at planning (blockers change fingerprints).
     crate::discovery::preflight::run_per_subscription(
         cloud.client(),
@@ -274,5 +370,6 @@ fn freeze(source: &str, plan: &Plan, file: &PlanFile) -> FrozenPlan {
             BudgetScope::Cumulative => "cumulative".into(),
             BudgetScope::PerWave => "per-wave".into(),
         },
+        findings: crate::plan::FrozenFinding::all_of(plan),
     }
 }

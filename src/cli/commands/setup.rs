@@ -49,6 +49,21 @@ pub async fn connect(
     Ok(ArmCloud::new(client))
 }
 
+/// Starts the log file in the state folder `dir` of the journal this
+/// process now holds as writer (`journal::log_file`); a log that cannot be
+/// opened is a warning, not a reason to stop.
+pub fn attach_log(dir: &Path) {
+    match crate::journal::log_file::attach(dir) {
+        Ok(()) => tracing::info!(
+            version = env!("CARGO_PKG_VERSION"),
+            pid = std::process::id(),
+            args = ?std::env::args().skip(1).collect::<Vec<_>>(),
+            "ade2eah started"
+        ),
+        Err(e) => tracing::warn!("cannot open the log file in {}: {e}", dir.display()),
+    }
+}
+
 /// The journal of a new run, opened and found empty, not yet written.
 pub struct NewRun {
     journal: Arc<Journal>,
@@ -66,6 +81,7 @@ pub fn start_run(state: &Path) -> Result<NewRun, CliError> {
         }
         .into());
     }
+    attach_log(state);
     Ok(NewRun { journal })
 }
 
@@ -136,13 +152,24 @@ pub struct Reopened {
 /// poll interval default to the journaled run's; transfer options are this
 /// process's) and unparks.
 pub async fn reopen(s: &ResumeSettings) -> Result<Reopened, CliError> {
+    reopen_with(s, true).await
+}
+
+/// [`reopen`], unparking only when `unpark` (a `rollback` unparks nothing:
+/// it takes up only the VMs it names).
+pub async fn reopen_with(s: &ResumeSettings, unpark: bool) -> Result<Reopened, CliError> {
     let journal = Arc::new(Journal::open_existing(&s.state)?);
+    attach_log(&s.state);
     let meta = journal.require_meta()?;
     let poll = s.conn.poll_or(meta.poll_interval_secs)?;
     let cloud = connect(&s.conn, Some(meta.arm_endpoint.as_str()), poll)
         .await?
         .with_copy(s.copy.clone());
-    let entries = unpark_all(&journal)?;
+    let entries = if unpark {
+        unpark_all(&journal)?
+    } else {
+        journal.index()?
+    };
     Ok(Reopened {
         journal,
         meta,
@@ -211,4 +238,49 @@ pub fn progress_for(output: Output) -> Arc<dyn Progress> {
     } else {
         Arc::new(NoProgress)
     }
+}
+
+/// Replaces every subscription display name in `subs` by its id (`GET
+/// /subscriptions`, asked once and only when a name is given), as az's
+/// `--subscription` accepts either. A name matching no subscription, or
+/// several, is bad input.
+pub async fn resolve_subscriptions(
+    client: &azure::ArmClient,
+    subs: &mut [String],
+) -> Result<(), CliError> {
+    use crate::cli::settings::is_subscription_id;
+    if subs.iter().all(|s| is_subscription_id(s)) {
+        return Ok(());
+    }
+    let listed = client.list_subscriptions().await.map_err(|e| {
+        CliError::Failed(format!(
+            "cannot list subscriptions to resolve --subscription names: {e}"
+        ))
+    })?;
+    for s in subs.iter_mut().filter(|s| !is_subscription_id(s)) {
+        let found: Vec<&(String, String)> = listed
+            .iter()
+            .filter(|(_, name)| name.eq_ignore_ascii_case(s))
+            .collect();
+        match found.as_slice() {
+            [(id, _)] => *s = id.clone(),
+            [] => {
+                return Err(CliError::BadInput(format!(
+                    "--subscription {s:?} is neither a subscription id nor the name of one you can see ({})",
+                    listed
+                        .iter()
+                        .map(|(id, n)| format!("{n} = {id}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+            several => {
+                return Err(CliError::BadInput(format!(
+                    "--subscription {s:?} names {} subscriptions; pass the id",
+                    several.len()
+                )));
+            }
+        }
+    }
+    Ok(())
 }

@@ -15,9 +15,11 @@ pub fn status(s: StatusSettings) -> Result<Exit, CliError> {
             let Some(view) = crate::cli::live::read(&s.state).filter(|v| !v.finished) else {
                 return Err(e.into());
             };
-            match s.output {
-                Output::Json => println!("{}", serde_json::json!({"live": true, "run": view})),
-                Output::Table => print!("{}", crate::cli::live::table(&view)),
+            if s.output == Output::Table && crate::cli::output::own_rendering(s.output) {
+                print!("{}", crate::cli::live::table(&view));
+            } else {
+                let v = serde_json::json!({"live": true, "run": view});
+                crate::cli::output::print_value(s.output, &v)?;
             }
             return Ok(Exit::Done);
         }

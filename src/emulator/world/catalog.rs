@@ -143,16 +143,56 @@ impl World {
     }
 
     /// `GET .../providers/Microsoft.Compute/skus`.
+    /// Restricts VM size `size` in `zone` for the subscription.
+    pub(crate) fn restrict_size_in_zone(&mut self, size: &str, zone: &str) {
+        self.zone_restrictions
+            .entry(size.to_ascii_lowercase())
+            .or_default()
+            .insert(zone.to_string());
+    }
+
+    /// `SkuNotAvailable` (409, facts §7.3) when `size` is restricted in `zone`.
+    pub(super) fn check_size_zone(&self, size: &str, zone: Option<&str>) -> Result<(), ArmError> {
+        let Some(z) = zone else {
+            return Ok(());
+        };
+        if self
+            .zone_restrictions
+            .get(&size.to_ascii_lowercase())
+            .is_some_and(|zs| zs.contains(z))
+        {
+            return Err(ArmError::new(
+                409,
+                "SkuNotAvailable",
+                format!(
+                    "The requested VM size for resource 'Following SKUs have failed for Capacity Restrictions: {size}' is currently not available in location '{}' zones '{z}'. Please try another size or deploy to a different location or different zone. See https://aka.ms/azureskunotavailable for details.",
+                    self.location
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     pub(crate) fn skus(&self) -> Value {
         let loc = &self.location;
         let value: Vec<Value> = SKUS
             .iter()
             .map(|s| {
-                let restrictions = if s.restricted {
+                let mut restrictions = if s.restricted {
                     json!([{"type": "Location", "values": [loc], "restrictionInfo": {"locations": [loc]}, "reasonCode": "NotAvailableForSubscription"}])
                 } else {
                     json!([])
                 };
+                // Zone restrictions (facts §6.2: `restrictions` of type
+                // `Zone`, `restrictionInfo.zones`; REST spec example
+                // `ListAvailableResourceSkusForARegion.json`).
+                if let Some(zones) = self.zone_restrictions.get(&s.name.to_ascii_lowercase())
+                    && let Some(a) = restrictions.as_array_mut()
+                {
+                    a.push(json!({"type": "Zone", "values": [loc],
+                        "restrictionInfo": {"locations": [loc], "zones": zones},
+                        "reasonCode": "NotAvailableForSubscription"}));
+                }
                 json!({
                     "resourceType": "virtualMachines", "name": s.name, "tier": "Standard",
                     "size": s.name.trim_start_matches("Standard_"), "family": s.family,

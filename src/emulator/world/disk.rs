@@ -5,6 +5,41 @@
 
 use super::*;
 
+/// Disk `properties` the emulator models itself (dedicated fields, the
+/// creation, the ADE stamp, encryption) or that are output only; every other
+/// property a create or update sends (tier, bursting, shares, provisioned
+/// performance, access settings...) is stored as sent and returned by GET,
+/// as Azure does for settable properties (DiskProperties, DiskRP
+/// 2025-01-02). A disk that never set an access setting shows Azure's
+/// defaults (`AllowAll`, `Enabled`).
+const MODELLED_OR_OUTPUT: [&str; 14] = [
+    "creationData",
+    "diskSizeGB",
+    "osType",
+    "hyperVGeneration",
+    "securityProfile",
+    "purchasePlan",
+    "incremental",
+    "encryption",
+    "encryptionSettingsCollection",
+    "diskSizeBytes",
+    "diskState",
+    "provisioningState",
+    "timeCreated",
+    "uniqueId",
+];
+
+/// The stored properties of a create or update body's `properties`.
+fn stored_of(props: &Value) -> serde_json::Map<String, Value> {
+    props
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, v)| !v.is_null() && !MODELLED_OR_OUTPUT.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
 const MIN_UPLOAD: u64 = 20_972_032;
 const MAX_UPLOAD: u64 = 35_183_298_347_520;
 
@@ -53,7 +88,8 @@ impl World {
             "timeCreated": self.fmt_time(d.time_created),
             "uniqueId": d.unique_id,
             "creationData": creation,
-            "encryption": {"type": "EncryptionAtRestWithPlatformKey"},
+            // Platform keys unless created with a DES (des.rs).
+            "encryption": d.encryption.clone().unwrap_or_else(|| json!({"type": "EncryptionAtRestWithPlatformKey"})),
             "networkAccessPolicy": "AllowAll",
             "publicNetworkAccess": "Enabled",
         });
@@ -71,6 +107,9 @@ impl World {
         }
         if let Some(v) = d.incremental {
             props["incremental"] = json!(v);
+        }
+        for (k, v) in &d.stored {
+            props[k.as_str()] = v.clone();
         }
         if d.ever_ade {
             let kv = d.key_vault.clone().unwrap_or_default();
@@ -160,6 +199,25 @@ impl World {
         }
         let props = body.get("properties").cloned().unwrap_or(json!({}));
         let mut d = self.new_disk(t, &body, &props, snapshot, now);
+        self.check_quota(&d)?;
+        // A zone-redundant disk has no zone: Azure refuses `zones` with a
+        // `*_ZRS` SKU (facts §11; Azure/terraform-azurerm-avm-res-compute-virtualmachine#236,
+        // Azure/bicep-registry-modules#3850: "A disk with sku 'Premium_ZRS'
+        // cannot be created in an availability zone." (Code:OperationNotAllowed)).
+        if !snapshot
+            && crate::model::usage::is_zone_redundant(&d.sku)
+            && d.zones
+                .as_ref()
+                .and_then(Value::as_array)
+                .is_some_and(|z| !z.is_empty())
+        {
+            return Err(ArmError::conflict(format!(
+                "A disk with sku '{}' cannot be created in an availability zone.",
+                d.sku
+            )));
+        }
+        // Customer-managed keys: the DES must exist in the disk's region (des.rs).
+        d.encryption = self.check_disk_encryption(&props, &d.location)?;
         match option.to_ascii_lowercase().as_str() {
             "upload" if !snapshot => self.create_upload(&mut d, &creation)?,
             "copy" => self.create_copy(&mut d, &creation, snapshot)?,
@@ -285,7 +343,44 @@ impl World {
             guest_encrypted: false,
             key_vault: None,
             snapshot,
+            stored: if snapshot {
+                serde_json::Map::new()
+            } else {
+                stored_of(props)
+            },
+            encryption: None,
         }
+    }
+
+    /// The regional usage a new disk or snapshot counts against must have
+    /// room for it. Azure refuses a create beyond a quota with
+    /// `OperationNotAllowed` "Operation could not be completed as it results
+    /// in exceeding approved ... quota" (the regional cores quota message of
+    /// the common VM error list; that disk and snapshot counts answer in the
+    /// same form is INFERRED).
+    fn check_quota(&self, d: &Disk) -> Result<(), ArmError> {
+        let name = if d.snapshot {
+            Some(crate::model::usage::snapshot_usage_name(&d.sku))
+        } else {
+            crate::model::usage::disk_usage_name(&d.sku)
+        };
+        let Some(name) = name else { return Ok(()) };
+        let Some(limit) = self.gov.limit(name) else {
+            return Ok(());
+        };
+        let used = self
+            .usage_counts(&d.location)
+            .get(name)
+            .copied()
+            .unwrap_or(0);
+        if used < limit {
+            return Ok(());
+        }
+        Err(ArmError::conflict(format!(
+            "Operation could not be completed as it results in exceeding approved {name} quota. Additional details - Location: {}, Current Limit: {limit}, Current Usage: {used}, Additional Required: 1, (Minimum) New Limit Required: {}.",
+            d.location,
+            used + 1
+        )))
     }
 
     /// `createOption: Upload`: an empty blob of `uploadSizeBytes` (in range,
@@ -374,6 +469,9 @@ impl World {
             }
             if let Some(v) = p.get("securityProfile").filter(|v| v.is_object()) {
                 d.security = Some(v.clone());
+            }
+            if !snapshot {
+                d.stored.extend(stored_of(p));
             }
         }
         let was = d.provisioning.clone();

@@ -55,6 +55,11 @@ pub(crate) enum Effect {
         key: String,
         snapshot: bool,
     },
+    /// Run Command on a VM (guest.rs): the output is computed at completion.
+    RunCommand {
+        vm: String,
+        script: String,
+    },
 }
 
 impl World {
@@ -176,6 +181,7 @@ impl World {
                 duration,
             } => self.apply_grant(&key, snapshot, access, duration),
             Effect::Revoke { key, snapshot } => self.apply_revoke(&key, snapshot),
+            Effect::RunCommand { vm, script } => self.apply_run_command(&vm, &script),
         }
     }
 
@@ -196,7 +202,7 @@ impl World {
             Effect::ExtDelete { vm, name } => self.undo_ext_delete(&vm, &name),
             Effect::DiskCreate { key, snapshot, new } => self.undo_disk_create(&key, snapshot, new),
             Effect::DiskDelete { key, snapshot } => self.undo_disk_delete(&key, snapshot),
-            Effect::Grant { .. } | Effect::Revoke { .. } => {}
+            Effect::Grant { .. } | Effect::Revoke { .. } | Effect::RunCommand { .. } => {}
         }
     }
 

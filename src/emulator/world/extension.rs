@@ -17,6 +17,10 @@ impl Ext {
             .and_then(Value::as_str)
             .unwrap_or_default()
     }
+    /// `publisher.type`, lower case (the key of a seeded failure).
+    pub(super) fn handler_key(&self) -> String {
+        format!("{}.{}", self.publisher(), self.etype()).to_ascii_lowercase()
+    }
     pub(super) fn is_ade(&self) -> bool {
         self.publisher().eq_ignore_ascii_case(ADE_PUBLISHER)
             && (self.etype().eq_ignore_ascii_case(ADE_WIN)
@@ -39,14 +43,36 @@ impl Ext {
     pub(super) fn body(&self) -> Value {
         let mut props = self.props.clone();
         props["provisioningState"] = json!(self.provisioning);
-        json!({
+        let mut b = json!({
             "id": self.id, "name": self.name, "type": "Microsoft.Compute/virtualMachines/extensions",
             "location": self.location, "properties": props,
-        })
+        });
+        if let Some(t) = &self.tags {
+            b["tags"] = t.clone();
+        }
+        b
     }
 }
 
 impl World {
+    /// Makes every later PUT of extensions of `publisher`/`etype` fail in the
+    /// guest with `message` (`None` clears it): the operation fails with
+    /// `VMExtensionProvisioningError` and the extension stays, `Failed`, its
+    /// instance view status carrying the message, as Azure leaves an
+    /// extension whose handler failed (facts §7.3, the Linux ADE refusal).
+    pub(crate) fn set_extension_failure(
+        &mut self,
+        publisher: &str,
+        etype: &str,
+        message: Option<String>,
+    ) {
+        let key = format!("{publisher}.{etype}").to_ascii_lowercase();
+        match message {
+            Some(m) => self.ext_failures.insert(key, m),
+            None => self.ext_failures.remove(&key),
+        };
+    }
+
     /// `GET .../extensions/{name}`.
     pub(crate) fn ext_get(&self, vm: &Target, name: &str) -> Result<Value, ArmError> {
         let v = self.vm(vm)?;
@@ -125,6 +151,14 @@ impl World {
         let mut props = props;
         if let Some(m) = props.as_object_mut() {
             m.remove("provisioningState");
+            // Protected settings are accepted and never returned: they are
+            // encrypted for the guest only (Compute spec 2024-11-01,
+            // VirtualMachineExtensionProperties.protectedSettings; Microsoft
+            // docs "Custom Script Extension for Windows": protected settings
+            // "are encrypted and decrypted only on the target virtual
+            // machine"; `az vm extension show` never shows them). Any
+            // publisher and type is accepted (the handler is fetched by the
+            // guest agent, not validated by ARM at PUT time).
             m.remove("protectedSettings");
             m.remove("instanceView");
         }
@@ -138,6 +172,8 @@ impl World {
                 .to_string(),
             props,
             provisioning: String::new(),
+            error: None,
+            tags: body.get("tags").filter(|t| !t.is_null()).cloned(),
         };
         if ext.publisher().is_empty() || ext.etype().is_empty() {
             return Err(ArmError::bad_request(
@@ -264,14 +300,33 @@ impl World {
             return Ok(None);
         };
         if !ext.is_ade() {
+            let failure = self.ext_failures.get(&ext.handler_key()).cloned();
+            let err = failure.as_ref().map(|msg| {
+                ArmError::new(
+                    400,
+                    "VMExtensionProvisioningError",
+                    format!(
+                        "VM has reported a failure when processing extension '{}' (publisher '{}' and type '{}'). Error message: '{msg}'.",
+                        ext.name,
+                        ext.publisher(),
+                        ext.etype()
+                    ),
+                )
+            });
             if let Some(x) = self
                 .vms
                 .get_mut(vm_key)
                 .and_then(|v| v.extensions.get_mut(name))
             {
-                x.provisioning = "Succeeded".into();
+                x.provisioning = if failure.is_some() {
+                    "Failed"
+                } else {
+                    "Succeeded"
+                }
+                .into();
+                x.error = failure;
             }
-            return Ok(None);
+            return err.map_or(Ok(None), Err);
         }
         let op = ext.operation();
         let vt = ext.volume_type();

@@ -30,13 +30,16 @@ use super::lro::{Final, OpFamily, OpState, Operation, ResourceKind};
 use super::rng::Rng;
 use crate::model::ResourceId;
 
+mod authorization;
 mod catalog;
+mod des;
 mod disk;
 mod effects;
 mod extension;
 mod governance;
 mod guest;
 mod nic;
+mod permissions;
 mod sas;
 mod seed;
 mod snapshot;
@@ -302,6 +305,10 @@ pub(crate) struct Ext {
     /// `properties` as last PUT (no provisioningState, no protectedSettings).
     props: Value,
     provisioning: String,
+    /// The handler's failure message, when it failed (instance view status).
+    error: Option<String>,
+    /// Resource `tags`, as last PUT.
+    tags: Option<Value>,
 }
 
 /// A VM.
@@ -395,6 +402,11 @@ pub(crate) struct Disk {
     guest_encrypted: bool,
     key_vault: Option<String>,
     snapshot: bool,
+    /// The settable properties the emulator stores as sent and returns
+    /// verbatim (performance, sharing, access; see disk.rs).
+    stored: serde_json::Map<String, Value>,
+    /// `encryption` as created (`None`: platform keys, the default).
+    encryption: Option<Value>,
 }
 
 /// A network interface.
@@ -445,6 +457,24 @@ pub(crate) struct World {
     pub(crate) hooks: super::faults::Hooks,
     /// Management locks, backup protection, usage limits.
     pub(crate) gov: super::governance::Governance,
+    /// Disk encryption sets by key (des.rs).
+    des: BTreeMap<String, des::Des>,
+    /// Lower-case VM size → zones where it is restricted for the
+    /// subscription (catalog.rs).
+    zone_restrictions: BTreeMap<String, BTreeSet<String>>,
+    /// Simulated seconds BitLocker keeps decrypting a Windows guest after
+    /// ADE reported the volumes decrypted (guest.rs).
+    bitlocker_lag: f64,
+    /// VM key → simulated running seconds BitLocker still needs in its
+    /// guest after ADE reported decrypted (guest.rs).
+    bitlocker_left: BTreeMap<String, f64>,
+    /// Role assignments by case-folded id (authorization.rs).
+    role_assignments: BTreeMap<String, authorization::RoleAssignment>,
+    /// `publisher.type` (lower case) → the message its handler fails with
+    /// (a seeded extension failure, extension.rs).
+    ext_failures: BTreeMap<String, String>,
+    /// Denied actions and subscription names (`permissions.rs`).
+    pub(crate) access: permissions::Access,
 }
 
 impl World {
@@ -489,6 +519,13 @@ impl World {
             offline: BTreeMap::new(),
             hooks: Default::default(),
             gov: Default::default(),
+            des: BTreeMap::new(),
+            zone_restrictions: BTreeMap::new(),
+            bitlocker_lag: cfg.windows_bitlocker_lag_secs.max(0.0),
+            bitlocker_left: BTreeMap::new(),
+            role_assignments: BTreeMap::new(),
+            ext_failures: BTreeMap::new(),
+            access: Default::default(),
         }
     }
 

@@ -58,6 +58,27 @@ impl World {
                 d.name, d.provisioning
             )));
         }
+        // A disk whose network access policy is `DenyAll` cannot be
+        // exported or imported through a SAS, and one with `AllowPrivate`
+        // only through a private endpoint of its disk access, which a client
+        // of this emulator never is (DiskRP `NetworkAccessPolicy` enum
+        // descriptions; that the grant itself is refused is INFERRED, the
+        // wording is the emulator's).
+        if let Some(policy) = d
+            .stored
+            .get("networkAccessPolicy")
+            .and_then(Value::as_str)
+            .filter(|p| p.eq_ignore_ascii_case("DenyAll") || p.eq_ignore_ascii_case("AllowPrivate"))
+        {
+            return Err(ArmError::new(
+                403,
+                "AuthorizationFailed",
+                format!(
+                    "Access to '{}' through a SAS is not permitted by its networkAccessPolicy '{policy}'.",
+                    d.name
+                ),
+            ));
+        }
         match access {
             SasAccess::Read => {
                 if d.upload.is_some() {

@@ -94,6 +94,9 @@ impl World {
         } else {
             None
         };
+        if spec.model.is_object() {
+            super::vm::merge(&mut model, spec.model.clone());
+        }
         let extensions = self.seed_extensions(&at, &vm_id);
         let vm = Vm {
             id: vm_id.to_string(),
@@ -118,7 +121,14 @@ impl World {
                 (spec.churn_bytes_per_sec, 0.0, vm.vm_id.clone()),
             );
         }
+        let principal = vm.principal_id.clone();
         self.vms.insert(vm_key, vm);
+        if let Some(p) = principal {
+            let fill = |s: &str| s.replace("{subscription}", &at.sub);
+            for (role, scope) in &spec.role_assignments {
+                self.seed_role_assignment(&fill(scope), &fill(role), &p, now);
+            }
+        }
         vm_id
     }
 
@@ -146,9 +156,13 @@ impl World {
             name,
             rg: at.rg.clone(),
             location: at.loc.clone(),
-            zones: at.zones.clone(),
+            // A zone-redundant disk has no zone (facts §11).
+            zones: at
+                .zones
+                .clone()
+                .filter(|_| !crate::model::usage::is_zone_redundant(&ds.sku)),
             sku: ds.sku.clone(),
-            tags: json!({}),
+            tags: ds.tags.clone(),
             size_bytes: size,
             blob: Some(blob),
             create_option: if os {
@@ -173,8 +187,10 @@ impl World {
             ever_ade: has_ade,
             ade_enabled: has_ade && enc,
             guest_encrypted: has_ade && enc,
+            encryption: None,
             key_vault: has_ade.then(|| at.kv.clone()),
             snapshot: false,
+            stored: ds.properties.as_object().cloned().unwrap_or_default(),
         };
         let key = key_of(&d.id);
         self.disks.insert(key, d);
@@ -240,6 +256,29 @@ impl World {
                     },
                 }),
                 provisioning: "Succeeded".into(),
+                error: None,
+                tags: None,
+            };
+            extensions.insert(name.to_ascii_lowercase(), ext);
+        }
+        for body in &spec.extensions {
+            let Some(name) = body.get("name").and_then(Value::as_str) else {
+                continue;
+            };
+            let mut props = body.get("properties").cloned().unwrap_or(json!({}));
+            if let Some(m) = props.as_object_mut() {
+                // Accepted at deployment, never stored where a GET returns it.
+                m.remove("protectedSettings");
+                m.remove("provisioningState");
+            }
+            let ext = Ext {
+                id: format!("{vm_id}/extensions/{name}"),
+                name: name.to_string(),
+                location: at.loc.clone(),
+                props,
+                provisioning: "Succeeded".into(),
+                error: None,
+                tags: body.get("tags").filter(|t| !t.is_null()).cloned(),
             };
             extensions.insert(name.to_ascii_lowercase(), ext);
         }
@@ -280,8 +319,11 @@ fn seed_model(
                 json!({"provisionVMAgent": true, "enableAutomaticUpdates": true})
         }
         OsKind::Linux => {
-            os_profile["linuxConfiguration"] =
-                json!({"disablePasswordAuthentication": true, "provisionVMAgent": true})
+            // Password sign-in off implies SSH keys: a VM GET returns them
+            // (REST docs, LinuxConfiguration.ssh.publicKeys), never a password.
+            os_profile["linuxConfiguration"] = json!({"disablePasswordAuthentication": true, "provisionVMAgent": true,
+                "ssh": {"publicKeys": [{"path": "/home/azureuser/.ssh/authorized_keys",
+                                        "keyData": format!("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEmulator {}", spec.name)}]}})
         }
     }
     let mut security = json!({});

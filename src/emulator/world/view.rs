@@ -16,6 +16,17 @@ impl World {
         Ok(self.vm_body(self.vm(t)?, expand))
     }
 
+    /// `GET` VM with `$expand=userData`: the only read that returns
+    /// `properties.userData` (facts §11; VirtualMachines_Get `$expand` enum).
+    pub(crate) fn vm_get_user_data(&self, t: &Target) -> Result<Value, ArmError> {
+        let vm = self.vm(t)?;
+        let mut body = self.vm_body(vm, false);
+        if let Some(u) = vm.model.pointer("/properties/userData") {
+            body["properties"]["userData"] = u.clone();
+        }
+        Ok(body)
+    }
+
     /// `GET .../instanceView`.
     pub(crate) fn vm_instance_view(&self, t: &Target) -> Result<Value, ArmError> {
         Ok(self.instance_view(self.vm(t)?))
@@ -40,6 +51,11 @@ impl World {
 
     pub(super) fn vm_body(&self, vm: &Vm, expand: bool) -> Value {
         let mut body = vm.model.clone();
+        // `userData` is stored but returned only by `$expand=userData`
+        // ([`World::vm_get_user_data`]; facts §11).
+        if let Some(p) = body.get_mut("properties").and_then(Value::as_object_mut) {
+            p.remove("userData");
+        }
         body["id"] = json!(vm.id);
         body["name"] = json!(vm.name);
         body["type"] = json!("Microsoft.Compute/virtualMachines");
@@ -186,7 +202,14 @@ impl World {
                 }
             } else {
                 let p = x.provisioning.to_ascii_lowercase();
-                e["statuses"] = json!([{"code": format!("ProvisioningState/{p}"), "level": "Info", "displayStatus": format!("Provisioning {p}"), "message": "Extension is running"}]);
+                e["statuses"] = match &x.error {
+                    Some(msg) => {
+                        json!([{"code": format!("ProvisioningState/{p}"), "level": "Error", "displayStatus": "Provisioning failed", "message": msg}])
+                    }
+                    None => {
+                        json!([{"code": format!("ProvisioningState/{p}"), "level": "Info", "displayStatus": format!("Provisioning {p}"), "message": "Extension is running"}])
+                    }
+                };
             }
             extensions.push(e);
         }

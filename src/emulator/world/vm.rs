@@ -38,7 +38,10 @@ impl World {
         }
     }
 
-    /// `PATCH` VM: objects merge, arrays replace.
+    /// `PATCH` VM: objects merge, arrays replace; `tags` replace as a whole
+    /// (the tags of a resource PATCH are the new tag set: removing a key by
+    /// PATCH is how Terraform's azurerm provider drops a VM tag through
+    /// `VirtualMachines_Update`; INFERRED, no Microsoft text states it).
     pub(crate) fn vm_patch(
         &mut self,
         t: &Target,
@@ -49,7 +52,11 @@ impl World {
         let vm = self.vm(t)?;
         let mut model = vm.model.clone();
         let patch = clean_model(body, &self.location)?;
+        let tags = patch.get("tags").filter(|t| t.is_object()).cloned();
         merge(&mut model, patch);
+        if let Some(tags) = tags {
+            model["tags"] = tags;
+        }
         self.vm_update(t, model, "update", inject, now)
     }
 
@@ -61,8 +68,22 @@ impl World {
         now: f64,
     ) -> Result<Reply, ArmError> {
         let key = t.key();
-        check_create_shape(&model)?;
-        let checked = self.check_model(&key, &model, None)?;
+        let mut model = model;
+        let from_image = check_create_shape(&model)?;
+        let os_from_image = if from_image {
+            Some(self.os_disk_from_image(t, &mut model, now))
+        } else {
+            None
+        };
+        let checked = match self.check_model(&key, &model, None) {
+            Ok(c) => c,
+            Err(e) => {
+                if let Some(k) = os_from_image {
+                    self.disks.remove(&k);
+                }
+                return Err(e);
+            }
+        };
         let ever_ade = checked
             .disks
             .iter()
@@ -109,6 +130,72 @@ impl World {
             body: Some(body),
             lro: Some(lro),
         })
+    }
+
+    /// `osDisk.createOption: FromImage`: a new, empty OS disk (the image's
+    /// bytes are not modelled) named `osDisk.name` (else `<vm>_OsDisk_1`) in
+    /// the VM's resource group, sized `osDisk.diskSizeGB` (else 30 GiB) with
+    /// `osDisk.managedDisk.storageAccountType` (else Premium_LRS), in the
+    /// VM's zone; the stored model then names it in `managedDisk.id`, and
+    /// `adminPassword` is dropped (REST docs, OSProfile.adminPassword is
+    /// write-only: a GET never returns it). Returns the disk's key.
+    fn os_disk_from_image(&mut self, t: &Target, model: &mut Value, now: f64) -> String {
+        let os = model
+            .pointer("/properties/storageProfile/osDisk")
+            .cloned()
+            .unwrap_or(Value::Null);
+        let name = os
+            .get("name")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("{}_OsDisk_1", t.name));
+        let vm_prefix = t.id.split("/providers/").next().unwrap_or_default();
+        let id = format!("{vm_prefix}/providers/Microsoft.Compute/disks/{name}");
+        let dt = Target {
+            id: id.clone(),
+            rg: t.rg.clone(),
+            name,
+        };
+        let gb = os
+            .get("diskSizeGB")
+            .and_then(Value::as_u64)
+            .filter(|g| *g > 0)
+            .unwrap_or(30);
+        let sku = os
+            .pointer("/managedDisk/storageAccountType")
+            .and_then(Value::as_str)
+            .unwrap_or("Premium_LRS");
+        let mut body = json!({"location": model.get("location").cloned().unwrap_or(Value::Null), "sku": {"name": sku}});
+        if let Some(z) = model.get("zones").filter(|z| z.is_array()) {
+            body["zones"] = z.clone();
+        }
+        let tl = model
+            .pointer("/properties/securityProfile/securityType")
+            .cloned()
+            .filter(|v| !v.is_null());
+        let mut props = json!({"osType": "Linux"});
+        if let Some(st) = tl {
+            props["securityProfile"] = json!({"securityType": st});
+        }
+        let mut d = self.new_disk(&dt, &body, &props, false, now);
+        // A marketplace image stamps its plan on the OS disk it creates
+        // (facts §5.5: the plan then travels with the disk).
+        d.purchase_plan = model.get("plan").filter(|p| p.is_object()).cloned();
+        d.size_bytes = gb * GIB;
+        d.blob = Some(self.blobs.create_upload(gb * GIB + 512));
+        d.create_option = "FromImage".into();
+        d.provisioning = "Succeeded".into();
+        let key = dt.key();
+        self.disks.insert(key.clone(), d);
+        model["properties"]["storageProfile"]["osDisk"]["managedDisk"]["id"] = json!(id);
+        model["properties"]["storageProfile"]["osDisk"]["name"] = json!(dt.name);
+        if let Some(p) = model
+            .pointer_mut("/properties/osProfile")
+            .and_then(Value::as_object_mut)
+        {
+            p.remove("adminPassword");
+        }
+        key
     }
 
     pub(super) fn vm_update(

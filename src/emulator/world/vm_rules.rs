@@ -88,6 +88,7 @@ impl World {
         let props = model.get("properties").cloned().unwrap_or(Value::Null);
         let (size, s) = self.check_size(&props)?;
         let vm_zone = zone_of(model);
+        self.check_size_zone(size, vm_zone.as_deref())?;
         let vm_tl = props
             .pointer("/securityProfile/securityType")
             .and_then(Value::as_str)
@@ -203,7 +204,10 @@ impl World {
                     .and_then(|z| z.get(0))
                     .and_then(Value::as_str)
                     .map(str::to_string);
-                if dz != *vm_zone {
+                // A zone-redundant disk has no zone and attaches to a VM in
+                // any zone (facts §11).
+                let zrs = crate::model::usage::is_zone_redundant(&d.sku);
+                if dz != *vm_zone && !zrs {
                     return Err(ArmError::bad_request(
                         "BadRequest",
                         format!(
@@ -271,10 +275,15 @@ impl World {
     }
 }
 
-/// The shape of a VM create: the emulator creates VMs only by attaching an
-/// existing OS disk (`createOption: Attach`, `osType` set, no image or
-/// osProfile).
-pub(super) fn check_create_shape(model: &Value) -> Result<(), ArmError> {
+/// The shape of a VM create: attach an existing OS disk (`createOption:
+/// Attach`, `osType` set, no image or osProfile; facts §5.2), or create one
+/// from an image (`createOption: FromImage` with `imageReference` and an
+/// `osProfile`; REST docs "Virtual Machines - Create Or Update",
+/// `StorageProfile.osDisk.createOption`: "FromImage ... you also use the
+/// imageReference element"; a Linux profile needs SSH keys or a password:
+/// "Authentication using either SSH or by user name and password must be
+/// enabled in Linux profile."). Returns true for FromImage.
+pub(super) fn check_create_shape(model: &Value) -> Result<bool, ArmError> {
     let os_disk = model
         .pointer("/properties/storageProfile/osDisk")
         .cloned()
@@ -286,24 +295,74 @@ pub(super) fn check_create_shape(model: &Value) -> Result<(), ArmError> {
         )
         .with_target("osDisk"));
     }
-    let attach = os_disk
+    let option = os_disk
         .get("createOption")
         .and_then(Value::as_str)
-        .is_some_and(|c| c.eq_ignore_ascii_case("Attach"));
-    if !attach {
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let image = model
+        .pointer("/properties/storageProfile/imageReference")
+        .is_some_and(|v| !v.is_null());
+    let profile = model
+        .pointer("/properties/osProfile")
+        .filter(|v| !v.is_null());
+    if option == "fromimage" {
+        if !image {
+            return Err(ArmError::bad_request(
+                "InvalidParameter",
+                "Required parameter 'imageReference' is missing (null).",
+            )
+            .with_target("imageReference"));
+        }
+        let Some(p) = profile else {
+            return Err(ArmError::bad_request(
+                "InvalidParameter",
+                "Required parameter 'osProfile' is missing (null).",
+            )
+            .with_target("osProfile"));
+        };
+        if p.get("adminUsername").and_then(Value::as_str).is_none() {
+            return Err(ArmError::bad_request(
+                "InvalidParameter",
+                "Required parameter 'adminUsername' is missing (null).",
+            )
+            .with_target("adminUsername"));
+        }
+        let keys = p
+            .pointer("/linuxConfiguration/ssh/publicKeys")
+            .and_then(Value::as_array)
+            .is_some_and(|k| !k.is_empty());
+        let password = p.get("adminPassword").and_then(Value::as_str).is_some();
+        let no_password = p
+            .pointer("/linuxConfiguration/disablePasswordAuthentication")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        if !keys && (!password || no_password) {
+            return Err(ArmError::bad_request(
+                "InvalidParameter",
+                "Authentication using either SSH or by user name and password must be enabled in Linux profile.",
+            )
+            .with_target("linuxConfiguration"));
+        }
+        if os_disk
+            .pointer("/managedDisk/id")
+            .is_some_and(|v| !v.is_null())
+        {
+            return Err(ArmError::bad_request(
+                "InvalidParameter",
+                "Cannot attach an existing OS disk if the VM is created from a platform or user image.",
+            ));
+        }
+        return Ok(true);
+    }
+    if option != "attach" {
         return Err(ArmError::bad_request(
             "InvalidParameter",
-            "The emulator creates VMs only from existing managed disks (osDisk.createOption 'Attach').",
+            "The emulator creates VMs from existing managed disks (osDisk.createOption 'Attach') or from an image ('FromImage').",
         )
         .with_target("osDisk.createOption"));
     }
-    if model
-        .pointer("/properties/storageProfile/imageReference")
-        .is_some_and(|v| !v.is_null())
-        || model
-            .pointer("/properties/osProfile")
-            .is_some_and(|v| !v.is_null())
-    {
+    if image || profile.is_some() {
         return Err(ArmError::bad_request(
             "InvalidParameter",
             "Cannot attach an existing OS disk if the VM is created from a platform or user image.",
@@ -316,7 +375,7 @@ pub(super) fn check_create_shape(model: &Value) -> Result<(), ArmError> {
         )
         .with_target("osDisk.osType"));
     }
-    Ok(())
+    Ok(false)
 }
 
 /// The disk entries of a model's properties, OS disk first, as
@@ -406,4 +465,54 @@ fn check_os_disk(
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn from_image(linux: Value, password: Option<&str>) -> Value {
+        let mut profile = json!({"adminUsername": "u", "linuxConfiguration": linux});
+        if let Some(p) = password {
+            profile["adminPassword"] = json!(p);
+        }
+        json!({"properties": {"storageProfile": {
+            "imageReference": {"publisher": "p", "offer": "o", "sku": "s", "version": "latest"},
+            "osDisk": {"createOption": "FromImage"}}, "osProfile": profile}})
+    }
+
+    #[test]
+    fn from_image_needs_an_image_a_user_and_a_credential() {
+        let keys = json!({"disablePasswordAuthentication": true,
+                          "ssh": {"publicKeys": [{"path": "/home/u/.ssh/authorized_keys", "keyData": "ssh-ed25519 A"}]}});
+        assert!(check_create_shape(&from_image(keys, None)).unwrap());
+        assert!(check_create_shape(&from_image(json!({}), Some("pw"))).unwrap());
+        let e = check_create_shape(&from_image(
+            json!({"disablePasswordAuthentication": true}),
+            Some("pw"),
+        ))
+        .unwrap_err();
+        assert!(
+            e.message.contains("Authentication using either SSH"),
+            "{}",
+            e.message
+        );
+        let mut no_image = from_image(json!({}), Some("pw"));
+        no_image["properties"]["storageProfile"]["imageReference"] = Value::Null;
+        assert!(
+            check_create_shape(&no_image)
+                .unwrap_err()
+                .message
+                .contains("imageReference")
+        );
+        let mut attached = from_image(json!({}), Some("pw"));
+        attached["properties"]["storageProfile"]["osDisk"]["managedDisk"] = json!({"id": "/x"});
+        assert!(
+            check_create_shape(&attached)
+                .unwrap_err()
+                .message
+                .contains("Cannot attach")
+        );
+    }
 }

@@ -30,6 +30,8 @@ impl<'a> DiskModel<'a> {
         name => "name";
         /// Region.
         location => "location";
+        /// `managedBy`: the VM a disk is attached to (absent when detached).
+        managed_by => "managedBy";
     }
 
     raw_fields! {
@@ -45,6 +47,11 @@ impl<'a> DiskModel<'a> {
     /// `sku.name` (`Premium_LRS`, `UltraSSD_LRS`...).
     pub fn sku_name(&self) -> Option<&'a str> {
         string(object(self.0, "sku"), "name")
+    }
+
+    /// `tags` as a map (absent when missing or not an object).
+    pub fn tag_map(&self) -> Option<&'a serde_json::Map<String, Value>> {
+        self.0.get("tags").and_then(Value::as_object)
     }
 
     /// The value of tag `key`.
@@ -73,6 +80,9 @@ impl<'a> DiskProperties<'a> {
         disk_state => "diskState";
         /// `provisioningState`.
         provisioning_state => "provisioningState";
+        /// `uniqueId`: stable for the life of the resource (a disk re-created
+        /// under the same name gets a new one).
+        unique_id => "uniqueId";
     }
 
     raw_fields! {
@@ -123,8 +133,45 @@ impl<'a> DiskProperties<'a> {
             .and_then(Value::as_bool)
     }
 
+    /// The key vault references of the ADE stamp: every
+    /// `diskEncryptionKey` (`sourceVault.id`, `secretUrl`) and
+    /// `keyEncryptionKey` (`sourceVault.id`, `keyUrl`) of
+    /// `encryptionSettingsCollection.encryptionSettings[]`, as
+    /// `(vault id, secret or key URL)`.
+    pub fn ade_key_refs(&self) -> Vec<(Option<&'a str>, &'a str)> {
+        let settings = present(self.0, "encryptionSettingsCollection")
+            .and_then(|c| c.get("encryptionSettings"))
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        let mut out = Vec::new();
+        for s in settings {
+            for (key, url) in [
+                ("diskEncryptionKey", "secretUrl"),
+                ("keyEncryptionKey", "keyUrl"),
+            ] {
+                let k = object(s, key);
+                if let Some(u) = string(k, url) {
+                    out.push((string(object(k, "sourceVault"), "id"), u));
+                }
+            }
+        }
+        out
+    }
+
     /// `securityProfile.securityType` (`TrustedLaunch`...).
     pub fn security_type(&self) -> Option<&'a str> {
         string(object(self.0, "securityProfile"), "securityType")
+    }
+
+    /// `encryption.type` (`EncryptionAtRestWithPlatformKey`,
+    /// `EncryptionAtRestWithCustomerKey`, `EncryptionAtRestWithPlatformAndCustomerKeys`).
+    pub fn encryption_type(&self) -> Option<&'a str> {
+        string(object(self.0, "encryption"), "type")
+    }
+
+    /// `encryption.diskEncryptionSetId` (customer-managed keys).
+    pub fn disk_encryption_set_id(&self) -> Option<&'a str> {
+        string(object(self.0, "encryption"), "diskEncryptionSetId")
     }
 }

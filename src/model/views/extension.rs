@@ -3,7 +3,21 @@
 
 use serde_json::Value;
 
-use super::{object, str_fields, string};
+use super::{object, present, raw_fields, str_fields, string};
+
+/// Extension `properties` carried verbatim by a reinstall (the writable
+/// ones of VirtualMachineExtensionProperties, 2024-11-01, except
+/// `protectedSettings`, which ARM never returns, and `instanceView`).
+pub const CARRIED_PROPERTIES: [&str; 8] = [
+    "typeHandlerVersion",
+    "forceUpdateTag",
+    "autoUpgradeMinorVersion",
+    "enableAutomaticUpgrade",
+    "settings",
+    "suppressFailures",
+    "provisionAfterExtensions",
+    "protectedSettingsFromKeyVault",
+];
 
 /// A VM extension model.
 #[derive(Debug, Clone, Copy)]
@@ -27,12 +41,39 @@ impl<'a> ExtensionModel<'a> {
         name => "name";
     }
 
+    raw_fields! {
+        /// `location` verbatim.
+        location_value => "location";
+        /// `tags` verbatim.
+        tags_value => "tags";
+    }
+
     fn properties(&self) -> &'a Value {
         object(self.0, "properties")
     }
 
+    /// The `properties` a reinstall carries verbatim besides publisher and
+    /// type, as `(name, value)` for those present (non-null).
+    pub fn carried_properties(&self) -> impl Iterator<Item = (&'static str, &'a Value)> + use<'a> {
+        let props = self.properties();
+        CARRIED_PROPERTIES
+            .into_iter()
+            .filter_map(move |k| present(props, k).map(|v| (k, v)))
+    }
+
     fn settings(&self) -> &'a Value {
         object(self.properties(), "settings")
+    }
+
+    /// `properties.settings` (public settings) verbatim.
+    pub fn settings_value(&self) -> Option<&'a Value> {
+        present(self.properties(), "settings")
+    }
+
+    /// `properties.protectedSettingsFromKeyVault` (a Key Vault secret
+    /// reference, not a secret), verbatim.
+    pub fn protected_settings_from_key_vault(&self) -> Option<&'a Value> {
+        present(self.properties(), "protectedSettingsFromKeyVault")
     }
 
     /// `properties.publisher`.
@@ -58,6 +99,13 @@ impl<'a> ExtensionModel<'a> {
     /// ADE public setting `properties.settings.EncryptionOperation`.
     pub fn encryption_operation(&self) -> Option<&'a str> {
         string(self.settings(), "EncryptionOperation")
+    }
+
+    /// A public setting `properties.settings.<key>` as a string (ADE:
+    /// `KeyVaultURL`, `KeyVaultResourceId`, `KeyEncryptionKeyURL`,
+    /// `KekVaultResourceId`).
+    pub fn setting(&self, key: &str) -> Option<&'a str> {
+        string(self.settings(), key)
     }
 
     /// ADE public setting `properties.settings.VolumeType`.

@@ -35,6 +35,14 @@ impl<'a> InstanceView<'a> {
         array(self.0, "extensions").iter().map(ExtensionStatusView)
     }
 
+    /// `vmAgent.statuses` (`ProvisioningState/succeeded` + display status
+    /// `Ready` when the guest agent runs).
+    pub fn vm_agent_statuses(&self) -> impl Iterator<Item = StatusView<'a>> + use<'a> {
+        array(super::object(self.0, "vmAgent"), "statuses")
+            .iter()
+            .map(StatusView)
+    }
+
     /// The `PowerState/x` suffix as written (`running`, `deallocated`...), if any.
     pub fn power_state(&self) -> Option<&'a str> {
         self.statuses()
@@ -55,6 +63,8 @@ impl<'a> StatusView<'a> {
         level => "level";
         /// Long text.
         message => "message";
+        /// Short text (`Ready`, `Provisioning succeeded`).
+        display_status => "displayStatus";
     }
 }
 

@@ -30,9 +30,9 @@ mod inventory;
 mod vm;
 
 pub use disk::{DiskModel, SnapshotModel};
-pub use extension::ExtensionModel;
+pub use extension::{CARRIED_PROPERTIES, ExtensionModel};
 pub use instance_view::{DiskStatusView, ExtensionStatusView, InstanceView, StatusView};
-pub use inventory::{BackupStatus, LockModel, UsageModel};
+pub use inventory::{BackupStatus, DesModel, LockModel, SkuModel, UsageModel};
 pub use vm::{DataDisk, Identity, NicRef, OsDisk, StorageProfile, VmModel, VmProperties};
 
 use serde_json::Value;

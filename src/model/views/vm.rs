@@ -171,6 +171,8 @@ impl<'a> VmProperties<'a> {
         scheduled_events_profile => "scheduledEventsProfile";
         /// `userData` verbatim.
         user_data => "userData";
+        /// `osProfile` verbatim (VMs created from an image; never a password).
+        os_profile => "osProfile";
     }
 
     /// `hardwareProfile.vmSize`.
@@ -221,6 +223,11 @@ impl<'a> StorageProfile<'a> {
     /// `storageProfile` exactly as read.
     pub fn raw(&self) -> &'a Value {
         self.0
+    }
+
+    /// `imageReference` verbatim (VMs created from an image).
+    pub fn image_reference(&self) -> Option<&'a Value> {
+        super::present(self.0, "imageReference")
     }
 
     /// `osDisk`, when the key is there.
