@@ -436,7 +436,7 @@ fn by_code(
             "the resource is gone or the id is wrong; check the activity log, then run `ade2eah resume`",
         ),
         KnownCode::Auth => terminal(
-            "the identity lacks a permission (see README, 'Permissions needed on real Azure'); grant it, then run `ade2eah resume`",
+            "the identity lacks a permission (`ade2eah permissions --check` names what is missing; `ade2eah permissions` prints the role); grant it, then run `ade2eah resume`",
         ),
         KnownCode::Locked => terminal(locked_remedy(message)),
         KnownCode::Policy => terminal(

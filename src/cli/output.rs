@@ -276,6 +276,7 @@ impl Default for StatusTable {
             "copied",
             "reason / next action",
         ]);
+        crate::report::width::keep_names(&mut t);
         StatusTable(t)
     }
 }

@@ -316,6 +316,7 @@ impl Default for RunTable {
         t.set_header([
             "VM", "Wave", "Outcome", "Step", "Copied", "Downtime", "Reason",
         ]);
+        width::keep_names(&mut t);
         RunTable(t)
     }
 }

@@ -22,6 +22,17 @@ pub fn fit(t: &mut Table) {
     }
 }
 
+/// Keeps the first column (the VM name) at least 18 characters wide
+/// (16 of name, the padding aside) when the table must shrink, so names
+/// up to that length never break and the reason column wraps instead.
+/// Call after the header is set.
+pub fn keep_names(t: &mut Table) {
+    use comfy_table::{ColumnConstraint, Width};
+    if let Some(c) = t.column_mut(0) {
+        c.set_constraint(ColumnConstraint::LowerBoundary(Width::Fixed(18)));
+    }
+}
+
 /// `text` with every line wider than the width (`COLUMNS` or the
 /// terminal's, when known) wrapped at spaces, continuation lines indented
 /// by two; unchanged when no width is known. For the free text around the
@@ -54,11 +65,13 @@ pub fn wrap_to(text: &str, width: usize) -> String {
         }
         let mut cur = String::new();
         let mut cur_len = 0;
-        for word in line.split(' ') {
+        // Runs of spaces collapse in a wrapped line (empty words skipped).
+        for word in line.split(' ').filter(|w| !w.is_empty()) {
             let mut word: Vec<char> = word.chars().collect();
             loop {
                 let sep = !cur.trim().is_empty();
-                let room = width - cur_len - usize::from(sep);
+                // A line filled exactly leaves no room (not an underflow).
+                let room = width.saturating_sub(cur_len + usize::from(sep));
                 if word.len() <= room {
                     if sep {
                         cur.push(' ');
@@ -107,5 +120,21 @@ mod tests {
             assert!(l.chars().count() <= 20, "{l}");
         }
         assert_eq!(wrap_to(&long, 20).replace(['\n', ' '], ""), long);
+    }
+
+    #[test]
+    fn a_line_filled_exactly_then_more_words_never_overflows() {
+        // Every mix of word lengths 1..=25 around a 20-column limit: no
+        // panic, no line over the width, no character lost.
+        for a in 1..=25usize {
+            for b in 1..=25usize {
+                let text = format!("{} {}  {}", "a".repeat(a), "b".repeat(b), "c".repeat(a));
+                let w = wrap_to(&text, 20);
+                for l in w.lines() {
+                    assert!(l.chars().count() <= 20, "{a} {b}: {l:?}");
+                }
+                assert_eq!(w.replace(['\n', ' '], ""), text.replace(' ', ""), "{a} {b}");
+            }
+        }
     }
 }

@@ -238,7 +238,9 @@ async fn validate_before_delete_parks_with_the_vm_still_running() {
         .run_with(
             std::slice::from_ref(&vm),
             &[],
-            &[("ADE2EAH_FAILPOINTS", "before-intent:copy-round-online")],
+            // Crash as the VM enters `validate`, its online rounds done (a
+            // quota refusal during pre-copy parks there, before validate).
+            &[("ADE2EAH_FAILPOINTS", "after-journal:advance:validate")],
         )
         .await;
     assert_ne!(crashed.status.code(), Some(0), "{}", text(&crashed));
@@ -281,7 +283,9 @@ async fn validate_before_delete_finds_the_missing_quota_then_resume_finishes() {
         .run_with(
             std::slice::from_ref(&vm),
             &[],
-            &[("ADE2EAH_FAILPOINTS", "before-intent:copy-round-online")],
+            // Crash as the VM enters `validate`, its online rounds done (a
+            // quota refusal during pre-copy parks there, before validate).
+            &[("ADE2EAH_FAILPOINTS", "after-journal:advance:validate")],
         )
         .await;
     assert_ne!(crashed.status.code(), Some(0), "{}", text(&crashed));
