@@ -459,22 +459,6 @@ fn span(shared: &Mutex<VmRecord>, phase: Phase, start: f64, round: u32, offline:
     });
 }
 
-/// A grant on `id`: the one the engine holds, or a new one it then holds.
-/// The caller listed `id` in `open_sas` (journaled) before.
-async fn grant(
-    engine: &Engine,
-    id: &ResourceId,
-    access: Access,
-    dur: Duration,
-) -> CloudResult<SasUrl> {
-    if let Some(s) = engine.grants().get(id, access) {
-        return Ok(s);
-    }
-    let s = engine.cloud().grant_access(id, access, dur).await?;
-    engine.grants().put(id, access, s.clone());
-    Ok(s)
-}
-
 /// Revokes the grants on `ids` all at once (each is a long-running
 /// operation); each revoked one leaves `open_sas`. The first error is
 /// returned after every revoke was tried.
@@ -487,35 +471,14 @@ async fn revoke_all(
         futures::future::join_all(ids.iter().map(|id| engine.cloud().revoke_access(id))).await;
     let mut err = None;
     for (id, r) in ids.iter().zip(results) {
-        engine.grants().forget(id);
         match r {
             Ok(()) => with_rec(shared, |r| r.sas_closed(id)),
             Err(e) => {
-                with_rec(shared, |r| r.kept_sas.retain(|k| k != id));
                 err.get_or_insert(e);
             }
         }
     }
     err.map_or(Ok(()), Err)
-}
-
-/// Revokes the grants the engine kept for the next copy round of `rec`
-/// (the VM's loop ended: verified, parked or cancelled). A revoke that
-/// fails leaves the id in `open_sas`, so the rules revoke it on resume.
-pub(super) async fn release_kept(
-    engine: &Engine,
-    rec: &mut VmRecord,
-) -> Result<(), crate::journal::JournalError> {
-    if rec.kept_sas.is_empty() {
-        return Ok(());
-    }
-    let ids = rec.kept_sas.clone();
-    let shared = Mutex::new(std::mem::replace(rec, VmRecord::new(rec.id.clone())));
-    let result = revoke_all(engine, &shared, &ids).await;
-    *rec = shared.into_inner().unwrap_or_else(|p| p.into_inner());
-    rec.kept_sas.clear();
-    let detail = json!({"revoked": ids, "ok": result.is_ok()});
-    engine.record(rec, "release-grants", detail)
 }
 
 async fn copy_one(
@@ -557,7 +520,6 @@ async fn copy_one(
             .as_ref()
             .is_some_and(|t| !matches!(t.state.as_str(), "ReadyToUpload" | "ActiveUpload"))
     {
-        engine.grants().forget(&plan.target);
         with_rec(shared, |r| {
             r.disks[i].copied = true;
             r.sas_closed(&plan.target);
@@ -606,19 +568,26 @@ async fn copy_one(
         let skip_below = with_rec(shared, |r| {
             r.disks[i].rounds.last().map_or(0, |l| l.done_upto)
         });
-        // All grants of the round at once; those the engine kept from the
-        // previous round (its snapshot, the target) cost no call.
+        // All grants of the round at once (each is a long-running operation).
         let t_grant = clock();
         let result = async {
             let (src, prev, dst) = futures::try_join!(
-                grant(engine, &round.snapshot, Access::Read, dur),
+                engine
+                    .cloud()
+                    .grant_access(&round.snapshot, Access::Read, dur),
                 async {
                     match &previous {
-                        Some(p) => grant(engine, p, Access::Read, dur).await.map(Some),
+                        Some(p) => engine
+                            .cloud()
+                            .grant_access(p, Access::Read, dur)
+                            .await
+                            .map(Some),
                         None => Ok(None),
                     }
                 },
-                grant(engine, &plan.target, Access::Write, dur),
+                engine
+                    .cloud()
+                    .grant_access(&plan.target, Access::Write, dur),
             )?;
             span(shared, Phase::Grant, t_grant, round.number, offline, 0);
             failpoint::hit("copy:after-grant");
@@ -661,7 +630,6 @@ async fn copy_one(
                 if is_sas_expiry(&e) && attempt < SAS_RENEWALS {
                     attempt += 1;
                     measured = false;
-                    engine.grants().forget(&plan.target);
                     tracing::info!(disk = %plan.source.name(), attempt, "SAS expired mid-round; renewing");
                     continue;
                 }
@@ -697,14 +665,11 @@ async fn copy_one(
         engine.journal_write(r, "round-copied", detail)
     })?;
     if !offline {
-        // Both snapshot grants end with the online round, at once. (Keeping
-        // this round's grant for the next one, `kept_sas`, is disabled: a
-        // crash test found a leftover it did not account for; see
-        // docs/performance.md.) The target's write grant is granted again
-        // by the next round, as before.
+        // Both snapshot grants end with the online round, at once; the
+        // target stays open for writing (an Upload disk is written until it
+        // is sealed) and the next round grants it again.
         let t = clock();
         revoke_all(engine, shared, &snapshot_grants).await?;
-        engine.grants().forget(&plan.target);
         span(shared, Phase::Revoke, t, round.number, offline, 0);
         return Ok(figures.bytes_copied);
     }
@@ -722,7 +687,6 @@ async fn copy_one(
         // The seal (a revoke, which validates the VHD footer) overlaps the
         // listing of the ranges the verification must compare.
         let (sealed, must) = futures::join!(cloud.revoke_access(&plan.target), must);
-        engine.grants().forget(&plan.target);
         sealed.map_err(|e| CloudError {
             retry: if e.code.as_deref() == Some("InvalidVhd") {
                 Retry::Terminal
@@ -746,7 +710,10 @@ async fn copy_one(
         // (The target stays listed in open_sas from the round's intent
         // until the read grant below is revoked.)
         opened.push(plan.target.clone());
-        let b = grant(engine, &plan.target, Access::Read, dur).await?;
+        let b = engine
+            .cloud()
+            .grant_access(&plan.target, Access::Read, dur)
+            .await?;
         span(shared, Phase::Grant, t, round.number, offline, 0);
         let t = clock();
         let fig = compare(
@@ -835,11 +802,9 @@ async fn compare(
             }
             Err(e) if is_sas_expiry(&e) && renewals < SAS_RENEWALS => {
                 renewals += 1;
-                engine.grants().forget(snap_id);
-                engine.grants().forget(target_id);
                 (a, b) = futures::try_join!(
-                    grant(engine, snap_id, Access::Read, dur),
-                    grant(engine, target_id, Access::Read, dur)
+                    engine.cloud().grant_access(snap_id, Access::Read, dur),
+                    engine.cloud().grant_access(target_id, Access::Read, dur)
                 )?;
             }
             Err(e) => return Err(e),
@@ -908,11 +873,17 @@ async fn verify_one(
     let t = clock();
     let result = async {
         let (a, b, ps) = futures::try_join!(
-            grant(engine, &last.snapshot, Access::Read, dur),
-            grant(engine, &d.target, Access::Read, dur),
+            engine
+                .cloud()
+                .grant_access(&last.snapshot, Access::Read, dur),
+            engine.cloud().grant_access(&d.target, Access::Read, dur),
             async {
                 match &prev {
-                    Some(p) => grant(engine, p, Access::Read, dur).await.map(Some),
+                    Some(p) => engine
+                        .cloud()
+                        .grant_access(p, Access::Read, dur)
+                        .await
+                        .map(Some),
                     None => Ok(None),
                 }
             },

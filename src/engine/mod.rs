@@ -20,7 +20,6 @@
 pub mod act;
 pub mod arm;
 pub mod cleanup;
-pub mod grants;
 pub mod lease;
 pub mod rollback;
 pub mod waves;
@@ -210,8 +209,6 @@ pub struct Engine {
     /// Per VM and step: when Azure first answered "held" (NIC reservation)
     /// in this process, and how many held answers since.
     holds: Arc<std::sync::Mutex<HeldSince>>,
-    /// SAS grants kept between copy rounds ([`grants`]).
-    grants: Arc<grants::Grants>,
 }
 
 impl Engine {
@@ -234,7 +231,6 @@ impl Engine {
             progress,
             cancel,
             holds: Arc::default(),
-            grants: Arc::default(),
         }
     }
 
@@ -325,19 +321,8 @@ impl Engine {
         }
     }
 
-    /// One VM's loop (see [`Engine::drive_steps`]); the SAS grants kept
-    /// between copy rounds are dropped from the record when this process
-    /// does not hold them (they are leftovers after a crash, and the rules
-    /// revoke them) and revoked when the VM's loop ends for any reason.
-    async fn drive(&self, mut rec: VmRecord) -> Result<VmRecord, JournalError> {
-        rec.kept_sas.retain(|id| self.grants.holds(id));
-        let mut rec = self.drive_steps(rec).await?;
-        act::release_kept(self, &mut rec).await?;
-        Ok(rec)
-    }
-
     /// One VM's loop. Returns when the VM is verified, parked, or the run is cancelled.
-    async fn drive_steps(&self, mut rec: VmRecord) -> Result<VmRecord, JournalError> {
+    async fn drive(&self, mut rec: VmRecord) -> Result<VmRecord, JournalError> {
         if let Some(pending) = rec.pending.take() {
             // Intent without result: the call may or may not have happened.
             // The rules re-observe Azure, so nothing more is needed here.
@@ -743,10 +728,6 @@ impl Engine {
 
     pub(crate) fn opts(&self) -> &EngineOptions {
         &self.opts
-    }
-
-    pub(crate) fn grants(&self) -> &grants::Grants {
-        &self.grants
     }
 
     pub(crate) fn progress(&self) -> &dyn Progress {

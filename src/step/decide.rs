@@ -395,9 +395,7 @@ fn create_targets(rec: &VmRecord, obs: &Observation, run_id: &str) -> Decision {
 
 /// A SAS grant this run may have left open on a source disk or a round
 /// snapshot (crash between grant and revoke) is revoked before anything
-/// else; one this run did not grant parks the VM. Grants the engine keeps
-/// for the next round (`kept_sas`, valid only within the process that
-/// granted them) are not leftovers.
+/// else; one this run did not grant parks the VM.
 fn leftover_sas(rec: &VmRecord, obs: &Observation) -> Option<Decision> {
     for d in &rec.disks {
         let ids = std::iter::once(&d.source).chain(d.rounds.iter().map(|r| &r.snapshot));
@@ -405,7 +403,7 @@ fn leftover_sas(rec: &VmRecord, obs: &Observation) -> Option<Decision> {
             let Some(Some(v)) = obs.disk(id) else {
                 continue;
             };
-            if !v.has_open_sas() || rec.kept_sas.contains(id) {
+            if !v.has_open_sas() {
                 continue;
             }
             return Some(if rec.open_sas.contains(id) {

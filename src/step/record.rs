@@ -360,13 +360,6 @@ pub struct VmRecord {
     pub created: Vec<CreatedResource>,
     /// Disks on which this run may have left SAS access open (ids only).
     pub open_sas: Vec<ResourceId>,
-    /// Grants of `open_sas` the engine holds in memory on purpose, to reuse
-    /// in the next copy round (the last round's snapshot read grant, across
-    /// the deallocate). Meaningful only to the process that granted them:
-    /// the engine clears this list when it takes up a record, so after a
-    /// crash they are leftovers and revoked.
-    #[serde(default)]
-    pub kept_sas: Vec<ResourceId>,
     /// The action journaled as intent whose result is not yet recorded.
     pub pending: Option<Action>,
     /// Failed attempts at the current step (reset on advance).
@@ -412,7 +405,6 @@ impl VmRecord {
             disks: Vec::new(),
             created: Vec::new(),
             open_sas: Vec::new(),
-            kept_sas: Vec::new(),
             pending: None,
             attempts: 0,
             ade_sequence: None,
@@ -475,7 +467,6 @@ impl VmRecord {
     /// Marks `disk`'s grant as revoked.
     pub fn sas_closed(&mut self, disk: &ResourceId) {
         self.open_sas.retain(|d| d != disk);
-        self.kept_sas.retain(|d| d != disk);
     }
 
     /// The disk plan for `source` or `target`, if any.
