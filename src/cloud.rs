@@ -72,6 +72,8 @@ pub struct CopyFigures {
     pub blob_size: u64,
     /// Bytes the round had to move in all (its ranges), resumed parts included.
     pub work_bytes: u64,
+    /// Write calls made (ranges, split at 4 MiB).
+    pub calls: u64,
 }
 
 /// What a verification compared and found.

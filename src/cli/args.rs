@@ -20,7 +20,7 @@ pub struct Cli {
     pub global: GlobalArgs,
 }
 
-// --- az conventions (issue 14, wt-az): global options, `-o` formats,
+// --- az conventions (issue 14): global options, `-o` formats,
 // completions, man page, `permissions`.
 
 /// Options every command takes, as `az` has them.
@@ -214,7 +214,7 @@ pub struct RunArgs {
     /// another run; only when that run is known to be dead.
     #[arg(long)]
     pub break_lease: bool,
-    // Extensions and identity (issue 12, wt-ext):
+    // Extensions and identity (issue 12):
     /// Grant the re-created VM's new system-assigned principal the role
     /// assignments of the old one (the default).
     #[arg(long, overrides_with = "no_carry_role_assignments")]
@@ -224,7 +224,7 @@ pub struct RunArgs {
     pub no_carry_role_assignments: bool,
     /// First ask Azure for the caller's effective permissions on the run's
     /// subscriptions and refuse (exit 2, naming each missing action) unless
-    /// every action of `ade2eah permissions` is granted (az conventions, wt-az).
+    /// every action of `ade2eah permissions` is granted (az conventions).
     #[arg(long)]
     pub check_permissions: bool,
     /// Copy rounds and verification.
@@ -246,7 +246,7 @@ pub struct RunArgs {
     /// Output of the final summary.
     #[arg(short = 'o', long, value_enum, default_value = "table")]
     pub output: OutputArg,
-    // Rollback (issue 13, wt-back): automatic rollback policy, journaled per VM.
+    // Rollback (issue 13): automatic rollback policy, journaled per VM.
     /// Leave a VM whose re-create is refused after its delete parked
     /// (deleted) for the operator, instead of bringing the original back.
     #[arg(long)]
@@ -256,7 +256,7 @@ pub struct RunArgs {
     pub rollback_on_verify_failure: bool,
 }
 
-/// `rollback` (issue 13, wt-back).
+/// `rollback` (issue 13).
 #[derive(Debug, Args)]
 pub struct RollbackArgs {
     /// Connection (endpoint and cloud default to the journaled run's).
@@ -286,7 +286,7 @@ pub struct RollbackArgs {
     pub output: OutputArg,
 }
 
-// Target encryption, validate-before-delete and verification (wt-des).
+// Target encryption, validate-before-delete and verification.
 /// Encryption of the new disks (`run`, `plan`).
 #[derive(Debug, Clone, Args)]
 pub struct TargetArgs {
@@ -300,7 +300,7 @@ pub struct TargetArgs {
     pub platform_keys: bool,
 }
 
-// ---- Linux rebuild (issue 13, wt-clean) ----
+// ---- Linux rebuild (issue 13) ----
 
 /// Linux VMs whose OS volume is ADE-encrypted (`run`, `plan`).
 #[derive(Debug, Clone, Args)]
@@ -406,7 +406,7 @@ pub struct ResumeArgs {
     pub output: OutputArg,
 }
 
-// ---- cleanup (issue 13, wt-clean) ----
+// ---- cleanup (issue 13) ----
 
 /// `cleanup`.
 #[derive(Debug, Args)]
@@ -544,7 +544,7 @@ pub struct PlanArgs {
     /// Register Microsoft.Compute/EncryptionAtHost if it is not (the only write `plan` can send).
     #[arg(long)]
     pub register_feature: bool,
-    // Extensions and identity (issue 12, wt-ext):
+    // Extensions and identity (issue 12):
     /// Grant the re-created VM's new system-assigned principal the role
     /// assignments of the old one (the default).
     #[arg(long, overrides_with = "no_carry_role_assignments")]
@@ -564,7 +564,7 @@ pub struct PlanArgs {
     /// Target encryption written into the plan.
     #[command(flatten)]
     pub target: TargetArgs,
-    // wt-report (issue 14): what the downtime estimates assume.
+    // issue 14: what the downtime estimates assume.
     /// Guest write rate assumed while a VM runs, MiB/s: sets how much the
     /// pre-copy rounds leave for the final (offline) delta.
     #[arg(long, value_name = "MIB_PER_S", default_value_t = 1.0)]
@@ -580,7 +580,7 @@ pub struct ReportArgs {
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value = "table")]
     pub output: ReportFormat,
-    // wt-report (issue 14): the HTML timeline.
+    // issue 14: the HTML timeline.
     /// Write the run's self-contained HTML timeline to FILE (instead of
     /// printing the report).
     #[arg(long, value_name = "FILE")]
@@ -659,6 +659,19 @@ pub struct BenchCopyArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
+    // issue 15: the downtime matrix and the issue's small-disk setup.
+    /// Run the matrix instead: disk sizes (`--matrix-sizes`) × allocation
+    /// (30%, 95%) × steady guest writes (0.1, 1, 10 MiB/s), each against
+    /// the full-copy baseline and the lower bound.
+    #[arg(long)]
+    pub matrix: bool,
+    /// Disk sizes of the matrix, GiB.
+    #[arg(long, value_delimiter = ',', default_value = "32,128,1024")]
+    pub matrix_sizes: Vec<u64>,
+    /// Run issue 15's small-disk setup instead: two VMs with 512 MiB and
+    /// 256 MiB of data, 64 KiB/s guest writes per disk, 4 MiB/s write cap.
+    #[arg(long, conflicts_with = "matrix")]
+    pub small_disks: bool,
 }
 
 fn parse_id(s: &str) -> Result<ResourceId, String> {

@@ -339,7 +339,7 @@ pub fn human_bytes(b: u64) -> String {
     indicatif::BinaryBytes(b).to_string()
 }
 
-// --- az conventions (issue 14, wt-az): `-o json|jsonc|tsv|yaml|markdown|table`
+// --- az conventions (issue 14): `-o json|jsonc|tsv|yaml|markdown|table`
 // and `--query` over every command's JSON.
 
 use super::args::OutputArg;

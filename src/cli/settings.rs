@@ -35,7 +35,7 @@ pub use super::args::{OutputArg as Output, ReportFormat};
 /// `--poll-interval` is given (real Azure; the benchmarks scale it).
 pub const DEFAULT_POLL_SECS: f64 = 15.0;
 
-// --- az conventions (issue 14, wt-az): global options, `permissions`,
+// --- az conventions (issue 14): global options, `permissions`,
 // completions, man page, subscriptions by name.
 
 /// The options every command takes, validated.
@@ -360,7 +360,7 @@ pub fn copy_policy(a: &CopyArgs) -> CopyPolicy {
     }
 }
 
-// Target encryption (wt-des).
+// Target encryption.
 /// `--disk-encryption-set` / `--platform-keys` (`None`: neither given);
 /// both together are bad input.
 pub fn target_encryption(
@@ -439,7 +439,7 @@ pub struct RunSettings {
     pub rebuild: Option<RebuildOptions>,
     /// Output of the final summary.
     pub output: Output,
-    // Extensions and identity (issue 12, wt-ext):
+    // Extensions and identity (issue 12):
     /// `--carry-role-assignments` (default) / `--no-carry-role-assignments`.
     pub carry_role_assignments: bool,
     /// Automatic rollback policy (issue 13), journaled per VM.
@@ -539,7 +539,7 @@ impl ResumeSettings {
     }
 }
 
-/// `rollback` (issue 13, wt-back).
+/// `rollback` (issue 13).
 #[derive(Debug)]
 pub struct RollbackSettings {
     /// Connection and journal, as for `resume` (nothing else is unparked).
@@ -585,7 +585,7 @@ impl RollbackSettings {
     }
 }
 
-// ---- Linux rebuild and cleanup (issue 13, wt-clean) ----
+// ---- Linux rebuild and cleanup (issue 13) ----
 
 /// `--rebuild-linux-os`, `--image` (checked) and the SSH public keys read
 /// from the `--ssh-public-key` files (one key per non-empty line); `None`
@@ -670,7 +670,7 @@ pub struct ReportSettings {
     pub state: PathBuf,
     /// Output format.
     pub format: ReportFormat,
-    /// `--html FILE` (wt-report, issue 14): write the HTML timeline there.
+    /// `--html FILE` (issue 14): write the HTML timeline there.
     pub html: Option<PathBuf>,
 }
 
@@ -702,7 +702,7 @@ pub struct PlanSettings {
     pub output: ReportFormat,
     /// `--out FILE`.
     pub out: Option<PathBuf>,
-    /// What the estimates assume (wt-report, issue 14: `--assume-churn`).
+    /// What the estimates assume (issue 14: `--assume-churn`).
     pub assumptions: crate::plan::Assumptions,
 }
 
@@ -712,7 +712,7 @@ impl PlanSettings {
         conn.poll = Some(conn.poll_or(DEFAULT_POLL_SECS)?);
         let selector = selector_of(&a)?;
         let (options, waves) = options_of(&a)?;
-        // wt-report (issue 14): the estimate's assumed guest write rate.
+        // issue 14: the estimate's assumed guest write rate.
         if !(a.assume_churn.is_finite() && a.assume_churn >= 0.0) {
             return Err(CliError::BadInput(format!(
                 "--assume-churn {} must be a number of MiB/s, 0 or more",
@@ -1062,6 +1062,11 @@ pub struct BenchCopySettings {
     pub time_scale: f64,
     /// One JSON object instead of a table.
     pub json: bool,
+    // issue 15
+    /// `--matrix` with these disk sizes (GiB, each at least 1), or empty.
+    pub matrix_sizes: Vec<u64>,
+    /// `--small-disks`.
+    pub small_disks: bool,
 }
 
 impl BenchCopySettings {
@@ -1080,6 +1085,17 @@ impl BenchCopySettings {
             churn_gib: a.churn_gib,
             time_scale: a.time_scale,
             json: a.json,
+            matrix_sizes: if a.matrix {
+                if a.matrix_sizes.is_empty() || a.matrix_sizes.contains(&0) {
+                    return Err(CliError::BadInput(
+                        "--matrix-sizes must list sizes of at least 1 GiB".into(),
+                    ));
+                }
+                a.matrix_sizes
+            } else {
+                Vec::new()
+            },
+            small_disks: a.small_disks,
         })
     }
 }

@@ -11,9 +11,11 @@ use serde_json::{Value, json};
 use super::Engine;
 use crate::cloud::{Access, CloudError, CloudResult, Retry};
 use crate::failpoint;
-use crate::model::ResourceId;
+use crate::model::{ResourceId, SasUrl};
 use crate::step::rebuild::{self, MigrationPath};
-use crate::step::{Action, CreatedKind, DiskRole, Round, Step, VerifyMode, VmRecord, body};
+use crate::step::{
+    Action, CreatedKind, DiskRole, Phase, Round, Span, Step, VerifyMode, VmRecord, body,
+};
 
 /// Updates the record *before* the intent is journaled, so that resources
 /// the action may create and SAS grants it may open are on disk before the
@@ -93,14 +95,7 @@ fn prepare_round(rec: &mut VmRecord, offline: bool) {
             let name =
                 crate::step::eligibility::derived_name(d.source.name(), &format!("-eah-r{number}"));
             let snapshot = d.source.sibling("Microsoft.Compute", "snapshots", &name);
-            d.rounds.push(Round {
-                number,
-                snapshot,
-                offline,
-                done_upto: 0,
-                bytes: 0,
-                copied: false,
-            });
+            d.rounds.push(Round::open(number, snapshot, offline));
         }
         let d = &rec.disks[i];
         let mut ids = vec![d.target.clone()];
@@ -443,6 +438,49 @@ fn with_rec<T>(shared: &Mutex<VmRecord>, f: impl FnOnce(&mut VmRecord) -> T) -> 
     f(&mut g)
 }
 
+/// Unix seconds of the engine's clock (round measurements and spans).
+fn clock() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Records a copy-round sub-phase of disk round `round` that began at `start`.
+fn span(shared: &Mutex<VmRecord>, phase: Phase, start: f64, round: u32, offline: bool, bytes: u64) {
+    with_rec(shared, |r| {
+        r.record_span(Span {
+            phase,
+            start,
+            end: clock().max(start),
+            round: Some(round),
+            offline,
+            bytes,
+        })
+    });
+}
+
+/// Revokes the grants on `ids` all at once (each is a long-running
+/// operation); each revoked one leaves `open_sas`. The first error is
+/// returned after every revoke was tried.
+async fn revoke_all(
+    engine: &Engine,
+    shared: &Mutex<VmRecord>,
+    ids: &[ResourceId],
+) -> CloudResult<()> {
+    let results =
+        futures::future::join_all(ids.iter().map(|id| engine.cloud().revoke_access(id))).await;
+    let mut err = None;
+    for (id, r) in ids.iter().zip(results) {
+        match r {
+            Ok(()) => with_rec(shared, |r| r.sas_closed(id)),
+            Err(e) => {
+                err.get_or_insert(e);
+            }
+        }
+    }
+    err.map_or(Ok(()), Err)
+}
+
 async fn copy_one(
     engine: &Engine,
     shared: &Mutex<VmRecord>,
@@ -450,7 +488,8 @@ async fn copy_one(
     offline: bool,
 ) -> CloudResult<u64> {
     let cloud = engine.cloud();
-    let (plan, round, previous, location) = with_rec(shared, |r| {
+    let started = clock();
+    let (plan, round, previous, location, verify) = with_rec(shared, |r| {
         let d = r.disks[i].clone();
         let round = d
             .rounds
@@ -466,6 +505,7 @@ async fn copy_one(
                 .as_ref()
                 .map(|f| f.location.clone())
                 .unwrap_or_default(),
+            r.copy_policy.verify,
         )
     });
     // Observe first: a target already sealed after a finished offline round
@@ -486,6 +526,8 @@ async fn copy_one(
         });
         return Ok(0);
     }
+    // The round is measured (for the stop rule) only when it runs in one go.
+    let mut measured = round.done_upto == 0;
     // The round's snapshot: create it unless it exists (and is ours).
     match cloud.get_disk(&round.snapshot).await? {
         None => {
@@ -500,17 +542,29 @@ async fn copy_one(
                 round.snapshot.name()
             )));
         }
-        Some(_) => {}
+        Some(_) => measured = false,
     }
+    let snapshot_at = clock();
+    span(
+        shared,
+        Phase::RoundSnapshot,
+        started,
+        round.number,
+        offline,
+        0,
+    );
     failpoint::hit(&format!(
         "copy:round-{}:after-snapshot",
         if offline { "offline" } else { "online" }
     ));
     let dur = sas_lifetime(plan.source_size_bytes, engine.opts().sas_duration);
+    let snapshot_grants: Vec<ResourceId> = std::iter::once(round.snapshot.clone())
+        .chain(previous.clone())
+        .collect();
     // A grant that expires mid-round (a slow copy) is renewed and the round
     // goes on from its last checkpoint; that is not a failure of the step.
     let mut attempt = 0;
-    let figures = loop {
+    let (figures, src, prev, copy_started) = loop {
         let skip_below = with_rec(shared, |r| {
             r.disks[i].rounds.last().map_or(0, |l| l.done_upto)
         });
@@ -518,8 +572,8 @@ async fn copy_one(
             // A renewal grants again what the failed attempt revoked (and
             // recorded closed): journal them open first, so a crash between
             // the grant and its revoke leaves no grant the journal forgot.
-            let mut again = vec![round.snapshot.clone(), plan.target.clone()];
-            again.extend(previous.iter().cloned());
+            let mut again = snapshot_grants.clone();
+            again.push(plan.target.clone());
             with_rec(shared, |r| {
                 for id in &again {
                     r.sas_opened(id);
@@ -531,22 +585,30 @@ async fn copy_one(
                 )
             })?;
         }
-        let mut granted: Vec<ResourceId> = Vec::new();
+        // All grants of the round at once (each is a long-running operation).
+        let t_grant = clock();
         let result = async {
-            let src = cloud
-                .grant_access(&round.snapshot, Access::Read, dur)
-                .await?;
-            granted.push(round.snapshot.clone());
-            let prev = match &previous {
-                Some(p) => {
-                    let s = cloud.grant_access(p, Access::Read, dur).await?;
-                    granted.push(p.clone());
-                    Some(s)
-                }
-                None => None,
-            };
-            let dst = cloud.grant_access(&plan.target, Access::Write, dur).await?;
+            let (src, prev, dst) = futures::try_join!(
+                engine
+                    .cloud()
+                    .grant_access(&round.snapshot, Access::Read, dur),
+                async {
+                    match &previous {
+                        Some(p) => engine
+                            .cloud()
+                            .grant_access(p, Access::Read, dur)
+                            .await
+                            .map(Some),
+                        None => Ok(None),
+                    }
+                },
+                engine
+                    .cloud()
+                    .grant_access(&plan.target, Access::Write, dur),
+            )?;
+            span(shared, Phase::Grant, t_grant, round.number, offline, 0);
             failpoint::hit("copy:after-grant");
+            let t_copy = clock();
             let vm = rec_id(shared);
             let name = plan.source.name().to_string();
             let progress = |done: u64, total: u64| {
@@ -573,176 +635,305 @@ async fn copy_one(
                 )
                 .await?;
             failpoint::hit("copy:after-copy");
-            Ok::<_, CloudError>(figures)
+            Ok::<_, CloudError>((figures, src, prev, t_copy))
         }
         .await;
-        // Revoke the snapshot grants whatever happened (the target stays
-        // open between online rounds: an Upload disk cannot be written once
-        // sealed).
-        // Concurrently: each revoke is an LRO, and offline they are downtime.
-        let mut revoke_err = None;
-        let revoked =
-            futures::future::join_all(granted.iter().map(|id| cloud.revoke_access(id))).await;
-        for (id, r) in granted.iter().zip(revoked) {
-            match r {
-                Ok(()) => with_rec(shared, |r| r.sas_closed(id)),
-                Err(e) => revoke_err = Some(e),
-            }
-        }
         match result {
-            Err(e) if is_sas_expiry(&e) && attempt < SAS_RENEWALS => {
-                attempt += 1;
-                tracing::info!(disk = %plan.source.name(), attempt, "SAS expired mid-round; renewing");
-                continue;
-            }
-            Err(e) => return Err(e),
-            Ok(f) => {
-                if let Some(e) = revoke_err {
-                    return Err(e);
+            Ok(done) => break done,
+            Err(e) => {
+                // Revoke the snapshot grants whatever happened (the target
+                // stays open: an Upload disk cannot be written once sealed).
+                let _ = revoke_all(engine, shared, &snapshot_grants).await;
+                if is_sas_expiry(&e) && attempt < SAS_RENEWALS {
+                    attempt += 1;
+                    measured = false;
+                    tracing::info!(disk = %plan.source.name(), attempt, "SAS expired mid-round; renewing");
+                    continue;
                 }
-                break f;
+                return Err(e);
             }
         }
     };
+    let copy_ended = clock();
+    span(
+        shared,
+        Phase::Copy,
+        copy_started,
+        round.number,
+        offline,
+        figures.bytes_copied,
+    );
     with_rec(shared, |r| {
         let d = &mut r.disks[i];
         if let Some(last) = d.rounds.last_mut() {
             last.copied = true;
             last.bytes = figures.work_bytes;
             last.done_upto = figures.blob_size;
+            last.calls = figures.calls;
+            if measured {
+                last.started_at = started;
+                last.snapshot_at = snapshot_at;
+                last.copy_started_at = copy_started;
+                last.copy_ended_at = copy_ended;
+            }
         }
         d.bytes_copied += figures.bytes_copied;
-        let detail = json!({"disk": plan.source, "round": round.number, "offline": offline, "bytes": figures.bytes_copied, "allocated": figures.allocated_bytes, "blob_size": figures.blob_size});
+        let detail = json!({"disk": plan.source, "round": round.number, "offline": offline, "bytes": figures.bytes_copied, "allocated": figures.allocated_bytes, "blob_size": figures.blob_size, "calls": figures.calls});
         engine.journal_write(r, "round-copied", detail)
     })?;
-    if offline {
-        cloud
-            .revoke_access(&plan.target)
-            .await
-            .map_err(|e| CloudError {
-                retry: if e.code.as_deref() == Some("InvalidVhd") {
-                    Retry::Terminal
-                } else {
-                    e.retry
-                },
-                message: format!(
-                    "sealing target disk {} failed after the copy: {}",
-                    plan.target.name(),
-                    e.message
-                ),
-                ..e
-            })?;
-        with_rec(shared, |r| {
-            r.disks[i].copied = true;
-            r.sas_closed(&plan.target);
-        });
+    if !offline {
+        // Both snapshot grants end with the online round, at once; the
+        // target stays open for writing (an Upload disk is written until it
+        // is sealed) and the next round grants it again.
+        let t = clock();
+        revoke_all(engine, shared, &snapshot_grants).await?;
+        span(shared, Phase::Revoke, t, round.number, offline, 0);
+        return Ok(figures.bytes_copied);
     }
+    // Offline: seal, then verify this disk at once (while other disks may
+    // still copy), then revoke everything it holds in one go.
+    let mut opened = snapshot_grants.clone();
+    let tail = async {
+        let t = clock();
+        let must = async {
+            match (&prev, verify) {
+                (Some(p), VerifyMode::Sample) => cloud.changed_ranges(&src, p).await,
+                _ => Ok(Vec::new()),
+            }
+        };
+        // The seal (a revoke, which validates the VHD footer) overlaps the
+        // listing of the ranges the verification must compare.
+        let (sealed, must) = futures::join!(cloud.revoke_access(&plan.target), must);
+        sealed.map_err(|e| CloudError {
+            retry: if e.code.as_deref() == Some("InvalidVhd") {
+                Retry::Terminal
+            } else {
+                e.retry
+            },
+            message: format!(
+                "sealing target disk {} failed after the copy: {}",
+                plan.target.name(),
+                e.message
+            ),
+            ..e
+        })?;
+        span(shared, Phase::Revoke, t, round.number, offline, 0);
+        with_rec(shared, |r| r.disks[i].copied = true);
+        let must = must?;
+        if verify == VerifyMode::None {
+            return Ok(None);
+        }
+        let t = clock();
+        // (The target stays listed in open_sas from the round's intent
+        // until the read grant below is revoked.)
+        opened.push(plan.target.clone());
+        let b = engine
+            .cloud()
+            .grant_access(&plan.target, Access::Read, dur)
+            .await?;
+        span(shared, Phase::Grant, t, round.number, offline, 0);
+        let t = clock();
+        let fig = compare(
+            engine,
+            (&round.snapshot, src.clone()),
+            (&plan.target, b),
+            verify,
+            &must,
+            seed_of(&plan.source),
+            dur,
+        )
+        .await?;
+        span(shared, Phase::VerifyCopy, t, round.number, offline, 0);
+        Ok::<_, CloudError>(Some(fig))
+    }
+    .await;
+    let t = clock();
+    let revoked = revoke_all(engine, shared, &opened).await;
+    span(shared, Phase::Revoke, t, round.number, offline, 0);
+    if tail.is_ok() {
+        with_rec(shared, |r| r.sas_closed(&plan.target));
+    }
+    match tail? {
+        None => with_rec(shared, |r| r.disks[i].verified = true),
+        Some(fig) => judge(engine, shared, i, &fig)?,
+    }
+    revoked?;
     Ok(figures.bytes_copied)
 }
 
-/// Compares every unverified target with its final snapshot. A mismatch
-/// un-trusts that target (its rounds are forgotten, the step goes back to
-/// the final copy) and parks the VM before anything is deleted.
-async fn verify_copies(engine: &Engine, rec: &mut VmRecord) -> CloudResult<Value> {
-    let cloud = engine.cloud();
-    let mode = rec.copy_policy.verify;
-    let mut report = Vec::new();
-    let mut failed = Vec::new();
-    for i in 0..rec.disks.len() {
-        if rec.disks[i].verified {
-            continue;
-        }
-        if mode == VerifyMode::None {
-            rec.disks[i].verified = true;
-            continue;
-        }
-        let d = rec.disks[i].clone();
-        let Some(last) = d.rounds.last().filter(|r| r.copied && r.offline).cloned() else {
-            return Err(internal(format!(
-                "disk {} has no finished final copy to verify against",
-                d.source.name()
-            )));
-        };
-        let prev = d
-            .rounds
-            .iter()
-            .rev()
-            .nth(1)
-            .filter(|r| r.copied)
-            .map(|r| r.snapshot.clone());
-        let dur = sas_lifetime(d.source_size_bytes, engine.opts().sas_duration);
-        let mut granted = Vec::new();
-        let result = async {
-            let a = cloud
-                .grant_access(&last.snapshot, Access::Read, dur)
-                .await?;
-            granted.push(last.snapshot.clone());
-            let b = cloud.grant_access(&d.target, Access::Read, dur).await?;
-            granted.push(d.target.clone());
-            let must = match &prev {
-                Some(p) => {
-                    let ps = cloud.grant_access(p, Access::Read, dur).await?;
-                    granted.push(p.clone());
-                    cloud.changed_ranges(&a, &ps).await?
-                }
-                None => Vec::new(),
-            };
-            // Batch by batch, renewing both grants if they expire (a slow
-            // read-back must not fail verification).
-            let (mut a, mut b) = (a, b);
-            let calls = cloud
-                .verify_plan(&a, &b, mode == VerifyMode::Full, &must, seed_of(&d.source))
-                .await?;
-            let mut total = crate::engine::VerifyFigures::default();
-            let mut at = 0;
-            let mut renewals = 0;
-            while at < calls.len() {
-                let batch = &calls[at..(at + VERIFY_BATCH).min(calls.len())];
-                match cloud.verify_calls(&a, &b, batch).await {
-                    Ok(f) => {
-                        total.compared_bytes += f.compared_bytes;
-                        total.mismatches.extend(f.mismatches);
-                        at += batch.len();
-                    }
-                    Err(e) if is_sas_expiry(&e) && renewals < SAS_RENEWALS => {
-                        renewals += 1;
-                        a = cloud
-                            .grant_access(&last.snapshot, Access::Read, dur)
-                            .await?;
-                        b = cloud.grant_access(&d.target, Access::Read, dur).await?;
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            Ok::<_, CloudError>(total)
-        }
-        .await;
-        for id in &granted {
-            cloud.revoke_access(id).await?;
-            rec.sas_closed(id);
-        }
-        let fig = result?;
-        report.push(json!({"disk": d.source, "compared_bytes": fig.compared_bytes, "mismatches": fig.mismatches.len()}));
+/// Records a verification's verdict on disk `i`: verified, or (a mismatch)
+/// its copy forgotten so the rules delete and copy the target again, and
+/// an error that parks the VM before anything is deleted.
+fn judge(
+    engine: &Engine,
+    shared: &Mutex<VmRecord>,
+    i: usize,
+    fig: &crate::engine::VerifyFigures,
+) -> CloudResult<()> {
+    with_rec(shared, |r| {
+        let d = r.disks[i].clone();
         if fig.mismatches.is_empty() {
-            rec.disks[i].verified = true;
-        } else {
-            failed.push((
-                d.target.name().to_string(),
-                fig.mismatches.len(),
-                fig.mismatches[0].0,
-            ));
-            let t = d.target.clone();
-            reset_copy(rec, &t);
+            r.disks[i].verified = true;
+            return Ok(());
+        }
+        reset_copy(r, &d.target);
+        r.step = Step::FinalCopy;
+        let detail = json!({"disk": d.source, "compared_bytes": fig.compared_bytes, "mismatches": fig.mismatches.len()});
+        engine.journal_write(r, "verify-mismatch", detail)?;
+        Err(internal(format!(
+            "verification found {} range(s) of target disk {} that differ from the source (first at byte {}); the source VM is untouched. `ade2eah resume` deletes that target (created by this run) and copies it again",
+            fig.mismatches.len(),
+            d.target.name(),
+            fig.mismatches[0].0
+        )))
+    })
+}
+
+/// Compares the sealed `target` with `snapshot` (read grants given) over
+/// the verification plan, batch by batch, renewing both grants if they
+/// expire (a slow read-back must not fail verification).
+async fn compare(
+    engine: &Engine,
+    snapshot: (&ResourceId, SasUrl),
+    target: (&ResourceId, SasUrl),
+    mode: VerifyMode,
+    must: &[(u64, u64)],
+    seed: u64,
+    dur: Duration,
+) -> CloudResult<crate::engine::VerifyFigures> {
+    let cloud = engine.cloud();
+    let ((snap_id, mut a), (target_id, mut b)) = (snapshot, target);
+    let calls = cloud
+        .verify_plan(&a, &b, mode == VerifyMode::Full, must, seed)
+        .await?;
+    let mut total = crate::engine::VerifyFigures::default();
+    let mut at = 0;
+    let mut renewals = 0;
+    while at < calls.len() {
+        let batch = &calls[at..(at + VERIFY_BATCH).min(calls.len())];
+        match cloud.verify_calls(&a, &b, batch).await {
+            Ok(f) => {
+                total.compared_bytes += f.compared_bytes;
+                total.mismatches.extend(f.mismatches);
+                at += batch.len();
+            }
+            Err(e) if is_sas_expiry(&e) && renewals < SAS_RENEWALS => {
+                renewals += 1;
+                (a, b) = futures::try_join!(
+                    engine.cloud().grant_access(snap_id, Access::Read, dur),
+                    engine.cloud().grant_access(target_id, Access::Read, dur)
+                )?;
+            }
+            Err(e) => return Err(e),
         }
     }
-    if let Some((disk, n, at)) = failed.first() {
-        rec.step = Step::FinalCopy;
-        engine.journal_write(rec, "verify-mismatch", json!({"report": report}))?;
-        return Err(internal(format!(
-            "verification found {n} range(s) of target disk {disk} that differ from the source (first at byte {at}); the source VM is untouched. `ade2eah resume` deletes that target (created by this run) and copies it again"
-        )));
+    Ok(total)
+}
+
+/// Compares every unverified target with its final snapshot (after a
+/// resume: the offline round verifies each disk as soon as it is sealed).
+/// A mismatch un-trusts that target (its rounds are forgotten, the step
+/// goes back to the final copy) and parks the VM before anything is
+/// deleted.
+async fn verify_copies(engine: &Engine, rec: &mut VmRecord) -> CloudResult<Value> {
+    let mode = rec.copy_policy.verify;
+    let shared = Mutex::new(std::mem::replace(rec, VmRecord::new(rec.id.clone())));
+    let todo: Vec<usize> = with_rec(&shared, |r| {
+        (0..r.disks.len())
+            .filter(|&i| !r.disks[i].verified)
+            .collect()
+    });
+    let results =
+        futures::future::join_all(todo.iter().map(|&i| verify_one(engine, &shared, i, mode))).await;
+    *rec = shared.into_inner().unwrap_or_else(|p| p.into_inner());
+    let mut report = Vec::new();
+    for r in results {
+        report.push(r?);
     }
     Ok(json!({"mode": mode, "disks": report}))
+}
+
+async fn verify_one(
+    engine: &Engine,
+    shared: &Mutex<VmRecord>,
+    i: usize,
+    mode: VerifyMode,
+) -> CloudResult<Value> {
+    let cloud = engine.cloud();
+    let d = with_rec(shared, |r| r.disks[i].clone());
+    if mode == VerifyMode::None {
+        with_rec(shared, |r| r.disks[i].verified = true);
+        return Ok(json!({"disk": d.source, "skipped": true}));
+    }
+    let Some(last) = d.rounds.last().filter(|r| r.copied && r.offline).cloned() else {
+        return Err(internal(format!(
+            "disk {} has no finished final copy to verify against",
+            d.source.name()
+        )));
+    };
+    let prev = d
+        .rounds
+        .iter()
+        .rev()
+        .nth(1)
+        .filter(|r| r.copied)
+        .map(|r| r.snapshot.clone());
+    let dur = sas_lifetime(d.source_size_bytes, engine.opts().sas_duration);
+    let opened: Vec<ResourceId> = [
+        Some(last.snapshot.clone()),
+        Some(d.target.clone()),
+        prev.clone(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let t = clock();
+    let result = async {
+        let (a, b, ps) = futures::try_join!(
+            engine
+                .cloud()
+                .grant_access(&last.snapshot, Access::Read, dur),
+            engine.cloud().grant_access(&d.target, Access::Read, dur),
+            async {
+                match &prev {
+                    Some(p) => engine
+                        .cloud()
+                        .grant_access(p, Access::Read, dur)
+                        .await
+                        .map(Some),
+                    None => Ok(None),
+                }
+            },
+        )?;
+        span(shared, Phase::Grant, t, last.number, true, 0);
+        let must = match &ps {
+            Some(ps) if mode == VerifyMode::Sample => cloud.changed_ranges(&a, ps).await?,
+            _ => Vec::new(),
+        };
+        let t = clock();
+        let fig = compare(
+            engine,
+            (&last.snapshot, a),
+            (&d.target, b),
+            mode,
+            &must,
+            seed_of(&d.source),
+            dur,
+        )
+        .await?;
+        span(shared, Phase::VerifyCopy, t, last.number, true, 0);
+        Ok::<_, CloudError>(fig)
+    }
+    .await;
+    let t = clock();
+    let revoked = revoke_all(engine, shared, &opened).await;
+    span(shared, Phase::Revoke, t, last.number, true, 0);
+    let fig = result?;
+    revoked?;
+    judge(engine, shared, i, &fig)?;
+    Ok(
+        json!({"disk": d.source, "compared_bytes": fig.compared_bytes, "mismatches": fig.mismatches.len()}),
+    )
 }
 
 fn seed_of(id: &ResourceId) -> u64 {

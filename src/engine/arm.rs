@@ -271,6 +271,7 @@ impl Cloud for ArmCloud {
             allocated_bytes: stats.allocated_bytes,
             blob_size: stats.blob_size,
             work_bytes: stats.work_bytes,
+            calls: stats.calls,
         })
     }
 

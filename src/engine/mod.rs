@@ -384,6 +384,11 @@ impl Engine {
                         close_step_span(&mut rec, step_entered);
                     }
                     step_entered = unix_now();
+                    if rec.rollback.is_none() {
+                        for id in crate::step::decide::closed_in_azure(&rec, &obs) {
+                            rec.sas_closed(&id);
+                        }
+                    }
                     let detail = rollback::advance(&mut rec);
                     wait_started = None;
                     self.record(&mut rec, "advance", detail)?;

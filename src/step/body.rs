@@ -155,7 +155,7 @@ pub fn target_disk(plan: &DiskPlan, facts: &VmFacts, run_id: &str) -> Value {
     if let Some(st) = sp.security_type() {
         props.insert("securityProfile".into(), json!({ "securityType": st }));
     }
-    // Target encryption (wt-des): the source's DES carried, or the DES /
+    // Target encryption: the source's DES carried, or the DES /
     // platform keys the operator chose (`super::encryption::expected`).
     // Platform keys are the service default and stay implicit.
     let encryption = super::encryption::expected(&facts.target_encryption, &plan.source_model);

@@ -16,6 +16,7 @@ pub mod eligibility;
 pub mod encryption;
 pub mod guest;
 pub mod observe;
+pub mod precopy;
 pub mod rebuild;
 pub mod record;
 pub mod reinstall;

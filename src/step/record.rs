@@ -74,7 +74,7 @@ pub struct VmFacts {
     pub dual_pass: bool,
     /// `VolumeType` to send with `DisableEncryption` (`All` Windows, `Data` Linux).
     pub volume_type: String,
-    /// Target encryption (wt-des): encryption of the new disks (carried from
+    /// Target encryption: encryption of the new disks (carried from
     /// the sources unless `--disk-encryption-set` / `--platform-keys`).
     #[serde(default)]
     pub target_encryption: super::encryption::TargetEncryption,
@@ -162,7 +162,12 @@ impl DiskPlan {
 
 /// One copy round of one disk: an incremental snapshot of the source, and
 /// how far copying it (or its delta against the previous round) has come.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// The timing fields are the pre-copy stop rule's measurements
+/// ([`super::precopy`]), in Unix seconds of the engine's clock; `0` when not
+/// measured (journals written before they existed, or a round resumed
+/// after a crash).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Round {
     /// 1-based round number.
     pub number: u32,
@@ -177,6 +182,50 @@ pub struct Round {
     pub bytes: u64,
     /// True once every range of the round is in the target.
     pub copied: bool,
+    /// When the round began (before its snapshot was requested).
+    #[serde(default)]
+    pub started_at: f64,
+    /// When its snapshot existed (the guest's writes after this instant
+    /// belong to the next round).
+    #[serde(default)]
+    pub snapshot_at: f64,
+    /// When its grants were in place and the copy began.
+    #[serde(default)]
+    pub copy_started_at: f64,
+    /// When its last range was in the target.
+    #[serde(default)]
+    pub copy_ended_at: f64,
+    /// Write calls the copy made (ranges split at 4 MiB).
+    #[serde(default)]
+    pub calls: u64,
+}
+
+impl Round {
+    /// A new, empty round.
+    pub fn open(number: u32, snapshot: ResourceId, offline: bool) -> Self {
+        Round {
+            number,
+            snapshot,
+            offline,
+            done_upto: 0,
+            bytes: 0,
+            copied: false,
+            started_at: 0.0,
+            snapshot_at: 0.0,
+            copy_started_at: 0.0,
+            copy_ended_at: 0.0,
+            calls: 0,
+        }
+    }
+
+    /// True when every timing of the round was measured in one go (not
+    /// resumed after a crash, not from an older journal).
+    pub fn is_measured(&self) -> bool {
+        self.started_at > 0.0
+            && self.snapshot_at >= self.started_at
+            && self.copy_started_at >= self.snapshot_at
+            && self.copy_ended_at >= self.copy_started_at
+    }
 }
 
 /// How thoroughly a sealed target is compared with its source.
@@ -194,23 +243,60 @@ pub enum VerifyMode {
 }
 
 /// Copy behaviour chosen for the run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// The stop rule of the online rounds is in time ([`super::precopy`]); the
+/// time parameters are in seconds of the engine's clock (wall seconds on
+/// Azure; a benchmark against a time-scaled emulator divides them by the
+/// scale).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct CopyPolicy {
     /// Most online rounds (0: copy everything while deallocated, the
     /// baseline procedure).
     pub max_online_rounds: u32,
-    /// Stop online rounds once a round's delta (all disks) is at most this.
+    /// The byte rule of journals written before the time rule: stop once a
+    /// round's delta (all disks) is at most this. Used only for rounds that
+    /// carry no timing measurements.
+    #[serde(default = "default_offline_target_bytes")]
     pub offline_target_bytes: u64,
     /// Verification of sealed targets.
     pub verify: VerifyMode,
+    /// Another online round must shrink the predicted data part of the
+    /// offline window by at least this share of it (0.2 = 20%)...
+    #[serde(default = "default_min_gain_fraction")]
+    pub min_gain_fraction: f64,
+    /// ...and by at least this many times the measured fixed cost of one
+    /// round (its snapshot and grants), below which the gain is lost in the
+    /// spread of those calls' durations.
+    #[serde(default = "default_min_gain_overheads")]
+    pub min_gain_overheads: f64,
+    /// Most seconds of online rounds (first round's start to the last
+    /// round's end); no further round starts after it.
+    #[serde(default = "default_max_online_secs")]
+    pub max_online_secs: f64,
+}
+
+fn default_offline_target_bytes() -> u64 {
+    2 << 30
+}
+fn default_min_gain_fraction() -> f64 {
+    0.2
+}
+fn default_min_gain_overheads() -> f64 {
+    0.5
+}
+fn default_max_online_secs() -> f64 {
+    12.0 * 3600.0
 }
 
 impl Default for CopyPolicy {
     fn default() -> Self {
         CopyPolicy {
             max_online_rounds: 4,
-            offline_target_bytes: 2 << 30,
+            offline_target_bytes: default_offline_target_bytes(),
             verify: VerifyMode::Sample,
+            min_gain_fraction: default_min_gain_fraction(),
+            min_gain_overheads: default_min_gain_overheads(),
+            max_online_secs: default_max_online_secs(),
         }
     }
 }

@@ -321,12 +321,10 @@ mod tests {
             copied: true,
             bytes_copied: 12345,
             rounds: vec![Round {
-                number: 1,
-                snapshot: id("r1"),
-                offline: false,
                 done_upto: 77,
                 bytes: 88,
                 copied: true,
+                ..Round::open(1, id("r1"), false)
             }],
             verified: true,
             rounds_opened: 1,

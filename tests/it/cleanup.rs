@@ -112,12 +112,8 @@ async fn cleanup_deletes_only_what_the_journal_owns_and_is_resumable() {
         claimed.target = c_os.sibling("Microsoft.Compute", "disks", "claimed-target");
         claimed.snapshot = c_os.sibling("Microsoft.Compute", "snapshots", "claimed-bak");
         claimed.rounds = vec![Round {
-            number: 1,
-            snapshot: foreign.clone(),
-            offline: true,
-            done_upto: 0,
-            bytes: 0,
             copied: true,
+            ..Round::open(1, foreign.clone(), true)
         }];
         ra.remember_created(CreatedKind::TargetDisk, &claimed.target.clone());
         ra.remember_created(CreatedKind::Snapshot, &foreign);

@@ -216,6 +216,7 @@ async fn paged_range_lists_and_server_busy_storms_still_copy_exactly() {
         page_list_page_size: 3,
         server_busy_rate: 0.3,
         seed: 9,
+        ..Default::default()
     };
     let rig = Rig::with_config(EmulatorConfig {
         time_scale: TIME_SCALE,
@@ -395,4 +396,58 @@ async fn status_during_a_run_shows_each_disk_with_bytes_rate_and_eta() {
         "status showed both disks live with a rate and an ETA: {seen:?}"
     );
     assert_no_secrets(rig.state_dir(), &[&out]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_offline_window_grants_each_disk_at_once_and_records_its_sub_phases() {
+    let rig = Rig::new().await;
+    let vm = rig.emu.add_vm(windows("window", 1));
+    let before = source_digests(&rig.emu, &vm);
+    let out = rig.run(std::slice::from_ref(&vm), &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_migrated(&rig.emu, &vm, &before);
+    // Between the deallocate and the VM delete, per disk: the round's three
+    // grants (final snapshot, last online snapshot, target) and one read
+    // grant on the sealed target; the verification reuses the round's two
+    // snapshot grants (before: 3 grants for the round, 3 for the
+    // verification).
+    let reqs = rig.emu.requests();
+    let vm_path = vm.as_str().to_ascii_lowercase();
+    let from = reqs
+        .iter()
+        .position(|r| {
+            r.path
+                .to_ascii_lowercase()
+                .ends_with(&format!("{vm_path}/deallocate"))
+        })
+        .expect("deallocated");
+    let to = reqs
+        .iter()
+        .position(|r| r.method == "DELETE" && r.path.eq_ignore_ascii_case(vm.as_str()))
+        .expect("deleted");
+    let grants = reqs[from..to]
+        .iter()
+        .filter(|r| r.path.ends_with("/beginGetAccess") && r.status < 300)
+        .count();
+    assert_eq!(grants, 2 * 4, "two disks, four grants each");
+    let rec = ade2eah::journal::Journal::open_to_read(rig.state_dir())
+        .and_then(|j| j.get(&vm))
+        .expect("journal readable");
+    let spans = serde_json::to_value(&rec.spans).unwrap();
+    let spans = spans.as_array().cloned().unwrap_or_default();
+    for phase in ["round-snapshot", "grant", "copy", "verify-copy", "revoke"] {
+        assert!(
+            spans
+                .iter()
+                .any(|s| s["phase"] == phase && s["offline"] == true),
+            "an offline {phase} span: {spans:#?}"
+        );
+    }
+    assert!(
+        spans.iter().any(|s| s["phase"] == "copy"
+            && s["offline"] == false
+            && s["bytes"].as_u64() > Some(0)),
+        "online copies carry their bytes"
+    );
+    assert!(rig.emu.active_sas().is_empty());
 }

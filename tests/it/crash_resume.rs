@@ -61,3 +61,13 @@ async fn crash_after_vm_delete_sent() {
 async fn crash_after_create_intent() {
     crash_then_resume("after-intent:create-vm").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_after_an_online_round() {
+    crash_then_resume("after-act:copy-round-online").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_after_the_offline_round_sealed_and_verified() {
+    crash_then_resume("after-act:copy-round-offline").await;
+}

@@ -139,7 +139,11 @@ async fn crash_case(point: String) -> Result<bool, String> {
         return Err(format!("{point}: outcome {}", rec["outcome"]));
     }
     if rec["open_sas"].as_array().is_some_and(|a| !a.is_empty()) {
-        return Err(format!("{point}: journal still lists open SAS"));
+        return Err(format!(
+            "{point}: journal still lists open SAS: {} (emulator snapshots: {})",
+            rec["open_sas"],
+            serde_json::to_value(rig.emu.state()).unwrap()["snapshots"]
+        ));
     }
     let created: BTreeSet<String> = rec["created"]
         .as_array()
@@ -204,7 +208,11 @@ async fn crash_case(point: String) -> Result<bool, String> {
 async fn crash_sweep_every_point_resumes_safely() {
     let traced = trace_points().await;
     assert!(traced.len() > 20, "trace saw the run: {traced:?}");
-    let points = dedupe(&traced);
+    let mut points = dedupe(&traced);
+    // `ADE2EAH_SWEEP_ONLY=<substring>` narrows the sweep while debugging.
+    if let Ok(only) = std::env::var("ADE2EAH_SWEEP_ONLY") {
+        points.retain(|p| p.contains(&only));
+    }
     let names: BTreeSet<&str> = traced.iter().map(|(n, _)| n.as_str()).collect();
     eprintln!(
         "crash sweep: {} hits traced, {} distinct names, {} crash points covered",

@@ -122,7 +122,7 @@ async fn linux_os_volume_vm_is_rebuilt_from_its_image_on_empty_disks() {
         p["hardwareProfile"], before["properties"]["hardwareProfile"],
         "same size"
     );
-    // (The Azure-side lease tag is the lease's own business: wt-keep's part.)
+    // (The Azure-side lease tag is the lease's own business: the lease module's part.)
     let mut tags = after["tags"].clone();
     tags.as_object_mut().unwrap().remove("ade2eah-lease");
     assert_eq!(tags, before["tags"], "same tags");

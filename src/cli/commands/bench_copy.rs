@@ -26,7 +26,7 @@ const GIB: u64 = 1 << 30;
 const MIB: f64 = (1 << 20) as f64;
 
 /// Process CPU seconds (user + system) and peak RSS in bytes, from /proc.
-fn cpu_and_peak() -> (f64, u64) {
+pub(super) fn cpu_and_peak() -> (f64, u64) {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     let fields: Vec<&str> = stat
         .rsplit_once(')')
@@ -49,11 +49,11 @@ fn cpu_and_peak() -> (f64, u64) {
     (cpu, hwm)
 }
 
-fn mean(r: emulator::SimRange) -> f64 {
+pub(super) fn mean(r: emulator::SimRange) -> f64 {
     (r.min + r.max) / 2.0
 }
 
-fn config(a: &BenchCopySettings) -> EmulatorConfig {
+pub(super) fn config(a: &BenchCopySettings) -> EmulatorConfig {
     // Decryption is not what this benchmark measures: make it quick.
     EmulatorConfig {
         time_scale: a.time_scale,
@@ -65,31 +65,42 @@ fn config(a: &BenchCopySettings) -> EmulatorConfig {
 
 /// Migrates one VM with `policy` in a fresh emulator; returns the VM's
 /// downtime, its record, and the emulator (for more figures).
-async fn migrate(
+pub(super) async fn migrate(
     cfg: EmulatorConfig,
     spec: VmSpec,
     policy: CopyPolicy,
 ) -> Result<(f64, VmRecord, Emulator), CliError> {
+    let (mut vms, emu) = migrate_all(cfg, vec![spec], policy).await?;
+    let (downtime, rec) = vms.remove(0);
+    Ok((downtime, rec, emu))
+}
+
+/// Migrates the VMs of `specs` together (in parallel, as a run does) with
+/// `policy` in a fresh emulator; returns each VM's downtime and record.
+pub(super) async fn migrate_all(
+    cfg: EmulatorConfig,
+    specs: Vec<VmSpec>,
+    policy: CopyPolicy,
+) -> Result<(Vec<(f64, VmRecord)>, Emulator), CliError> {
     let emu = emulator::start(cfg)
         .await
         .map_err(|e| CliError::Failed(e.to_string()))?;
-    let vm = emu.add_vm(spec);
+    let ids: Vec<_> = specs.into_iter().map(|s| emu.add_vm(s)).collect();
     let poll = Duration::from_secs_f64(0.01);
     let conn = ConnSettings::emulator(&emu.base_url(), poll)?;
     let cloud: ArmCloud = connect(&conn, None, poll).await?;
     let dir = tempfile::tempdir().map_err(|e| CliError::Failed(e.to_string()))?;
     let new = start_run(dir.path())?;
-    let mut records: Vec<VmRecord> =
-        discover(&cloud, std::slice::from_ref(&vm), &Default::default())
-            .await
-            .map_err(|e| CliError::Failed(e.to_string()))?
-            .into_iter()
-            .map(|(r, _)| r)
-            .collect();
+    let mut records: Vec<VmRecord> = discover(&cloud, &ids, &Default::default())
+        .await
+        .map_err(|e| CliError::Failed(e.to_string()))?
+        .into_iter()
+        .map(|(r, _)| r)
+        .collect();
     for r in &mut records {
         r.copy_policy = policy;
     }
-    let meta = emulator_run_meta(&emu, poll, 1, vec![vm.clone()]);
+    let meta = emulator_run_meta(&emu, poll, 1, ids.clone());
     let (journal, entries) = new.begin(&meta, &records)?;
     let engine = Engine::new(
         Arc::new(cloud),
@@ -100,18 +111,21 @@ async fn migrate(
         ctrl_c_channel(),
     );
     engine.run(entries).await?;
-    let rec = journal.get(&vm)?;
-    if rec.outcome != Outcome::Verified {
-        return Err(CliError::Failed(format!(
-            "benchmark VM ended {:?}",
-            rec.outcome
-        )));
+    let mut out = Vec::new();
+    for vm in &ids {
+        let rec = journal.get(vm)?;
+        if rec.outcome != Outcome::Verified {
+            return Err(CliError::Failed(format!(
+                "benchmark VM ended {:?}",
+                rec.outcome
+            )));
+        }
+        out.push((emu.vm_offline_secs(vm).unwrap_or(f64::NAN), rec));
     }
-    let downtime = emu.vm_offline_secs(&vm).unwrap_or(f64::NAN);
-    Ok((downtime, rec, emu))
+    Ok((out, emu))
 }
 
-fn spec(name: &str, gib: u64, allocated: f64, churn: f64) -> VmSpec {
+pub(super) fn spec(name: &str, gib: u64, allocated: f64, churn: f64) -> VmSpec {
     let mut s = VmSpec::windows(name, "rg-bench");
     s.ade = AdeSpec::WindowsOs;
     s.os_disk.size_gib = gib;
@@ -122,6 +136,12 @@ fn spec(name: &str, gib: u64, allocated: f64, churn: f64) -> VmSpec {
 
 /// Runs the benchmark and prints its figures.
 pub async fn bench_copy(a: BenchCopySettings) -> Result<Exit, CliError> {
+    if !a.matrix_sizes.is_empty() {
+        return super::bench_copy_matrix::matrix(&a).await;
+    }
+    if a.small_disks {
+        return super::bench_copy_matrix::small_disks(&a).await;
+    }
     let cap = 60.0 * MIB; // Standard-HDD class upload cap up to 4 TiB (facts §9)
     let allocated = (a.disk_gib * GIB) as f64 * a.allocated;
     // Spread the requested writes over the first (full) round's duration at the cap.
@@ -130,7 +150,7 @@ pub async fn bench_copy(a: BenchCopySettings) -> Result<Exit, CliError> {
     let (ours, rec, _e1) = migrate(
         config(&a),
         spec("bench-ours", a.disk_gib, a.allocated, churn),
-        CopyPolicy::default(),
+        super::bench_copy_matrix::policy(&a),
     )
     .await?;
     let (cpu1, peak) = cpu_and_peak();

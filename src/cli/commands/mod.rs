@@ -4,6 +4,7 @@
 
 pub mod approve;
 pub mod bench_copy;
+pub mod bench_copy_matrix;
 pub mod bench_fleet;
 pub mod cleanup;
 pub mod completions;

@@ -81,7 +81,7 @@ pub async fn build_plan(
     let (mut vms, _) = classify_all(cloud, &ids, false, discover)
         .await
         .map_err(plan_err)?;
-    // Target encryption (wt-des): the plan's choice, checked by the preflight.
+    // Target encryption: the plan's choice, checked by the preflight.
     for v in vms.iter_mut() {
         if let Some(f) = v.record.facts.as_mut() {
             f.target_encryption = options.target_encryption.clone().unwrap_or_default();

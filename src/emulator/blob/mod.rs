@@ -77,6 +77,11 @@ pub struct StorageConfig {
     pub server_busy_rate: f64,
     /// Seed for the storage fault choices.
     pub seed: u64,
+    /// Write bandwidth of every target blob in bytes per simulated second,
+    /// instead of the Standard HDD tier of its size (`None`, the default).
+    /// For benchmarks of a slower path, such as the 4 MiB/s per-disk cap
+    /// of issue 15's small-disk setup; Azure's own figures are facts §9.
+    pub upload_cap_bytes_per_sec: Option<f64>,
 }
 
 impl Default for StorageConfig {
@@ -85,6 +90,7 @@ impl Default for StorageConfig {
             page_list_page_size: 500,
             server_busy_rate: 0.0,
             seed: 1,
+            upload_cap_bytes_per_sec: None,
         }
     }
 }

@@ -675,7 +675,12 @@ impl BlobStore {
         }
         let now = self.clock.now();
         let start = b.busy_until.max(now);
-        b.busy_until = start + n as f64 / upload_bandwidth(b.len);
+        let bandwidth = self
+            .cfg
+            .upload_cap_bytes_per_sec
+            .filter(|c| *c > 0.0)
+            .unwrap_or_else(|| upload_bandwidth(b.len));
+        b.busy_until = start + n as f64 / bandwidth;
         b.busy_until - now
     }
 

@@ -42,12 +42,8 @@ fn plan(src: &str, uid: &str, rounds: usize) -> DiskPlan {
         bytes_copied: 0,
         rounds: (1..=rounds)
             .map(|n| Round {
-                number: n as u32,
-                snapshot: snap(&format!("{src}-r{n}")),
-                offline: false,
-                done_upto: 0,
-                bytes: 0,
                 copied: true,
+                ..Round::open(n as u32, snap(&format!("{src}-r{n}")), false)
             })
             .collect(),
         verified: true,
