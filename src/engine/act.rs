@@ -481,6 +481,23 @@ async fn revoke_all(
     err.map_or(Ok(()), Err)
 }
 
+/// A read grant on `id` when there is one (the previous round's snapshot,
+/// absent after a first round), so it can join the round's other grants.
+async fn read_grant_if(
+    engine: &Engine,
+    id: Option<&ResourceId>,
+    dur: Duration,
+) -> CloudResult<Option<SasUrl>> {
+    match id {
+        Some(p) => engine
+            .cloud()
+            .grant_access(p, Access::Read, dur)
+            .await
+            .map(Some),
+        None => Ok(None),
+    }
+}
+
 async fn copy_one(
     engine: &Engine,
     shared: &Mutex<VmRecord>,
@@ -588,24 +605,19 @@ async fn copy_one(
         // All grants of the round at once (each is a long-running operation).
         let t_grant = clock();
         let result = async {
-            let (src, prev, dst) = futures::try_join!(
+            // `join!`, not `try_join!`: a failed grant must not drop the
+            // others mid-operation (an abandoned grant can complete on
+            // Azure's side after the revokes below, leaving it open).
+            let (src, prev, dst) = futures::join!(
                 engine
                     .cloud()
                     .grant_access(&round.snapshot, Access::Read, dur),
-                async {
-                    match &previous {
-                        Some(p) => engine
-                            .cloud()
-                            .grant_access(p, Access::Read, dur)
-                            .await
-                            .map(Some),
-                        None => Ok(None),
-                    }
-                },
+                read_grant_if(engine, previous.as_ref(), dur),
                 engine
                     .cloud()
                     .grant_access(&plan.target, Access::Write, dur),
-            )?;
+            );
+            let (src, prev, dst) = (src?, prev?, dst?);
             span(shared, Phase::Grant, t_grant, round.number, offline, 0);
             failpoint::hit("copy:after-grant");
             let t_copy = clock();
@@ -889,22 +901,15 @@ async fn verify_one(
     .collect();
     let t = clock();
     let result = async {
-        let (a, b, ps) = futures::try_join!(
+        // All complete before any error is returned (see `copy_one`).
+        let (a, b, ps) = futures::join!(
             engine
                 .cloud()
                 .grant_access(&last.snapshot, Access::Read, dur),
             engine.cloud().grant_access(&d.target, Access::Read, dur),
-            async {
-                match &prev {
-                    Some(p) => engine
-                        .cloud()
-                        .grant_access(p, Access::Read, dur)
-                        .await
-                        .map(Some),
-                    None => Ok(None),
-                }
-            },
-        )?;
+            read_grant_if(engine, prev.as_ref(), dur),
+        );
+        let (a, b, ps) = (a?, b?, ps?);
         span(shared, Phase::Grant, t, last.number, true, 0);
         let must = match &ps {
             Some(ps) if mode == VerifyMode::Sample => cloud.changed_ranges(&a, ps).await?,

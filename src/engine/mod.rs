@@ -384,7 +384,7 @@ impl Engine {
                         close_step_span(&mut rec, step_entered);
                     }
                     step_entered = unix_now();
-                    if rec.rollback.is_none() {
+                    if rec.rollback.is_none() && rec.step == Step::VerifyCopy {
                         for id in crate::step::decide::closed_in_azure(&rec, &obs) {
                             rec.sas_closed(&id);
                         }

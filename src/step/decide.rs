@@ -424,10 +424,11 @@ fn leftover_sas(rec: &VmRecord, obs: &Observation) -> Option<Decision> {
 
 /// The grants the record lists open that Azure shows closed: a revoke
 /// accepted before a crash finished on Azure's side without its result
-/// reaching the journal. Called only when a step is left with
-/// [`Decision::Advance`] (every grant its actions asked for has completed,
-/// and [`leftover_sas`] found nothing open), so dropping them from the
-/// record forgets no live grant.
+/// reaching the journal. Called only when the copy verification step is
+/// left with [`Decision::Advance`]: no later step of a migration grants
+/// access, every grant the copy steps asked for has completed (grants are
+/// joined, never abandoned mid-operation) and [`leftover_sas`] found
+/// nothing open, so dropping them from the record forgets no live grant.
 pub fn closed_in_azure(rec: &VmRecord, obs: &Observation) -> Vec<ResourceId> {
     rec.open_sas
         .iter()
@@ -496,12 +497,7 @@ fn pre_copy(rec: &VmRecord, obs: &Observation, vm: &VmView, run_id: &str) -> Dec
     {
         return Decision::Act(Action::CopyRound { offline: false });
     }
-    let done = rec
-        .disks
-        .iter()
-        .map(|d| d.online_rounds_done())
-        .min()
-        .unwrap_or(0) as u32;
+    let done = rec.online_rounds_done();
     if done >= policy.max_online_rounds {
         return Decision::Advance;
     }

@@ -147,12 +147,7 @@ pub fn predict(d: &DiskPlan, verify: VerifyMode) -> Option<DiskPrediction> {
 /// (the caller handles the open round and the first one).
 pub fn verdict(rec: &VmRecord) -> PreCopyVerdict {
     let policy: CopyPolicy = rec.copy_policy;
-    let done = rec
-        .disks
-        .iter()
-        .map(|d| d.online_rounds_done())
-        .min()
-        .unwrap_or(0) as u32;
+    let done = rec.online_rounds_done();
     if done >= policy.max_online_rounds {
         return PreCopyVerdict::Stop(format!(
             "{done} online round(s): the cap (--precopy-rounds)"

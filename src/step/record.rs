@@ -393,6 +393,15 @@ pub struct VmRecord {
 }
 
 impl VmRecord {
+    /// Online rounds every disk has finished (the slowest disk's count).
+    pub fn online_rounds_done(&self) -> u32 {
+        self.disks
+            .iter()
+            .map(|d| d.online_rounds_done())
+            .min()
+            .unwrap_or(0) as u32
+    }
+
     /// A fresh record at the first step.
     pub fn new(id: ResourceId) -> Self {
         VmRecord {
