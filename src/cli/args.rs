@@ -360,6 +360,12 @@ pub struct TransferArgs {
     #[arg(long, default_value_t = crate::copy::DEFAULT_GLOBAL_PARALLEL,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(2..=4096))]
     pub copy_parallel_total: usize,
+    /// Shortest lifetime, in hours, of each disk SAS grant (big disks get
+    /// longer: 1 h + 2 s per 50 MiB, at most 60 days). Every grant is revoked
+    /// when its step ends; one that expires mid-copy is granted again and
+    /// the copy goes on from its last checkpoint.
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u64).range(1..=1440))]
+    pub sas_hours: u64,
 }
 
 /// `--transfer` values.

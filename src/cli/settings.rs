@@ -386,14 +386,16 @@ pub fn target_encryption(
     }
 }
 
-/// The copy engine's options from `--transfer`, `--copy-parallel` and
-/// `--copy-parallel-total`.
+/// The copy engine's options from `--transfer`, `--copy-parallel`,
+/// `--copy-parallel-total` and `--sas-hours`.
 pub fn copy_options(a: &TransferArgs) -> CopyOptions {
     let mode = match a.transfer {
         TransferArg::ServerSide => crate::copy::TransferMode::ServerSide,
         TransferArg::Relay => crate::copy::TransferMode::Relay,
     };
-    CopyOptions::new(mode, a.copy_parallel, a.copy_parallel_total)
+    let mut o = CopyOptions::new(mode, a.copy_parallel, a.copy_parallel_total);
+    o.sas_min = Duration::from_secs(a.sas_hours * 3600);
+    o
 }
 
 /// The copy options when no flag chose any (the defaults of `--transfer`,

@@ -55,10 +55,14 @@ pub struct CopyOptions {
     pub mode: TransferMode,
     /// Calls in flight in the whole process (all disks, all VMs).
     pub global: Option<Arc<Semaphore>>,
+    /// Shortest lifetime requested for a disk SAS grant (`--sas-hours`).
+    pub sas_min: std::time::Duration,
 }
 
 /// Default calls in flight per disk.
 pub const DEFAULT_PARALLEL: usize = 16;
+/// Default shortest SAS grant lifetime (`--sas-hours`).
+pub const DEFAULT_SAS_MIN: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
 /// Default calls in flight across the process.
 pub const DEFAULT_GLOBAL_PARALLEL: usize = 64;
 
@@ -81,6 +85,7 @@ impl CopyOptions {
             parallel: per_disk.max(1),
             mode,
             global: Some(Arc::new(Semaphore::new(total.max(2)))),
+            sas_min: DEFAULT_SAS_MIN,
         }
     }
 

@@ -831,10 +831,12 @@ async fn compare(
             }
             Err(e) if is_sas_expiry(&e) && renewals < SAS_RENEWALS => {
                 renewals += 1;
-                (a, b) = futures::try_join!(
+                // `join!`: neither grant is abandoned mid-operation.
+                let (na, nb) = futures::join!(
                     engine.cloud().grant_access(snap_id, Access::Read, dur),
                     engine.cloud().grant_access(target_id, Access::Read, dur)
-                )?;
+                );
+                (a, b) = (na?, nb?);
             }
             Err(e) => return Err(e),
         }

@@ -149,7 +149,7 @@ pub struct EngineOptions {
     /// Longest wait at `verify` for checks that may still resolve (the VM
     /// agent becoming ready, the in-guest check) before parking.
     pub verify_max_wait: Duration,
-    /// SAS lifetime requested for copies.
+    /// Shortest SAS lifetime requested for copies (`--sas-hours`).
     pub sas_duration: Duration,
     /// Lifetime of the Azure-side VM lease ([`lease`]).
     pub lease_ttl: Duration,
@@ -167,7 +167,7 @@ impl EngineOptions {
             retry_base: poll_interval,
             decrypt_max_wait: Duration::from_secs(72 * 3600),
             verify_max_wait: Duration::from_secs(30 * 60),
-            sas_duration: Duration::from_secs(6 * 3600),
+            sas_duration: crate::copy::DEFAULT_SAS_MIN,
             lease_ttl: lease::DEFAULT_TTL,
             break_lease: false,
         }

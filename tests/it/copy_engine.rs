@@ -403,7 +403,12 @@ async fn the_offline_window_grants_each_disk_at_once_and_records_its_sub_phases(
     let rig = Rig::new().await;
     let vm = rig.emu.add_vm(windows("window", 1));
     let before = source_digests(&rig.emu, &vm);
-    let out = rig.run(std::slice::from_ref(&vm), &[]).await;
+    // Grants that outlive the run: at 5000x, 6 h of SAS is 4.3 s of wall
+    // time, which a loaded machine can overrun, and a renewal grants again
+    // (counted below). 30 days is 8.6 minutes of wall time.
+    let out = rig
+        .run_with(std::slice::from_ref(&vm), &["--sas-hours", "720"], &[])
+        .await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_migrated(&rig.emu, &vm, &before);
     // Between the deallocate and the VM delete, per disk: the round's three

@@ -62,7 +62,8 @@ pub async fn drive_entries(
     entries: Vec<VmEntry>,
     drive: &Drive,
 ) -> Result<Vec<VmEntry>, CliError> {
-    let opts = drive.engine_options(&journal)?;
+    let mut opts = drive.engine_options(&journal)?;
+    opts.sas_duration = cloud.copy_options().sas_min;
     let live = Live::start(journal.dir(), progress_for(drive.output));
     let engine = Engine::new(
         Arc::new(cloud),
@@ -94,6 +95,7 @@ pub async fn execute_waves(
     let mut opts = EngineOptions::new(drive.poll);
     opts.lease_ttl = journal.lease_meta()?.ttl();
     opts.break_lease = drive.break_lease;
+    opts.sas_duration = cloud.copy_options().sas_min;
     let cloud: Arc<ArmCloud> = Arc::new(cloud);
     let live = Live::start(dir, progress_for(drive.output));
     let run = WaveRun {
