@@ -151,6 +151,12 @@ pub trait Cloud: Send + Sync {
     /// PUT a role assignment by its full id (`{scope}/providers/
     /// Microsoft.Authorization/roleAssignments/{guid}`); synchronous.
     async fn put_role_assignment(&self, id: &str, body: &Value) -> CloudResult<()>;
+    /// GET a network interface (`Ok(None)`: 404).
+    async fn get_nic(&self, id: &ResourceId) -> CloudResult<Option<Value>>;
+    /// PUT a network interface; waits.
+    async fn put_nic(&self, id: &ResourceId, body: &Value) -> CloudResult<()>;
+    /// DELETE a network interface; waits (a missing one counts as deleted).
+    async fn delete_nic(&self, id: &ResourceId) -> CloudResult<()>;
     /// PUT a disk; waits.
     async fn put_disk(&self, id: &ResourceId, body: &Value) -> CloudResult<()>;
     /// PATCH a disk (properties merge); waits.

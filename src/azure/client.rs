@@ -23,6 +23,9 @@ use super::wire;
 use super::{AzureConfig, TokenSource};
 use crate::model::{ResourceId, SasUrl, redact};
 
+/// `Microsoft.Network` API version (network interfaces, `--nic-swap`).
+pub const NETWORK_API: &str = "2024-05-01";
+
 /// SAS access to request with `beginGetAccess`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SasAccess {
@@ -719,6 +722,30 @@ impl ArmClient {
     /// DELETE a disk or snapshot and wait; a missing one counts as deleted.
     pub async fn delete_disk(&self, id: &ResourceId) -> Result<(), AzureError> {
         self.delete(self.url(id.as_str(), self.disks(), &[])?).await
+    }
+
+    /// GET a network interface; `None` on 404.
+    pub async fn get_nic(&self, id: &ResourceId) -> Result<Option<Value>, AzureError> {
+        Ok(self
+            .get_json::<Value>(self.url(id.as_str(), NETWORK_API, &[])?)
+            .await?
+            .map(|f| f.raw))
+    }
+
+    /// PUT a network interface and wait.
+    pub async fn put_nic(&self, id: &ResourceId, body: &Value) -> Result<(), AzureError> {
+        self.mutate(
+            Method::PUT,
+            self.url(id.as_str(), NETWORK_API, &[])?,
+            Some(body),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// DELETE a network interface and wait; a missing one counts as deleted.
+    pub async fn delete_nic(&self, id: &ResourceId) -> Result<(), AzureError> {
+        self.delete(self.url(id.as_str(), NETWORK_API, &[])?).await
     }
 
     /// `beginGetAccess` on a disk or snapshot; returns the SAS URL. The SAS

@@ -46,6 +46,9 @@ pub struct Operation {
 const VM: &str =
     "/subscriptions/{s}/resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachines/{vm}";
 
+const NIC: &str =
+    "/subscriptions/{s}/resourceGroups/{rg}/providers/Microsoft.Network/networkInterfaces/{nic}";
+
 macro_rules! op {
     ($m:literal, $p:expr, [$($a:literal),+ $(,)?]) => {
         Operation { method: $m, pattern: $p, actions: &[$($a),+] }
@@ -124,7 +127,33 @@ pub const OPERATIONS: &[Operation] = &[
             "Microsoft.ManagedIdentity/userAssignedIdentities/assign/action",
         ]
     ),
-    op!("PATCH", VM, ["Microsoft.Compute/virtualMachines/write"]),
+    // A PATCH that names a NIC the VM does not have yet (`--nic-swap`'s
+    // placeholder) joins it, as a create does.
+    op!(
+        "PATCH",
+        VM,
+        [
+            "Microsoft.Compute/virtualMachines/write",
+            "Microsoft.Network/networkInterfaces/join/action",
+        ]
+    ),
+    // `--nic-swap`: the VM's primary NIC (its subnet) and the placeholder
+    // NIC, created in that subnet (a linked check on the subnet, as for
+    // `az network nic create`) and deleted once the new VM runs.
+    op!("GET", NIC, ["Microsoft.Network/networkInterfaces/read"]),
+    op!(
+        "PUT",
+        NIC,
+        [
+            "Microsoft.Network/networkInterfaces/write",
+            "Microsoft.Network/virtualNetworks/subnets/join/action",
+        ]
+    ),
+    op!(
+        "DELETE",
+        NIC,
+        ["Microsoft.Network/networkInterfaces/delete"]
+    ),
     // The instance view, read apart from a model read with `$expand=userData`.
     op!(
         "GET",
@@ -247,6 +276,11 @@ pub const OPERATIONS: &[Operation] = &[
         "GET",
         "/subscriptions/{s}/providers/Microsoft.Compute/locations/{loc}/DiskOperations/{id}",
         ["Microsoft.Compute/locations/DiskOperations/read"]
+    ),
+    op!(
+        "GET",
+        "/subscriptions/{s}/providers/Microsoft.Network/locations/{loc}/operations/{id}",
+        ["Microsoft.Network/locations/operations/read"]
     ),
 ];
 

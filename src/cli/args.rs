@@ -240,6 +240,14 @@ pub struct RunArgs {
     /// BitLocker / dm-crypt off); on Windows also before the copy.
     #[arg(long)]
     pub guest_check: bool,
+    /// Before deleting each VM, swap a placeholder NIC (created on the same
+    /// subnet while the VM still runs) in place of its own NICs, so the
+    /// re-create may find them free rather than reserved for 180 s. Whether
+    /// Azure skips the reservation then is unconfirmed: a reserved NIC is
+    /// waited out as without the swap. The placeholder is deleted once the
+    /// new VM runs.
+    #[arg(long)]
+    pub nic_swap: bool,
     /// Linux VMs with an ADE OS volume.
     #[command(flatten)]
     pub rebuild: RebuildArgs,
@@ -678,6 +686,9 @@ pub struct BenchCopyArgs {
     /// 256 MiB of data, 64 KiB/s guest writes per disk, 4 MiB/s write cap.
     #[arg(long, conflicts_with = "matrix")]
     pub small_disks: bool,
+    /// Migrate our VMs with `--nic-swap` (the baselines without).
+    #[arg(long)]
+    pub nic_swap: bool,
 }
 
 fn parse_id(s: &str) -> Result<ResourceId, String> {

@@ -437,6 +437,8 @@ pub struct RunSettings {
     pub target_encryption: Option<crate::step::encryption::TargetEncryption>,
     /// `--guest-check` (journaled per VM).
     pub guest_check: bool,
+    /// `--nic-swap` (journaled per VM).
+    pub nic_swap: bool,
     /// `--rebuild-linux-os` (with `--image`, `--ssh-public-key`).
     pub rebuild: Option<RebuildOptions>,
     /// Output of the final summary.
@@ -493,6 +495,7 @@ impl RunSettings {
             copy: copy_options(&a.transfer),
             target_encryption: target_encryption(&a.target)?,
             guest_check: a.guest_check,
+            nic_swap: a.nic_swap,
             rebuild: rebuild_options(&a.rebuild)?,
             output: a.output,
             carry_role_assignments: !a.no_carry_role_assignments,
@@ -1069,6 +1072,8 @@ pub struct BenchCopySettings {
     pub matrix_sizes: Vec<u64>,
     /// `--small-disks`.
     pub small_disks: bool,
+    /// `--nic-swap` for our VMs.
+    pub nic_swap: bool,
 }
 
 impl BenchCopySettings {
@@ -1098,6 +1103,7 @@ impl BenchCopySettings {
                 Vec::new()
             },
             small_disks: a.small_disks,
+            nic_swap: a.nic_swap,
         })
     }
 }

@@ -21,6 +21,7 @@ use super::{Inner, RequestLog};
 
 const COMPUTE_API: &str = "2024-11-01";
 const DISK_API: &str = "2025-01-02";
+const NETWORK_API: &str = "2024-05-01";
 const MAX_BODY: usize = 32 * 1024 * 1024;
 
 /// A parsed ARM route.
@@ -145,6 +146,9 @@ fn parse_route(path: &str, subscription: &str) -> Result<Route, ArmError> {
             ("microsoft.compute", 8)
                 if l(4) == "locations" && (l(6) == "operations" || l(6) == "diskoperations") =>
             {
+                Ok(Route::Operation(segs[7].to_string()))
+            }
+            ("microsoft.network", 8) if l(4) == "locations" && l(6) == "operations" => {
                 Ok(Route::Operation(segs[7].to_string()))
             }
             ("microsoft.compute", 5) if l(4) == "skus" => Ok(Route::Skus),
@@ -551,6 +555,8 @@ fn dispatch(
         }
         (Route::DiskList(rg, s), "GET") => reply(w.disk_list(sub, rg.as_deref(), *s)),
         (Route::Nic(t), "GET") => reply(w.nic_get(t)?),
+        (Route::Nic(t), "PUT") => Ok(Outcome::Reply(w.nic_put(t, &body, inject, now)?)),
+        (Route::Nic(t), "DELETE") => Ok(Outcome::Reply(w.nic_delete(t, inject, now)?)),
         (Route::Operation(id), "GET") => {
             if query_has(query, "monitor", "true") {
                 Ok(Outcome::Location(w.op_location(id, now)?))
@@ -759,9 +765,14 @@ fn op_urls(sub: &str, loc: &str, base: &str, lro: &LroRef) -> (String, String) {
     let (seg, api) = match lro.family {
         OpFamily::Compute => ("operations", COMPUTE_API),
         OpFamily::Disk => ("DiskOperations", DISK_API),
+        OpFamily::Network => ("operations", NETWORK_API),
+    };
+    let provider = match lro.family {
+        OpFamily::Network => "Microsoft.Network",
+        OpFamily::Compute | OpFamily::Disk => "Microsoft.Compute",
     };
     let async_url = format!(
-        "{base}/subscriptions/{sub}/providers/Microsoft.Compute/locations/{loc}/{seg}/{}?api-version={api}",
+        "{base}/subscriptions/{sub}/providers/{provider}/locations/{loc}/{seg}/{}?api-version={api}",
         lro.id
     );
     let location = format!("{async_url}&monitor=true");

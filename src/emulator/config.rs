@@ -35,6 +35,11 @@ pub struct EmulatorConfig {
     pub durations: Durations,
     /// Simulated seconds a NIC stays reserved after its VM is deleted (180).
     pub nic_reservation_secs: f64,
+    /// Whether NICs a VM update takes off a VM are reserved for it as a
+    /// VM delete reserves its NICs (default false). Whether Azure does so
+    /// is undocumented (facts §11, NIC reservation: UNCONFIRMED); `true`
+    /// models the pessimistic reading, under which `--nic-swap` gains nothing.
+    pub reserve_swapped_nics: bool,
     /// Guest decryption speed per disk in bytes per simulated second (60 MiB/s);
     /// disks decrypt in parallel.
     pub decrypt_bytes_per_sec: f64,
@@ -72,6 +77,7 @@ impl Default for EmulatorConfig {
             eah_refusal_status: 400,
             durations: Durations::default(),
             nic_reservation_secs: 180.0,
+            reserve_swapped_nics: false,
             decrypt_bytes_per_sec: 60.0 * 1024.0 * 1024.0,
             linux_decrypt_delay_secs: 120.0,
             windows_bitlocker_lag_secs: 0.0,

@@ -12,6 +12,8 @@ pub(crate) enum OpFamily {
     Compute,
     /// `.../locations/{loc}/DiskOperations/{id}` (disks, snapshots).
     Disk,
+    /// `Microsoft.Network/locations/{loc}/operations/{id}` (NICs).
+    Network,
 }
 
 /// What a finished operation's `Location` poll returns.
@@ -36,6 +38,8 @@ pub(crate) enum ResourceKind {
     Disk,
     /// A snapshot.
     Snapshot,
+    /// A network interface.
+    Nic,
 }
 
 /// State of an operation.

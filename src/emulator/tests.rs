@@ -880,3 +880,75 @@ async fn http_extra_subscriptions_have_their_own_vms_features_and_throttle_bucke
     assert!(throttled, "the primary subscription's reads are throttled");
     assert_eq!(get(list(OTHER)).await.status(), 200);
 }
+
+/// NIC PUT / DELETE and a NIC swap by VM update (`--nic-swap`): a NIC
+/// changes VMs only while the VM is deallocated, a NIC in use cannot be
+/// deleted, a VM delete reserves the NICs it holds (not the ones swapped
+/// off it), and the pessimistic mode reserves those too.
+#[test]
+fn nic_put_delete_and_a_swap_by_update() {
+    for pessimistic in [false, true] {
+        let cfg = EmulatorConfig {
+            reserve_swapped_nics: pessimistic,
+            // Longer than every `finish` below.
+            nic_reservation_secs: 10_000.0,
+            ..EmulatorConfig::default()
+        };
+        let blobs = BlobStore::new(SimClock::new(1.0), StorageConfig::default());
+        let mut w = World::new(&cfg, blobs);
+        w.set_base_url("http://127.0.0.1:1");
+        let id = w.add_vm(&small_windows("sw", 0), 0.0);
+        let vm = target(id.as_str());
+        let model = w.vm_get(&vm, false).unwrap();
+        let own = view_nic(&model);
+        let subnet = w.nic_get(&target(&own)).unwrap()["properties"]["ipConfigurations"][0]
+            ["properties"]["subnet"]["id"]
+            .clone();
+        let ph = own.replace("sw-nic", "sw-ade2eah-swap");
+        // Create: 201 with an operation; Succeeded once it is done.
+        assert!(
+            w.nic_put(&target(&ph), &json!({"properties": {}}), false, 0.0)
+                .is_err()
+        );
+        let body = json!({"location": "westeurope", "tags": {"ade2eah-run": "r"},
+            "properties": {"ipConfigurations": [{"name": "c", "properties": {"subnet": {"id": subnet}}}]}});
+        let r = w.nic_put(&target(&ph), &body, false, 0.0).unwrap();
+        assert_eq!(r.status, 201);
+        assert!(r.lro.is_some());
+        let t = finish(&mut w, 0.0);
+        let nic = w.nic_get(&target(&ph)).unwrap();
+        assert_eq!(nic["properties"]["provisioningState"], "Succeeded");
+        assert_eq!(nic["tags"]["ade2eah-run"], "r");
+        // A swap on a running VM is refused; deallocated, it is an update.
+        let swap = json!({"properties": {"networkProfile": {"networkInterfaces": [
+            {"id": ph, "properties": {"primary": true, "deleteOption": "Detach"}}]}}});
+        let e = w.vm_patch(&vm, swap.clone(), false, t).unwrap_err();
+        assert!(e.message.contains("not deallocated"), "{}", e.message);
+        w.vm_action(&vm, "deallocate", false, t).unwrap();
+        let t = finish(&mut w, t);
+        w.vm_patch(&vm, swap, false, t).unwrap();
+        let t = finish(&mut w, t);
+        assert!(w.nic_get(&target(&own)).unwrap()["properties"]["virtualMachine"].is_null());
+        assert_eq!(
+            w.nic_get(&target(&ph)).unwrap()["properties"]["virtualMachine"]["id"],
+            json!(id.as_str())
+        );
+        // In use: not deletable.
+        let e = w.nic_delete(&target(&ph), false, t).unwrap_err();
+        assert_eq!(e.code, "NicInUse");
+        // Delete the VM: only the placeholder it holds is reserved (the
+        // original too in the pessimistic mode).
+        w.vm_delete(&vm, false, t).unwrap();
+        let t = finish(&mut w, t);
+        assert!(w.nic_reserved_refusal(&target(&ph).key()).is_some());
+        assert_eq!(
+            w.nic_reserved_refusal(&target(&own).key()).is_some(),
+            pessimistic
+        );
+        // Free now: deleted (202, then gone), and a second DELETE is 204.
+        assert_eq!(w.nic_delete(&target(&ph), false, t).unwrap().status, 202);
+        let t = finish(&mut w, t);
+        assert!(w.nic_get(&target(&ph)).is_err());
+        assert_eq!(w.nic_delete(&target(&ph), false, t).unwrap().status, 204);
+    }
+}

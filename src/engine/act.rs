@@ -12,6 +12,7 @@ use super::Engine;
 use crate::cloud::{Access, CloudError, CloudResult, Retry};
 use crate::failpoint;
 use crate::model::{ResourceId, SasUrl};
+use crate::step::nic_swap;
 use crate::step::rebuild::{self, MigrationPath};
 use crate::step::{
     Action, CreatedKind, DiskRole, Phase, Round, Span, Step, VerifyMode, VmRecord, body,
@@ -44,6 +45,9 @@ pub fn prepare_intent(rec: &mut VmRecord, action: &Action) {
                 }
             }
         }
+        Action::CreatePlaceholderNic { nic } => {
+            rec.remember_created(CreatedKind::PlaceholderNic, nic)
+        }
         Action::CopyDisk { .. } => prepare_round(rec, true),
         Action::CopyRound { offline } => prepare_round(rec, *offline),
         Action::VerifyCopies => {
@@ -65,6 +69,8 @@ pub fn prepare_intent(rec: &mut VmRecord, action: &Action) {
         | Action::RemoveExtension { .. }
         | Action::Deallocate
         | Action::SetDetach
+        | Action::SwapNics { .. }
+        | Action::DeletePlaceholderNic { .. }
         | Action::DeleteTargetDisk { .. }
         | Action::RevokeAccess { .. }
         | Action::RestoreTargetAccess { .. }
@@ -233,6 +239,39 @@ pub async fn perform(engine: &Engine, rec: &mut VmRecord, action: &Action) -> Cl
                 .await
                 .map(|_| json!({}))
         }
+        Action::CreatePlaceholderNic { nic } => {
+            // The subnet comes from the primary NIC as Azure has it now.
+            let primary = nic_swap::original_nics(rec)
+                .into_iter()
+                .next()
+                .ok_or_else(|| internal("the original model names no NIC"))?;
+            let primary_body = cloud.get_nic(&primary).await?.ok_or_else(|| CloudError {
+                retry: Retry::Terminal,
+                code: Some("NotFound".into()),
+                message: format!(
+                    "NIC {} of the VM was not found; run without --nic-swap",
+                    primary.name()
+                ),
+                retry_after: None,
+            })?;
+            let b = nic_swap::placeholder_body(rec, &primary_body, engine.run_id()).ok_or_else(
+                || CloudError {
+                    retry: Retry::Terminal,
+                    code: None,
+                    message: format!(
+                        "NIC {} has no subnet to put a placeholder in; run without --nic-swap",
+                        primary.name()
+                    ),
+                    retry_after: None,
+                },
+            )?;
+            cloud.put_nic(nic, &b).await.map(|_| json!({}))
+        }
+        Action::SwapNics { nic } => cloud
+            .patch_vm(&rec.id, &nic_swap::swap_patch(nic))
+            .await
+            .map(|_| json!({})),
+        Action::DeletePlaceholderNic { nic } => cloud.delete_nic(nic).await.map(|_| json!({})),
         Action::CreateTargetDisk { source, target } => {
             let plan = rec
                 .disks

@@ -218,6 +218,18 @@ impl Cloud for ArmCloud {
         map(self.client.delete_extension(id).await)
     }
 
+    async fn get_nic(&self, id: &ResourceId) -> CloudResult<Option<Value>> {
+        map(self.client.get_nic(id).await)
+    }
+
+    async fn put_nic(&self, id: &ResourceId, body: &Value) -> CloudResult<()> {
+        map(self.client.put_nic(id, body).await)
+    }
+
+    async fn delete_nic(&self, id: &ResourceId) -> CloudResult<()> {
+        map(self.client.delete_nic(id).await)
+    }
+
     async fn put_disk(&self, id: &ResourceId, body: &Value) -> CloudResult<()> {
         map(self.client.put_disk(id, body).await).map(|_| ())
     }

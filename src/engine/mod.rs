@@ -70,7 +70,10 @@ fn phase_of(action: &Action, step: Step) -> Phase {
         Action::SetDetach => Phase::Detach,
         Action::CreateTargetDisk { .. }
         | Action::CreateEmptyDisk { .. }
-        | Action::DeleteTargetDisk { .. } => Phase::CreateTargets,
+        | Action::DeleteTargetDisk { .. }
+        | Action::CreatePlaceholderNic { .. } => Phase::CreateTargets,
+        Action::SwapNics { .. } => Phase::Detach,
+        Action::DeletePlaceholderNic { .. } => Phase::PostStart,
         Action::RevokeAccess { .. } => Phase::Revoke,
         Action::CopyDisk { .. } | Action::CopyRound { .. } => Phase::CopyRound,
         Action::VerifyCopies => Phase::VerifyCopy,
@@ -613,6 +616,12 @@ impl Engine {
         }
         if n.validate {
             obs.validation = Some(self.validation_reads(rec).await?);
+        }
+        if n.placeholder_nic
+            && let Some(id) = crate::step::nic_swap::placeholder_id(rec)
+        {
+            let nic = self.cloud.get_nic(&id).await?;
+            obs.placeholder_nic = Some(nic.as_ref().map(crate::step::nic_swap::NicView::from_raw));
         }
         if n.guest && self.guest_can_answer(rec.step, &obs) {
             obs.guest = Some(self.guest_check(rec).await?);

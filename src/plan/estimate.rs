@@ -11,10 +11,9 @@
 //!   so an upper bound) at the copy rate; each later round copies what the
 //!   guest wrote during the previous round (`churn × previous round`, at
 //!   most the disk) plus a fixed round overhead (snapshot, grants,
-//!   revokes). Rounds stop as the engine stops them
-//!   ([`crate::step::decide`]): after `max_online_rounds`, once a round
-//!   moved at most `offline_target_bytes`, or once a delta round stopped
-//!   shrinking by half;
+//!   revokes). Rounds stop as the engine stops them: the simulated rounds
+//!   are journaled on a record and the engine's time rule
+//!   ([`crate::step::precopy::verdict`]) decides, with its caps;
 //! - **downtime** (deallocate → running): deallocate + final snapshot +
 //!   grants + the final delta (what the guest wrote during the last online
 //!   round, or the whole disk when there are no online rounds) + seal and
@@ -25,11 +24,13 @@
 
 use serde::Serialize;
 
-use crate::step::{CopyPolicy, VmRecord};
+use crate::step::{CopyPolicy, DiskPlan, DiskRole, Round, VmRecord};
 
 const GIB: u64 = 1 << 30;
 const MIB: f64 = (1u64 << 20) as f64;
 const DECRYPT_BPS: f64 = 60.0 * MIB;
+/// Bytes one copy call moves at most (Put Page From URL, 4 MiB).
+const CALL_BYTES: f64 = 4.0 * MIB;
 
 /// What the estimates assume (printed with every plan).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -105,13 +106,15 @@ impl Assumptions {
     pub fn describe(&self) -> String {
         format!(
             "estimates assume: guest writes {} MiB/s (--assume-churn), copy {} MiB/s per disk, up to {} pre-copy round(s) \
-             (stop at ≤ {} MiB or when a delta stops halving), provisioned size copied in round 1; downtime = deallocate {} s \
+             (another only while it is predicted to shrink the offline data part by ≥ {}% and ≥ {} round overheads), \
+             provisioned size copied in round 1; downtime = deallocate {} s \
              + final snapshot {} s + grants/revokes {} s + final delta + verification {} s + delete {} s + NIC hold {} s \
              + create {} s + start {} s",
             self.churn_mib_s,
             self.copy_mib_s,
             self.max_online_rounds,
-            self.offline_target_bytes as f64 / MIB,
+            CopyPolicy::default().min_gain_fraction * 100.0,
+            CopyPolicy::default().min_gain_overheads,
             self.deallocate_secs,
             self.final_snapshot_secs,
             self.grants_revokes_secs,
@@ -154,38 +157,77 @@ struct CopyModel {
     offline_bytes: f64,
 }
 
-/// Rounds as the engine runs them (see the module doc).
-fn copy_model(largest: f64, a: &Assumptions) -> CopyModel {
+/// Rounds as the engine runs them: each simulated round is journaled on a
+/// one-disk record as the engine would journal it (start, snapshot, copy
+/// start and end, bytes, calls) and the engine's own stop rule
+/// ([`crate::step::precopy::verdict`]) decides whether another follows.
+/// A round's snapshot and grants split [`Assumptions::round_overhead_secs`]
+/// (snapshot 10/17, grants 7/17, the measured means); what the guest
+/// writes from a round's snapshot to the end of its copy is the next
+/// round's delta (an upper bound: every byte on a new page).
+fn copy_model(largest: f64, a: &Assumptions, policy: &CopyPolicy) -> CopyModel {
     let rate = a.copy_mib_s * MIB;
     let churn = a.churn_mib_s * MIB;
-    if a.max_online_rounds == 0 {
+    if a.max_online_rounds == 0 || rate <= 0.0 {
         return CopyModel {
             online_rounds: 0,
             precopy_secs: 0.0,
             offline_bytes: largest,
         };
     }
+    let id = |n: &str| crate::model::ResourceId::new("s", "rg", "Microsoft.Compute", "disks", n);
+    let mut rec = VmRecord::new(crate::model::ResourceId::new(
+        "s",
+        "rg",
+        "Microsoft.Compute",
+        "virtualMachines",
+        "estimate",
+    ));
+    rec.copy_policy = CopyPolicy {
+        max_online_rounds: a.max_online_rounds,
+        offline_target_bytes: a.offline_target_bytes,
+        ..*policy
+    };
+    rec.disks.push(DiskPlan {
+        role: DiskRole::Os,
+        source: id("d"),
+        source_size_bytes: largest as u64,
+        source_model: serde_json::Value::Null,
+        snapshot: id("s"),
+        target: id("t"),
+        copied: false,
+        bytes_copied: 0,
+        rounds: Vec::new(),
+        rounds_opened: 0,
+        verified: false,
+    });
+    let snapshot_secs = a.round_overhead_secs * 10.0 / 17.0;
+    let grant_secs = a.round_overhead_secs - snapshot_secs;
+    // The engine's clock starts at 1 (0 reads as "not measured").
+    let mut now = 1.0;
     let mut bytes = largest;
-    let mut prev = f64::INFINITY;
-    let mut secs = 0.0;
-    let mut rounds = 0;
     loop {
-        let t = bytes / rate + a.round_overhead_secs;
-        secs += t;
-        rounds += 1;
-        // What the guest writes meanwhile is the next round's delta.
-        let next = (churn * t).min(largest);
-        let stop = rounds >= a.max_online_rounds
-            || bytes <= a.offline_target_bytes as f64
-            || (rounds >= 2 && bytes * 2.0 > prev);
-        if stop {
+        let number = rec.disks[0].rounds.len() as u32 + 1;
+        let mut r = Round::open(number, id(&format!("r{number}")), false);
+        r.started_at = now;
+        r.snapshot_at = now + snapshot_secs;
+        r.copy_started_at = r.snapshot_at + grant_secs;
+        r.copy_ended_at = r.copy_started_at + bytes / rate;
+        r.bytes = bytes as u64;
+        r.done_upto = r.bytes;
+        r.calls = (bytes / CALL_BYTES).ceil() as u64;
+        r.copied = true;
+        now = r.copy_ended_at;
+        let next = (churn * (r.copy_ended_at - r.snapshot_at)).min(largest);
+        rec.disks[0].rounds.push(r);
+        rec.disks[0].rounds_opened = number;
+        if !crate::step::precopy::verdict(&rec).is_continue() {
             return CopyModel {
-                online_rounds: rounds,
-                precopy_secs: secs,
+                online_rounds: number,
+                precopy_secs: now - 1.0,
                 offline_bytes: next,
             };
         }
-        prev = bytes;
         bytes = next;
     }
 }
@@ -210,7 +252,7 @@ impl Estimate {
             .max()
             .unwrap_or(0);
         let total: u64 = rec.disks.iter().map(|d| d.source_size_bytes).sum();
-        let c = copy_model(largest as f64, a);
+        let c = copy_model(largest as f64, a, &rec.copy_policy);
         let rate = a.copy_mib_s * MIB;
         // The final delta is copied, then read back by the verification.
         let offline = 2.0 * c.offline_bytes / rate;

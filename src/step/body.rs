@@ -428,8 +428,9 @@ pub fn restore_vm(original: &Value) -> Value {
 }
 
 /// PATCH body that puts back the `deleteOption` the original model had on
-/// the OS disk, each data disk (by LUN) and each NIC (by id) of the
-/// *current* VM model; an entry the original left unset becomes `Detach`
+/// the OS disk and each data disk (by LUN) of the *current* VM model, and
+/// the original model's NICs (with their properties; the `--nic-swap`
+/// placeholder leaves); an entry the original left unset becomes `Detach`
 /// (Azure's default for attached disks and NICs). Arrays are sent whole
 /// because ARM PATCH replaces arrays.
 pub fn restore_delete_options_patch(current_vm: &Value, original: &Value) -> Value {
@@ -451,20 +452,15 @@ pub fn restore_delete_options_patch(current_vm: &Value, original: &Value) -> Val
             raw
         })
         .collect();
-    let nics: Vec<Value> = vm
+    // The original NICs, not the current ones: after a `--nic-swap` the
+    // VM holds the placeholder, and this PATCH swaps the originals back.
+    let nics: Vec<Value> = orig
         .properties()
         .network_interfaces()
         .map(|n| {
-            let id = n.id_value();
-            let o = orig.properties().network_interfaces().find(|o| {
-                o.id_value()
-                    .as_str()
-                    .zip(id.as_str())
-                    .is_some_and(|(a, b)| a.eq_ignore_ascii_case(b))
-            });
             let mut props = n.properties().cloned().unwrap_or_else(|| json!({}));
-            props["deleteOption"] = or_detach(o.and_then(|o| o.delete_option_value()));
-            json!({ "id": id, "properties": props })
+            props["deleteOption"] = or_detach(n.delete_option_value());
+            json!({ "id": n.id_value(), "properties": props })
         })
         .collect();
     json!({
@@ -532,6 +528,7 @@ mod tests {
             volume_type: "All".into(),
             target_encryption: Default::default(),
             guest_check: false,
+            nic_swap: false,
             rebuild: None,
         }
     }
@@ -898,6 +895,7 @@ mod tests {
             volume_type: "All".into(),
             target_encryption: Default::default(),
             guest_check: false,
+            nic_swap: false,
             rebuild: None,
         };
         json!({

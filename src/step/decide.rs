@@ -34,6 +34,8 @@ pub struct Needs {
     pub guest: bool,
     /// List the role assignments of the VM's system-assigned principal.
     pub role_assignments: bool,
+    /// Read the `--nic-swap` placeholder NIC ([`super::nic_swap`]).
+    pub placeholder_nic: bool,
 }
 
 /// The reads [`decide`] needs at `rec.step`.
@@ -50,7 +52,7 @@ pub fn needs(rec: &VmRecord) -> Needs {
     };
     let targets = || rec.disks.iter().map(|d| d.target.clone()).collect();
     let guest_check = rec.facts.as_ref().is_some_and(|f| f.guest_check);
-    match rec.step {
+    let n = match rec.step {
         Step::Snapshot => Needs {
             disks: rec.disks.iter().map(|d| d.snapshot.clone()).collect(),
             // Validated once before the run's first change, too.
@@ -105,6 +107,10 @@ pub fn needs(rec: &VmRecord) -> Needs {
         },
         Step::DetachOnDelete | Step::Recreate => vm(false),
         Step::Done => Needs::default(),
+    };
+    Needs {
+        placeholder_nic: super::nic_swap::needs_read(rec),
+        ..n
     }
 }
 
@@ -135,13 +141,16 @@ pub fn decide(rec: &VmRecord, obs: &Observation, run_id: &str) -> Decision {
         Step::Validate => with_vm(obs, |vm| super::validate::decide(rec, obs, vm)),
         Step::FinalCopy => with_vm(obs, |vm| final_copy(rec, obs, vm)),
         Step::VerifyCopy => with_vm(obs, |vm| verify_copy(rec, obs, vm)),
-        Step::DeleteVm => delete_vm(rec, obs),
+        Step::DeleteVm => delete_vm(rec, obs, run_id),
         Step::Recreate => recreate(rec, obs),
         Step::Start => with_vm(obs, start),
         Step::Reinstall => with_vm(obs, |vm| {
             super::reinstall::decide(rec, vm, obs.carried.as_ref())
         }),
-        Step::Verify => with_vm(obs, |vm| verify(rec, obs, vm)),
+        Step::Verify => with_vm(obs, |vm| {
+            super::nic_swap::remove_placeholder(rec, obs, run_id)
+                .unwrap_or_else(|| verify(rec, obs, vm))
+        }),
         Step::Done => Decision::Advance,
     }
 }
@@ -390,7 +399,7 @@ fn create_targets(rec: &VmRecord, obs: &Observation, run_id: &str) -> Decision {
             Some(Some(_)) => {}
         }
     }
-    Decision::Advance
+    super::nic_swap::before_downtime(rec, obs, run_id).unwrap_or(Decision::Advance)
 }
 
 /// A SAS grant this run may have left open on a source disk or a round
@@ -620,7 +629,7 @@ fn original_vm_id(rec: &VmRecord) -> Option<&str> {
         .and_then(|m| crate::model::views::VmModel::new(m).properties().vm_id())
 }
 
-fn delete_vm(rec: &VmRecord, obs: &Observation) -> Decision {
+fn delete_vm(rec: &VmRecord, obs: &Observation, run_id: &str) -> Decision {
     if let Some(d) = rec.disks.iter().find(|d| !d.copied || !d.verified) {
         return Decision::park(
             format!(
@@ -630,12 +639,13 @@ fn delete_vm(rec: &VmRecord, obs: &Observation) -> Decision {
             "run `ade2eah resume` to finish the copy",
         );
     }
-    delete_vm_observed(rec, obs)
+    delete_vm_observed(rec, obs, run_id)
 }
 
 /// The VM side of deleting the VM: deallocated, the original resource
-/// (same vmId), every disk and NIC set to `Detach`.
-pub(super) fn delete_vm_observed(rec: &VmRecord, obs: &Observation) -> Decision {
+/// (same vmId), every disk and NIC set to `Detach`, and with `--nic-swap`
+/// the placeholder NIC in place of the VM's own.
+pub(super) fn delete_vm_observed(rec: &VmRecord, obs: &Observation, run_id: &str) -> Decision {
     with_vm_or_gone(obs, |vm| {
         if vm.power.as_deref().is_some_and(|p| p != "deallocated") && vm.is_settled() {
             return vm_started_during_offline_copy();
@@ -653,7 +663,8 @@ pub(super) fn delete_vm_observed(rec: &VmRecord, obs: &Observation) -> Decision 
         } else if !vm.all_detach {
             Decision::Act(Action::SetDetach)
         } else {
-            Decision::Act(Action::DeleteVm)
+            super::nic_swap::before_delete(rec, obs, vm, run_id)
+                .unwrap_or(Decision::Act(Action::DeleteVm))
         }
     })
 }
@@ -1289,6 +1300,7 @@ mod tests {
             volume_type: "All".into(),
             target_encryption: Default::default(),
             guest_check: false,
+            nic_swap: false,
             rebuild: None,
         });
         let mut v = vm("running");

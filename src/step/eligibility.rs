@@ -260,6 +260,7 @@ pub fn classify(
             volume_type: volume_type.into(),
             target_encryption: Default::default(),
             guest_check: false,
+            nic_swap: false,
             rebuild,
         },
         disks: plans,

@@ -15,6 +15,7 @@ pub mod decide;
 pub mod eligibility;
 pub mod encryption;
 pub mod guest;
+pub mod nic_swap;
 pub mod observe;
 pub mod precopy;
 pub mod rebuild;
@@ -238,6 +239,12 @@ pub enum Action {
         role_definition_id: String,
         scope: String,
     },
+    /// `--nic-swap`: PUT the placeholder NIC ([`nic_swap`]) while the VM runs.
+    CreatePlaceholderNic { nic: ResourceId },
+    /// `--nic-swap`: PATCH the deallocated VM so the placeholder is its only NIC.
+    SwapNics { nic: ResourceId },
+    /// `--nic-swap`: DELETE the placeholder once the new VM runs.
+    DeletePlaceholderNic { nic: ResourceId },
     /// Rollback: PUT the original VM from the journaled model on its
     /// original disks ([`body::restore_vm`]).
     RestoreVm,
@@ -274,6 +281,9 @@ impl Action {
             Action::CreateVm => "create-vm",
             Action::ReinstallExtension { .. } => "reinstall-extension",
             Action::GrantRole { .. } => "grant-role",
+            Action::CreatePlaceholderNic { .. } => "create-placeholder-nic",
+            Action::SwapNics { .. } => "swap-nics",
+            Action::DeletePlaceholderNic { .. } => "delete-placeholder-nic",
             Action::RestoreVm => "restore-vm",
             Action::RestoreDeleteOptions => "restore-delete-options",
             Action::ReenableAde { .. } => "reenable-ade",

@@ -365,6 +365,8 @@ pub struct Observation {
     /// Extensions, principal and its role assignments of the VM, when read
     /// (steps `reinstall` and `verify`).
     pub carried: Option<super::reinstall::CarriedView>,
+    /// The `--nic-swap` placeholder NIC, when read (`Some(None)`: 404).
+    pub placeholder_nic: Option<Option<super::nic_swap::NicView>>,
 }
 
 impl Observation {

@@ -220,7 +220,7 @@ pub fn decide(rec: &VmRecord, obs: &Observation, run_id: &str) -> Option<Decisio
         | Step::FinalCopy
         | Step::VerifyCopy => Decision::Advance,
         Step::CreateTargets => create_empty_disks(rec, obs, run_id),
-        Step::DeleteVm => delete_vm_observed(rec, obs),
+        Step::DeleteVm => delete_vm_observed(rec, obs, run_id),
         _ => return None,
     })
 }

@@ -86,6 +86,10 @@ pub struct VmFacts {
     /// (`--rebuild-linux-os`, [`super::rebuild`]).
     #[serde(default)]
     pub rebuild: Option<Box<super::rebuild::RebuildSpec>>,
+    /// `--nic-swap`: a placeholder NIC replaces the VM's NICs before the
+    /// delete ([`super::nic_swap`]).
+    #[serde(default)]
+    pub nic_swap: bool,
 }
 
 /// The ADE extension resource found on a VM by publisher and type.
@@ -311,6 +315,8 @@ pub enum CreatedKind {
     TargetDisk,
     /// The re-created VM resource.
     Vm,
+    /// The `--nic-swap` placeholder NIC (deleted once the new VM runs).
+    PlaceholderNic,
 }
 
 /// A resource this run created (so cleanup and audits can find it).

@@ -239,9 +239,11 @@ pub fn needs(rec: &VmRecord) -> Needs {
             ..Needs::default()
         },
         Some(RollbackStep::Done) | None => Needs::default(),
-        Some(_) => Needs {
+        Some(step) => Needs {
             vm: true,
             instance_view: true,
+            placeholder_nic: step == RollbackStep::RestorePower
+                && super::nic_swap::placeholder_id(rec).is_some(),
             ..Needs::default()
         },
     }
@@ -345,7 +347,8 @@ pub fn decide_rollback(rec: &VmRecord, obs: &Observation, run_id: &str) -> Decis
                     }
                 }
                 RollbackStep::ReenableAde => reenable_ade(rec, rb, vm, run_id),
-                _ => restore_power(&original, vm),
+                _ => super::nic_swap::remove_placeholder(rec, obs, run_id)
+                    .unwrap_or_else(|| restore_power(&original, vm)),
             }
         }
     }

@@ -45,6 +45,8 @@ mod linux_rebuild;
 mod locks;
 /// Fleets across several subscriptions (issue 6).
 mod multi_sub;
+/// `--nic-swap`: placeholder NIC, swap before the delete, fallback to the hold (issue 15).
+mod nic_swap;
 /// The least-privilege role and `permissions --check` (issue 14).
 mod permissions;
 /// Azure's own refusals reproduced by the emulator (the naive path).

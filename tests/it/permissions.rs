@@ -143,6 +143,12 @@ const SCENARIOS: &[Scenario] = &[
         ],
     ),
     (
+        "--nic-swap",
+        Start::Default,
+        win,
+        &["run {conn} --subscription {sub} {vm} --state {state} --yes --nic-swap"],
+    ),
+    (
         "Linux OS volume rebuilt",
         Start::Default,
         linux_os,
@@ -381,6 +387,11 @@ async fn check_names_the_denied_action_and_exits_2() {
         err.contains("Microsoft.Network/networkInterfaces/join/action"),
         "{err}"
     );
+    // The wildcard denies the subnet join of `--nic-swap`'s placeholder too.
+    assert!(
+        err.contains("Microsoft.Network/virtualNetworks/subnets/join/action"),
+        "{err}"
+    );
     assert!(!err.contains("Microsoft.Compute/disks/read"), "{err}");
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["ok"], false);
@@ -390,7 +401,7 @@ async fn check_names_the_denied_action_and_exits_2() {
     );
     assert_eq!(
         v["scopes"][0]["missing"].as_array().unwrap().len(),
-        2,
+        3,
         "{v}"
     );
     // Nothing denied: exit 0.

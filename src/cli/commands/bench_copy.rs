@@ -69,18 +69,21 @@ pub(super) async fn migrate(
     cfg: EmulatorConfig,
     spec: VmSpec,
     policy: CopyPolicy,
+    nic_swap: bool,
 ) -> Result<(f64, VmRecord, Emulator), CliError> {
-    let (mut vms, emu) = migrate_all(cfg, vec![spec], policy).await?;
+    let (mut vms, emu) = migrate_all(cfg, vec![spec], policy, nic_swap).await?;
     let (downtime, rec) = vms.remove(0);
     Ok((downtime, rec, emu))
 }
 
 /// Migrates the VMs of `specs` together (in parallel, as a run does) with
-/// `policy` in a fresh emulator; returns each VM's downtime and record.
+/// `policy` (and `--nic-swap` when `nic_swap`) in a fresh emulator;
+/// returns each VM's downtime and record.
 pub(super) async fn migrate_all(
     cfg: EmulatorConfig,
     specs: Vec<VmSpec>,
     policy: CopyPolicy,
+    nic_swap: bool,
 ) -> Result<(Vec<(f64, VmRecord)>, Emulator), CliError> {
     let emu = emulator::start(cfg)
         .await
@@ -99,6 +102,9 @@ pub(super) async fn migrate_all(
         .collect();
     for r in &mut records {
         r.copy_policy = policy;
+        if let Some(f) = r.facts.as_mut() {
+            f.nic_swap = nic_swap;
+        }
     }
     let meta = emulator_run_meta(&emu, poll, 1, ids.clone());
     let (journal, entries) = new.begin(&meta, &records)?;
@@ -151,6 +157,7 @@ pub async fn bench_copy(a: BenchCopySettings) -> Result<Exit, CliError> {
         config(&a),
         spec("bench-ours", a.disk_gib, a.allocated, churn),
         super::bench_copy_matrix::policy(&a),
+        a.nic_swap,
     )
     .await?;
     let (cpu1, peak) = cpu_and_peak();
@@ -162,6 +169,7 @@ pub async fn bench_copy(a: BenchCopySettings) -> Result<Exit, CliError> {
         config(&a),
         spec("bench-base", a.disk_gib, a.allocated, churn),
         base_policy,
+        false,
     )
     .await?;
     let disk = &rec.disks[0];
@@ -182,6 +190,7 @@ pub async fn bench_copy(a: BenchCopySettings) -> Result<Exit, CliError> {
         config(&a),
         spec("bench-sparse", sparse_gib, 0.3, 0.0),
         CopyPolicy::default(),
+        false,
     )
     .await?;
     let sd = &srec.disks[0];

@@ -65,7 +65,21 @@ fn at_secs(at: &str) -> Option<f64> {
 /// The downtime parts of one VM, simulated seconds.
 fn breakdown(rec: &VmRecord, scale: f64) -> BTreeMap<&'static str, f64> {
     let mut out = BTreeMap::new();
-    let offline: Vec<&Span> = rec.spans.iter().filter(|s| s.offline).collect();
+    // The offline copy round's sub-phases only: every span recorded while
+    // the VM is down is `offline`, platform steps (deallocate, delete,
+    // create...) included.
+    let data_phases = [
+        Phase::RoundSnapshot,
+        Phase::Grant,
+        Phase::Copy,
+        Phase::VerifyCopy,
+        Phase::Revoke,
+    ];
+    let offline: Vec<&Span> = rec
+        .spans
+        .iter()
+        .filter(|s| s.offline && data_phases.contains(&s.phase))
+        .collect();
     for (name, phase) in [
         ("snapshot", Phase::RoundSnapshot),
         ("grants", Phase::Grant),
@@ -163,6 +177,23 @@ fn lower_bound(delta: u64, cap: f64) -> f64 {
 /// One VM's figures against a baseline downtime.
 fn figures(rec: &VmRecord, downtime: f64, baseline: f64, scale: f64, cap: f64) -> Value {
     let parts = breakdown(rec, scale);
+    // The offline window as a timeline (simulated seconds from its first span).
+    let t0 = rec
+        .spans
+        .iter()
+        .filter(|s| s.offline)
+        .map(|s| s.start)
+        .reduce(f64::min)
+        .unwrap_or(0.0);
+    let timeline: Vec<Value> = rec
+        .spans
+        .iter()
+        .filter(|s| s.offline)
+        .map(|s| {
+            json!({"phase": s.phase.name(), "at": ((s.start - t0) * scale).round(),
+                   "secs": ((s.end - s.start) * scale * 10.0).round() / 10.0})
+        })
+        .collect();
     let data = parts.get("data_part").copied().unwrap_or(0.0);
     let fixed = (downtime - data).max(0.0);
     let delta = offline_delta(rec);
@@ -180,6 +211,7 @@ fn figures(rec: &VmRecord, downtime: f64, baseline: f64, scale: f64, cap: f64) -
         "data_part_secs": data,
         "fixed_part_secs": fixed,
         "data_over_fixed": data / fixed.max(1e-9),
+        "offline_timeline": timeline,
     })
 }
 
@@ -194,6 +226,7 @@ pub async fn matrix(a: &BenchCopySettings) -> Result<Exit, CliError> {
                 config(a),
                 spec("bench-base", gib, alloc, 0.0),
                 baseline_policy(),
+                false,
             )
             .await?;
             for rate in rates {
@@ -201,6 +234,7 @@ pub async fn matrix(a: &BenchCopySettings) -> Result<Exit, CliError> {
                     config(a),
                     spec("bench-ours", gib, alloc, rate * MIB),
                     policy(a),
+                    a.nic_swap,
                 )
                 .await?;
                 let mut f = figures(&rec, down, baseline, a.time_scale, CAP);
@@ -285,7 +319,7 @@ pub async fn small_disks(a: &BenchCopySettings) -> Result<Exit, CliError> {
         ]
     };
     let churn = 64.0 * 1024.0;
-    let (base, _) = migrate_all(cfg(), specs(0.0), baseline_policy()).await?;
+    let (base, _) = migrate_all(cfg(), specs(0.0), baseline_policy(), false).await?;
     let mut out = Vec::new();
     for (label, p) in [
         ("ours", policy(a)),
@@ -297,7 +331,7 @@ pub async fn small_disks(a: &BenchCopySettings) -> Result<Exit, CliError> {
             },
         ),
     ] {
-        let (vms, _) = migrate_all(cfg(), specs(churn), p).await?;
+        let (vms, _) = migrate_all(cfg(), specs(churn), p, a.nic_swap).await?;
         for ((down, rec), (bdown, _)) in vms.iter().zip(&base) {
             let mut f = figures(rec, *down, *bdown, a.time_scale, cap);
             f["vm"] = json!(rec.id.name());

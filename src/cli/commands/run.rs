@@ -88,7 +88,7 @@ pub async fn run(s: RunSettings) -> Result<Exit, CliError> {
         .into_iter()
         .map(|(mut r, _)| {
             r.copy_policy = s.copy_policy;
-            apply_target(&mut r, s.target_encryption.clone(), s.guest_check);
+            apply_target(&mut r, s.target_encryption.clone(), &s);
             r.rollback_policy = s.rollback_policy;
             r
         })
@@ -99,15 +99,16 @@ pub async fn run(s: RunSettings) -> Result<Exit, CliError> {
 }
 
 /// Journals the target-encryption choice (`None`: carried from the
-/// sources) and `--guest-check` in the VM's facts.
+/// sources), `--guest-check` and `--nic-swap` in the VM's facts.
 fn apply_target(
     r: &mut VmRecord,
     choice: Option<crate::step::encryption::TargetEncryption>,
-    guest_check: bool,
+    s: &RunSettings,
 ) {
     if let Some(f) = r.facts.as_mut() {
         f.target_encryption = choice.unwrap_or_default();
-        f.guest_check = guest_check;
+        f.guest_check = s.guest_check;
+        f.nic_swap = s.nic_swap;
     }
 }
 
@@ -215,7 +216,7 @@ async fn run_plan(s: RunSettings, path: &Path) -> Result<Exit, CliError> {
             .clone()
             .or(wave)
             .or_else(|| file.options.target_encryption.clone());
-        apply_target(r, choice, s.guest_check);
+        apply_target(r, choice, &s);
         r.rollback_policy = s.rollback_policy;
     }
     let vms = records.iter().map(|r| r.id.clone()).collect();

@@ -55,6 +55,15 @@ pub(crate) enum Effect {
         key: String,
         snapshot: bool,
     },
+    /// A NIC PUT (nic.rs): the NIC is `Succeeded` at completion.
+    NicPut {
+        key: String,
+        new: bool,
+    },
+    /// A NIC DELETE (nic.rs): the NIC goes at completion.
+    NicDelete {
+        key: String,
+    },
     /// Run Command on a VM (guest.rs): the output is computed at completion.
     RunCommand {
         vm: String,
@@ -167,7 +176,7 @@ impl World {
     pub(super) fn apply(&mut self, e: Effect, at: f64) -> Result<Option<Value>, ArmError> {
         match e {
             Effect::VmCreate { vm } => self.apply_vm_create(&vm),
-            Effect::VmUpdate { vm, model, .. } => self.apply_vm_update(&vm, model),
+            Effect::VmUpdate { vm, model, .. } => self.apply_vm_update(&vm, model, at),
             Effect::VmDelete { vm } => self.apply_vm_delete(&vm, at),
             Effect::VmPower { vm, target, .. } => self.apply_vm_power(&vm, target),
             Effect::ExtPut { vm, name, .. } => self.apply_ext_put(&vm, &name),
@@ -182,6 +191,8 @@ impl World {
             } => self.apply_grant(&key, snapshot, access, duration),
             Effect::Revoke { key, snapshot } => self.apply_revoke(&key, snapshot),
             Effect::RunCommand { vm, script } => self.apply_run_command(&vm, &script),
+            Effect::NicPut { key, .. } => self.apply_nic_put(&key),
+            Effect::NicDelete { key } => self.apply_nic_delete(&key),
         }
     }
 
@@ -202,6 +213,8 @@ impl World {
             Effect::ExtDelete { vm, name } => self.undo_ext_delete(&vm, &name),
             Effect::DiskCreate { key, snapshot, new } => self.undo_disk_create(&key, snapshot, new),
             Effect::DiskDelete { key, snapshot } => self.undo_disk_delete(&key, snapshot),
+            Effect::NicPut { key, new } => self.undo_nic_put(&key, new),
+            Effect::NicDelete { key } => self.undo_nic_delete(&key),
             Effect::Grant { .. } | Effect::Revoke { .. } | Effect::RunCommand { .. } => {}
         }
     }
@@ -247,6 +260,7 @@ impl World {
                             .split_once("/extensions/")
                             .and_then(|(vm, x)| self.vms.get(vm).and_then(|v| v.extensions.get(x)))
                             .map(Ext::body),
+                        ResourceKind::Nic => self.nics.get(key).map(|n| self.nic_body(n)),
                     };
                     match body {
                         Some(b) => LocationAnswer::Done(b),

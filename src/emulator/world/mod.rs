@@ -417,6 +417,12 @@ pub(crate) struct Nic {
     location: String,
     vm: Option<String>,
     ip: String,
+    /// `ipConfigurations[0].properties.subnet.id`.
+    subnet: String,
+    /// `tags` as sent (`Null` when none).
+    tags: Value,
+    /// `provisioningState`.
+    provisioning: String,
 }
 
 // ---------------------------------------------------------------- world
@@ -428,6 +434,7 @@ pub(crate) struct World {
     eah_refusal_status: u16,
     durations: Durations,
     nic_reservation_secs: f64,
+    reserve_swapped_nics: bool,
     decrypt_rate: f64,
     linux_delay: f64,
     feature_secs: f64,
@@ -486,6 +493,7 @@ impl World {
             eah_refusal_status: cfg.eah_refusal_status,
             durations: cfg.durations.clone(),
             nic_reservation_secs: cfg.nic_reservation_secs,
+            reserve_swapped_nics: cfg.reserve_swapped_nics,
             decrypt_rate: cfg.decrypt_bytes_per_sec.max(1.0),
             linux_delay: cfg.linux_decrypt_delay_secs,
             feature_secs: cfg.feature_registration_secs,

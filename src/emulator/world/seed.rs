@@ -209,6 +209,10 @@ impl World {
         )
         .to_string();
         let n = self.nics.len();
+        let subnet = format!(
+            "{}/providers/Microsoft.Network/virtualNetworks/vnet-emu/subnets/default",
+            self.rg_id("rg-network")
+        );
         self.nics.insert(
             key_of(&nic_id),
             Nic {
@@ -217,6 +221,9 @@ impl World {
                 location: at.loc.clone(),
                 vm: Some(at.vm_key.clone()),
                 ip: format!("10.0.{}.{}", n / 250, 4 + n % 250),
+                subnet,
+                tags: Value::Null,
+                provisioning: "Succeeded".into(),
             },
         );
         nic_id

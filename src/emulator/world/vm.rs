@@ -224,6 +224,19 @@ impl World {
                 vm.name
             )));
         }
+        // NICs are added to or removed from a VM only while it is
+        // deallocated (facts §11, NIC reservation; Microsoft's "Add network
+        // interfaces to or remove from virtual machines": the VM must be
+        // stopped (deallocated)).
+        let nic_set = |m: &Value| -> BTreeSet<String> {
+            model_refs(m).2.into_iter().map(|(k, _)| k).collect()
+        };
+        if nic_set(&vm.model) != nic_set(&model) && vm.power != Power::Deallocated {
+            return Err(ArmError::conflict(format!(
+                "Operation '{op}' is not allowed on VM '{}' since the VM is not deallocated. Network interfaces can be added or removed only on a deallocated VM.",
+                vm.name
+            )));
+        }
         let checked = self.check_model(&key, &model, Some(vm))?;
         let vm = self.vm(t)?;
         let ever_ade = vm.ever_ade
@@ -414,6 +427,7 @@ impl World {
         &mut self,
         vm: &str,
         model: Value,
+        at: f64,
     ) -> Result<Option<Value>, ArmError> {
         let (os, data, nics) = model_refs(&model);
         let keep: BTreeSet<String> = os
@@ -427,9 +441,20 @@ impl World {
                 d.managed_by = None;
             }
         }
+        let mut released = Vec::new();
         for n in self.nics.values_mut() {
             if n.vm.as_deref() == Some(vm) && !keep_nics.contains(&key_of(&n.id)) {
                 n.vm = None;
+                released.push(key_of(&n.id));
+            }
+        }
+        // The pessimistic reading of an undocumented case (config.rs,
+        // `reserve_swapped_nics`): a NIC taken off a VM is reserved for it.
+        if self.reserve_swapped_nics
+            && let Some(vm_id) = self.vms.get(vm).map(|v| v.id.clone())
+        {
+            for k in released {
+                self.reserve_nic(k, vm_id.clone(), at);
             }
         }
         if let Some(v) = self.vms.get_mut(vm) {

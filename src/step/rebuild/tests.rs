@@ -127,6 +127,7 @@ fn rebuild_skips_ade_and_copy_steps_and_creates_empty_disks() {
         volume_type: "Data".into(),
         target_encryption: Default::default(),
         guest_check: false,
+        nic_swap: false,
         rebuild: None,
     };
     let b = empty_disk(&rec.disks[0], &facts, "r");
