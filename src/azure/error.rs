@@ -225,7 +225,7 @@ pub enum KnownCode {
     OperationNotAllowed,
     /// `AnotherOperationInProgress`.
     AnotherOperationInProgress,
-    /// `Conflict`.
+    /// `Conflict`, `ConflictingUserInput`, `OperationPreempted`, `NicInUse`.
     Conflict,
     /// `TooManyRequests`, `SubscriptionRequestsThrottled`, `ResourceRequestsThrottled`.
     Throttled,
@@ -272,7 +272,11 @@ impl KnownCode {
         match code.to_ascii_lowercase().as_str() {
             "operationnotallowed" => KnownCode::OperationNotAllowed,
             "anotheroperationinprogress" => KnownCode::AnotherOperationInProgress,
-            "conflict" | "conflictinguserinput" | "operationpreempted" => KnownCode::Conflict,
+            // `NicInUse` (400, a NIC DELETE while a VM still holds the NIC):
+            // a state that ends when the detach does, as a conflict.
+            "conflict" | "conflictinguserinput" | "operationpreempted" | "nicinuse" => {
+                KnownCode::Conflict
+            }
             "toomanyrequests" | "subscriptionrequeststhrottled" | "resourcerequeststhrottled" => {
                 KnownCode::Throttled
             }
@@ -611,6 +615,7 @@ mod tests {
             (500, "InternalServerError"),
             (503, "ServiceUnavailable"),
             (429, "RetryableErrorDueToAnotherOperation"),
+            (400, "NicInUse"),
         ] {
             assert!(
                 matches!(classify(&http(s, c, "x")), ErrorClass::Transient { .. }),
