@@ -673,6 +673,8 @@ fn policy_refusal(
 ) -> Option<ArmError> {
     match (route, method.as_str()) {
         (Route::Vm(t, VmSub::Model), "PUT" | "PATCH") => w.gov.policy_check(&t.id, &t.name, body),
+        // A deny assignment covers every resource type in its scope.
+        (Route::Nic(t), "PUT") => w.gov.policy_check(&t.id, &t.name, body),
         _ => None,
     }
 }

@@ -154,6 +154,33 @@ fn sas_lifetime(size: u64, min: Duration) -> Duration {
         .min(Duration::from_secs(5_184_000))
 }
 
+/// PUTs the `--nic-swap` placeholder `nic` in the subnet of the VM's
+/// primary NIC (read as Azure has it now).
+async fn create_placeholder(engine: &Engine, rec: &VmRecord, nic: &ResourceId) -> CloudResult<()> {
+    let terminal = |message: String| CloudError {
+        retry: Retry::Terminal,
+        code: None,
+        message,
+        retry_after: None,
+    };
+    let primary = nic_swap::original_nics(rec)
+        .into_iter()
+        .next()
+        .ok_or_else(|| terminal("the original model names no NIC".into()))?;
+    let body = engine
+        .cloud()
+        .get_nic(&primary)
+        .await?
+        .ok_or_else(|| terminal(format!("NIC {} of the VM was not found", primary.name())))?;
+    let b = nic_swap::placeholder_body(rec, &body, engine.run_id()).ok_or_else(|| {
+        terminal(format!(
+            "NIC {} has no subnet to put a placeholder in",
+            primary.name()
+        ))
+    })?;
+    engine.cloud().put_nic(nic, &b).await
+}
+
 /// The journaled original VM model (every VM past discovery has one).
 fn original_model(rec: &VmRecord) -> CloudResult<&Value> {
     rec.original_model
@@ -240,37 +267,22 @@ pub async fn perform(engine: &Engine, rec: &mut VmRecord, action: &Action) -> Cl
                 .map(|_| json!({}))
         }
         Action::CreatePlaceholderNic { nic } => {
-            // The subnet comes from the primary NIC as Azure has it now.
-            let primary = nic_swap::original_nics(rec)
-                .into_iter()
-                .next()
-                .ok_or_else(|| internal("the original model names no NIC"))?;
-            let primary_body = cloud.get_nic(&primary).await?.ok_or_else(|| CloudError {
-                retry: Retry::Terminal,
-                code: Some("NotFound".into()),
-                message: format!(
-                    "NIC {} of the VM was not found; run without --nic-swap",
-                    primary.name()
-                ),
-                retry_after: None,
-            })?;
-            let b = nic_swap::placeholder_body(rec, &primary_body, engine.run_id()).ok_or_else(
-                || CloudError {
-                    retry: Retry::Terminal,
-                    code: None,
-                    message: format!(
-                        "NIC {} has no subnet to put a placeholder in; run without --nic-swap",
-                        primary.name()
-                    ),
-                    retry_after: None,
-                },
-            )?;
-            cloud.put_nic(nic, &b).await.map(|_| json!({}))
+            match create_placeholder(engine, rec, nic).await {
+                Ok(()) => Ok(json!({})),
+                // The swap is an optimisation: without a placeholder the
+                // migration goes on as it would have.
+                Err(e) if !e.is_transient() => Ok(nic_swap::give_up(rec, &e.message)),
+                Err(e) => Err(e),
+            }
         }
-        Action::SwapNics { nic } => cloud
-            .patch_vm(&rec.id, &nic_swap::swap_patch(nic))
-            .await
-            .map(|_| json!({})),
+        // A refusal must not keep a deallocated VM down: without the swap
+        // the migration goes on as it would have.
+        Action::SwapNics { nic } => match cloud.patch_vm(&rec.id, &nic_swap::swap_patch(nic)).await
+        {
+            Ok(()) => Ok(json!({})),
+            Err(e) if !e.is_transient() => Ok(nic_swap::give_up(rec, &e.message)),
+            Err(e) => Err(e),
+        },
         Action::DeletePlaceholderNic { nic } => cloud.delete_nic(nic).await.map(|_| json!({})),
         Action::CreateTargetDisk { source, target } => {
             let plan = rec

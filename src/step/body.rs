@@ -529,6 +529,7 @@ mod tests {
             target_encryption: Default::default(),
             guest_check: false,
             nic_swap: false,
+            nic_swap_refused: false,
             rebuild: None,
         }
     }
@@ -896,6 +897,7 @@ mod tests {
             target_encryption: Default::default(),
             guest_check: false,
             nic_swap: false,
+            nic_swap_refused: false,
             rebuild: None,
         };
         json!({

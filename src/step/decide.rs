@@ -1301,6 +1301,7 @@ mod tests {
             target_encryption: Default::default(),
             guest_check: false,
             nic_swap: false,
+            nic_swap_refused: false,
             rebuild: None,
         });
         let mut v = vm("running");

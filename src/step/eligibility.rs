@@ -261,6 +261,7 @@ pub fn classify(
             target_encryption: Default::default(),
             guest_check: false,
             nic_swap: false,
+            nic_swap_refused: false,
             rebuild,
         },
         disks: plans,

@@ -79,6 +79,26 @@ pub fn enabled(rec: &VmRecord) -> bool {
     rec.facts.as_ref().is_some_and(|f| f.nic_swap)
 }
 
+/// True when Azure refused the placeholder or the swap for good
+/// ([`give_up`]): the migration goes on without the swap.
+pub fn refused(rec: &VmRecord) -> bool {
+    rec.facts.as_ref().is_some_and(|f| f.nic_swap_refused)
+}
+
+/// Records that Azure refused the placeholder or the swap (a terminal
+/// answer, `reason`): the swap is an optimisation, so the VM is neither
+/// parked nor kept down for it; the detail journaled with the result.
+pub fn give_up(rec: &mut VmRecord, reason: &str) -> Value {
+    if let Some(f) = rec.facts.as_mut() {
+        f.nic_swap_refused = true;
+    }
+    json!({
+        "nic_swap": "refused",
+        "reason": reason,
+        "then": "the VM is deleted with its own NICs; the re-create waits out the NIC hold",
+    })
+}
+
 /// The VM's NICs in the journaled original model, primary first.
 pub fn original_nics(rec: &VmRecord) -> Vec<ResourceId> {
     let Some(model) = rec.original_model.as_ref() else {
@@ -175,6 +195,9 @@ fn vm_nics(vm: &VmView) -> Vec<&str> {
 /// At `CreateTargets`: the placeholder to create or wait for, or `None`
 /// when there is nothing to do (no swap, or the placeholder is ready).
 pub fn before_downtime(rec: &VmRecord, obs: &Observation, run_id: &str) -> Option<Decision> {
+    if refused(rec) {
+        return None;
+    }
     let id = placeholder_id(rec)?;
     match &obs.placeholder_nic {
         None => Some(Decision::Wait {
@@ -201,6 +224,9 @@ pub fn before_delete(
     vm: &VmView,
     run_id: &str,
 ) -> Option<Decision> {
+    if refused(rec) {
+        return None;
+    }
     let id = placeholder_id(rec)?;
     let Some(Some(n)) = &obs.placeholder_nic else {
         return None;
@@ -374,6 +400,33 @@ mod tests {
             before_delete(&r, &seen(Some(RUN), None, "Failed"), &own, RUN),
             None
         );
+    }
+
+    #[test]
+    fn after_a_refusal_there_is_no_swap_but_the_placeholder_still_goes() {
+        let mut r = rec("app01", true);
+        let detail = give_up(&mut r, "RequestDisallowedByPolicy: denied");
+        assert!(refused(&r));
+        assert_eq!(detail["nic_swap"], "refused");
+        let missing = Observation {
+            placeholder_nic: Some(None),
+            ..Observation::default()
+        };
+        assert_eq!(
+            before_downtime(&r, &missing, RUN),
+            None,
+            "not asked for again"
+        );
+        let own = vm_with(&[nic("rg-net", "first")]);
+        assert_eq!(
+            before_delete(&r, &seen(Some(RUN), None, "Succeeded"), &own, RUN),
+            None,
+            "deleted with its own NICs"
+        );
+        assert!(matches!(
+            remove_placeholder(&r, &seen(Some(RUN), None, "Succeeded"), RUN),
+            Some(Decision::Act(Action::DeletePlaceholderNic { .. }))
+        ));
     }
 
     #[test]

@@ -90,6 +90,11 @@ pub struct VmFacts {
     /// delete ([`super::nic_swap`]).
     #[serde(default)]
     pub nic_swap: bool,
+    /// Azure refused the placeholder or the swap for good: the VM is
+    /// deleted with its own NICs (the hold is waited out), the placeholder
+    /// (if any) is still deleted.
+    #[serde(default)]
+    pub nic_swap_refused: bool,
 }
 
 /// The ADE extension resource found on a VM by publisher and type.

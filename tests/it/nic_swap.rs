@@ -147,6 +147,48 @@ async fn when_azure_reserves_the_swapped_nics_anyway_the_recreate_waits_the_hold
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_placeholder_means_no_swap_not_a_parked_vm() {
+    // An Azure Policy that denies the placeholder NIC (any NIC with a
+    // dynamic private IP in the group): the run goes on without the swap
+    // and waits out the hold.
+    let rig = new_rig(false).await;
+    let vm = rig.emu.add_vm(windows("swapdeny", 1));
+    let before = source_digests(&rig.emu, &vm);
+    let original_nics = nics_of(&rig, &vm);
+    let nics_before = all_nics(&rig);
+    let scope = format!(
+        "/subscriptions/{}/resourceGroups/{}",
+        vm.subscription(),
+        vm.resource_group()
+    );
+    rig.emu.add_policy_deny(
+        &scope,
+        "deny-dynamic-nics",
+        "/properties/ipConfigurations/0/properties/privateIPAllocationMethod",
+        Value::String("Dynamic".into()),
+    );
+    let out = rig
+        .run_with(std::slice::from_ref(&vm), &["--nic-swap"], &[])
+        .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_migrated(&rig.emu, &vm, &before);
+    assert_eq!(nics_of(&rig, &vm), original_nics);
+    assert_eq!(all_nics(&rig), nics_before, "no placeholder exists");
+    let refused_puts = rig
+        .emu
+        .requests()
+        .iter()
+        .filter(|r| r.method == "PUT" && r.path.contains("networkInterfaces") && r.status == 403)
+        .count();
+    assert_eq!(refused_puts, 1, "the placeholder was asked for once");
+    assert!(refused_creates(&rig, &vm) > 0, "the hold was waited out");
+    let rec = ade2eah::journal::Journal::open_to_read(rig.state_dir())
+        .and_then(|j| j.get(&vm))
+        .unwrap();
+    assert!(rec.facts.as_ref().unwrap().nic_swap_refused);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_after_the_swap_resumes_and_a_rollback_puts_the_original_nics_back() {
     // Crash right after the swap, resume: the run finishes with the
     // original NICs and no placeholder.

@@ -128,6 +128,7 @@ fn rebuild_skips_ade_and_copy_steps_and_creates_empty_disks() {
         target_encryption: Default::default(),
         guest_check: false,
         nic_swap: false,
+        nic_swap_refused: false,
         rebuild: None,
     };
     let b = empty_disk(&rec.disks[0], &facts, "r");
