@@ -154,6 +154,18 @@ fn sas_lifetime(size: u64, min: Duration) -> Duration {
         .min(Duration::from_secs(5_184_000))
 }
 
+/// The result of a `--nic-swap` call: a terminal refusal is not a failure
+/// of the step but the end of the swap for this VM ([`nic_swap::give_up`]):
+/// the swap is an optimisation, and a refusal must not keep a VM (maybe
+/// already deallocated) down.
+fn swap_or_give_up(rec: &mut VmRecord, r: CloudResult<()>) -> CloudResult<Value> {
+    match r {
+        Ok(()) => Ok(json!({})),
+        Err(e) if !e.is_transient() => Ok(nic_swap::give_up(rec, &e.message)),
+        Err(e) => Err(e),
+    }
+}
+
 /// PUTs the `--nic-swap` placeholder `nic` in the subnet of the VM's
 /// primary NIC (read as Azure has it now).
 async fn create_placeholder(engine: &Engine, rec: &VmRecord, nic: &ResourceId) -> CloudResult<()> {
@@ -267,22 +279,13 @@ pub async fn perform(engine: &Engine, rec: &mut VmRecord, action: &Action) -> Cl
                 .map(|_| json!({}))
         }
         Action::CreatePlaceholderNic { nic } => {
-            match create_placeholder(engine, rec, nic).await {
-                Ok(()) => Ok(json!({})),
-                // The swap is an optimisation: without a placeholder the
-                // migration goes on as it would have.
-                Err(e) if !e.is_transient() => Ok(nic_swap::give_up(rec, &e.message)),
-                Err(e) => Err(e),
-            }
+            let r = create_placeholder(engine, rec, nic).await;
+            swap_or_give_up(rec, r)
         }
-        // A refusal must not keep a deallocated VM down: without the swap
-        // the migration goes on as it would have.
-        Action::SwapNics { nic } => match cloud.patch_vm(&rec.id, &nic_swap::swap_patch(nic)).await
-        {
-            Ok(()) => Ok(json!({})),
-            Err(e) if !e.is_transient() => Ok(nic_swap::give_up(rec, &e.message)),
-            Err(e) => Err(e),
-        },
+        Action::SwapNics { nic } => {
+            let r = cloud.patch_vm(&rec.id, &nic_swap::swap_patch(nic)).await;
+            swap_or_give_up(rec, r)
+        }
         Action::DeletePlaceholderNic { nic } => cloud.delete_nic(nic).await.map(|_| json!({})),
         Action::CreateTargetDisk { source, target } => {
             let plan = rec

@@ -175,6 +175,15 @@ impl EngineOptions {
             break_lease: false,
         }
     }
+
+    /// [`EngineOptions::new`] with what `cloud`'s transfer options set for
+    /// the engine (`--sas-hours`).
+    pub fn for_cloud(poll_interval: Duration, cloud: &arm::ArmCloud) -> Self {
+        EngineOptions {
+            sas_duration: cloud.copy_options().sas_min,
+            ..EngineOptions::new(poll_interval)
+        }
+    }
 }
 
 /// Receives progress as the engine works (terminal bars, or nothing).

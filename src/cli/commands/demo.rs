@@ -54,8 +54,7 @@ pub async fn demo(a: DemoSettings) -> Result<Exit, CliError> {
     let records: Vec<VmRecord> = discovered.into_iter().map(|(r, _)| r).collect();
     let (journal, entries) = new.begin(&meta, &records)?;
     let bars: Arc<dyn Progress> = Arc::new(Bars::new());
-    let mut opts = EngineOptions::new(poll);
-    opts.sas_duration = cloud.copy_options().sas_min;
+    let opts = EngineOptions::for_cloud(poll, &cloud);
     let engine = Engine::new(
         Arc::new(cloud),
         journal.clone(),

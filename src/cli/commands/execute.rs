@@ -31,8 +31,12 @@ pub struct Drive {
 }
 
 impl Drive {
-    fn engine_options(&self, journal: &Journal) -> Result<EngineOptions, CliError> {
-        let mut opts = EngineOptions::new(self.poll);
+    fn engine_options(
+        &self,
+        journal: &Journal,
+        cloud: &ArmCloud,
+    ) -> Result<EngineOptions, CliError> {
+        let mut opts = EngineOptions::for_cloud(self.poll, cloud);
         opts.max_parallel = self.max_parallel;
         opts.lease_ttl = journal.lease_meta()?.ttl();
         opts.break_lease = self.break_lease;
@@ -62,8 +66,7 @@ pub async fn drive_entries(
     entries: Vec<VmEntry>,
     drive: &Drive,
 ) -> Result<Vec<VmEntry>, CliError> {
-    let mut opts = drive.engine_options(&journal)?;
-    opts.sas_duration = cloud.copy_options().sas_min;
+    let opts = drive.engine_options(&journal, &cloud)?;
     let live = Live::start(journal.dir(), progress_for(drive.output));
     let engine = Engine::new(
         Arc::new(cloud),
@@ -92,10 +95,8 @@ pub async fn execute_waves(
     drive: Drive,
 ) -> Result<Exit, CliError> {
     let dir: &Path = journal.dir();
-    let mut opts = EngineOptions::new(drive.poll);
-    opts.lease_ttl = journal.lease_meta()?.ttl();
-    opts.break_lease = drive.break_lease;
-    opts.sas_duration = cloud.copy_options().sas_min;
+    // (`max_parallel` is the wave's, set per wave.)
+    let opts = drive.engine_options(&journal, &cloud)?;
     let cloud: Arc<ArmCloud> = Arc::new(cloud);
     let live = Live::start(dir, progress_for(drive.output));
     let run = WaveRun {
