@@ -196,6 +196,7 @@ pub trait Cloud: Send + Sync {
         dst: &SasUrl,
         full: bool,
         must: &[(u64, u64)],
+        spot_checks: usize,
         seed: u64,
     ) -> CloudResult<Vec<(u64, u64)>>;
     /// Compares `dst` with `src` over `calls` (`crate::copy::verify_calls`).

@@ -390,7 +390,8 @@ pub enum TransferArg {
 pub enum VerifyArg {
     /// Every allocated range.
     Full,
-    /// Allocation maps, offline ranges, footer, 32 spot checks.
+    /// Allocation maps, offline ranges, footer, 32 spot checks (run online
+    /// after the last pre-copy round when the upload grant reads).
     Sample,
     /// No read-back.
     None,

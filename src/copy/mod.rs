@@ -395,19 +395,20 @@ pub struct VerifyReport {
 
 /// Calls (4 MiB each) of the seeded spot check in sample mode, on top of the
 /// ranges that must be compared: a fixed count, so sample verification costs
-/// the same downtime whatever the disk size.
+/// the same whatever the disk size.
 pub const SAMPLE_CALLS: usize = 32;
 
 /// The calls a verification makes: every allocated range of either blob
 /// when `full`; otherwise every range where the allocation maps differ,
 /// every range in `must` (what the offline round wrote), the footer, and
-/// [`SAMPLE_CALLS`] more calls chosen by `seed`. Sorted by offset.
+/// `spot_checks` (at most) more calls chosen by `seed`. Sorted by offset.
 pub async fn verify_plan(
     storage: &StorageClient,
     src: &SasUrl,
     dst: &SasUrl,
     full: bool,
     must: &[(u64, u64)],
+    spot_checks: usize,
     seed: u64,
 ) -> Result<Vec<(u64, u64)>, CopyError> {
     let len = storage.properties(src).await?.content_length;
@@ -443,7 +444,7 @@ pub async fn verify_plan(
             .chain([(len - PAGE, len)])
             .collect(),
     );
-    let rate = SAMPLE_CALLS.min(all.len());
+    let rate = spot_checks.min(all.len());
     let mut x = seed | 1;
     let sampled = all.iter().copied().filter(|_| {
         x ^= x << 13;

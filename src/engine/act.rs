@@ -10,12 +10,13 @@ use serde_json::{Value, json};
 
 use super::Engine;
 use crate::cloud::{Access, CloudError, CloudResult, Retry};
+use crate::copy::SAMPLE_CALLS;
 use crate::failpoint;
 use crate::model::{ResourceId, SasUrl};
 use crate::step::nic_swap;
 use crate::step::rebuild::{self, MigrationPath};
 use crate::step::{
-    Action, CreatedKind, DiskRole, Phase, Round, Span, Step, VerifyMode, VmRecord, body,
+    Action, CreatedKind, DiskRole, Phase, Round, Span, SpotCheck, Step, VerifyMode, VmRecord, body,
 };
 
 /// Updates the record *before* the intent is journaled, so that resources
@@ -479,12 +480,69 @@ async fn copy_rounds(engine: &Engine, rec: &mut VmRecord, offline: bool) -> Clou
     let results =
         futures::future::join_all(todo.iter().map(|&i| copy_one(engine, &shared, i, offline)))
             .await;
+    // An online round leaves each disk's grants open: when it was the last
+    // one (the stop rule, asked now that every disk's round is journaled),
+    // each target is spot-checked against the round's snapshot through
+    // them while the VM still runs; then they are revoked, all at once.
+    let last = !offline
+        && results.iter().all(Result::is_ok)
+        && with_rec(&shared, |r| r.copy_policy.verify == VerifyMode::Sample)
+        && !with_rec(&shared, |r| crate::step::precopy::another_round(r));
+    let closed =
+        futures::future::join_all(results.iter().filter_map(|r| r.as_ref().ok()).filter_map(
+            |(_, held)| {
+                held.as_ref()
+                    .map(|h| close_online(engine, &shared, h, last))
+            },
+        ))
+        .await;
     *rec = shared.into_inner().unwrap_or_else(|p| p.into_inner());
     let mut moved = 0;
     for r in results {
-        moved += r?;
+        moved += r?.0;
+    }
+    for c in closed {
+        c?;
     }
     Ok(json!({"offline": offline, "disks": todo.len(), "bytes": moved}))
+}
+
+/// What an online round of one disk leaves open for [`close_online`].
+struct HeldRound {
+    i: usize,
+    plan: crate::step::DiskPlan,
+    round: Round,
+    src: SasUrl,
+    dst: SasUrl,
+    snapshot_grants: Vec<ResourceId>,
+    dur: Duration,
+}
+
+/// Ends an online round of one disk: its spot check when `last`, then the
+/// revoke of both snapshot grants, at once; the target stays open for
+/// writing (an Upload disk is written until it is sealed) and the next
+/// round grants it again.
+async fn close_online(
+    engine: &Engine,
+    shared: &Mutex<VmRecord>,
+    h: &HeldRound,
+    last: bool,
+) -> CloudResult<()> {
+    if last {
+        spot_check(
+            engine,
+            shared,
+            h.i,
+            (&h.plan, &h.round),
+            (&h.src, &h.dst),
+            h.dur,
+        )
+        .await;
+    }
+    let t = clock();
+    revoke_all(engine, shared, &h.snapshot_grants).await?;
+    span(shared, Phase::Revoke, t, h.round.number, false, 0);
+    Ok(())
 }
 
 fn with_rec<T>(shared: &Mutex<VmRecord>, f: impl FnOnce(&mut VmRecord) -> T) -> T {
@@ -557,7 +615,7 @@ async fn copy_one(
     shared: &Mutex<VmRecord>,
     i: usize,
     offline: bool,
-) -> CloudResult<u64> {
+) -> CloudResult<(u64, Option<HeldRound>)> {
     let cloud = engine.cloud();
     let started = clock();
     let (plan, round, previous, location, verify) = with_rec(shared, |r| {
@@ -567,7 +625,16 @@ async fn copy_one(
             .last()
             .cloned()
             .expect("prepare_round opened a round");
-        let previous = d.last_copied_round().map(|p| p.snapshot.clone());
+        // The round this one's delta is taken against: the last copied
+        // round before it (an offline round resumed after its copy finished
+        // still lists against the last online round, so its verification
+        // still reads back everything it wrote).
+        let previous = d
+            .rounds
+            .iter()
+            .rev()
+            .find(|r| r.copied && r.number != round.number)
+            .map(|p| p.snapshot.clone());
         (
             d,
             round,
@@ -595,7 +662,7 @@ async fn copy_one(
             r.disks[i].copied = true;
             r.sas_closed(&plan.target);
         });
-        return Ok(0);
+        return Ok((0, None));
     }
     // The round is measured (for the stop rule) only when it runs in one go.
     let mut measured = round.done_upto == 0;
@@ -635,7 +702,7 @@ async fn copy_one(
     // A grant that expires mid-round (a slow copy) is renewed and the round
     // goes on from its last checkpoint; that is not a failure of the step.
     let mut attempt = 0;
-    let (figures, src, prev, copy_started) = loop {
+    let (figures, src, prev, dst, copy_started) = loop {
         let skip_below = with_rec(shared, |r| {
             r.disks[i].rounds.last().map_or(0, |l| l.done_upto)
         });
@@ -701,7 +768,7 @@ async fn copy_one(
                 )
                 .await?;
             failpoint::hit("copy:after-copy");
-            Ok::<_, CloudError>((figures, src, prev, t_copy))
+            Ok::<_, CloudError>((figures, src, prev, dst, t_copy))
         }
         .await;
         match result {
@@ -748,15 +815,76 @@ async fn copy_one(
         engine.journal_write(r, "round-copied", detail)
     })?;
     if !offline {
-        // Both snapshot grants end with the online round, at once; the
-        // target stays open for writing (an Upload disk is written until it
-        // is sealed) and the next round grants it again.
-        let t = clock();
-        revoke_all(engine, shared, &snapshot_grants).await?;
-        span(shared, Phase::Revoke, t, round.number, offline, 0);
-        return Ok(figures.bytes_copied);
+        // The target now holds exactly this round's snapshot; the caller
+        // spot-checks it if this was the last online round, and revokes.
+        let held = HeldRound {
+            i,
+            plan,
+            round,
+            src,
+            dst,
+            snapshot_grants,
+            dur,
+        };
+        return Ok((figures.bytes_copied, Some(held)));
     }
-    // Offline: seal, then verify this disk at once (while other disks may
+    // A disk whose spot check found a difference is compared in full.
+    let verify = plan.verify_mode(verify);
+    // Offline, when the last online round passed its spot check and is the
+    // one this delta was taken against: compare what this round wrote
+    // through the write grant, then seal the target and revoke the
+    // snapshot grants all at once. The verification runs while other disks
+    // may still copy.
+    let checked_against = plan
+        .rounds
+        .iter()
+        .rev()
+        .find(|r| !r.offline && r.copied)
+        .filter(|r| r.spot_check == SpotCheck::Passed && previous.as_ref() == Some(&r.snapshot));
+    if let (VerifyMode::Sample, Some(_), Some(p)) = (verify, checked_against, prev.as_ref()) {
+        let t = clock();
+        let before = async {
+            let must = cloud.changed_ranges(&src, p).await?;
+            compare(
+                engine,
+                (&round.snapshot, src.clone()),
+                (&plan.target, dst.clone(), Access::Write),
+                (VerifyMode::Sample, 0),
+                &must,
+                seed_of(&plan.source),
+                dur,
+            )
+            .await
+        }
+        .await;
+        match before {
+            Ok(fig) => {
+                span(shared, Phase::VerifyCopy, t, round.number, offline, 0);
+                let t = clock();
+                let (sealed, revoked) = futures::join!(
+                    seal(engine, &plan.target),
+                    revoke_all(engine, shared, &snapshot_grants)
+                );
+                span(shared, Phase::Revoke, t, round.number, offline, 0);
+                sealed?;
+                with_rec(shared, |r| {
+                    r.disks[i].copied = true;
+                    r.sas_closed(&plan.target);
+                });
+                judge(engine, shared, i, &fig)?;
+                revoked?;
+                return Ok((figures.bytes_copied, None));
+            }
+            Err(e) if is_permission_mismatch(&e) => {
+                tracing::info!(disk = %plan.source.name(), "the upload grant does not read; verifying after the seal");
+            }
+            Err(e) => {
+                let _ = revoke_all(engine, shared, &snapshot_grants).await;
+                return Err(e);
+            }
+        }
+    }
+    // Otherwise seal, then verify this disk at once (while other disks may
     // still copy), then revoke everything it holds in one go.
     let mut opened = snapshot_grants.clone();
     let tail = async {
@@ -769,20 +897,8 @@ async fn copy_one(
         };
         // The seal (a revoke, which validates the VHD footer) overlaps the
         // listing of the ranges the verification must compare.
-        let (sealed, must) = futures::join!(cloud.revoke_access(&plan.target), must);
-        sealed.map_err(|e| CloudError {
-            retry: if e.code.as_deref() == Some("InvalidVhd") {
-                Retry::Terminal
-            } else {
-                e.retry
-            },
-            message: format!(
-                "sealing target disk {} failed after the copy: {}",
-                plan.target.name(),
-                e.message
-            ),
-            ..e
-        })?;
+        let (sealed, must) = futures::join!(seal(engine, &plan.target), must);
+        sealed?;
         span(shared, Phase::Revoke, t, round.number, offline, 0);
         with_rec(shared, |r| r.disks[i].copied = true);
         let must = must?;
@@ -802,8 +918,8 @@ async fn copy_one(
         let fig = compare(
             engine,
             (&round.snapshot, src.clone()),
-            (&plan.target, b),
-            verify,
+            (&plan.target, b, Access::Read),
+            (verify, SAMPLE_CALLS),
             &must,
             seed_of(&plan.source),
             dur,
@@ -824,7 +940,90 @@ async fn copy_one(
         Some(fig) => judge(engine, shared, i, &fig)?,
     }
     revoked?;
-    Ok(figures.bytes_copied)
+    Ok((figures.bytes_copied, None))
+}
+
+/// Seals an upload target (its revoke, which validates the VHD footer); an
+/// invalid footer is terminal (the copy is wrong, not the platform).
+async fn seal(engine: &Engine, target: &ResourceId) -> CloudResult<()> {
+    engine
+        .cloud()
+        .revoke_access(target)
+        .await
+        .map_err(|e| CloudError {
+            retry: if e.code.as_deref() == Some("InvalidVhd") {
+                Retry::Terminal
+            } else {
+                e.retry
+            },
+            message: format!(
+                "sealing target disk {} failed after the copy: {}",
+                target.name(),
+                e.message
+            ),
+            ..e
+        })
+}
+
+/// Storage refused a read through a grant that does not allow it (an
+/// upload grant that only writes, should Azure's do so).
+fn is_permission_mismatch(e: &CloudError) -> bool {
+    e.code.as_deref() == Some("AuthorizationPermissionMismatch")
+}
+
+/// The online spot check of disk `i` after round `round` copied `src`
+/// (its snapshot's read grant) into `dst` (the target's write grant):
+/// [`crate::copy::SAMPLE_CALLS`] seeded calls, the allocation maps and the
+/// footer, recorded on the round ([`SpotCheck`]). It never fails the
+/// round: the copy is done, and a check that could not run leaves the
+/// offline round's verification as it was.
+async fn spot_check(
+    engine: &Engine,
+    shared: &Mutex<VmRecord>,
+    i: usize,
+    (plan, round): (&crate::step::DiskPlan, &Round),
+    (src, dst): (&SasUrl, &SasUrl),
+    dur: Duration,
+) {
+    let t = clock();
+    let result = compare(
+        engine,
+        (&round.snapshot, src.clone()),
+        (&plan.target, dst.clone(), Access::Write),
+        (VerifyMode::Sample, SAMPLE_CALLS),
+        &[],
+        seed_of(&plan.source) ^ u64::from(round.number),
+        dur,
+    )
+    .await;
+    span(shared, Phase::VerifyCopy, t, round.number, false, 0);
+    let outcome = match &result {
+        Ok(f) if f.mismatches.is_empty() => SpotCheck::Passed,
+        Ok(_) => SpotCheck::Mismatch,
+        Err(e) => {
+            tracing::info!(disk = %plan.source.name(), round = round.number, error = %e.message, "spot check not run");
+            return;
+        }
+    };
+    let _ = with_rec(shared, |r| {
+        if let Some(last) = r.disks[i].rounds.last_mut() {
+            last.spot_check = outcome;
+        }
+        let f = result.as_ref().ok();
+        let detail = json!({
+            "disk": plan.source,
+            "round": round.number,
+            "compared_bytes": f.map_or(0, |f| f.compared_bytes),
+            "mismatches": f.map_or(0, |f| f.mismatches.len()),
+        });
+        let what = if outcome == SpotCheck::Passed {
+            "spot-checked"
+        } else {
+            tracing::warn!(disk = %plan.source.name(), round = round.number, "the spot check found ranges that differ; the final copy will be compared in full");
+            "spot-check-mismatch"
+        };
+        engine.journal_write(r, what, detail)
+    });
 }
 
 /// Records a verification's verdict on disk `i`: verified, or (a mismatch)
@@ -855,28 +1054,33 @@ fn judge(
     })
 }
 
-/// Compares the sealed `target` with `snapshot` (read grants given) over
-/// the verification plan, batch by batch, renewing both grants if they
+/// Compares `target` (its grant given, of `Access`) with `snapshot` (a
+/// read grant given) over the verification plan of `(mode, spot_checks)`,
+/// batch by batch, renewing both grants with the same access if they
 /// expire (a slow read-back must not fail verification).
 async fn compare(
     engine: &Engine,
     snapshot: (&ResourceId, SasUrl),
-    target: (&ResourceId, SasUrl),
-    mode: VerifyMode,
+    target: (&ResourceId, SasUrl, Access),
+    (mode, spot_checks): (VerifyMode, usize),
     must: &[(u64, u64)],
     seed: u64,
     dur: Duration,
 ) -> CloudResult<crate::engine::VerifyFigures> {
     let cloud = engine.cloud();
-    let ((snap_id, mut a), (target_id, mut b)) = (snapshot, target);
+    let ((snap_id, mut a), (target_id, mut b, access)) = (snapshot, target);
     let calls = cloud
-        .verify_plan(&a, &b, mode == VerifyMode::Full, must, seed)
+        .verify_plan(&a, &b, mode == VerifyMode::Full, must, spot_checks, seed)
         .await?;
     let mut total = crate::engine::VerifyFigures::default();
     let mut at = 0;
     let mut renewals = 0;
+    // A batch that outlives its grants is read again after the renewal, in
+    // a quarter of the size: verification always progresses as long as one
+    // call fits in a grant's lifetime.
+    let mut batch_len = VERIFY_BATCH;
     while at < calls.len() {
-        let batch = &calls[at..(at + VERIFY_BATCH).min(calls.len())];
+        let batch = &calls[at..(at + batch_len).min(calls.len())];
         match cloud.verify_calls(&a, &b, batch).await {
             Ok(f) => {
                 total.compared_bytes += f.compared_bytes;
@@ -885,10 +1089,11 @@ async fn compare(
             }
             Err(e) if is_sas_expiry(&e) && renewals < SAS_RENEWALS => {
                 renewals += 1;
+                batch_len = (batch_len / 4).max(1);
                 // `join!`: neither grant is abandoned mid-operation.
                 let (na, nb) = futures::join!(
                     engine.cloud().grant_access(snap_id, Access::Read, dur),
-                    engine.cloud().grant_access(target_id, Access::Read, dur)
+                    engine.cloud().grant_access(target_id, access, dur)
                 );
                 (a, b) = (na?, nb?);
             }
@@ -929,6 +1134,7 @@ async fn verify_one(
 ) -> CloudResult<Value> {
     let cloud = engine.cloud();
     let d = with_rec(shared, |r| r.disks[i].clone());
+    let mode = d.verify_mode(mode);
     if mode == VerifyMode::None {
         with_rec(shared, |r| r.disks[i].verified = true);
         return Ok(json!({"disk": d.source, "skipped": true}));
@@ -975,8 +1181,8 @@ async fn verify_one(
         let fig = compare(
             engine,
             (&last.snapshot, a),
-            (&d.target, b),
-            mode,
+            (&d.target, b, Access::Read),
+            (mode, SAMPLE_CALLS),
             &must,
             seed_of(&d.source),
             dur,

@@ -304,10 +304,11 @@ impl Cloud for ArmCloud {
         dst: &SasUrl,
         full: bool,
         must: &[(u64, u64)],
+        spot_checks: usize,
         seed: u64,
     ) -> CloudResult<Vec<(u64, u64)>> {
         let storage = self.client.storage();
-        copy::verify_plan(&storage, src, dst, full, must, seed)
+        copy::verify_plan(&storage, src, dst, full, must, spot_checks, seed)
             .await
             .map_err(|e| to_cloud_error(e.into()))
     }

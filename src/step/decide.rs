@@ -506,14 +506,7 @@ fn pre_copy(rec: &VmRecord, obs: &Observation, vm: &VmView, run_id: &str) -> Dec
     {
         return Decision::Act(Action::CopyRound { offline: false });
     }
-    let done = rec.online_rounds_done();
-    if done >= policy.max_online_rounds {
-        return Decision::Advance;
-    }
-    if done == 0 {
-        return Decision::Act(Action::CopyRound { offline: false });
-    }
-    if super::precopy::verdict(rec).is_continue() {
+    if super::precopy::another_round(rec) {
         Decision::Act(Action::CopyRound { offline: false })
     } else {
         Decision::Advance

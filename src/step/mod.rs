@@ -31,7 +31,7 @@ pub use eligibility::{Eligibility, PlatformFacts, classify};
 pub use observe::{DecryptionState, DiskView, Observation, VmView};
 pub use record::{
     CopyPolicy, CreatedKind, CreatedResource, DiskPlan, DiskRole, HistoryEntry, Outcome, Round,
-    VerifyMode, VmFacts, VmRecord,
+    SpotCheck, VerifyMode, VmFacts, VmRecord,
 };
 pub use rollback::{RollbackPolicy, RollbackState, RollbackStep};
 pub use summary::{DiskSummary, HistoryTail, RecordSummary, VmEntry};

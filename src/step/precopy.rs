@@ -143,6 +143,15 @@ pub fn predict(d: &DiskPlan, verify: VerifyMode) -> Option<DiskPrediction> {
     })
 }
 
+/// Whether another online round follows the finished ones: the first one
+/// always (unless the cap is 0), later ones as [`verdict`] says. The engine
+/// asks it right after a round to know whether that round was the last
+/// (its spot check); `decide` asks it before opening the next.
+pub fn another_round(rec: &VmRecord) -> bool {
+    let done = rec.online_rounds_done();
+    done < rec.copy_policy.max_online_rounds && (done == 0 || verdict(rec).is_continue())
+}
+
 /// The stop rule after at least one finished online round of every disk
 /// (the caller handles the open round and the first one).
 pub fn verdict(rec: &VmRecord) -> PreCopyVerdict {

@@ -160,6 +160,21 @@ impl DiskPlan {
         self.rounds.last().filter(|r| !r.copied)
     }
 
+    /// How this disk's final copy is verified under the run's `policy`:
+    /// in full when an online spot check found a difference ([`SpotCheck`]).
+    pub fn verify_mode(&self, policy: VerifyMode) -> VerifyMode {
+        if policy == VerifyMode::Sample
+            && self
+                .rounds
+                .iter()
+                .any(|r| r.spot_check == SpotCheck::Mismatch)
+        {
+            VerifyMode::Full
+        } else {
+            policy
+        }
+    }
+
     /// Online rounds finished.
     pub fn online_rounds_done(&self) -> usize {
         self.rounds
@@ -207,6 +222,31 @@ pub struct Round {
     /// Write calls the copy made (ranges split at 4 MiB).
     #[serde(default)]
     pub calls: u64,
+    /// The spot check of the last online round: the target compared with
+    /// this round's snapshot right after the round, while the VM still ran.
+    #[serde(default)]
+    pub spot_check: SpotCheck,
+}
+
+/// Outcome of an online round's spot check ([`Round::spot_check`]).
+///
+/// Contract: the offline round verifies a disk before sealing it, over
+/// only what it wrote (plus the allocation maps and the footer), when the
+/// disk's last online round `Passed` and is the round its delta was taken
+/// against; after `Mismatch` the disk's sealed target is compared in full;
+/// otherwise the sample verification runs after the seal as before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SpotCheck {
+    /// Not run (not the last online round, verification off, a write
+    /// grant that cannot read, an error, or a journal from before spot
+    /// checks).
+    #[default]
+    NotRun,
+    /// Every compared range matched.
+    Passed,
+    /// Some range differed.
+    Mismatch,
 }
 
 impl Round {
@@ -224,6 +264,7 @@ impl Round {
             copy_started_at: 0.0,
             copy_ended_at: 0.0,
             calls: 0,
+            spot_check: SpotCheck::NotRun,
         }
     }
 
@@ -244,7 +285,9 @@ pub enum VerifyMode {
     /// Read back and compare every allocated range of both.
     Full,
     /// Compare the allocation maps, every range the offline round wrote, the
-    /// footer, and a fixed number of seeded spot checks.
+    /// footer, and a fixed number of seeded spot checks; the spot checks run
+    /// online, against the last online round's snapshot, and the offline
+    /// part before the seal, when the upload grant reads ([`SpotCheck`]).
     #[default]
     Sample,
     /// Skip content comparison (the footer is still checked at seal).

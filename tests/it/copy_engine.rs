@@ -398,24 +398,8 @@ async fn status_during_a_run_shows_each_disk_with_bytes_rate_and_eta() {
     assert_no_secrets(rig.state_dir(), &[&out]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_offline_window_grants_each_disk_at_once_and_records_its_sub_phases() {
-    let rig = Rig::new().await;
-    let vm = rig.emu.add_vm(windows("window", 1));
-    let before = source_digests(&rig.emu, &vm);
-    // Grants that outlive the run: at 5000x, 6 h of SAS is 4.3 s of wall
-    // time, which a loaded machine can overrun, and a renewal grants again
-    // (counted below). 30 days is 8.6 minutes of wall time.
-    let out = rig
-        .run_with(std::slice::from_ref(&vm), &["--sas-hours", "720"], &[])
-        .await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert_migrated(&rig.emu, &vm, &before);
-    // Between the deallocate and the VM delete, per disk: the round's three
-    // grants (final snapshot, last online snapshot, target) and one read
-    // grant on the sealed target; the verification reuses the round's two
-    // snapshot grants (before: 3 grants for the round, 3 for the
-    // verification).
+/// Grants between the VM's deallocate and its delete (the offline window).
+fn offline_grants(rig: &Rig, vm: &ResourceId) -> usize {
     let reqs = rig.emu.requests();
     let vm_path = vm.as_str().to_ascii_lowercase();
     let from = reqs
@@ -430,14 +414,52 @@ async fn the_offline_window_grants_each_disk_at_once_and_records_its_sub_phases(
         .iter()
         .position(|r| r.method == "DELETE" && r.path.eq_ignore_ascii_case(vm.as_str()))
         .expect("deleted");
-    let grants = reqs[from..to]
+    reqs[from..to]
         .iter()
         .filter(|r| r.path.ends_with("/beginGetAccess") && r.status < 300)
-        .count();
-    assert_eq!(grants, 2 * 4, "two disks, four grants each");
+        .count()
+}
+
+/// Journal history events of `vm` named `event`.
+fn events(rig: &Rig, vm: &ResourceId, event: &str) -> usize {
+    let rec = ade2eah::journal::Journal::open_to_read(rig.state_dir())
+        .and_then(|j| j.get(vm))
+        .expect("journal readable");
+    rec.history.iter().filter(|h| h.event == event).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_offline_window_grants_each_disk_at_once_and_records_its_sub_phases() {
+    let rig = Rig::new().await;
+    let vm = rig.emu.add_vm(windows("window", 1));
+    let before = source_digests(&rig.emu, &vm);
+    // Grants that outlive the run: at 5000x, 6 h of SAS is 4.3 s of wall
+    // time, which a loaded machine can overrun, and a renewal grants again
+    // (counted below). 30 days is 8.6 minutes of wall time.
+    let out = rig
+        .run_with(std::slice::from_ref(&vm), &["--sas-hours", "720"], &[])
+        .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_migrated(&rig.emu, &vm, &before);
+    // Between the deallocate and the VM delete, per disk: the round's three
+    // grants (final snapshot, last online snapshot, target) and nothing
+    // else: each online round was spot-checked while the VM ran, so the
+    // offline round compares what it wrote through those same grants
+    // before the seal (before: a fourth, a read grant on the sealed target).
+    assert_eq!(
+        offline_grants(&rig, &vm),
+        2 * 3,
+        "two disks, three grants each"
+    );
+    assert!(
+        events(&rig, &vm, "spot-checked") >= 2,
+        "every disk's online rounds were spot-checked"
+    );
+    assert_eq!(events(&rig, &vm, "spot-check-mismatch"), 0);
     let rec = ade2eah::journal::Journal::open_to_read(rig.state_dir())
         .and_then(|j| j.get(&vm))
         .expect("journal readable");
+    assert!(rec.disks.iter().all(|d| d.verified && d.copied));
     let spans = serde_json::to_value(&rec.spans).unwrap();
     let spans = spans.as_array().cloned().unwrap_or_default();
     for phase in ["round-snapshot", "grant", "copy", "verify-copy", "revoke"] {
@@ -449,10 +471,166 @@ async fn the_offline_window_grants_each_disk_at_once_and_records_its_sub_phases(
         );
     }
     assert!(
+        spans
+            .iter()
+            .any(|s| s["phase"] == "verify-copy" && s["offline"] == false),
+        "an online spot check span"
+    );
+    assert!(
         spans.iter().any(|s| s["phase"] == "copy"
             && s["offline"] == false
             && s["bytes"].as_u64() > Some(0)),
         "online copies carry their bytes"
     );
     assert!(rig.emu.active_sas().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_grant_that_cannot_read_falls_back_to_verifying_after_the_seal() {
+    // The pessimistic reading of facts §3.4: the upload SAS writes and lists
+    // but does not read data. Spot checks cannot run; the offline round
+    // seals first, then compares through a read grant on the sealed target.
+    let rig = Rig::with_config(EmulatorConfig {
+        time_scale: TIME_SCALE,
+        storage: StorageConfig {
+            write_grant_reads_data: false,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let vm = rig.emu.add_vm(windows("noread", 1));
+    let before = source_digests(&rig.emu, &vm);
+    let out = rig
+        .run_with(std::slice::from_ref(&vm), &["--sas-hours", "720"], &[])
+        .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_migrated(&rig.emu, &vm, &before);
+    assert_eq!(events(&rig, &vm, "spot-checked"), 0);
+    assert_eq!(
+        offline_grants(&rig, &vm),
+        2 * 4,
+        "two disks: the round's three grants and a read grant on the sealed target"
+    );
+    let rec = ade2eah::journal::Journal::open_to_read(rig.state_dir())
+        .and_then(|j| j.get(&vm))
+        .expect("journal readable");
+    assert!(rec.disks.iter().all(|d| d.verified && d.copied));
+    assert!(rig.emu.active_sas().is_empty());
+}
+
+/// A one-disk VM (1 GiB, a quarter allocated) run until `failpoint`
+/// kills the run, then 64 MiB of its target flipped: allocated bytes that
+/// now differ, and pages the source never wrote that the target now holds
+/// (so the allocation maps differ, which every check compares).
+async fn crash_then_damage_target(
+    rig: &Rig,
+    name: &str,
+    args: &[&str],
+    failpoint: &str,
+) -> (ResourceId, Vec<(ResourceId, String)>, ResourceId) {
+    let mut spec = windows(name, 0);
+    spec.os_disk.size_gib = 1;
+    spec.os_disk.allocated_fraction = 0.25;
+    let vm = rig.emu.add_vm(spec);
+    let before = source_digests(&rig.emu, &vm);
+    let crashed = run_with(
+        rig,
+        std::slice::from_ref(&vm),
+        args,
+        &[("ADE2EAH_FAILPOINTS", failpoint)],
+    )
+    .await;
+    assert_ne!(crashed.status.code(), Some(0), "{}", text(&crashed));
+    let status = rig.status().await;
+    let target =
+        ResourceId::parse(status["vms"][0]["disks"][0]["target"].as_str().unwrap()).unwrap();
+    assert!(
+        rig.emu.corrupt_disk(&target, 8 << 20, 64 << 20),
+        "target exists"
+    );
+    (vm, before, target)
+}
+
+/// The resume parks the VM on the verification, before anything is
+/// deleted; the next resume copies again and migrates it.
+async fn parks_on_verification_then_recovers(
+    rig: &Rig,
+    vm: &ResourceId,
+    before: &[(ResourceId, String)],
+    between: impl FnOnce(),
+) {
+    let parked = rig.resume(&[]).await;
+    assert_eq!(parked.status.code(), Some(1), "{}", text(&parked));
+    let status = rig.status().await;
+    let v = &status["vms"][0];
+    assert_eq!(v["outcome"], "parked");
+    assert!(
+        v["reason"].as_str().unwrap().contains("verification found"),
+        "{v:#}"
+    );
+    assert!(
+        rig.emu.vm_get(vm).is_some(),
+        "the source VM was not deleted"
+    );
+    for (orig, digest) in before {
+        assert_eq!(
+            rig.emu.disk_digest(orig).as_deref(),
+            Some(digest.as_str()),
+            "original disk untouched"
+        );
+    }
+    between();
+    let fixed = rig.resume(&[]).await;
+    assert_eq!(fixed.status.code(), Some(0), "{}", text(&fixed));
+    assert_migrated(&rig.emu, vm, before);
+    assert!(rig.emu.active_sas().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spot_check_that_finds_a_difference_makes_the_final_verification_full() {
+    let rig = Rig::new().await;
+    // Stop after the (only) online round copied, before its spot check.
+    let (vm, before, _) =
+        crash_then_damage_target(&rig, "spotbad", &["--sas-hours", "720"], "copy:after-copy").await;
+    parks_on_verification_then_recovers(&rig, &vm, &before, || {
+        assert!(
+            events(&rig, &vm, "spot-check-mismatch") >= 1,
+            "the online spot check saw it"
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damage_after_a_passed_spot_check_is_caught_by_the_check_before_the_seal() {
+    let rig = Rig::new().await;
+    // Stop right after the (only) online round's spot check passed.
+    let (vm, before, target) = crash_then_damage_target(
+        &rig,
+        "spotlate",
+        &["--sas-hours", "720", "--precopy-rounds", "1"],
+        "after-journal:spot-checked:pre-copy",
+    )
+    .await;
+    assert_eq!(events(&rig, &vm, "spot-checked"), 1);
+    parks_on_verification_then_recovers(&rig, &vm, &before, || {
+        // It was the check before the seal: once deallocated, the target
+        // was granted once (to write), never read through a grant of its own.
+        let reqs = rig.emu.requests();
+        let from = reqs
+            .iter()
+            .position(|r| r.path.ends_with("/deallocate"))
+            .expect("deallocated");
+        let target_grants = reqs[from..]
+            .iter()
+            .filter(|r| {
+                r.path
+                    .eq_ignore_ascii_case(&format!("{}/beginGetAccess", target.as_str()))
+                    && r.status < 300
+            })
+            .count();
+        assert_eq!(target_grants, 1);
+    })
+    .await;
 }

@@ -849,7 +849,7 @@ async fn storage_conformance_relay_copy_round() {
         if let Some(at) = first_difference(&source, &target) {
             eprintln!("{}: target differs from source at byte {at}", b.name);
         }
-        let plan = verify_plan(s, &src.ro, &dst.ro, true, &[], 0)
+        let plan = verify_plan(s, &src.ro, &dst.ro, true, &[], 0, 0)
             .await
             .unwrap();
         let report = verify_calls(s, &src.ro, &dst.ro, &plan, &opts)

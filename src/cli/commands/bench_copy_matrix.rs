@@ -206,7 +206,7 @@ fn figures(rec: &VmRecord, downtime: f64, baseline: f64, scale: f64, cap: f64) -
         "downtime_vs_bound": downtime / bound,
         "online_rounds": online_rounds(rec),
         "offline_delta_bytes": delta,
-        "rounds": rec.disks.iter().map(|d| d.rounds.iter().map(|r| json!({"n": r.number, "offline": r.offline, "bytes": r.bytes, "calls": r.calls})).collect::<Vec<Value>>()).collect::<Vec<Vec<Value>>>(),
+        "rounds": rec.disks.iter().map(|d| d.rounds.iter().map(|r| json!({"n": r.number, "offline": r.offline, "bytes": r.bytes, "calls": r.calls, "spot_check": r.spot_check})).collect::<Vec<Value>>()).collect::<Vec<Vec<Value>>>(),
         "breakdown_secs": parts,
         "data_part_secs": data,
         "fixed_part_secs": fixed,

@@ -82,6 +82,14 @@ pub struct StorageConfig {
     /// For benchmarks of a slower path, such as the 4 MiB/s per-disk cap
     /// of issue 15's small-disk setup; Azure's own figures are facts §9.
     pub upload_cap_bytes_per_sec: Option<f64>,
+    /// Whether an upload disk's Write grant also reads the blob's data
+    /// (`GET`), as it reads its properties and page ranges (default true).
+    /// Facts §3.4: AzCopy reads the target's size through the upload SAS,
+    /// and a blob SAS that reads properties carries `r`, which covers Get
+    /// Blob too [INFERRED]; `false` models the pessimistic reading, under
+    /// which the engine's verification before the seal falls back to the
+    /// read grant after it.
+    pub write_grant_reads_data: bool,
 }
 
 impl Default for StorageConfig {
@@ -91,6 +99,7 @@ impl Default for StorageConfig {
             server_busy_rate: 0.0,
             seed: 1,
             upload_cap_bytes_per_sec: None,
+            write_grant_reads_data: true,
         }
     }
 }
@@ -141,7 +150,7 @@ mod store;
 mod vhd;
 
 pub(crate) use crc64::crc64;
-pub(crate) use sas::AccessError;
+pub(crate) use sas::{AccessError, Need};
 pub use store::BlobStore;
 #[cfg(test)]
 pub(crate) use store::upload_bandwidth;

@@ -157,7 +157,7 @@ mod tests {
 
     use crate::emulator::blob::sas::AccessError;
     use crate::emulator::blob::test_util::*;
-    use crate::emulator::blob::{BlobStore, DiffError, MIB, SasAccess, StorageConfig};
+    use crate::emulator::blob::{BlobStore, DiffError, MIB, Need, SasAccess, StorageConfig};
     use crate::emulator::clock::SimClock;
 
     #[test]
@@ -268,22 +268,23 @@ mod tests {
         let parsed = url::Url::parse(&url).unwrap();
         let q: HashMap<String, String> = parsed.query_pairs().into_owned().collect();
         let segs: Vec<&str> = parsed.path_segments().unwrap().collect();
-        let auth = |write: bool| {
+        let auth = |need: Need| {
             s.authorize(
                 segs[0],
                 segs[1],
                 segs[2],
                 q.get("sig").map(|x| x.as_str()),
                 q.get("si").map(|x| x.as_str()),
-                write,
+                need,
             )
         };
-        assert_eq!(auth(false), Ok(id.clone()));
-        assert_eq!(auth(true), Err(AccessError::PermissionMismatch));
+        assert_eq!(auth(Need::Meta), Ok(id.clone()));
+        assert_eq!(auth(Need::Data), Ok(id.clone()));
+        assert_eq!(auth(Need::Write), Err(AccessError::PermissionMismatch));
         assert!(s.has_active_grant(&id));
         assert_eq!(s.active_grants().len(), 1);
         assert!(matches!(
-            s.authorize(segs[0], segs[1], segs[2], Some("bogus"), None, false),
+            s.authorize(segs[0], segs[1], segs[2], Some("bogus"), None, Need::Meta),
             Err(AccessError::AuthFailed(_))
         ));
         assert_eq!(
@@ -293,13 +294,13 @@ mod tests {
                 segs[2],
                 q.get("sig").map(|x| x.as_str()),
                 None,
-                false
+                Need::Meta
             ),
             Err(AccessError::NotFound)
         );
         // 100 simulated seconds = 10 real seconds at scale 10.
         tokio::time::advance(std::time::Duration::from_secs(11)).await;
-        assert!(matches!(auth(false), Err(AccessError::AuthFailed(_))));
+        assert!(matches!(auth(Need::Meta), Err(AccessError::AuthFailed(_))));
         assert!(!s.has_active_grant(&id));
         assert!(s.active_grants().is_empty());
         // Revocation.
@@ -316,7 +317,7 @@ mod tests {
                 segs[2],
                 wq.get("sig").map(|x| x.as_str()),
                 None,
-                true
+                Need::Write
             ),
             Ok(id.clone())
         );
@@ -327,7 +328,20 @@ mod tests {
                 segs[2],
                 wq.get("sig").map(|x| x.as_str()),
                 None,
-                false
+                Need::Meta
+            ),
+            Ok(id.clone())
+        );
+        // An upload grant reads its blob's data too (the default reading of
+        // facts §3.4; `write_grant_reads_data = false` is the other).
+        assert_eq!(
+            s.authorize(
+                segs[0],
+                segs[1],
+                segs[2],
+                wq.get("sig").map(|x| x.as_str()),
+                None,
+                Need::Data
             ),
             Ok(id.clone())
         );
@@ -339,7 +353,7 @@ mod tests {
                 segs[2],
                 wq.get("sig").map(|x| x.as_str()),
                 None,
-                true
+                Need::Write
             ),
             Err(AccessError::AuthFailed(_))
         ));

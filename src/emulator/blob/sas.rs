@@ -122,8 +122,11 @@ impl BlobStore {
     }
 
     /// Checks a SAS (`sig`, `si` from the query) for blob `account` at
-    /// `/{account}/{container}/{name}`. A write grant also allows reads of
-    /// its own blob (AzCopy reads properties and page ranges of the target).
+    /// `/{account}/{container}/{name}` and what the request does with it. A
+    /// write grant also reads the properties and page ranges of its own
+    /// blob (AzCopy reads them on the target); its data ([`Need::Data`], Get
+    /// Blob or a copy source) only while
+    /// [`super::StorageConfig::write_grant_reads_data`] holds.
     pub(crate) fn authorize(
         &self,
         account: &str,
@@ -131,7 +134,7 @@ impl BlobStore {
         name: &str,
         sig: Option<&str>,
         si: Option<&str>,
-        write: bool,
+        need: Need,
     ) -> Result<BlobId, AccessError> {
         let id = BlobId(account.to_string());
         let inner = self.lock();
@@ -162,9 +165,25 @@ impl BlobStore {
                 self.http_date(now)
             )));
         }
-        if write && g.access != SasAccess::Write {
+        let allowed = match (need, g.access) {
+            (Need::Write, a) => a == SasAccess::Write,
+            (Need::Meta, _) | (Need::Data, SasAccess::Read) => true,
+            (Need::Data, SasAccess::Write) => self.config().write_grant_reads_data,
+        };
+        if !allowed {
             return Err(AccessError::PermissionMismatch);
         }
         Ok(id)
     }
+}
+
+/// What a request does with the blob it names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Need {
+    /// Properties or page ranges.
+    Meta,
+    /// Its bytes.
+    Data,
+    /// Writes.
+    Write,
 }

@@ -38,7 +38,7 @@ use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::Response;
 use base64::prelude::*;
 
-use super::blob::{AccessError, BlobId, BlobProps, BlobStore, DiffError, PAGE, crc64};
+use super::blob::{AccessError, BlobId, BlobProps, BlobStore, DiffError, Need, PAGE, crc64};
 
 /// Response extension naming an injected fault (for the request log).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,7 +131,7 @@ async fn route(
     };
     let q = query_map(parts.uri.query());
     let comp = q.get("comp").map(|c| c.to_ascii_lowercase());
-    let auth = |write: bool| {
+    let auth = |need: Need| {
         ctx.store
             .authorize(
                 &account,
@@ -139,19 +139,19 @@ async fn route(
                 &blob,
                 q.get("sig").map(String::as_str),
                 q.get("si").map(String::as_str),
-                write,
+                need,
             )
             .map_err(SErr::access)
     };
     match (&parts.method, comp.as_deref()) {
-        (&Method::HEAD, None) => get_properties(ctx, auth(false)?),
-        (&Method::GET, None) => get_blob(ctx, &parts.headers, auth(false)?).await,
+        (&Method::HEAD, None) => get_properties(ctx, auth(Need::Meta)?),
+        (&Method::GET, None) => get_blob(ctx, &parts.headers, auth(Need::Data)?).await,
         (&Method::GET, Some("pagelist")) => {
-            let id = auth(false)?;
+            let id = auth(Need::Meta)?;
             get_page_ranges(ctx, &parts.headers, &q, id)
         }
         (&Method::PUT, Some("page")) => {
-            let id = auth(true)?;
+            let id = auth(Need::Write)?;
             if parts.headers.contains_key("x-ms-copy-source") {
                 put_page_from_url(ctx, &parts.headers, body, id).await
             } else {
@@ -297,7 +297,7 @@ fn get_page_ranges(
             if v < "2019-07-07" {
                 return Err(SErr::bad_header("x-ms-version", v));
             }
-            match authorize_url(&ctx.store, u, false) {
+            match authorize_url(&ctx.store, u, Need::Meta) {
                 Ok(p) => Some(p),
                 Err(None) => return Err(SErr::bad_header("x-ms-previous-snapshot-url", u)),
                 Err(Some(AccessError::NotFound)) => {
@@ -560,7 +560,7 @@ async fn put_page_from_url(
         return Err(SErr::bad_header("Content-Length", &bytes.len().to_string()));
     }
     let src_url = hdr(h, "x-ms-copy-source").unwrap_or_default();
-    let src = match authorize_url(&ctx.store, src_url, false) {
+    let src = match authorize_url(&ctx.store, src_url, Need::Data) {
         Ok(s) => s,
         Err(None) => return Err(SErr::bad_header("x-ms-copy-source", src_url)),
         Err(Some(e)) => return Err(SErr::copy_source_access(e)),

@@ -285,22 +285,19 @@ pub(super) fn parse_sas_url(u: &str) -> Option<(String, String, String, HashMap<
     Some((a, c, b, query_map(url.query())))
 }
 
+/// Checks the SAS of a URL another request names (a copy source, whose
+/// data is read, or a previous snapshot, whose page ranges are).
 pub(super) fn authorize_url(
     store: &BlobStore,
     u: &str,
-    write: bool,
+    need: Need,
 ) -> Result<BlobId, Option<AccessError>> {
     let (a, c, b, q) = parse_sas_url(u).ok_or(None)?;
-    store
-        .authorize(
-            &a,
-            &c,
-            &b,
-            q.get("sig").map(String::as_str),
-            q.get("si").map(String::as_str),
-            write,
-        )
-        .map_err(Some)
+    let (sig, si) = (
+        q.get("sig").map(String::as_str),
+        q.get("si").map(String::as_str),
+    );
+    store.authorize(&a, &c, &b, sig, si, need).map_err(Some)
 }
 
 /// `If-Match`, `If-None-Match`, sequence-number conditions and leases on writes.
