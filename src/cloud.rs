@@ -62,7 +62,7 @@ pub enum Access {
 }
 
 /// Figures from one disk copy.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CopyFigures {
     /// Bytes moved.
     pub bytes_copied: u64,
@@ -74,6 +74,10 @@ pub struct CopyFigures {
     pub work_bytes: u64,
     /// Write calls made (ranges, split at 4 MiB).
     pub calls: u64,
+    /// The round's work list, merged: for a delta round, every range its
+    /// source changed since the previous snapshot (written or cleared),
+    /// resumed parts included; what a verification must read back.
+    pub work: Vec<(u64, u64)>,
 }
 
 /// What a verification compared and found.

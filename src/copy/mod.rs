@@ -101,7 +101,7 @@ impl CopyOptions {
 }
 
 /// Figures of one copy.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CopyStats {
     /// Bytes written into the target.
     pub bytes_copied: u64,
@@ -113,6 +113,9 @@ pub struct CopyStats {
     pub calls: u64,
     /// Bytes of the round's whole work list (what a run without resume moves).
     pub work_bytes: u64,
+    /// The whole work list, merged (a delta round: the source's changed
+    /// ranges, written or cleared).
+    pub work: Vec<(u64, u64)>,
 }
 
 /// Why a copy stopped.
@@ -307,6 +310,7 @@ pub async fn copy_round(
         blob_size: source_len,
         calls: count.into_inner(),
         work_bytes,
+        work,
     })
 }
 

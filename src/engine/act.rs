@@ -841,21 +841,23 @@ async fn copy_one(
         .rev()
         .find(|r| !r.offline && r.copied)
         .filter(|r| r.spot_check == SpotCheck::Passed && previous.as_ref() == Some(&r.snapshot));
-    if let (VerifyMode::Sample, Some(_), Some(p)) = (verify, checked_against, prev.as_ref()) {
+    // What the verification must read back: every range the delta round
+    // changed (its own work list, so the listing is not made twice).
+    let must: &[(u64, u64)] = match (&prev, verify) {
+        (Some(_), VerifyMode::Sample) => &figures.work,
+        _ => &[],
+    };
+    if let (VerifyMode::Sample, Some(_), Some(_)) = (verify, checked_against, prev.as_ref()) {
         let t = clock();
-        let before = async {
-            let must = cloud.changed_ranges(&src, p).await?;
-            compare(
-                engine,
-                (&round.snapshot, src.clone()),
-                (&plan.target, dst.clone(), Access::Write),
-                (VerifyMode::Sample, 0),
-                &must,
-                seed_of(&plan.source),
-                dur,
-            )
-            .await
-        }
+        let before = compare(
+            engine,
+            (&round.snapshot, src.clone()),
+            (&plan.target, dst.clone(), Access::Write),
+            (VerifyMode::Sample, 0),
+            must,
+            seed_of(&plan.source),
+            dur,
+        )
         .await;
         match before {
             Ok(fig) => {
@@ -889,19 +891,9 @@ async fn copy_one(
     let mut opened = snapshot_grants.clone();
     let tail = async {
         let t = clock();
-        let must = async {
-            match (&prev, verify) {
-                (Some(p), VerifyMode::Sample) => cloud.changed_ranges(&src, p).await,
-                _ => Ok(Vec::new()),
-            }
-        };
-        // The seal (a revoke, which validates the VHD footer) overlaps the
-        // listing of the ranges the verification must compare.
-        let (sealed, must) = futures::join!(seal(engine, &plan.target), must);
-        sealed?;
+        seal(engine, &plan.target).await?;
         span(shared, Phase::Revoke, t, round.number, offline, 0);
         with_rec(shared, |r| r.disks[i].copied = true);
-        let must = must?;
         if verify == VerifyMode::None {
             return Ok(None);
         }
@@ -920,7 +912,7 @@ async fn copy_one(
             (&round.snapshot, src.clone()),
             (&plan.target, b, Access::Read),
             (verify, SAMPLE_CALLS),
-            &must,
+            must,
             seed_of(&plan.source),
             dur,
         )

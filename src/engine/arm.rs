@@ -284,6 +284,7 @@ impl Cloud for ArmCloud {
             blob_size: stats.blob_size,
             work_bytes: stats.work_bytes,
             calls: stats.calls,
+            work: stats.work,
         })
     }
 

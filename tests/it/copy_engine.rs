@@ -420,11 +420,16 @@ fn offline_grants(rig: &Rig, vm: &ResourceId) -> usize {
         .count()
 }
 
+/// The journaled record of `vm`.
+fn journaled(rig: &Rig, vm: &ResourceId) -> ade2eah::step::VmRecord {
+    ade2eah::journal::Journal::open_to_read(rig.state_dir())
+        .and_then(|j| j.get(vm))
+        .expect("journal readable")
+}
+
 /// Journal history events of `vm` named `event`.
 fn events(rig: &Rig, vm: &ResourceId, event: &str) -> usize {
-    let rec = ade2eah::journal::Journal::open_to_read(rig.state_dir())
-        .and_then(|j| j.get(vm))
-        .expect("journal readable");
+    let rec = journaled(rig, vm);
     rec.history.iter().filter(|h| h.event == event).count()
 }
 
@@ -456,9 +461,7 @@ async fn the_offline_window_grants_each_disk_at_once_and_records_its_sub_phases(
         "every disk's online rounds were spot-checked"
     );
     assert_eq!(events(&rig, &vm, "spot-check-mismatch"), 0);
-    let rec = ade2eah::journal::Journal::open_to_read(rig.state_dir())
-        .and_then(|j| j.get(&vm))
-        .expect("journal readable");
+    let rec = journaled(&rig, &vm);
     assert!(rec.disks.iter().all(|d| d.verified && d.copied));
     let spans = serde_json::to_value(&rec.spans).unwrap();
     let spans = spans.as_array().cloned().unwrap_or_default();
@@ -512,9 +515,7 @@ async fn an_upload_grant_that_cannot_read_falls_back_to_verifying_after_the_seal
         2 * 4,
         "two disks: the round's three grants and a read grant on the sealed target"
     );
-    let rec = ade2eah::journal::Journal::open_to_read(rig.state_dir())
-        .and_then(|j| j.get(&vm))
-        .expect("journal readable");
+    let rec = journaled(&rig, &vm);
     assert!(rec.disks.iter().all(|d| d.verified && d.copied));
     assert!(rig.emu.active_sas().is_empty());
 }

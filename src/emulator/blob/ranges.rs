@@ -310,51 +310,24 @@ mod tests {
             .query_pairs()
             .into_owned()
             .collect();
-        assert_eq!(
+        let wauth = |need: Need| {
             s.authorize(
                 segs[0],
                 segs[1],
                 segs[2],
                 wq.get("sig").map(|x| x.as_str()),
                 None,
-                Need::Write
-            ),
-            Ok(id.clone())
-        );
-        assert_eq!(
-            s.authorize(
-                segs[0],
-                segs[1],
-                segs[2],
-                wq.get("sig").map(|x| x.as_str()),
-                None,
-                Need::Meta
-            ),
-            Ok(id.clone())
-        );
+                need,
+            )
+        };
+        assert_eq!(wauth(Need::Write), Ok(id.clone()));
+        assert_eq!(wauth(Need::Meta), Ok(id.clone()));
         // An upload grant reads its blob's data too (the default reading of
         // facts §3.4; `write_grant_reads_data = false` is the other).
-        assert_eq!(
-            s.authorize(
-                segs[0],
-                segs[1],
-                segs[2],
-                wq.get("sig").map(|x| x.as_str()),
-                None,
-                Need::Data
-            ),
-            Ok(id.clone())
-        );
+        assert_eq!(wauth(Need::Data), Ok(id.clone()));
         s.revoke_all(&id);
         assert!(matches!(
-            s.authorize(
-                segs[0],
-                segs[1],
-                segs[2],
-                wq.get("sig").map(|x| x.as_str()),
-                None,
-                Need::Write
-            ),
+            wauth(Need::Write),
             Err(AccessError::AuthFailed(_))
         ));
         assert!(!s.has_active_grant(&id));
