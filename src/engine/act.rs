@@ -625,16 +625,7 @@ async fn copy_one(
             .last()
             .cloned()
             .expect("prepare_round opened a round");
-        // The round this one's delta is taken against: the last copied
-        // round before it (an offline round resumed after its copy finished
-        // still lists against the last online round, so its verification
-        // still reads back everything it wrote).
-        let previous = d
-            .rounds
-            .iter()
-            .rev()
-            .find(|r| r.copied && r.number != round.number)
-            .map(|p| p.snapshot.clone());
+        let previous = d.delta_base(round.number).map(|p| p.snapshot.clone());
         (
             d,
             round,
@@ -1137,13 +1128,7 @@ async fn verify_one(
             d.source.name()
         )));
     };
-    let prev = d
-        .rounds
-        .iter()
-        .rev()
-        .nth(1)
-        .filter(|r| r.copied)
-        .map(|r| r.snapshot.clone());
+    let prev = d.delta_base(last.number).map(|r| r.snapshot.clone());
     let dur = sas_lifetime(d.source_size_bytes, engine.opts().sas_duration);
     let opened: Vec<ResourceId> = [
         Some(last.snapshot.clone()),

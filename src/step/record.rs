@@ -150,9 +150,15 @@ pub struct DiskPlan {
 }
 
 impl DiskPlan {
-    /// The last round whose copy finished, if any.
-    pub fn last_copied_round(&self) -> Option<&Round> {
-        self.rounds.iter().rev().find(|r| r.copied)
+    /// The round round `number`'s delta is taken against: the last
+    /// finished round other than it (an offline round resumed after its
+    /// copy finished still has the last online round as its base, so its
+    /// verification reads back everything it wrote).
+    pub fn delta_base(&self, number: u32) -> Option<&Round> {
+        self.rounds
+            .iter()
+            .rev()
+            .find(|r| r.copied && r.number != number)
     }
 
     /// The round in progress (created, not finished), if any.

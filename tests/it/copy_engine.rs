@@ -433,19 +433,25 @@ fn events(rig: &Rig, vm: &ResourceId, event: &str) -> usize {
     rec.history.iter().filter(|h| h.event == event).count()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_offline_window_grants_each_disk_at_once_and_records_its_sub_phases() {
-    let rig = Rig::new().await;
-    let vm = rig.emu.add_vm(windows("window", 1));
+/// Migrates a new Windows VM `name` (OS + one data disk) byte-exact, with
+/// grants that outlive the run: at 5000x, 6 h of SAS is 4.3 s of wall time,
+/// which a loaded machine can overrun, and a renewal grants again (grants
+/// are counted). 30 days is 8.6 minutes of wall time.
+async fn migrate_with_long_grants(rig: &Rig, name: &str) -> ResourceId {
+    let vm = rig.emu.add_vm(windows(name, 1));
     let before = source_digests(&rig.emu, &vm);
-    // Grants that outlive the run: at 5000x, 6 h of SAS is 4.3 s of wall
-    // time, which a loaded machine can overrun, and a renewal grants again
-    // (counted below). 30 days is 8.6 minutes of wall time.
     let out = rig
         .run_with(std::slice::from_ref(&vm), &["--sas-hours", "720"], &[])
         .await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_migrated(&rig.emu, &vm, &before);
+    vm
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_offline_window_grants_each_disk_at_once_and_records_its_sub_phases() {
+    let rig = Rig::new().await;
+    let vm = migrate_with_long_grants(&rig, "window").await;
     // Between the deallocate and the VM delete, per disk: the round's three
     // grants (final snapshot, last online snapshot, target) and nothing
     // else: each online round was spot-checked while the VM ran, so the
@@ -502,13 +508,7 @@ async fn an_upload_grant_that_cannot_read_falls_back_to_verifying_after_the_seal
         ..Default::default()
     })
     .await;
-    let vm = rig.emu.add_vm(windows("noread", 1));
-    let before = source_digests(&rig.emu, &vm);
-    let out = rig
-        .run_with(std::slice::from_ref(&vm), &["--sas-hours", "720"], &[])
-        .await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert_migrated(&rig.emu, &vm, &before);
+    let vm = migrate_with_long_grants(&rig, "noread").await;
     assert_eq!(events(&rig, &vm, "spot-checked"), 0);
     assert_eq!(
         offline_grants(&rig, &vm),
