@@ -326,10 +326,18 @@ async fn sas_failures() {
         (r.status().as_u16(), code(&r)),
         (403, "AuthenticationFailed".into())
     );
-    // Expired: 10 simulated seconds = 10 ms real at scale 1000.
-    let short = srv.store.grant(&id, SasAccess::Read, 10.0).unwrap();
+    // Expired: 2,000 simulated seconds = 2 s real at scale 1000, so the
+    // first request (one loopback HEAD) lands inside the lifetime even on a
+    // loaded machine (it used to be 10 ms, which a busy 2-core box missed);
+    // the second is sent once the store's own clock is past the expiry.
+    let lifetime = 2_000.0;
+    let short = srv.store.grant(&id, SasAccess::Read, lifetime).unwrap();
+    // (Read after the grant: its expiry is at most this plus the lifetime.)
+    let granted_at = srv.store.clock().now();
     assert_eq!(srv.client.head(&short).send().await.unwrap().status(), 200);
-    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    while srv.store.clock().now() <= granted_at + lifetime {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     let r = srv.client.head(&short).send().await.unwrap();
     assert_eq!(
         (r.status().as_u16(), code(&r)),
